@@ -1,0 +1,32 @@
+# eventstore: PGXS build.  The version comes from eventstore.control.
+
+EXTENSION  = eventstore
+EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+
+MODULE_big = eventstore
+OBJS = \
+	src/append.o \
+	src/eventstore.o \
+	src/read.o
+
+DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+# pg_regress and pg_isolation_regress each run on a temporary instance of
+# their own with the extension preloaded (test/eventstore.conf).
+REGRESS = append append_events read_stream errors roles
+REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.conf
+
+ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream
+ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/eventstore.conf
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(OBJS): src/eventstore.h

@@ -1,0 +1,633 @@
+/*-------------------------------------------------------------------------
+ *
+ * append.c
+ *	  The append path, start to end: argument checks, the per-stream
+ *	  advisory lock, the expected-version check and the insertion of events.
+ *
+ * An append runs in the caller's transaction:
+ *
+ *	1. validate every argument (and, for a batch, every element) before
+ *	   anything is locked or written;
+ *	2. take a transaction-scoped advisory lock keyed by a 64-bit hash of the
+ *	   stream id, in a key space of our own (ES_ADVISORY_LOCK_CLASS), so
+ *	   appends to one stream serialise and appends to others never wait;
+ *	3. read the stream's head version through the unique
+ *	   (stream_id, stream_version) index with SnapshotSelf: it sees the
+ *	   latest committed state (the previous lock holder has committed or
+ *	   aborted before we got the lock) and this transaction's own earlier
+ *	   appends, even those of the current command;
+ *	4. compare with expected_version, raising ST001 on a mismatch;
+ *	5. insert each event with ExecSimpleRelationInsert(): heap insert, index
+ *	   entries and user triggers, without planner or SPI overhead.  Each
+ *	   event draws its global position from a sequence.
+ *
+ * The unique index is the last line of defence: even a writer that bypassed
+ * the lock could not create two events with one version.
+ *
+ * src/append.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "eventstore.h"
+
+/* One event to append, as taken from the arguments or from a batch element. */
+typedef struct EsEventInput
+{
+	text	   *event_type;
+	Datum		data;			/* jsonb */
+	Datum		metadata;		/* jsonb object; valid if has_metadata */
+	bool		has_metadata;
+	pg_uuid_t	event_id;		/* valid if has_event_id, else generated */
+	bool		has_event_id;
+} EsEventInput;
+
+/* State of one append call between es_append_begin() and es_append_end(). */
+typedef struct EsAppend
+{
+	text	   *stream_id;
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	Oid			position_seq;
+	TimestampTz created_at;
+	int64		next_version;
+	int64		last_version;
+	int64		last_position;	/* 0 until an event is inserted */
+} EsAppend;
+
+/* Context for errors raised while reading a batch element. */
+typedef struct EsElementContext
+{
+	uint32		index;
+} EsElementContext;
+
+static void es_check_event_type(const char *type, Size len);
+static void es_check_event_size(Size data_size, Size metadata_size);
+static void es_check_expected_version(bool has_expected, int64 expected);
+static void es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev);
+static void es_element_error_callback(void *arg);
+static void es_lock_stream(text *stream_id);
+static void es_append_begin(EsAppend *ap, text *stream_id,
+							bool has_expected, int64 expected);
+static void es_append_event(EsAppend *ap, const EsEventInput *ev);
+static void es_append_end(EsAppend *ap);
+static Datum es_append_result(FunctionCallInfo fcinfo, EsAppend *ap);
+static void es_generate_uuid(pg_uuid_t *uuid);
+
+/*
+ * eventstore.append(stream_id, event_type, data, metadata, expected_version,
+ *					 event_id) returns eventstore.append_result
+ */
+PG_FUNCTION_INFO_V1(eventstore_append);
+Datum
+eventstore_append(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	EsEventInput ev;
+	bool		has_expected = !PG_ARGISNULL(4);
+	int64		expected = has_expected ? PG_GETARG_INT64(4) : 0;
+	Size		metadata_size = 0;
+	EsAppend	ap;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event_type must not be NULL")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("data must not be NULL"),
+				 errhint("Use the JSON value 'null' for an event without data.")));
+
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+
+	ev.event_type = PG_GETARG_TEXT_PP(1);
+	es_check_event_type(VARDATA_ANY(ev.event_type),
+						VARSIZE_ANY_EXHDR(ev.event_type));
+
+	ev.data = PG_GETARG_DATUM(2);
+
+	ev.has_metadata = false;
+	if (!PG_ARGISNULL(3))
+	{
+		Jsonb	   *metadata = PG_GETARG_JSONB_P(3);
+
+		/* The JSON value null means "no metadata", as SQL NULL does. */
+		if (JB_ROOT_IS_SCALAR(metadata))
+		{
+			JsonbValue	scalar;
+
+			if (!JsonbExtractScalar(&metadata->root, &scalar) ||
+				scalar.type != jbvNull)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("metadata must be a JSON object")));
+		}
+		else if (!JB_ROOT_IS_OBJECT(metadata))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata must be a JSON object")));
+		else
+		{
+			ev.metadata = JsonbPGetDatum(metadata);
+			ev.has_metadata = true;
+			metadata_size = VARSIZE(metadata) - VARHDRSZ;
+		}
+	}
+
+	es_check_event_size(toast_raw_datum_size(ev.data) - VARHDRSZ, metadata_size);
+	es_check_expected_version(has_expected, expected);
+
+	ev.has_event_id = !PG_ARGISNULL(5);
+	if (ev.has_event_id)
+		ev.event_id = *PG_GETARG_UUID_P(5);
+
+	es_append_begin(&ap, stream_id, has_expected, expected);
+	es_append_event(&ap, &ev);
+	es_append_end(&ap);
+
+	return es_append_result(fcinfo, &ap);
+}
+
+/*
+ * eventstore.append_events(stream_id, events jsonb, expected_version)
+ *	  returns eventstore.append_result
+ *
+ * The batch is read twice: once to validate every element before the stream
+ * is locked, once to insert.  Each pass works in a memory context reset per
+ * element, so memory stays bounded by the size of the input.
+ */
+PG_FUNCTION_INFO_V1(eventstore_append_events);
+Datum
+eventstore_append_events(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	Jsonb	   *events;
+	uint32		nevents;
+	bool		has_expected = !PG_ARGISNULL(2);
+	int64		expected = has_expected ? PG_GETARG_INT64(2) : 0;
+	MemoryContext element_cxt;
+	MemoryContext oldcxt;
+	EsElementContext ectx;
+	ErrorContextCallback errcallback;
+	EsAppend	ap;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("events must not be NULL")));
+
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	es_check_expected_version(has_expected, expected);
+
+	events = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must be a JSON array"),
+				 errhint("Pass an array of objects such as [{\"type\": \"Opened\", \"data\": {}}].")));
+	nevents = JB_ROOT_COUNT(events);
+
+	ectx.index = 0;
+	errcallback.callback = es_element_error_callback;
+	errcallback.arg = &ectx;
+	errcallback.previous = error_context_stack;
+
+	/* Pass 1: validate, before taking any lock. */
+	element_cxt = AllocSetContextCreate(CurrentMemoryContext,
+										"eventstore batch element",
+										ALLOCSET_DEFAULT_SIZES);
+	error_context_stack = &errcallback;
+	for (ectx.index = 0; ectx.index < nevents; ectx.index++)
+	{
+		EsEventInput ev;
+
+		CHECK_FOR_INTERRUPTS();
+		oldcxt = MemoryContextSwitchTo(element_cxt);
+		es_parse_element(&events->root, ectx.index, &ev);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(element_cxt);
+	}
+	error_context_stack = errcallback.previous;
+
+	/* Pass 2: lock, check the version, insert. */
+	es_append_begin(&ap, stream_id, has_expected, expected);
+	error_context_stack = &errcallback;
+	for (ectx.index = 0; ectx.index < nevents; ectx.index++)
+	{
+		EsEventInput ev;
+
+		CHECK_FOR_INTERRUPTS();
+		oldcxt = MemoryContextSwitchTo(element_cxt);
+		es_parse_element(&events->root, ectx.index, &ev);
+		es_append_event(&ap, &ev);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(element_cxt);
+	}
+	error_context_stack = errcallback.previous;
+	es_append_end(&ap);
+
+	MemoryContextDelete(element_cxt);
+
+	return es_append_result(fcinfo, &ap);
+}
+
+static void
+es_element_error_callback(void *arg)
+{
+	EsElementContext *ectx = (EsElementContext *) arg;
+
+	errcontext("events[%u]", ectx->index);
+}
+
+static void
+es_check_event_type(const char *type, Size len)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event type must not be empty")));
+	if (len > ES_MAX_EVENT_TYPE_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event type is too long"),
+				 errdetail("The event type has %zu bytes; the limit is %d.",
+						   len, ES_MAX_EVENT_TYPE_BYTES)));
+	(void) type;
+}
+
+static void
+es_check_event_size(Size data_size, Size metadata_size)
+{
+	if (data_size + metadata_size > (Size) es_max_event_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event is too large"),
+				 errdetail("The event's data and metadata take %zu bytes; the limit is %d.",
+						   data_size + metadata_size, es_max_event_size),
+				 errhint("The limit is set by eventstore.max_event_size.")));
+}
+
+static void
+es_check_expected_version(bool has_expected, int64 expected)
+{
+	if (has_expected && expected < -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_version must be NULL, -1, 0 or a positive version"),
+				 errdetail("The value given was " INT64_FORMAT ".", expected)));
+}
+
+/*
+ * Read element "index" of a batch: {"type": string, "data": any,
+ * "metadata": object (optional), "id": uuid string (optional)}.  Unknown keys
+ * are rejected so that a misspelt key does not silently lose data.
+ */
+static void
+es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev)
+{
+	JsonbValue *elem = getIthJsonbValueFromContainer(array, index);
+	JsonbContainer *obj;
+	JsonbValue	v;
+	int			known = 0;
+	Size		data_size;
+	Size		metadata_size = 0;
+
+	if (elem == NULL || elem->type != jbvBinary ||
+		!JsonContainerIsObject(elem->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("each element of events must be a JSON object")));
+	obj = elem->val.binary.data;
+
+	/* type */
+	if (getKeyJsonValueFromContainer(obj, "type", 4, &v) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event has no \"type\"")));
+	if (v.type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event \"type\" must be a JSON string")));
+	es_check_event_type(v.val.string.val, v.val.string.len);
+	ev->event_type = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+	known++;
+
+	/* data: any JSON value, including null, but it must be there */
+	if (getKeyJsonValueFromContainer(obj, "data", 4, &v) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event has no \"data\""),
+				 errhint("Use \"data\": null for an event without data.")));
+	{
+		Jsonb	   *data = JsonbValueToJsonb(&v);
+
+		ev->data = JsonbPGetDatum(data);
+		data_size = VARSIZE(data) - VARHDRSZ;
+	}
+	known++;
+
+	/* metadata: optional object; null means none */
+	ev->has_metadata = false;
+	if (getKeyJsonValueFromContainer(obj, "metadata", 8, &v) != NULL)
+	{
+		known++;
+		if (v.type != jbvNull)
+		{
+			Jsonb	   *metadata;
+
+			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("event \"metadata\" must be a JSON object")));
+			metadata = JsonbValueToJsonb(&v);
+			ev->metadata = JsonbPGetDatum(metadata);
+			ev->has_metadata = true;
+			metadata_size = VARSIZE(metadata) - VARHDRSZ;
+		}
+	}
+
+	/* id: optional uuid string; null means generate one */
+	ev->has_event_id = false;
+	if (getKeyJsonValueFromContainer(obj, "id", 2, &v) != NULL)
+	{
+		known++;
+		if (v.type == jbvString)
+		{
+			char	   *str = pnstrdup(v.val.string.val, v.val.string.len);
+
+			/* uuid_in reports malformed input with 22P02 */
+			ev->event_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in,
+															  CStringGetDatum(str)));
+			ev->has_event_id = true;
+		}
+		else if (v.type != jbvNull)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("event \"id\" must be a UUID string")));
+	}
+
+	if (known != (int) JsonContainerSize(obj))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event has an unknown key"),
+				 errhint("The keys of an event are \"type\", \"data\", \"metadata\" and \"id\".")));
+
+	es_check_event_size(data_size, metadata_size);
+}
+
+/*
+ * Take the transaction-scoped lock that serialises appends to one stream.
+ * Two streams whose ids hash alike merely serialise; nothing fails.
+ */
+static void
+es_lock_stream(text *stream_id)
+{
+	LOCKTAG		tag;
+	uint64		hash;
+
+	hash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(stream_id),
+							   VARSIZE_ANY_EXHDR(stream_id), 0);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (hash >> 32), (uint32) hash,
+						 ES_ADVISORY_LOCK_CLASS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * The version of the newest event of a stream visible to "snapshot", 0 when
+ * there is none: one backward step of the (stream_id, stream_version) index.
+ * Used with SnapshotSelf by appends and with the caller's MVCC snapshot by
+ * eventstore.stream_version().
+ */
+int64
+es_stream_head(Relation heap, Relation stream_index, text *stream_id,
+			   Snapshot snapshot, TupleTableSlot *slot)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	int64		version = 0;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   stream_index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+
+	scan = index_beginscan(heap, stream_index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
+		Assert(!isnull);
+	}
+	index_endscan(scan);
+	ExecClearTuple(slot);
+
+	return version;
+}
+
+static void
+es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected)
+{
+	const EsCatalog *cat;
+	RangeTblEntry *rte;
+	Relation	stream_index = NULL;
+	TupleTableSlot *scanslot;
+	int64		current;
+
+	PreventCommandIfReadOnly("eventstore append");
+	PreventCommandDuringRecovery("eventstore append");
+
+	cat = es_catalog();
+
+	es_lock_stream(stream_id);
+
+	ap->stream_id = stream_id;
+	ap->position_seq = cat->position_seq_relid;
+	ap->rel = table_open(cat->events_relid, RowExclusiveLock);
+
+	/* A minimal executor state, as logical replication's apply worker uses. */
+	ap->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(ap->rel);
+	rte->relkind = ap->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(ap->estate, list_make1(rte));
+	ap->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(ap->rri, ap->rel, 1, NULL, 0);
+	ap->estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(ap->rri, false);
+	AfterTriggerBeginQuery();
+
+	for (int i = 0; i < ap->rri->ri_NumIndices; i++)
+	{
+		if (RelationGetRelid(ap->rri->ri_IndexRelationDescs[i]) == cat->stream_index_relid)
+			stream_index = ap->rri->ri_IndexRelationDescs[i];
+	}
+	if (stream_index == NULL)
+		elog(ERROR, "index eventstore.events_stream_version_key is missing");
+
+	ap->slot = ExecInitExtraTupleSlot(ap->estate, RelationGetDescr(ap->rel),
+									  &TTSOpsVirtual);
+	scanslot = ExecInitExtraTupleSlot(ap->estate, RelationGetDescr(ap->rel),
+									  table_slot_callbacks(ap->rel));
+
+	current = es_stream_head(ap->rel, stream_index, stream_id, SnapshotSelf, scanslot);
+
+	if (has_expected &&
+		((expected == 0 && current != 0) ||
+		 (expected == -1 && current == 0) ||
+		 (expected > 0 && current != expected)))
+	{
+		char		expected_str[64];
+
+		if (expected == 0)
+			snprintf(expected_str, sizeof(expected_str), "0 (no stream)");
+		else if (expected == -1)
+			snprintf(expected_str, sizeof(expected_str), "-1 (any existing stream)");
+		else
+			snprintf(expected_str, sizeof(expected_str), INT64_FORMAT, expected);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
+				 errmsg("wrong expected version for stream \"%s\"",
+						text_to_cstring(stream_id)),
+				 errdetail("Stream \"%s\": expected version %s, actual version " INT64_FORMAT ".",
+						   text_to_cstring(stream_id), expected_str, current)));
+	}
+
+	ap->next_version = current + 1;
+	ap->last_version = current;
+	ap->last_position = 0;
+	ap->created_at = GetCurrentTransactionStartTimestamp();
+}
+
+static void
+es_append_event(EsAppend *ap, const EsEventInput *ev)
+{
+	TupleTableSlot *slot = ap->slot;
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	pg_uuid_t	generated;
+	int64		position;
+
+	ResetPerTupleExprContext(ap->estate);
+	ExecClearTuple(slot);
+
+	position = nextval_internal(ap->position_seq, false);
+
+	values[Anum_es_global_position - 1] = Int64GetDatum(position);
+	values[Anum_es_stream_version - 1] = Int64GetDatum(ap->next_version);
+	values[Anum_es_created_at - 1] = TimestampTzGetDatum(ap->created_at);
+	if (ev->has_event_id)
+		values[Anum_es_event_id - 1] = UUIDPGetDatum(&ev->event_id);
+	else
+	{
+		es_generate_uuid(&generated);
+		values[Anum_es_event_id - 1] = UUIDPGetDatum(&generated);
+	}
+	values[Anum_es_stream_id - 1] = PointerGetDatum(ap->stream_id);
+	values[Anum_es_event_type - 1] = PointerGetDatum(ev->event_type);
+	values[Anum_es_data - 1] = ev->data;
+	values[Anum_es_metadata - 1] = ev->has_metadata ? ev->metadata : (Datum) 0;
+	memset(nulls, false, Natts_es_events * sizeof(bool));
+	nulls[Anum_es_metadata - 1] = !ev->has_metadata;
+	ExecStoreVirtualTuple(slot);
+
+	ExecSimpleRelationInsert(ap->rri, ap->estate, slot);
+
+	ap->last_version = ap->next_version++;
+	ap->last_position = position;
+}
+
+static void
+es_append_end(EsAppend *ap)
+{
+	/* Fire AFTER ROW triggers users may have put on the events table. */
+	AfterTriggerEndQuery(ap->estate);
+	ExecCloseIndices(ap->rri);
+	ExecResetTupleTable(ap->estate->es_tupleTable, false);
+	FreeExecutorState(ap->estate);
+	table_close(ap->rel, NoLock);
+}
+
+/* Build the eventstore.append_result of the call. */
+static Datum
+es_append_result(FunctionCallInfo fcinfo, EsAppend *ap)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	values[0] = Int64GetDatum(ap->last_version);
+	values[1] = Int64GetDatum(ap->last_position);
+	/* an empty batch appends nothing and so has no position */
+	nulls[1] = (ap->last_position == 0);
+
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/*
+ * A version 7 UUID (RFC 9562): 48 bits of Unix time in milliseconds, then
+ * random bits.  Time-ordered ids keep any index on event_id compact.
+ */
+static void
+es_generate_uuid(pg_uuid_t *uuid)
+{
+	uint64		unix_ms;
+
+	unix_ms = (uint64) (GetCurrentTimestamp() / 1000) +
+		(uint64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+
+	for (int i = 0; i < 6; i++)
+		uuid->data[i] = (unsigned char) (unix_ms >> (40 - 8 * i));
+	if (!pg_strong_random(&uuid->data[6], UUID_LEN - 6))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 9562 variant */
+}

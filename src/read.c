@@ -1,0 +1,194 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.c
+ *	  Reading streams: eventstore.read_stream() and eventstore.stream_version().
+ *
+ * Reads are direct scans of the (stream_id, stream_version) index under the
+ * caller's snapshot, so they see exactly what a SELECT in the same statement
+ * would, including the transaction's own appends.  Rows go into the
+ * executor's tuplestore, which spills to disk past work_mem: reading a
+ * million-event stream does not hold it in memory.
+ *
+ * src/read.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
+
+#include "eventstore.h"
+
+static text *
+es_get_stream_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream_id;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	stream_id = PG_GETARG_TEXT_PP(argno);
+	es_check_stream_id(stream_id);
+	return stream_id;
+}
+
+/*
+ * Append one events-table row, in eventstore.event order, to a tuplestore.
+ * Out-of-line (TOASTed) values are fetched now: the rows may outlive the
+ * scan that found them.  Allocations go to the caller's per-row context.
+ */
+static void
+es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc, TupleTableSlot *slot)
+{
+	Datum		values[Natts_es_event_type];
+	bool		nulls[Natts_es_event_type];
+
+	slot_getallattrs(slot);
+	es_event_to_output(slot->tts_values, slot->tts_isnull, values, nulls);
+
+	for (int i = 0; i < Natts_es_event_type; i++)
+	{
+		if (!nulls[i] && TupleDescAttr(tupdesc, i)->attlen == -1 &&
+			VARATT_IS_EXTERNAL(DatumGetPointer(values[i])))
+			values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
+															  DatumGetPointer(values[i])));
+	}
+
+	tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+}
+
+/*
+ * eventstore.read_stream(stream_id, from_version, max_count, backward)
+ *	  returns setof eventstore.event
+ *
+ * Forward: versions >= from_version (NULL: from the start), ascending.
+ * Backward: versions <= from_version (NULL: from the end), descending.
+ */
+PG_FUNCTION_INFO_V1(eventstore_read_stream);
+Datum
+eventstore_read_stream(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_get_stream_id_arg(fcinfo, 0);
+	bool		has_from = !PG_ARGISNULL(1);
+	int64		from_version = has_from ? PG_GETARG_INT64(1) : 0;
+	bool		has_max = !PG_ARGISNULL(2);
+	int64		max_count = has_max ? PG_GETARG_INT64(2) : 0;
+	bool		backward = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const EsCatalog *cat;
+	Relation	heap;
+	Relation	index;
+	ScanKeyData keys[2];
+	int			nkeys = 1;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext row_cxt;
+	int64		count = 0;
+
+	if (has_from && from_version < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_version must not be negative")));
+	if (has_max && max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative")));
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	if (has_max && max_count == 0)
+		return (Datum) 0;
+	/* Nothing lies at or below version 0. */
+	if (backward && has_from && from_version == 0)
+		return (Datum) 0;
+
+	cat = es_catalog();
+	heap = table_open(cat->events_relid, AccessShareLock);
+	index = index_open(cat->stream_index_relid, AccessShareLock);
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+	if (has_from)
+	{
+		ScanKeyEntryInitialize(&keys[1], 0, 2,
+							   backward ? BTLessEqualStrategyNumber : BTGreaterEqualStrategyNumber,
+							   InvalidOid, InvalidOid,
+							   backward ? F_INT8LE : F_INT8GE,
+							   Int64GetDatum(from_version));
+		nkeys = 2;
+	}
+
+	slot = table_slot_create(heap, NULL);
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									"eventstore read_stream row",
+									ALLOCSET_SMALL_SIZES);
+
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+
+	while ((!has_max || count < max_count) &&
+		   index_getnext_slot(scan, backward ? BackwardScanDirection : ForwardScanDirection, slot))
+	{
+		MemoryContext oldcxt;
+
+		CHECK_FOR_INTERRUPTS();
+
+		oldcxt = MemoryContextSwitchTo(row_cxt);
+		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(row_cxt);
+		count++;
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(row_cxt);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+
+	return (Datum) 0;
+}
+
+/*
+ * eventstore.stream_version(stream_id) returns bigint: the version of the
+ * stream's newest event visible to the caller, 0 when it has none.
+ */
+PG_FUNCTION_INFO_V1(eventstore_stream_version);
+Datum
+eventstore_stream_version(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_get_stream_id_arg(fcinfo, 0);
+	const EsCatalog *cat = es_catalog();
+	Relation	heap;
+	Relation	index;
+	TupleTableSlot *slot;
+	int64		version;
+
+	heap = table_open(cat->events_relid, AccessShareLock);
+	index = index_open(cat->stream_index_relid, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+
+	version = es_stream_head(heap, index, stream_id, GetActiveSnapshot(), slot);
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+
+	PG_RETURN_INT64(version);
+}
