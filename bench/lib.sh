@@ -1,0 +1,165 @@
+# Helpers shared by the benchmark suites (bench/suites/*.sh), sourced by
+# bench/run.sh after scripts/common.sh.  Provides: a throwaway cluster
+# (bench_cluster_start / bench_cluster_stop), psql and pgbench wrappers, a
+# quiet point between runs, statistics and the machine description.
+#
+# Globals set here: BENCH_WORK (work dir), BENCH_PORT, BENCH_DB.
+
+BENCH_DB=bench
+BENCH_PGBENCH=$PG_BINDIR/pgbench
+BENCH_PSQL=$PG_BINDIR/psql
+
+bench_log() { echo "== $*" >&2; }
+
+# bench_cluster_start: initdb a fresh cluster in a new work dir, with the
+# extension preloaded and durable settings, start it and create $BENCH_DB.
+bench_cluster_start() {
+	BENCH_WORK=$(es_workdir)
+	BENCH_PORT=$(es_free_port 55432)
+	bench_log "starting a throwaway cluster in $BENCH_WORK (port $BENCH_PORT)"
+	es_as_server_user "$PG_BINDIR/initdb" -D "$BENCH_WORK/data" -A trust -U postgres \
+		--no-instructions >"$BENCH_WORK/initdb.log" 2>&1 ||
+		{ cat "$BENCH_WORK/initdb.log" >&2; return 1; }
+	# Durable (fsync, synchronous_commit and full_page_writes on, the
+	# defaults, spelt out; BENCH_SYNCHRONOUS_COMMIT=off is for diagnosis
+	# only: it takes the commit flush out and shows CPU cost); WAL large enough that no checkpoint starts during
+	# a run: bench_quiesce checkpoints between runs instead.  Autovacuum is
+	# off so it cannot land in one contender's run and not another's;
+	# bench_quiesce vacuums between runs.
+	cat >>"$BENCH_WORK/data/postgresql.conf" <<CONF
+
+# --- bench/run.sh ---
+shared_preload_libraries = 'eventstore'
+port = $BENCH_PORT
+listen_addresses = ''
+unix_socket_directories = '$BENCH_WORK'
+shared_buffers = ${BENCH_SHARED_BUFFERS:-1GB}
+fsync = on
+synchronous_commit = ${BENCH_SYNCHRONOUS_COMMIT:-on}
+full_page_writes = on
+wal_level = replica
+max_wal_size = ${BENCH_MAX_WAL_SIZE:-16GB}
+min_wal_size = 1GB
+checkpoint_timeout = 1h
+log_checkpoints = on
+autovacuum = off
+max_connections = 100
+CONF
+	es_as_server_user "$PG_BINDIR/pg_ctl" -D "$BENCH_WORK/data" -l "$BENCH_WORK/server.log" \
+		-w -t 120 start >/dev/null ||
+		{ tail -n 40 "$BENCH_WORK/server.log" >&2; return 1; }
+	bench_psql_db postgres -c "CREATE DATABASE $BENCH_DB" >/dev/null
+}
+
+bench_cluster_stop() {
+	[ -n "${BENCH_WORK:-}" ] || return 0
+	if [ -d "$BENCH_WORK/data" ]; then
+		es_as_server_user "$PG_BINDIR/pg_ctl" -D "$BENCH_WORK/data" -m fast -w stop \
+			>/dev/null 2>&1 || true
+	fi
+	if [ -n "${BENCH_KEEP:-}" ]; then
+		bench_log "kept $BENCH_WORK (BENCH_KEEP set; server stopped)"
+	else
+		rm -rf "$BENCH_WORK"
+	fi
+}
+
+# bench_psql_db DB ARGS...: psql against the bench cluster, stopping at the
+# first error.
+bench_psql_db() {
+	local db=$1
+	shift
+	"$BENCH_PSQL" -X -q -v ON_ERROR_STOP=1 -h "$BENCH_WORK" -p "$BENCH_PORT" \
+		-U postgres -d "$db" "$@"
+}
+
+# bench_psql ARGS...: psql against the bench database.
+bench_psql() { bench_psql_db "$BENCH_DB" "$@"; }
+
+# bench_value SQL: one value, unaligned.
+bench_value() { bench_psql -At -c "$1"; }
+
+# bench_quiesce: the same starting point for every run: statistics fresh,
+# visibility map set, dirty buffers written, WAL flushed by a checkpoint.
+bench_quiesce() {
+	bench_psql -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
+}
+
+# bench_pgbench LOGNAME CLIENTS SECONDS PGBENCH_ARGS...: run pgbench in
+# prepared mode against the bench database (-n: our tables are not
+# pgbench's) and print "tps transactions failed latency_ms".  The full output goes to
+# $BENCH_WORK/LOGNAME.log; a run whose clients aborted fails the benchmark.
+bench_pgbench() {
+	local name=$1 clients=$2 seconds=$3
+	shift 3
+	local jobs=${BENCH_JOBS:-2}
+	[ "$jobs" -gt "$clients" ] && jobs=$clients
+	local log=$BENCH_WORK/$name.log
+	if ! "$BENCH_PGBENCH" -n -M prepared -c "$clients" -j "$jobs" -T "$seconds" \
+		-h "$BENCH_WORK" -p "$BENCH_PORT" -U postgres "$@" "$BENCH_DB" >"$log" 2>&1; then
+		bench_log "pgbench failed ($name); its output:"
+		tail -n 30 "$log" >&2
+		return 1
+	fi
+	awk '
+		/^number of transactions actually processed:/ { tx = $6 }
+		/^number of failed transactions:/ { failed = $5 }
+		/^latency average = / { lat = $4 }
+		/^tps = / { tps = $3 }
+		END {
+			if (tps == "" || tx == "") exit 1
+			printf "%s %s %s %s\n", tps, tx, (failed == "" ? 0 : failed), (lat == "" ? "n/a" : lat)
+		}' "$log" || { bench_log "cannot parse $log"; cat "$log" >&2; return 1; }
+}
+
+# bench_median NUMBERS...: the median (mean of the middle two for an even
+# count), or empty without numbers.
+bench_median() {
+	[ $# -gt 0 ] || return 0
+	printf '%s\n' "$@" | sort -g | awk '
+		{ v[NR] = $1 }
+		END {
+			if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2]
+			else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+		}'
+}
+
+# bench_ratio A B: A/B with two decimals, "n/a" when B is missing or zero.
+bench_ratio() {
+	awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
+		if (a == "" || b == "" || b + 0 == 0) print "n/a"
+		else printf "%.2f\n", a / b
+	}'
+}
+
+# bench_fmt N: a rate rounded to a whole number, "n/a" when missing.
+bench_fmt() { awk -v n="${1:-}" 'BEGIN { if (n == "") print "n/a"; else printf "%.0f\n", n }'; }
+
+# bench_checkpoints_since LINE: number of checkpoints started by WAL volume
+# or by time (not by our CHECKPOINT) in the server log after line LINE.
+bench_checkpoints_since() {
+	tail -n +"$(($1 + 1))" "$BENCH_WORK/server.log" 2>/dev/null |
+		grep -cE 'checkpoint starting: .*(wal|time)' || true
+}
+
+bench_log_lines() { wc -l <"$BENCH_WORK/server.log"; }
+
+# bench_machine: one line describing the machine and the server settings.
+bench_machine() {
+	local mem cpu version settings load commit so
+	mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+	cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	version=$(bench_value "SHOW server_version")
+	settings=$(bench_value "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)
+		FROM pg_settings WHERE name IN ('shared_buffers', 'fsync', 'synchronous_commit',
+		'full_page_writes', 'wal_level', 'max_wal_size', 'checkpoint_timeout', 'autovacuum',
+		'wal_buffers', 'shared_preload_libraries')")
+	commit=$(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	# What the server loaded is the installed library, which need not be
+	# built from this checkout: name it by checksum and date too.
+	so=$("$PG_CONFIG" --pkglibdir)/eventstore.so
+	so="$(md5sum "$so" | cut -c1-12), installed $(date -r "$so" '+%Y-%m-%d %H:%M')"
+	echo "Machine: nproc=$(nproc), memory=$mem, CPU=${cpu:-unknown}, load average at start=$load;" \
+		"PostgreSQL $version; $settings; checkout at commit $commit, eventstore.so md5 $so."
+}

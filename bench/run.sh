@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmarks of eventstore, side by side with a plain INSERT of the same rows
+# and a PL/pgSQL store of the same semantics, on a throwaway cluster that is
+# removed at the end.  Works as root (the server runs as "postgres") and as a
+# normal user.  Uses the eventstore that is installed; it does not build.
+#
+#   bash bench/run.sh                 # every suite (now: append)
+#   bash bench/run.sh append          # named suites
+#   BENCH_QUICK=1 bash bench/run.sh   # smoke test: 3 s per run, 1 round
+#
+# Settings (environment): BENCH_DURATION (seconds per run, 15; 3 with
+# BENCH_QUICK=1), BENCH_ROUNDS (2; 1 with BENCH_QUICK=1; the median is
+# reported), BENCH_CLIENTS ("1 8"), BENCH_JOBS (2), BENCH_CONTENDERS,
+# BENCH_APPEND_WORKLOADS, BENCH_PRELOAD_EVENTS, BENCH_PLPGSQL_NOTIFY,
+# BENCH_SHARED_BUFFERS, BENCH_MAX_WAL_SIZE, BENCH_SYNCHRONOUS_COMMIT,
+# BENCH_KEEP: see bench/README.md.
+set -euo pipefail
+BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$BENCH_ROOT"
+. scripts/common.sh
+. bench/lib.sh
+
+if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
+	BENCH_DURATION=${BENCH_DURATION:-3}
+	BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+fi
+BENCH_DURATION=${BENCH_DURATION:-15}
+BENCH_ROUNDS=${BENCH_ROUNDS:-2}
+BENCH_CLIENTS=${BENCH_CLIENTS:-1 8}
+BENCH_RESULTS=$BENCH_ROOT/bench/results
+suites=${*:-append}
+
+for s in $suites; do
+	[ -f "bench/suites/$s.sh" ] || { echo "unknown suite: $s (see bench/suites/)" >&2; exit 2; }
+	# shellcheck source=/dev/null
+	. "bench/suites/$s.sh"
+done
+[ -x "$BENCH_PGBENCH" ] || { echo "pgbench not found at $BENCH_PGBENCH" >&2; exit 1; }
+[ -f "$($PG_CONFIG --pkglibdir)/eventstore.so" ] ||
+	{ echo "eventstore is not installed (run scripts/demo.sh or make install first)" >&2; exit 1; }
+
+trap bench_cluster_stop EXIT
+trap 'exit 130' INT TERM
+bench_cluster_start
+export BENCH_MACHINE  # read by the suites
+BENCH_MACHINE=$(bench_machine)
+mkdir -p "$BENCH_RESULTS"
+
+for s in $suites; do
+	"${s}_setup"
+	"${s}_run" "$BENCH_RESULTS/$s.csv"
+	"${s}_report" "$BENCH_RESULTS/$s.csv" >"$BENCH_RESULTS/$s.md"
+	{
+		echo
+		echo "Every run (raw, from $s.csv):"
+		echo
+		echo '```'
+		cat "$BENCH_RESULTS/$s.csv"
+		echo '```'
+	} >>"$BENCH_RESULTS/$s.md"
+	echo
+	"${s}_report" "$BENCH_RESULTS/$s.csv"
+	echo
+	echo "(written to bench/results/$s.md, every run in bench/results/$s.csv)"
+done
