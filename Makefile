@@ -7,7 +7,9 @@ MODULE_big = eventstore
 OBJS = \
 	src/append.o \
 	src/eventstore.o \
-	src/read.o
+	src/horizon.o \
+	src/read.o \
+	src/worker.o
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
