@@ -64,6 +64,9 @@ CREATE TRIGGER events_append_only
 CREATE TRIGGER events_no_truncate
     BEFORE TRUNCATE ON eventstore.events
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore.forbid_change();
+-- Fire even under session_replication_role = replica.
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_append_only;
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
 
 -- Appending.  Not STRICT: NULL arguments get a clear error (or mean "any
 -- version" / "no metadata" / "generate an id").

@@ -1,0 +1,149 @@
+--
+-- eventstore.read_stream() and eventstore.stream_version(): directions,
+-- bounds, limits, and what a read returns.
+--
+CREATE EXTENSION eventstore;
+
+-- Stream "r" has five events; its neighbours in index order ("q", "r-2",
+-- "R", "r ") must never leak into reads of "r".
+SELECT stream_version FROM eventstore.append_events('q', '[{"type": "q1", "data": 1}, {"type": "q2", "data": 2}]');
+SELECT stream_version FROM eventstore.append_events('r', '[
+    {"type": "e1", "data": {"n": 1}},
+    {"type": "e2", "data": {"n": 2}, "metadata": {"m": 2}},
+    {"type": "e3", "data": {"n": 3}}
+  ]');
+SELECT stream_version FROM eventstore.append('r-2', 'x1', '{}');
+SELECT stream_version FROM eventstore.append('r', 'e4', '{"n": 4}');
+SELECT stream_version FROM eventstore.append('R', 'X1', '{}');
+SELECT stream_version FROM eventstore.append('r ', 'x1', '{}');
+SELECT stream_version FROM eventstore.append('r', 'e5', '{"n": 5}', '{"m": 5}', 4);
+SELECT stream_version FROM eventstore.append('s', 's1', '{}');
+
+-- The whole stream, forward: every column of eventstore.event.
+SELECT global_position > 0 AS pos_ok, stream_id, stream_version, event_id IS NOT NULL AS has_id,
+       event_type, data, metadata, created_at IS NOT NULL AS has_created_at
+  FROM eventstore.read_stream('r');
+-- Rows are what the events table holds, and forward order is ascending
+-- position as well as ascending version.
+SELECT count(*) AS events,
+       bool_and(e.global_position = t.global_position AND e.event_id = t.event_id
+                AND e.event_type = t.event_type AND e.data = t.data
+                AND e.metadata IS NOT DISTINCT FROM t.metadata
+                AND e.created_at = t.created_at) AS same_as_table
+  FROM eventstore.read_stream('r') e
+  JOIN eventstore.events t ON t.stream_id = 'r' AND t.stream_version = e.stream_version;
+SELECT array_agg(stream_version) AS versions,
+       array_agg(global_position) = array_agg(global_position ORDER BY global_position) AS ascending_positions
+  FROM eventstore.read_stream('r');
+
+-- Forward from a version: versions >= from_version, ascending.
+SELECT stream_version, event_type FROM eventstore.read_stream('r', 3);
+SELECT stream_version, event_type FROM eventstore.read_stream('r', 5);
+-- from_version 0 and NULL: from the start.
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 0);
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', NULL);
+-- From beyond the end: empty.
+SELECT count(*) AS beyond_end FROM eventstore.read_stream('r', 6);
+SELECT count(*) AS far_beyond_end FROM eventstore.read_stream('r', 9223372036854775807);
+
+-- max_count limits, forward.
+SELECT stream_version, event_type FROM eventstore.read_stream('r', NULL, 2);
+SELECT stream_version, event_type FROM eventstore.read_stream('r', 2, 2);
+SELECT stream_version, event_type FROM eventstore.read_stream('r', 4, 10);
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 1, 5);
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', NULL, NULL);
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 1, 9223372036854775807);
+-- max_count 0: empty, in both directions.
+SELECT count(*) AS max_count_0 FROM eventstore.read_stream('r', NULL, 0);
+SELECT count(*) AS max_count_0 FROM eventstore.read_stream('r', 2, 0);
+SELECT count(*) AS max_count_0_backward FROM eventstore.read_stream('r', NULL, 0, true);
+
+-- Backward with NULL from_version: from the end, descending.
+SELECT stream_version, event_type, data, metadata FROM eventstore.read_stream('r', NULL, NULL, true);
+SELECT stream_version, event_type FROM eventstore.read_stream('r', backward => true, max_count => 2);
+-- Backward from the middle: versions <= from_version, descending.
+SELECT stream_version, event_type FROM eventstore.read_stream('r', 3, NULL, true);
+SELECT stream_version, event_type FROM eventstore.read_stream('r', 3, 2, true);
+SELECT stream_version, event_type FROM eventstore.read_stream('r', 1, NULL, true);
+-- Backward from beyond the end: from the end.
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 100, NULL, true);
+-- Backward from 0: nothing lies at or below version 0.
+SELECT count(*) AS backward_from_0 FROM eventstore.read_stream('r', 0, NULL, true);
+-- backward => false is forward.
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 2, NULL, false);
+-- Named arguments, as the contract names them.
+SELECT stream_version FROM eventstore.read_stream(stream_id => 'r', from_version => 4,
+                                                  max_count => 1, backward => true);
+-- Backward order is descending position as well.
+SELECT array_agg(global_position) = array_agg(global_position ORDER BY global_position DESC) AS descending_positions
+  FROM eventstore.read_stream('r', NULL, NULL, true);
+
+-- Paging forward and backward with max_count covers the stream exactly once.
+SELECT array_agg(v) AS forward_pages
+  FROM (SELECT p.stream_version AS v
+          FROM generate_series(1, 5, 2) AS page_start,
+               LATERAL eventstore.read_stream('r', page_start, 2) p) s;
+SELECT array_agg(v) AS backward_pages
+  FROM (SELECT p.stream_version AS v
+          FROM generate_series(5, 1, -2) AS page_start,
+               LATERAL eventstore.read_stream('r', page_start, 2, true) p) s;
+
+-- Neighbouring streams are separate.
+SELECT format('%L', stream_id) AS stream_id, stream_version, event_type FROM eventstore.read_stream('R');
+SELECT format('%L', stream_id) AS stream_id, stream_version, event_type FROM eventstore.read_stream('r ');
+SELECT format('%L', stream_id) AS stream_id, stream_version, event_type FROM eventstore.read_stream('r-2');
+SELECT format('%L', stream_id) AS stream_id, stream_version, event_type FROM eventstore.read_stream('q', NULL, NULL, true);
+
+-- A stream that does not exist: empty in every mode, version 0.
+SELECT count(*) AS no_stream FROM eventstore.read_stream('nope');
+SELECT count(*) AS no_stream FROM eventstore.read_stream('nope', 1, 10);
+SELECT count(*) AS no_stream FROM eventstore.read_stream('nope', NULL, NULL, true);
+SELECT count(*) AS no_stream FROM eventstore.read_stream('nope', 3, 1, true);
+SELECT format('%L', s) AS stream_id, eventstore.stream_version(s)
+  FROM unnest(ARRAY['r', 'q', 'R', 'r ', 'r-2', 's', 'nope', 'r-']) AS s;
+
+-- A large (TOASTed) event reads back whole.
+SELECT stream_version FROM eventstore.append('big', 'Big',
+         jsonb_build_object('s', repeat('abcdefghij', 50000),
+                            'a', (SELECT jsonb_agg(i) FROM generate_series(1, 20000) i)),
+         jsonb_build_object('m', repeat('z', 100000)));
+SELECT length(data->>'s') AS s_len, jsonb_array_length(data->'a') AS a_len,
+       (data->'a'->>19999)::int AS last_a, length(metadata->>'m') AS m_len,
+       data->>'s' = repeat('abcdefghij', 50000) AS s_equal
+  FROM eventstore.read_stream('big');
+
+--
+-- Read-your-writes: reads in the appending transaction see its events, and
+-- after a rollback nobody does.
+--
+BEGIN;
+SELECT stream_version FROM eventstore.append('r', 'e6', '{"n": 6}', NULL, 5);
+SELECT stream_version FROM eventstore.append_events('ryw', '[{"type": "a", "data": 1}, {"type": "b", "data": 2}]');
+SELECT eventstore.stream_version('r') AS r, eventstore.stream_version('ryw') AS ryw;
+SELECT stream_version, event_type FROM eventstore.read_stream('r', NULL, 2, true);
+SELECT stream_id, stream_version, event_type FROM eventstore.read_stream('ryw');
+ROLLBACK;
+SELECT eventstore.stream_version('r') AS r, eventstore.stream_version('ryw') AS ryw,
+       (SELECT count(*) FROM eventstore.read_stream('ryw')) AS ryw_events;
+
+-- A cursor over read_stream keeps the rows it started with.
+BEGIN;
+DECLARE c CURSOR FOR SELECT stream_version FROM eventstore.read_stream('r', 4);
+SELECT stream_version FROM eventstore.append('r', 'e6', '{"n": 6}', NULL, 5);
+FETCH ALL FROM c;
+CLOSE c;
+SELECT array_agg(stream_version) AS versions_now FROM eventstore.read_stream('r', 4);
+COMMIT;
+
+-- The read functions are PARALLEL SAFE: they give the same answers when run
+-- in a parallel worker, including the transaction's own appends.
+SET force_parallel_mode = on;
+BEGIN;
+SELECT stream_version FROM eventstore.append('r', 'e7', '{"n": 7}', NULL, 6);
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 5);
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 6, NULL, true);
+SELECT eventstore.stream_version('r');
+ROLLBACK;
+RESET force_parallel_mode;
+
+DROP EXTENSION eventstore;
