@@ -67,17 +67,6 @@ _PG_init(void)
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("eventstore.max_databases",
-							"How many databases can use eventstore at the same time.",
-							"Sizes the shared registry of appending transactions; needs a restart.",
-							&es_max_databases,
-							16,
-							1,
-							1024,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("eventstore.worker_naptime",
 							"Longest time the background worker sleeps between two looks at the global log.",
 							"Committing appenders wake the worker at once; this bounds the wait otherwise.",
@@ -89,6 +78,19 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	/* PGC_POSTMASTER variables can only be defined while preloading. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("eventstore.max_databases",
+								"How many databases can use eventstore at the same time.",
+								"Sizes the shared registry of appending transactions; needs a restart.",
+								&es_max_databases,
+								16,
+								1,
+								1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("eventstore");
 
 	/*
@@ -99,6 +101,7 @@ _PG_init(void)
 	 */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
+
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = es_shmem_request;
