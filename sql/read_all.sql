@@ -319,3 +319,22 @@ SELECT global_position, length(data ->> 'blob') AS blob_length,
   FROM eventstore.read_all(1027) e;
 
 DROP EXTENSION eventstore;
+
+--
+-- A restore (pg_restore copies the events, then sets the sequence) into a
+-- database whose horizon was already computed: read_all must see the
+-- restored events without waiting for an append.
+--
+CREATE EXTENSION eventstore;
+SELECT count(*) AS empty_before_restore FROM eventstore.read_all();
+INSERT INTO eventstore.events
+    (global_position, stream_version, created_at, event_id, stream_id, event_type, data)
+VALUES (1, 1, now(), '00000000-0000-7000-8000-000000000001', 'restored', 'R', '{}'),
+       (2, 2, now(), '00000000-0000-7000-8000-000000000002', 'restored', 'R', '{}');
+SELECT setval('eventstore.global_position_seq', 2);
+SELECT global_position, stream_id, stream_version FROM eventstore.read_all();
+SELECT eventstore.global_horizon() AS horizon_after_restore;
+-- and appends continue after the restored positions
+SELECT * FROM eventstore.append('restored', 'R', '{}', expected_version => 2);
+
+DROP EXTENSION eventstore;

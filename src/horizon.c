@@ -357,12 +357,21 @@ es_horizon_drawn(int64 position)
  * registration: a transaction reads its own appends.
  */
 int64
-es_live_horizon(EsDatabaseState *db, bool exclude_self)
+es_live_horizon(const EsCatalog *cat, EsDatabaseState *db, bool exclude_self)
 {
 	uint64		horizon;
+	uint64		seq_last;
 	int			self = (exclude_self && MyProc != NULL) ? MyProc->pgprocno : -1;
 
+	/*
+	 * The sequence itself also counts as "drawn": it covers positions set
+	 * without an append (a restore's setval) that drawn_max never saw.
+	 * Reading its page under the buffer lock orders it after the nextval of
+	 * every position it reports, and so after that appender's registration.
+	 */
 	horizon = pg_atomic_read_u64(&db->drawn_max);
+	seq_last = (uint64) es_sequence_last_drawn(cat->position_seq_relid);
+	horizon = Max(horizon, seq_last);
 	pg_memory_barrier();
 
 	for (int i = 0; i < es_shared->nslots; i++)
@@ -434,7 +443,7 @@ es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot)
 				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
 
 	db = es_database_state(cat, MyDatabaseId, true);
-	horizon = es_live_horizon(db, true);
+	horizon = es_live_horizon(cat, db, true);
 
 	/* Only a snapshot taken after the horizon sees everything below it. */
 	*snapshot = RegisterSnapshot(GetLatestSnapshot());

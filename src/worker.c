@@ -5,11 +5,11 @@
  *	  uses eventstore.
  *
  * The launcher is registered when the library is preloaded.  At start it
- * asks for a worker in every connectable database; a worker that finds no
- * eventstore extension in its database gives its entry back and exits.
- * Later, the first append in a database asks for a worker if none runs
+ * starts a worker in every connectable database; a worker that finds no
+ * eventstore extension in its database exits at once.  Later, the first
+ * append in a database asks for a worker if none is wanted there
  * (es_worker_request), so CREATE EXTENSION needs no restart.  The launcher
- * restarts a worker that died, with a one second pause.
+ * restarts a worker that died, after a one second pause.
  *
  * A database's worker sleeps on its latch.  Appending transactions set the
  * latch when they commit or abort; the worker then computes the live
@@ -107,12 +107,16 @@ es_worker_request(EsDatabaseState *db)
  * ---------------------------------------------------------------------
  */
 
-typedef struct EsLauncherEntry
+/* The launcher's own record of a worker it started. */
+typedef struct EsLaunchedWorker
 {
-	Oid			dboid;			/* database the handle's worker serves */
-	BackgroundWorkerHandle *handle;
+	Oid			dboid;
+	BackgroundWorkerHandle *handle; /* NULL once it has stopped */
 	TimestampTz not_before;		/* restart pause */
-} EsLauncherEntry;
+} EsLaunchedWorker;
+
+static List *es_launched = NIL;		/* of EsLaunchedWorker * */
+static List *es_probe_pending = NIL;	/* databases to look at once */
 
 static void
 es_launcher_exit(int code, Datum arg)
@@ -126,13 +130,14 @@ es_launcher_exit(int code, Datum arg)
 	LWLockRelease(es_shared->lock);
 }
 
-/* Claim an entry for every connectable, non-template database. */
+/* Every connectable, non-template database gets a look at start. */
 static void
-es_launcher_claim_databases(void)
+es_launcher_list_databases(void)
 {
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
+	MemoryContext oldcxt;
 
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -142,31 +147,12 @@ es_launcher_claim_databases(void)
 	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
 	{
 		Form_pg_database dbform = (Form_pg_database) GETSTRUCT(tup);
-		bool		known = false;
-		EsDatabaseState *unused = NULL;
 
 		if (!dbform->datallowconn || dbform->datistemplate)
 			continue;
-
-		LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
-		for (int i = 0; i < es_shared->max_databases; i++)
-		{
-			EsDatabaseState *db = &es_shared->databases[i];
-
-			if (db->dboid == dbform->oid)
-				known = true;
-			else if (db->dboid == InvalidOid && unused == NULL)
-				unused = db;
-		}
-		if (!known && unused != NULL)
-		{
-			unused->dboid = dbform->oid;
-			unused->initialized = false;
-			unused->worker_wanted = true;
-			unused->worker_pid = 0;
-			unused->worker_latch = NULL;
-		}
-		LWLockRelease(es_shared->lock);
+		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+		es_probe_pending = lappend_oid(es_probe_pending, dbform->oid);
+		MemoryContextSwitchTo(oldcxt);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -174,10 +160,32 @@ es_launcher_claim_databases(void)
 	CommitTransactionCommand();
 }
 
+static EsLaunchedWorker *
+es_launched_worker(Oid dboid)
+{
+	ListCell   *lc;
+	EsLaunchedWorker *lw;
+	MemoryContext oldcxt;
+
+	foreach(lc, es_launched)
+	{
+		lw = (EsLaunchedWorker *) lfirst(lc);
+		if (lw->dboid == dboid)
+			return lw;
+	}
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	lw = palloc0(sizeof(EsLaunchedWorker));
+	lw->dboid = dboid;
+	es_launched = lappend(es_launched, lw);
+	MemoryContextSwitchTo(oldcxt);
+	return lw;
+}
+
 static bool
-es_launcher_start_worker(EsLauncherEntry *entry, Oid dboid)
+es_launcher_start_worker(EsLaunchedWorker *lw)
 {
 	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -185,70 +193,109 @@ es_launcher_start_worker(EsLauncherEntry *entry, Oid dboid)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "eventstore");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "eventstore_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "eventstore worker for database %u", dboid);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "eventstore worker for database %u", lw->dboid);
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "eventstore worker");
-	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_main_arg = ObjectIdGetDatum(lw->dboid);
 	bgw.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&bgw, &entry->handle))
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 	{
 		ereport(LOG,
-				(errmsg("eventstore launcher could not start a worker for database %u", dboid),
+				(errmsg("eventstore launcher could not start a worker for database %u",
+						lw->dboid),
 				 errhint("Raise max_worker_processes.")));
-		entry->handle = NULL;
 		return false;
 	}
-	entry->dboid = dboid;
+	lw->handle = handle;	/* allocated in TopMemoryContext */
 	return true;
 }
 
 /*
- * Start the workers that are wanted and not running.  Returns how long the
- * launcher may sleep (ms) before a restart pause ends.
+ * Reap stopped workers, start the ones that are wanted, and the pending
+ * probes.  Returns how long the launcher may sleep (ms).
  */
 static long
-es_launcher_scan(EsLauncherEntry *entries)
+es_launcher_scan(void)
 {
 	long		sleep_ms = 10000;
 	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+	List	   *still_pending = NIL;
+
+	foreach(lc, es_launched)
+	{
+		EsLaunchedWorker *lw = (EsLaunchedWorker *) lfirst(lc);
+		pid_t		pid;
+
+		if (lw->handle != NULL &&
+			GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
+		{
+			bool		wanted = false;
+
+			pfree(lw->handle);
+			lw->handle = NULL;
+
+			/*
+			 * A worker that stopped while its database still wants one died:
+			 * restart it after a pause.  One that retired starts at once
+			 * when it is wanted again.
+			 */
+			LWLockAcquire(es_shared->lock, LW_SHARED);
+			for (int i = 0; i < es_shared->max_databases; i++)
+			{
+				if (es_shared->databases[i].dboid == lw->dboid)
+					wanted = es_shared->databases[i].worker_wanted;
+			}
+			LWLockRelease(es_shared->lock);
+			lw->not_before = wanted ? TimestampTzPlusMilliseconds(now, 1000) : 0;
+		}
+	}
 
 	for (int i = 0; i < es_shared->max_databases; i++)
 	{
-		EsLauncherEntry *entry = &entries[i];
+		EsLaunchedWorker *lw;
 		Oid			dboid;
 		bool		wanted;
-		pid_t		pid;
 
 		LWLockAcquire(es_shared->lock, LW_SHARED);
 		dboid = es_shared->databases[i].dboid;
 		wanted = es_shared->databases[i].worker_wanted;
 		LWLockRelease(es_shared->lock);
 
-		if (entry->handle != NULL &&
-			GetBackgroundWorkerPid(entry->handle, &pid) == BGWH_STOPPED)
-		{
-			pfree(entry->handle);
-			entry->handle = NULL;
-			/* A worker that died while wanted is restarted after a pause. */
-			entry->not_before = wanted ? TimestampTzPlusMilliseconds(now, 1000) : 0;
-		}
-
-		if (!OidIsValid(dboid) || !wanted || entry->handle != NULL)
+		if (!OidIsValid(dboid) || !wanted)
+			continue;
+		lw = es_launched_worker(dboid);
+		if (lw->handle != NULL)
 			continue;
 
-		if (entry->dboid == dboid && now < entry->not_before)
+		if (now < lw->not_before)
 		{
 			long		secs;
 			int			usecs;
 
-			TimestampDifference(now, entry->not_before, &secs, &usecs);
+			TimestampDifference(now, lw->not_before, &secs, &usecs);
 			sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
 			continue;
 		}
-
-		if (!es_launcher_start_worker(entry, dboid))
+		if (!es_launcher_start_worker(lw))
 			sleep_ms = Min(sleep_ms, 1000);
 	}
+
+	foreach(lc, es_probe_pending)
+	{
+		EsLaunchedWorker *lw = es_launched_worker(lfirst_oid(lc));
+
+		if (lw->handle == NULL && !es_launcher_start_worker(lw))
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+			still_pending = lappend_oid(still_pending, lw->dboid);
+			MemoryContextSwitchTo(oldcxt);
+			sleep_ms = Min(sleep_ms, 1000);
+		}
+	}
+	list_free(es_probe_pending);
+	es_probe_pending = still_pending;
 
 	return sleep_ms;
 }
@@ -256,8 +303,6 @@ es_launcher_scan(EsLauncherEntry *entries)
 void
 eventstore_launcher_main(Datum main_arg)
 {
-	EsLauncherEntry *entries;
-
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -265,16 +310,13 @@ eventstore_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("eventstore launcher");
 
-	entries = MemoryContextAllocZero(TopMemoryContext,
-									 sizeof(EsLauncherEntry) * es_shared->max_databases);
-
 	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
 	es_shared->launcher_pid = MyProcPid;
 	es_shared->launcher_latch = MyLatch;
 	LWLockRelease(es_shared->lock);
 	before_shmem_exit(es_launcher_exit, (Datum) 0);
 
-	es_launcher_claim_databases();
+	es_launcher_list_databases();
 
 	for (;;)
 	{
@@ -287,7 +329,7 @@ eventstore_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		sleep_ms = es_launcher_scan(entries);
+		sleep_ms = es_launcher_scan();
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -317,17 +359,39 @@ es_worker_exit(int code, Datum arg)
 	LWLockRelease(es_shared->lock);
 }
 
-/* The extension is not (or no longer) installed: give the entry back. */
-static void
+/*
+ * The extension is gone: stop being wanted, unless an appender registered
+ * meanwhile (the extension was re-created).  The appender writes its slot
+ * and then reads worker_wanted; we write worker_wanted and then read the
+ * slots: one of us sees the other, so no append is left without a worker.
+ * Returns false when the worker must carry on.
+ */
+static bool
 es_worker_retire(void)
 {
+	bool		busy = false;
+
 	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
 	es_worker_db->worker_wanted = false;
-	es_worker_db->worker_pid = 0;
-	es_worker_db->worker_latch = NULL;
-	es_worker_db->dboid = InvalidOid;
+	pg_memory_barrier();
+	for (int i = 0; i < es_shared->nslots; i++)
+	{
+		EsBackendSlot *slot = &es_shared->slots[i];
+
+		if (pg_atomic_read_u64(&slot->min_position) != 0 &&
+			slot->dboid == es_worker_db->dboid)
+			busy = true;
+	}
+	if (busy)
+		es_worker_db->worker_wanted = true;
+	else
+	{
+		es_worker_db->worker_pid = 0;
+		es_worker_db->worker_latch = NULL;
+	}
 	LWLockRelease(es_shared->lock);
-	es_worker_db = NULL;
+
+	return !busy;
 }
 
 /*
@@ -345,7 +409,7 @@ es_worker_cycle(int64 *last_published, Oid *last_seq)
 	pgstat_report_activity(STATE_RUNNING, "eventstore: publishing the log horizon");
 
 	cat = es_catalog_lookup(true);
-	if (cat == NULL || es_worker_db->dboid != MyDatabaseId)
+	if (cat == NULL)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -353,7 +417,8 @@ es_worker_cycle(int64 *last_published, Oid *last_seq)
 		return false;
 	}
 
-	(void) es_database_state(cat, MyDatabaseId, true);
+	if (es_database_state(cat, MyDatabaseId, true) != es_worker_db)
+		elog(ERROR, "the shared entry of database %u moved", MyDatabaseId);
 	if (*last_seq != cat->position_seq_relid)
 	{
 		/* first cycle, or the extension was re-created */
@@ -363,7 +428,7 @@ es_worker_cycle(int64 *last_published, Oid *last_seq)
 			*last_published = -1;	/* publish even an empty log once */
 	}
 
-	horizon = es_live_horizon(es_worker_db, false);
+	horizon = es_live_horizon(cat, es_worker_db, false);
 	if (horizon > *last_published)
 	{
 		char		payload[32];
@@ -414,20 +479,30 @@ eventstore_worker_main(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
-	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < es_shared->max_databases; i++)
+	/* A database without the extension needs no worker. */
+	StartTransactionCommand();
 	{
-		if (es_shared->databases[i].dboid == dboid)
-			es_worker_db = &es_shared->databases[i];
+		const EsCatalog *cat = es_catalog_lookup(true);
+
+		if (cat != NULL)
+			es_worker_db = es_database_state(cat, dboid, true);
 	}
-	if (es_worker_db != NULL)
-	{
-		es_worker_db->worker_pid = MyProcPid;
-		es_worker_db->worker_latch = MyLatch;
-	}
-	LWLockRelease(es_shared->lock);
+	CommitTransactionCommand();
 	if (es_worker_db == NULL)
 		proc_exit(0);
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	if (es_worker_db->worker_pid != 0 && es_worker_db->worker_pid != MyProcPid &&
+		kill(es_worker_db->worker_pid, 0) == 0)
+	{
+		/* another worker serves this database already */
+		LWLockRelease(es_shared->lock);
+		proc_exit(0);
+	}
+	es_worker_db->worker_wanted = true;
+	es_worker_db->worker_pid = MyProcPid;
+	es_worker_db->worker_latch = MyLatch;
+	LWLockRelease(es_shared->lock);
 	before_shmem_exit(es_worker_exit, (Datum) 0);
 
 	for (;;)
@@ -439,11 +514,8 @@ eventstore_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		if (!es_worker_cycle(&last_published, &last_seq))
-		{
-			es_worker_retire();
+		if (!es_worker_cycle(&last_published, &last_seq) && es_worker_retire())
 			proc_exit(0);
-		}
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
