@@ -32,13 +32,17 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -48,8 +52,8 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
-#include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -256,10 +260,12 @@ es_launcher_scan(void)
 		EsLaunchedWorker *lw;
 		Oid			dboid;
 		bool		wanted;
+		pid_t		worker_pid;
 
 		LWLockAcquire(es_shared->lock, LW_SHARED);
 		dboid = es_shared->databases[i].dboid;
 		wanted = es_shared->databases[i].worker_wanted;
+		worker_pid = es_shared->databases[i].worker_pid;
 		LWLockRelease(es_shared->lock);
 
 		if (!OidIsValid(dboid) || !wanted)
@@ -267,6 +273,17 @@ es_launcher_scan(void)
 		lw = es_launched_worker(dboid);
 		if (lw->handle != NULL)
 			continue;
+
+		/*
+		 * A worker started by an earlier launcher (which died) still runs:
+		 * adopt it.  Without a handle we hear of its exit only by looking,
+		 * so look again soon.
+		 */
+		if (worker_pid != 0 && kill(worker_pid, 0) == 0)
+		{
+			sleep_ms = Min(sleep_ms, 1000);
+			continue;
+		}
 
 		if (now < lw->not_before)
 		{
@@ -394,11 +411,59 @@ es_worker_retire(void)
 	return !busy;
 }
 
+/* What a worker has published so far. */
+typedef struct EsWorkerState
+{
+	Oid			seq_relid;		/* extension incarnation the rest refers to */
+	int64		recorded;		/* horizon last written to recorded_horizon */
+	int64		notified;		/* newest position last notified */
+} EsWorkerState;
+
 /*
- * One look at the horizon.  Returns false when the extension is gone.
+ * The newest committed position in (after, upto], or 0: one backward step
+ * of the primary key under a snapshot taken after the horizon was computed.
+ */
+static int64
+es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	Relation	heap = table_open(cat->events_relid, AccessShareLock);
+	Relation	index = index_open(cat->position_index_relid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	int64		newest = 0;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GT, Int64GetDatum(after));
+	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LE, Int64GetDatum(upto));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		newest = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+
+	return newest;
+}
+
+/*
+ * One look at the horizon.  When it has advanced, record it (for standbys
+ * and REPEATABLE READ readers) and, if committed events became readable --
+ * not merely positions of rolled-back appends -- notify listeners with the
+ * newest of them.  Both take effect when the transaction commits.  Returns
+ * false when the extension is gone.
  */
 static bool
-es_worker_cycle(int64 *last_published, Oid *last_seq)
+es_worker_cycle(EsWorkerState *state)
 {
 	const EsCatalog *cat;
 	int64		horizon;
@@ -419,25 +484,21 @@ es_worker_cycle(int64 *last_published, Oid *last_seq)
 
 	if (es_database_state(cat, MyDatabaseId, true) != es_worker_db)
 		elog(ERROR, "the shared entry of database %u moved", MyDatabaseId);
-	if (*last_seq != cat->position_seq_relid)
+	if (state->seq_relid != cat->position_seq_relid)
 	{
 		/* first cycle, or the extension was re-created */
-		*last_seq = cat->position_seq_relid;
-		*last_published = es_recorded_horizon(cat, GetActiveSnapshot());
-		if (*last_published == 0)
-			*last_published = -1;	/* publish even an empty log once */
+		state->seq_relid = cat->position_seq_relid;
+		state->recorded = es_recorded_horizon(cat, GetActiveSnapshot());
+		state->notified = state->recorded;
 	}
 
 	horizon = es_live_horizon(cat, es_worker_db, false);
-	if (horizon > *last_published)
+	if (horizon > state->recorded)
 	{
-		char		payload[32];
 		Datum		arg = Int64GetDatum(horizon);
 		Oid			argtype = INT8OID;
+		int64		newest;
 		int			ret;
-
-		snprintf(payload, sizeof(payload), INT64_FORMAT, horizon);
-		Async_Notify(ES_NOTIFY_CHANNEL, payload);
 
 		SPI_connect();
 		ret = SPI_execute_with_args("UPDATE eventstore.recorded_horizon"
@@ -448,8 +509,17 @@ es_worker_cycle(int64 *last_published, Oid *last_seq)
 			elog(ERROR, "could not record the log horizon: %s",
 				 SPI_result_code_string(ret));
 		SPI_finish();
+		state->recorded = horizon;
 
-		*last_published = horizon;
+		newest = es_newest_committed(cat, state->notified, horizon);
+		if (newest > state->notified)
+		{
+			char		payload[32];
+
+			snprintf(payload, sizeof(payload), INT64_FORMAT, newest);
+			Async_Notify(ES_NOTIFY_CHANNEL, payload);
+			state->notified = newest;
+		}
 	}
 
 	PopActiveSnapshot();
@@ -463,8 +533,7 @@ void
 eventstore_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
-	int64		last_published = -1;
-	Oid			last_seq = InvalidOid;
+	EsWorkerState state = {InvalidOid, 0, 0};
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -514,7 +583,7 @@ eventstore_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		if (!es_worker_cycle(&last_published, &last_seq) && es_worker_retire())
+		if (!es_worker_cycle(&state) && es_worker_retire())
 			proc_exit(0);
 
 		(void) WaitLatch(MyLatch,
