@@ -7,16 +7,19 @@ MODULE_big = eventstore
 OBJS = \
 	src/append.o \
 	src/eventstore.o \
-	src/read.o
+	src/horizon.o \
+	src/read.o \
+	src/worker.o
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).
-REGRESS = append append_events read_stream errors roles
+REGRESS = append append_events read_stream errors roles read_all
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.conf
 
-ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream
+ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \
+	read_all_lower_position read_all_unrelated_xact read_all_rollback read_all_repeatable_read
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/eventstore.conf
 
 TAP_TESTS = 1

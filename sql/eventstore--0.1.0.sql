@@ -118,3 +118,34 @@ REVOKE ALL ON FUNCTION eventstore.append(text, text, jsonb, jsonb, bigint, uuid)
 REVOKE ALL ON FUNCTION eventstore.append_events(text, jsonb, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.stream_version(text) FROM PUBLIC;
+
+-- The global log.  The background worker records the safe horizon here;
+-- hot standbys and REPEATABLE READ readers read up to it.
+CREATE TABLE eventstore.recorded_horizon (
+    position    bigint      NOT NULL,
+    recorded_at timestamptz NOT NULL
+);
+COMMENT ON TABLE eventstore.recorded_horizon IS 'The global-log horizon last published by the background worker (one row)';
+INSERT INTO eventstore.recorded_horizon VALUES (0, now());
+REVOKE ALL ON TABLE eventstore.recorded_horizon FROM PUBLIC;
+
+CREATE FUNCTION eventstore.read_all(
+    after_position bigint DEFAULT 0,
+    max_count      bigint DEFAULT 1000,
+    event_types    text[] DEFAULT NULL,
+    stream_prefix  text   DEFAULT NULL)
+RETURNS SETOF eventstore.event
+    AS 'MODULE_PATHNAME', 'eventstore_read_all'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+COMMENT ON FUNCTION eventstore.read_all(bigint, bigint, text[], text) IS
+    'Events of the global log after a position, ascending; never skips an event that commits later';
+
+CREATE FUNCTION eventstore.global_horizon()
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'eventstore_global_horizon'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION eventstore.global_horizon() IS
+    'Position up to which the global log is complete: read_all never returns a later position';
+
+REVOKE ALL ON FUNCTION eventstore.read_all(bigint, bigint, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.global_horizon() FROM PUBLIC;

@@ -19,7 +19,9 @@
  *	4. compare with expected_version, raising ST001 on a mismatch;
  *	5. insert each event with ExecSimpleRelationInsert(): heap insert, index
  *	   entries and user triggers, without planner or SPI overhead.  Each
- *	   event draws its global position from a sequence.
+ *	   event draws its global position from a sequence; before the first
+ *	   draw of the transaction, the transaction registers with the global-log
+ *	   horizon (horizon.c) so that readers of the log wait for it.
  *
  * The unique index is the last line of defence: even a writer that bypassed
  * the lock could not create two events with one version.
@@ -70,6 +72,7 @@ typedef struct EsEventInput
 /* State of one append call between es_append_begin() and es_append_end(). */
 typedef struct EsAppend
 {
+	const EsCatalog *cat;
 	text	   *stream_id;
 	Relation	rel;
 	EState	   *estate;
@@ -480,6 +483,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 
 	es_lock_stream(stream_id);
 
+	ap->cat = cat;
 	ap->stream_id = stream_id;
 	ap->position_seq = cat->position_seq_relid;
 	ap->rel = table_open(cat->events_relid, RowExclusiveLock);
@@ -553,6 +557,8 @@ es_append_event(EsAppend *ap, const EsEventInput *ev)
 	ResetPerTupleExprContext(ap->estate);
 	ExecClearTuple(slot);
 
+	/* Tell readers of the global log about us before drawing a position. */
+	es_horizon_enter(ap->cat);
 	position = nextval_internal(ap->position_seq, false);
 
 	values[Anum_es_global_position - 1] = Int64GetDatum(position);
@@ -582,6 +588,10 @@ es_append_event(EsAppend *ap, const EsEventInput *ev)
 static void
 es_append_end(EsAppend *ap)
 {
+	/* Our positions are drawn: readers may count them as such. */
+	if (ap->last_position != 0)
+		es_horizon_drawn(ap->last_position);
+
 	/* Fire AFTER ROW triggers users may have put on the events table. */
 	AfterTriggerEndQuery(ap->estate);
 	ExecCloseIndices(ap->rri);

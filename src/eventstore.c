@@ -11,9 +11,11 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -30,7 +32,26 @@ static EsCatalog es_catalog_cache;
 static bool es_catalog_valid = false;
 static bool es_callback_registered = false;
 
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
 void		_PG_init(void);
+
+static void
+es_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	es_horizon_request_shmem();
+}
+
+static void
+es_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	es_horizon_shmem_init();
+}
 
 void
 _PG_init(void)
@@ -46,7 +67,50 @@ _PG_init(void)
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventstore.worker_naptime",
+							"Longest time the background worker sleeps between two looks at the global log.",
+							"Committing appenders wake the worker at once; this bounds the wait otherwise.",
+							&es_worker_naptime,
+							1000,
+							10,
+							3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	/* PGC_POSTMASTER variables can only be defined while preloading. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("eventstore.max_databases",
+								"How many databases can use eventstore at the same time.",
+								"Sizes the shared registry of appending transactions; needs a restart.",
+								&es_max_databases,
+								16,
+								1,
+								1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("eventstore");
+
+	/*
+	 * Everything below needs shared memory and the postmaster: the registry
+	 * of appending transactions and the background workers.  Without
+	 * preloading, appends and stream reads still work; read_all says what
+	 * is missing.
+	 */
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
+		return;
+
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = es_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = es_shmem_startup;
+
+	es_horizon_register_callbacks();
+	es_worker_install_hooks();
+	es_worker_register_launcher();
 }
 
 /*
@@ -77,6 +141,13 @@ es_lookup_relation(const char *relname)
 const EsCatalog *
 es_catalog(void)
 {
+	return es_catalog_lookup(false);
+}
+
+/* With missing_ok, NULL when the extension is not installed. */
+const EsCatalog *
+es_catalog_lookup(bool missing_ok)
+{
 	if (es_catalog_valid)
 		return &es_catalog_cache;
 
@@ -87,15 +158,22 @@ es_catalog(void)
 	}
 
 	es_catalog_cache.namespace_oid = get_namespace_oid("eventstore", true);
-	if (!OidIsValid(es_catalog_cache.namespace_oid))
+	if (!OidIsValid(es_catalog_cache.namespace_oid) ||
+		!OidIsValid(get_extension_oid("eventstore", true)))
+	{
+		if (missing_ok)
+			return NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"eventstore\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION eventstore.")));
+	}
 
 	es_catalog_cache.events_relid = es_lookup_relation("events");
 	es_catalog_cache.stream_index_relid = es_lookup_relation("events_stream_version_key");
 	es_catalog_cache.position_seq_relid = es_lookup_relation("global_position_seq");
+	es_catalog_cache.position_index_relid = es_lookup_relation("events_pkey");
+	es_catalog_cache.horizon_relid = es_lookup_relation("recorded_horizon");
 	es_catalog_valid = true;
 
 	return &es_catalog_cache;

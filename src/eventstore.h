@@ -13,6 +13,9 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
@@ -22,6 +25,9 @@
  * errors apart from the server's.
  */
 #define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('S','T','0','0','1')
+
+/* The channel the background worker notifies on; the payload is a position. */
+#define ES_NOTIFY_CHANNEL			"eventstore_events"
 
 /*
  * Advisory locks taken by appends live in their own key space: field4 of an
@@ -64,16 +70,85 @@ typedef struct EsCatalog
 	Oid			events_relid;
 	Oid			stream_index_relid; /* unique (stream_id, stream_version) */
 	Oid			position_seq_relid; /* draws global positions */
+	Oid			position_index_relid;	/* primary key (global_position) */
+	Oid			horizon_relid;	/* eventstore.recorded_horizon */
 } EsCatalog;
+
+/*
+ * Shared memory (only when the library is preloaded).
+ *
+ * The global log is read by position, but positions are drawn before their
+ * transactions commit, and commits happen in any order.  A reader must never
+ * return position q while a transaction that drew some p < q may still
+ * commit.  Each appending transaction therefore publishes, before it draws
+ * its first position, a lower bound of every position it will draw
+ * (EsBackendSlot.min_position); each database publishes the highest position
+ * known to be drawn (EsDatabaseState.drawn_max).  A reader's safe horizon is
+ *
+ *		min(drawn_max, min over in-flight slots of min_position - 1)
+ *
+ * read in that order, with full barriers on both sides (see horizon.c for
+ * the argument).  Unrelated transactions never appear here, so they never
+ * hold readers back.
+ */
+typedef struct EsDatabaseState
+{
+	Oid			dboid;			/* InvalidOid: entry unused */
+	Oid			seq_relid;		/* sequence drawn_max was initialised from */
+	bool		initialized;	/* drawn_max is valid for seq_relid */
+	pg_atomic_uint64 drawn_max; /* every position <= this has been drawn */
+	bool		worker_wanted;	/* the launcher should run a worker */
+	pid_t		worker_pid;		/* 0 when no worker runs */
+	Latch	   *worker_latch;	/* set by committing appenders */
+} EsDatabaseState;
+
+typedef struct EsBackendSlot
+{
+	pg_atomic_uint64 min_position;	/* 0: not appending */
+	Oid			dboid;
+} EsBackendSlot;
+
+typedef struct EsShared
+{
+	LWLock	   *lock;			/* protects the database table */
+	Latch	   *launcher_latch;
+	pid_t		launcher_pid;
+	int			max_databases;
+	int			nslots;			/* one per PGPROC */
+	EsDatabaseState *databases; /* max_databases entries */
+	EsBackendSlot *slots;		/* nslots entries, by pgprocno */
+} EsShared;
+
+extern EsShared *es_shared;
+
+/* horizon.c */
+extern int	es_max_databases;
+extern void es_horizon_shmem_init(void);
+extern void es_horizon_request_shmem(void);
+extern void es_horizon_register_callbacks(void);
+extern EsDatabaseState *es_database_state(const EsCatalog *cat, Oid dboid, bool create);
+extern void es_horizon_enter(const EsCatalog *cat);
+extern void es_horizon_drawn(int64 position);
+extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
+							 bool exclude_self);
+extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
+extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
 
 /* append.c */
 struct TupleTableSlot;
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);
 
+/* worker.c */
+extern int	es_worker_naptime;
+extern void es_worker_register_launcher(void);
+extern void es_worker_request(EsDatabaseState *db);
+extern void es_worker_install_hooks(void);
+
 /* eventstore.c */
 extern int	es_max_event_size;
 extern const EsCatalog *es_catalog(void);
+extern const EsCatalog *es_catalog_lookup(bool missing_ok);
 extern void es_check_stream_id(text *stream_id);
 extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
 							   Datum *out_values, bool *out_nulls);

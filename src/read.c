@@ -24,6 +24,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
@@ -191,4 +193,167 @@ eventstore_stream_version(PG_FUNCTION_ARGS)
 	table_close(heap, AccessShareLock);
 
 	PG_RETURN_INT64(version);
+}
+
+/*
+ * eventstore.read_all(after_position, max_count, event_types, stream_prefix)
+ *	  returns setof eventstore.event
+ *
+ * Events with after_position < global_position <= the safe horizon
+ * (horizon.c), ascending, at most max_count of them that match the filters.
+ * A follower that passes back the last position it received sees every
+ * committed event exactly once.
+ */
+PG_FUNCTION_INFO_V1(eventstore_read_all);
+Datum
+eventstore_read_all(PG_FUNCTION_ARGS)
+{
+	int64		after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	bool		has_max = !PG_ARGISNULL(1);
+	int64		max_count = has_max ? PG_GETARG_INT64(1) : 0;
+	ArrayType  *types_array = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
+	text	   *prefix = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *types = NULL;
+	int			ntypes = 0;
+	Size		prefix_len = prefix ? VARSIZE_ANY_EXHDR(prefix) : 0;
+	const EsCatalog *cat;
+	Snapshot	snapshot;
+	int64		horizon;
+	Relation	heap;
+	Relation	index;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext row_cxt;
+	int64		count = 0;
+
+	if (after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must not be negative")));
+	if (has_max && max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative")));
+	if (types_array != NULL)
+	{
+		bool	   *type_nulls;
+		int			n;
+
+		if (ARR_NDIM(types_array) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event_types must be a one-dimensional array")));
+		deconstruct_array(types_array, TEXTOID, -1, false, TYPALIGN_INT,
+						  &types, &type_nulls, &n);
+		for (int i = 0; i < n; i++)
+		{
+			if (!type_nulls[i])
+				types[ntypes++] = types[i];
+		}
+	}
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	if (has_max && max_count == 0)
+		return (Datum) 0;
+	/* An empty list of types matches nothing. */
+	if (types_array != NULL && ntypes == 0)
+		return (Datum) 0;
+
+	cat = es_catalog();
+	horizon = es_reader_horizon(cat, &snapshot);
+	if (horizon <= after)
+	{
+		UnregisterSnapshot(snapshot);
+		return (Datum) 0;
+	}
+
+	heap = table_open(cat->events_relid, AccessShareLock);
+	index = index_open(cat->position_index_relid, AccessShareLock);
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GT, Int64GetDatum(after));
+	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LE, Int64GetDatum(horizon));
+
+	slot = table_slot_create(heap, NULL);
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									"eventstore read_all row",
+									ALLOCSET_SMALL_SIZES);
+
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+
+	while ((!has_max || count < max_count) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		MemoryContext oldcxt;
+		bool		isnull;
+
+		CHECK_FOR_INTERRUPTS();
+
+		oldcxt = MemoryContextSwitchTo(row_cxt);
+
+		if (prefix_len > 0)
+		{
+			text	   *stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
+
+			if (VARSIZE_ANY_EXHDR(stream_id) < prefix_len ||
+				memcmp(VARDATA_ANY(stream_id), VARDATA_ANY(prefix), prefix_len) != 0)
+				goto next;
+		}
+		if (types != NULL)
+		{
+			text	   *type = DatumGetTextPP(slot_getattr(slot, Anum_es_event_type, &isnull));
+			Size		len = VARSIZE_ANY_EXHDR(type);
+			bool		match = false;
+
+			for (int i = 0; i < ntypes && !match; i++)
+			{
+				text	   *want = DatumGetTextPP(types[i]);
+
+				match = (VARSIZE_ANY_EXHDR(want) == len &&
+						 memcmp(VARDATA_ANY(want), VARDATA_ANY(type), len) == 0);
+			}
+			if (!match)
+				goto next;
+		}
+
+		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
+		count++;
+next:
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(row_cxt);
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(row_cxt);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+
+	return (Datum) 0;
+}
+
+/*
+ * eventstore.global_horizon() returns bigint: the position up to which the
+ * global log is complete for this caller -- what read_all would read up to
+ * now.  A filtered follower that got fewer than max_count events from a
+ * read_all called after this may move its checkpoint up to this value.
+ */
+PG_FUNCTION_INFO_V1(eventstore_global_horizon);
+Datum
+eventstore_global_horizon(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	Snapshot	snapshot;
+	int64		horizon;
+
+	horizon = es_reader_horizon(cat, &snapshot);
+	UnregisterSnapshot(snapshot);
+
+	PG_RETURN_INT64(horizon);
 }

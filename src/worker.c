@@ -1,0 +1,697 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The background workers: a launcher, and one worker per database that
+ *	  uses eventstore.
+ *
+ * The launcher is registered when the library is preloaded.  At start it
+ * starts a worker in every connectable database; a worker that finds no
+ * eventstore extension in its database exits at once.  Later, the first
+ * append in a database asks for a worker if none is wanted there
+ * (es_worker_request), so CREATE EXTENSION needs no restart.  The launcher
+ * restarts a worker that died, after a one second pause.
+ *
+ * A database's worker sleeps on its latch.  Appending transactions set the
+ * latch when they commit or abort; the worker then computes the live
+ * horizon and, if it advanced, sends one NOTIFY on ES_NOTIFY_CHANNEL with
+ * the horizon as payload and records the horizon in eventstore.recorded_horizon
+ * (for hot standbys and REPEATABLE READ readers), both in one transaction.
+ * Bursts of commits coalesce into one notification; appenders never touch
+ * the notification queue or its lock.
+ *
+ * Commands that need a database without connections (DROP DATABASE,
+ * ALTER DATABASE RENAME / SET TABLESPACE, CREATE DATABASE ... TEMPLATE) stop
+ * that database's worker first, through a ProcessUtility hook.
+ *
+ * src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "eventstore.h"
+
+PGDLLEXPORT void eventstore_launcher_main(Datum main_arg);
+PGDLLEXPORT void eventstore_worker_main(Datum main_arg);
+
+/* GUC: longest a worker sleeps between two looks at the horizon (ms). */
+int			es_worker_naptime = 1000;
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* ---------------------------------------------------------------------
+ * Registration
+ * ---------------------------------------------------------------------
+ */
+
+void
+es_worker_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "eventstore");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "eventstore_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "eventstore launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "eventstore launcher");
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* An appender found no worker wanted for its database: ask the launcher. */
+void
+es_worker_request(EsDatabaseState *db)
+{
+	Latch	   *launcher_latch;
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	db->worker_wanted = true;
+	launcher_latch = es_shared->launcher_latch;
+	LWLockRelease(es_shared->lock);
+
+	if (launcher_latch != NULL)
+		SetLatch(launcher_latch);
+}
+
+/* ---------------------------------------------------------------------
+ * Launcher
+ * ---------------------------------------------------------------------
+ */
+
+/* The launcher's own record of a worker it started. */
+typedef struct EsLaunchedWorker
+{
+	Oid			dboid;
+	BackgroundWorkerHandle *handle; /* NULL once it has stopped */
+	TimestampTz not_before;		/* restart pause */
+} EsLaunchedWorker;
+
+static List *es_launched = NIL;		/* of EsLaunchedWorker * */
+static List *es_probe_pending = NIL;	/* databases to look at once */
+
+static void
+es_launcher_exit(int code, Datum arg)
+{
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	if (es_shared->launcher_pid == MyProcPid)
+	{
+		es_shared->launcher_pid = 0;
+		es_shared->launcher_latch = NULL;
+	}
+	LWLockRelease(es_shared->lock);
+}
+
+/* Every connectable, non-template database gets a look at start. */
+static void
+es_launcher_list_databases(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	MemoryContext oldcxt;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database dbform = (Form_pg_database) GETSTRUCT(tup);
+
+		if (!dbform->datallowconn || dbform->datistemplate)
+			continue;
+		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+		es_probe_pending = lappend_oid(es_probe_pending, dbform->oid);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	CommitTransactionCommand();
+}
+
+static EsLaunchedWorker *
+es_launched_worker(Oid dboid)
+{
+	ListCell   *lc;
+	EsLaunchedWorker *lw;
+	MemoryContext oldcxt;
+
+	foreach(lc, es_launched)
+	{
+		lw = (EsLaunchedWorker *) lfirst(lc);
+		if (lw->dboid == dboid)
+			return lw;
+	}
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	lw = palloc0(sizeof(EsLaunchedWorker));
+	lw->dboid = dboid;
+	es_launched = lappend(es_launched, lw);
+	MemoryContextSwitchTo(oldcxt);
+	return lw;
+}
+
+static bool
+es_launcher_start_worker(EsLaunchedWorker *lw)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "eventstore");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "eventstore_worker_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "eventstore worker for database %u", lw->dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "eventstore worker");
+	bgw.bgw_main_arg = ObjectIdGetDatum(lw->dboid);
+	bgw.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+	{
+		ereport(LOG,
+				(errmsg("eventstore launcher could not start a worker for database %u",
+						lw->dboid),
+				 errhint("Raise max_worker_processes.")));
+		return false;
+	}
+	lw->handle = handle;	/* allocated in TopMemoryContext */
+	return true;
+}
+
+/*
+ * Reap stopped workers, start the ones that are wanted, and the pending
+ * probes.  Returns how long the launcher may sleep (ms).
+ */
+static long
+es_launcher_scan(void)
+{
+	long		sleep_ms = 10000;
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+	List	   *still_pending = NIL;
+
+	foreach(lc, es_launched)
+	{
+		EsLaunchedWorker *lw = (EsLaunchedWorker *) lfirst(lc);
+		pid_t		pid;
+
+		if (lw->handle != NULL &&
+			GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
+		{
+			bool		wanted = false;
+
+			pfree(lw->handle);
+			lw->handle = NULL;
+
+			/*
+			 * A worker that stopped while its database still wants one died:
+			 * restart it after a pause.  One that retired starts at once
+			 * when it is wanted again.
+			 */
+			LWLockAcquire(es_shared->lock, LW_SHARED);
+			for (int i = 0; i < es_shared->max_databases; i++)
+			{
+				if (es_shared->databases[i].dboid == lw->dboid)
+					wanted = es_shared->databases[i].worker_wanted;
+			}
+			LWLockRelease(es_shared->lock);
+			lw->not_before = wanted ? TimestampTzPlusMilliseconds(now, 1000) : 0;
+		}
+	}
+
+	for (int i = 0; i < es_shared->max_databases; i++)
+	{
+		EsLaunchedWorker *lw;
+		Oid			dboid;
+		bool		wanted;
+		pid_t		worker_pid;
+
+		LWLockAcquire(es_shared->lock, LW_SHARED);
+		dboid = es_shared->databases[i].dboid;
+		wanted = es_shared->databases[i].worker_wanted;
+		worker_pid = es_shared->databases[i].worker_pid;
+		LWLockRelease(es_shared->lock);
+
+		if (!OidIsValid(dboid) || !wanted)
+			continue;
+		lw = es_launched_worker(dboid);
+		if (lw->handle != NULL)
+			continue;
+
+		/*
+		 * A worker started by an earlier launcher (which died) still runs:
+		 * adopt it.  Without a handle we hear of its exit only by looking,
+		 * so look again soon.
+		 */
+		if (worker_pid != 0 && kill(worker_pid, 0) == 0)
+		{
+			sleep_ms = Min(sleep_ms, 1000);
+			continue;
+		}
+
+		if (now < lw->not_before)
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(now, lw->not_before, &secs, &usecs);
+			sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
+			continue;
+		}
+		if (!es_launcher_start_worker(lw))
+			sleep_ms = Min(sleep_ms, 1000);
+	}
+
+	foreach(lc, es_probe_pending)
+	{
+		EsLaunchedWorker *lw = es_launched_worker(lfirst_oid(lc));
+
+		if (lw->handle == NULL && !es_launcher_start_worker(lw))
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+			still_pending = lappend_oid(still_pending, lw->dboid);
+			MemoryContextSwitchTo(oldcxt);
+			sleep_ms = Min(sleep_ms, 1000);
+		}
+	}
+	list_free(es_probe_pending);
+	es_probe_pending = still_pending;
+
+	return sleep_ms;
+}
+
+void
+eventstore_launcher_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("eventstore launcher");
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	es_shared->launcher_pid = MyProcPid;
+	es_shared->launcher_latch = MyLatch;
+	LWLockRelease(es_shared->lock);
+	before_shmem_exit(es_launcher_exit, (Datum) 0);
+
+	es_launcher_list_databases();
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		sleep_ms = es_launcher_scan();
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Per-database worker
+ * ---------------------------------------------------------------------
+ */
+
+static EsDatabaseState *es_worker_db = NULL;
+
+static void
+es_worker_exit(int code, Datum arg)
+{
+	if (es_worker_db == NULL)
+		return;
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	if (es_worker_db->worker_pid == MyProcPid)
+	{
+		es_worker_db->worker_pid = 0;
+		es_worker_db->worker_latch = NULL;
+	}
+	LWLockRelease(es_shared->lock);
+}
+
+/*
+ * The extension is gone: stop being wanted, unless an appender registered
+ * meanwhile (the extension was re-created).  The appender writes its slot
+ * and then reads worker_wanted; we write worker_wanted and then read the
+ * slots: one of us sees the other, so no append is left without a worker.
+ * Returns false when the worker must carry on.
+ */
+static bool
+es_worker_retire(void)
+{
+	bool		busy = false;
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	es_worker_db->worker_wanted = false;
+	pg_memory_barrier();
+	for (int i = 0; i < es_shared->nslots; i++)
+	{
+		EsBackendSlot *slot = &es_shared->slots[i];
+
+		if (pg_atomic_read_u64(&slot->min_position) != 0 &&
+			slot->dboid == es_worker_db->dboid)
+			busy = true;
+	}
+	if (busy)
+		es_worker_db->worker_wanted = true;
+	else
+	{
+		es_worker_db->worker_pid = 0;
+		es_worker_db->worker_latch = NULL;
+	}
+	LWLockRelease(es_shared->lock);
+
+	return !busy;
+}
+
+/* What a worker has published so far. */
+typedef struct EsWorkerState
+{
+	Oid			seq_relid;		/* extension incarnation the rest refers to */
+	int64		recorded;		/* horizon last written to recorded_horizon */
+	int64		notified;		/* newest position last notified */
+} EsWorkerState;
+
+/*
+ * The newest committed position in (after, upto], or 0: one backward step
+ * of the primary key under a snapshot taken after the horizon was computed.
+ */
+static int64
+es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	Relation	heap = table_open(cat->events_relid, AccessShareLock);
+	Relation	index = index_open(cat->position_index_relid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	int64		newest = 0;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GT, Int64GetDatum(after));
+	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LE, Int64GetDatum(upto));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		newest = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+
+	return newest;
+}
+
+/*
+ * One look at the horizon.  When it has advanced, record it (for standbys
+ * and REPEATABLE READ readers) and, if committed events became readable --
+ * not merely positions of rolled-back appends -- notify listeners with the
+ * newest of them.  Both take effect when the transaction commits.  Returns
+ * false when the extension is gone.
+ */
+static bool
+es_worker_cycle(EsWorkerState *state)
+{
+	const EsCatalog *cat;
+	int64		horizon;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "eventstore: publishing the log horizon");
+
+	cat = es_catalog_lookup(true);
+	if (cat == NULL)
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return false;
+	}
+
+	if (es_database_state(cat, MyDatabaseId, true) != es_worker_db)
+		elog(ERROR, "the shared entry of database %u moved", MyDatabaseId);
+	if (state->seq_relid != cat->position_seq_relid)
+	{
+		/* first cycle, or the extension was re-created */
+		state->seq_relid = cat->position_seq_relid;
+		state->recorded = es_recorded_horizon(cat, GetActiveSnapshot());
+		state->notified = state->recorded;
+	}
+
+	horizon = es_live_horizon(cat, es_worker_db, false);
+	if (horizon > state->recorded)
+	{
+		Datum		arg = Int64GetDatum(horizon);
+		Oid			argtype = INT8OID;
+		int64		newest;
+		int			ret;
+
+		SPI_connect();
+		ret = SPI_execute_with_args("UPDATE eventstore.recorded_horizon"
+									"   SET position = $1, recorded_at = now()"
+									" WHERE position < $1",
+									1, &argtype, &arg, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "could not record the log horizon: %s",
+				 SPI_result_code_string(ret));
+		SPI_finish();
+		state->recorded = horizon;
+
+		newest = es_newest_committed(cat, state->notified, horizon);
+		if (newest > state->notified)
+		{
+			char		payload[32];
+
+			snprintf(payload, sizeof(payload), INT64_FORMAT, newest);
+			Async_Notify(ES_NOTIFY_CHANNEL, payload);
+			state->notified = newest;
+		}
+	}
+
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
+}
+
+void
+eventstore_worker_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	EsWorkerState state = {InvalidOid, 0, 0};
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("eventstore worker");
+
+	/*
+	 * The recorded horizon may lag after a crash without harm: it only ever
+	 * understates.  So the worker's commits need not wait for a flush.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/* A database without the extension needs no worker. */
+	StartTransactionCommand();
+	{
+		const EsCatalog *cat = es_catalog_lookup(true);
+
+		if (cat != NULL)
+			es_worker_db = es_database_state(cat, dboid, true);
+	}
+	CommitTransactionCommand();
+	if (es_worker_db == NULL)
+		proc_exit(0);
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	if (es_worker_db->worker_pid != 0 && es_worker_db->worker_pid != MyProcPid &&
+		kill(es_worker_db->worker_pid, 0) == 0)
+	{
+		/* another worker serves this database already */
+		LWLockRelease(es_shared->lock);
+		proc_exit(0);
+	}
+	es_worker_db->worker_wanted = true;
+	es_worker_db->worker_pid = MyProcPid;
+	es_worker_db->worker_latch = MyLatch;
+	LWLockRelease(es_shared->lock);
+	before_shmem_exit(es_worker_exit, (Datum) 0);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (!es_worker_cycle(&state) && es_worker_retire())
+			proc_exit(0);
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 es_worker_naptime, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Commands that need a database to themselves
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Stop the worker of a database and wait until it has gone.  With forget,
+ * give its entry back too (the database is being dropped).
+ */
+static void
+es_release_database(const char *dbname, bool forget)
+{
+	Oid			dboid;
+	EsDatabaseState *db = NULL;
+	pid_t		pid = 0;
+
+	if (dbname == NULL)
+		return;
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid))
+		return;
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < es_shared->max_databases; i++)
+	{
+		if (es_shared->databases[i].dboid == dboid)
+			db = &es_shared->databases[i];
+	}
+	if (db != NULL)
+	{
+		db->worker_wanted = false;
+		pid = db->worker_pid;
+		if (forget)
+			db->dboid = InvalidOid;
+	}
+	LWLockRelease(es_shared->lock);
+
+	if (pid == 0)
+		return;
+
+	kill(pid, SIGTERM);
+	for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10)
+	{
+		bool		gone;
+
+		LWLockAcquire(es_shared->lock, LW_SHARED);
+		gone = (db->worker_pid != pid);
+		LWLockRelease(es_shared->lock);
+		if (gone || kill(pid, 0) != 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+es_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (es_shared != NULL)
+	{
+		if (IsA(parsetree, DropdbStmt))
+			es_release_database(((DropdbStmt *) parsetree)->dbname, true);
+		else if (IsA(parsetree, RenameStmt) &&
+				 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+			es_release_database(((RenameStmt *) parsetree)->subname, false);
+		else if (IsA(parsetree, AlterDatabaseStmt))
+			es_release_database(((AlterDatabaseStmt *) parsetree)->dbname, false);
+		else if (IsA(parsetree, CreatedbStmt))
+		{
+			ListCell   *lc;
+
+			foreach(lc, ((CreatedbStmt *) parsetree)->options)
+			{
+				DefElem    *opt = lfirst_node(DefElem, lc);
+
+				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+					es_release_database(defGetString(opt), false);
+			}
+		}
+	}
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+void
+es_worker_install_hooks(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = es_process_utility;
+}

@@ -1,0 +1,110 @@
+# Life cycle of the background workers, and behaviour without
+# shared_preload_libraries:
+#  - without preloading, appends and stream reads work, read_all and
+#    global_horizon fail with a clear error and HINT;
+#  - with preloading, a launcher runs, and a worker per database that has
+#    the extension (started by the first append after CREATE EXTENSION);
+#  - DROP EXTENSION stops the database's worker; DROP DATABASE and
+#    ALTER DATABASE ... RENAME are not blocked by it;
+#  - a fast shutdown stops everything.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('lifecycle');
+$node->init;
+$node->start;
+
+# --- without shared_preload_libraries ---------------------------------
+$node->safe_psql('postgres', 'CREATE EXTENSION eventstore');
+is($node->safe_psql('postgres',
+		"SELECT stream_version FROM eventstore.append('plain', 'T', '{}')"),
+	'1', 'append works without shared_preload_libraries');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM eventstore.read_stream('plain')"),
+	'1', 'read_stream works without shared_preload_libraries');
+
+my ($rc, $out, $err) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT * FROM eventstore.read_all()");
+isnt($rc, 0, 'read_all fails without shared_preload_libraries');
+like($err, qr/ERROR:\s+55000: eventstore.read_all\(\) requires eventstore to be loaded via shared_preload_libraries/,
+	'the error says what is missing, with SQLSTATE 55000');
+like($err, qr/HINT:\s+Add 'eventstore' to shared_preload_libraries/, 'and a HINT');
+($rc, $out, $err) = $node->psql('postgres', 'SELECT eventstore.global_horizon()');
+isnt($rc, 0, 'global_horizon fails without shared_preload_libraries');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'eventstore%'"),
+	'0', 'no eventstore worker runs without preloading');
+
+# --- with shared_preload_libraries ------------------------------------
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
+$node->restart;
+
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore launcher'")
+  or die 'no launcher';
+pass('the launcher runs and shows in pg_stat_activity');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'postgres'")
+  or die 'no worker for postgres';
+pass('a database that has the extension gets a worker at startup');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(stream_id, ',') FROM eventstore.read_all()"),
+	'plain', 'read_all returns events appended before preloading');
+
+# A new database: CREATE EXTENSION, then the first append starts a worker.
+$node->safe_psql('postgres', 'CREATE DATABASE lifecycle_db');
+$node->safe_psql('lifecycle_db', 'CREATE EXTENSION eventstore');
+$node->safe_psql('lifecycle_db', "SELECT eventstore.append('s', 'T', '{}')");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'lifecycle_db'")
+  or die 'no worker for lifecycle_db';
+pass('the first append in a new database starts its worker');
+
+# DROP EXTENSION: the worker notices and exits.
+$node->safe_psql('lifecycle_db', 'DROP EXTENSION eventstore');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'lifecycle_db'")
+  or die 'worker did not stop after DROP EXTENSION';
+pass('DROP EXTENSION stops the worker');
+
+# Re-create: positions start over, and the worker comes back.
+$node->safe_psql('lifecycle_db', 'CREATE EXTENSION eventstore');
+is($node->safe_psql('lifecycle_db',
+		"SELECT global_position FROM eventstore.append('s', 'T', '{}')"),
+	'1', 'a re-created extension starts at position 1');
+is($node->safe_psql('lifecycle_db',
+		"SELECT string_agg(global_position::text, ',') FROM eventstore.read_all()"),
+	'1', 'read_all after re-creation sees the new log');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'lifecycle_db'")
+  or die 'no worker after re-creation';
+pass('the worker is back after CREATE EXTENSION and an append');
+
+# Commands that need the database to themselves are not blocked.
+$node->safe_psql('postgres', 'ALTER DATABASE lifecycle_db RENAME TO lifecycle_renamed');
+pass('ALTER DATABASE RENAME succeeds while the database had a worker');
+$node->safe_psql('lifecycle_renamed', "SELECT eventstore.append('s', 'T', '{}')");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'lifecycle_renamed'")
+  or die 'no worker after rename';
+$node->safe_psql('postgres', 'DROP DATABASE lifecycle_renamed');
+pass('DROP DATABASE succeeds while the database had a worker');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname IS DISTINCT FROM 'postgres'"),
+	'0', 'no worker is left for the dropped database');
+
+# Appends in postgres still notify after all this.
+$node->safe_psql('postgres', "SELECT eventstore.append('after', 'T', '{}')");
+$node->poll_query_until('postgres',
+	"SELECT position >= (SELECT max(global_position) FROM eventstore.events) FROM eventstore.recorded_horizon")
+  or die 'the worker of postgres stopped recording the horizon';
+pass('the worker of another database kept working');
+
+$node->stop('fast');
+pass('fast shutdown with workers running');
+ok(!$node->log_contains('(?:PANIC|TRAP|terminated by signal)'), 'no crash in the server log');
+
+done_testing();
