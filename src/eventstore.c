@@ -78,6 +78,17 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventstore.notify_interval",
+							"Shortest time between two notifications of the background worker.",
+							"Commits within the interval are covered by one notification.",
+							&es_notify_interval,
+							5,
+							0,
+							10000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	/* PGC_POSTMASTER variables can only be defined while preloading. */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("eventstore.max_databases",

@@ -141,6 +141,7 @@ extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_i
 
 /* worker.c */
 extern int	es_worker_naptime;
+extern int	es_notify_interval;
 extern void es_worker_register_launcher(void);
 extern void es_worker_request(EsDatabaseState *db);
 extern void es_worker_install_hooks(void);

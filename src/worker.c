@@ -68,6 +68,12 @@ PGDLLEXPORT void eventstore_worker_main(Datum main_arg);
 /* GUC: longest a worker sleeps between two looks at the horizon (ms). */
 int			es_worker_naptime = 1000;
 
+/* GUC: shortest time between two looks at the horizon (ms). */
+int			es_notify_interval = 5;
+
+/* The prepared UPDATE of eventstore.recorded_horizon, per worker. */
+static SPIPlanPtr es_record_plan = NULL;
+
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* ---------------------------------------------------------------------
@@ -501,10 +507,21 @@ es_worker_cycle(EsWorkerState *state)
 		int			ret;
 
 		SPI_connect();
-		ret = SPI_execute_with_args("UPDATE eventstore.recorded_horizon"
-									"   SET position = $1, recorded_at = now()"
-									" WHERE position < $1",
-									1, &argtype, &arg, NULL, false, 0);
+		if (es_record_plan == NULL)
+		{
+			SPIPlanPtr	plan = SPI_prepare("UPDATE eventstore.recorded_horizon"
+										   "   SET position = $1, recorded_at = now()"
+										   " WHERE position < $1",
+										   1, &argtype);
+
+			if (plan == NULL)
+				elog(ERROR, "could not prepare the log horizon update: %s",
+					 SPI_result_code_string(SPI_result));
+			/* the plan cache replans if the extension is re-created */
+			SPI_keepplan(plan);
+			es_record_plan = plan;
+		}
+		ret = SPI_execute_plan(es_record_plan, &arg, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not record the log horizon: %s",
 				 SPI_result_code_string(ret));
@@ -585,6 +602,17 @@ eventstore_worker_main(Datum main_arg)
 
 		if (!es_worker_cycle(&state) && es_worker_retire())
 			proc_exit(0);
+
+		/*
+		 * Space cycles at least eventstore.notify_interval apart.  The latch
+		 * stays set meanwhile, so committing appenders find it set and
+		 * return at once from SetLatch; all their commits are covered by
+		 * the next cycle.  A commit after a quiet spell is still published
+		 * at once.
+		 */
+		if (es_notify_interval > 0)
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 es_notify_interval, PG_WAIT_EXTENSION);
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
