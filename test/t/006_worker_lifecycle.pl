@@ -54,6 +54,26 @@ is($node->safe_psql('postgres',
 		"SELECT string_agg(stream_id, ',') FROM eventstore.read_all()"),
 	'plain', 'read_all returns events appended before preloading');
 
+# A backend that dies inside an appending transaction (FATAL via
+# pg_terminate_backend) releases the log at once.
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN');
+my $held = $holder->query_safe(
+	"SELECT global_position FROM eventstore.append('held', 'T', '{}')");
+my $holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+my $later = $node->safe_psql('postgres',
+	"SELECT global_position FROM eventstore.append('later', 'T', '{}')");
+ok($later > $held, 'a later append drew a higher position');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM eventstore.read_all($held - 1)"),
+	'0', 'the committed later event is held back by the open appender');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($holder_pid)");
+$node->poll_query_until('postgres',
+	"SELECT string_agg(global_position::text, ',') = '$later' FROM eventstore.read_all($held - 1)")
+  or die 'the log stayed held after the appender was terminated';
+pass('a terminated appender releases the log; its event never appears');
+$holder->quit;
+
 # A new database: CREATE EXTENSION, then the first append starts a worker.
 $node->safe_psql('postgres', 'CREATE DATABASE lifecycle_db');
 $node->safe_psql('lifecycle_db', 'CREATE EXTENSION eventstore');
