@@ -50,6 +50,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -486,6 +487,23 @@ es_worker_cycle(EsWorkerState *state)
 		CommitTransactionCommand();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		return false;
+	}
+
+	/*
+	 * Take every lock of the cycle up front, without waiting: DROP EXTENSION
+	 * locks the same relations in an order of its own, and a worker waiting
+	 * in the middle of a cycle would deadlock with it.  If any is taken,
+	 * step aside and look again later.
+	 */
+	if (!ConditionalLockRelationOid(cat->events_relid, AccessShareLock) ||
+		!ConditionalLockRelationOid(cat->position_index_relid, AccessShareLock) ||
+		!ConditionalLockRelationOid(cat->position_seq_relid, AccessShareLock) ||
+		!ConditionalLockRelationOid(cat->horizon_relid, RowExclusiveLock))
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return true;
 	}
 
 	if (es_database_state(cat, MyDatabaseId, true) != es_worker_db)

@@ -90,6 +90,53 @@ $node->poll_query_until('postgres',
   or die 'worker did not stop after DROP EXTENSION';
 pass('DROP EXTENSION stops the worker');
 
+# DROP EXTENSION right after appends, while the worker is busy with them,
+# never deadlocks with the worker (it steps aside).  One script, so each
+# DROP follows the appends' commit within a fraction of a millisecond.
+my $churn = '';
+for my $i (1 .. 30)
+{
+	$churn .= "CREATE EXTENSION eventstore;\n"
+	  . "SELECT count(eventstore.append('churn-' || g, 'T', '{}')) FROM generate_series(1, 20) g;\n"
+	  . "DROP EXTENSION eventstore;\n";
+}
+my ($churn_rc, $churn_out, $churn_err) = $node->psql('lifecycle_db', $churn,
+	extra_params => [ '-v', 'ON_ERROR_STOP=1' ]);
+is($churn_rc, 0, '30 rounds of CREATE EXTENSION, appends, DROP EXTENSION')
+  or diag($churn_err);
+
+# The same, made deterministic: the worker is stuck in the middle of a
+# cycle (a session holds the recorded_horizon row) when DROP EXTENSION
+# starts; once the row is released, both must finish.
+$node->safe_psql('lifecycle_db', 'CREATE EXTENSION eventstore');
+$node->safe_psql('lifecycle_db', "SELECT eventstore.append('warm-up', 'T', '{}')");
+$node->poll_query_until('lifecycle_db',
+	"SELECT position > 0 FROM eventstore.recorded_horizon")
+  or die 'the worker did not record the horizon';
+my $row_holder = $node->background_psql('lifecycle_db');
+$row_holder->query_safe('BEGIN');
+$row_holder->query_safe('SELECT position FROM eventstore.recorded_horizon FOR UPDATE');
+$node->safe_psql('lifecycle_db', "SELECT eventstore.append('blocked', 'T', '{}')");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker'"
+	  . " AND datname = 'lifecycle_db' AND wait_event_type = 'Lock'")
+  or die 'the worker did not block on the row';
+my $dropper = $node->background_psql('lifecycle_db', on_error_stop => 0);
+$dropper->query_until(qr/dropping/, "\\echo dropping\nDROP EXTENSION eventstore;\n\\echo dropped\n");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = 'lifecycle_db'"
+	  . " AND query LIKE 'DROP EXTENSION%' AND wait_event_type = 'Lock'")
+  or die 'DROP EXTENSION did not wait';
+$row_holder->query_safe('COMMIT');
+$row_holder->quit;
+my $drop_result = $dropper->query_until(qr/dropped/, '');
+unlike($dropper->{stderr}, qr/ERROR/, 'DROP EXTENSION did not fail (no deadlock with the worker)')
+  or diag($dropper->{stderr});
+$dropper->quit;
+is($node->safe_psql('lifecycle_db',
+		"SELECT count(*) FROM pg_extension WHERE extname = 'eventstore'"),
+	'0', 'the extension is gone');
+
 # Re-create: positions start over, and the worker comes back.
 $node->safe_psql('lifecycle_db', 'CREATE EXTENSION eventstore');
 is($node->safe_psql('lifecycle_db',
