@@ -91,7 +91,7 @@ typedef struct EsElementContext
 	uint32		index;
 } EsElementContext;
 
-static void es_check_event_type(const char *type, Size len);
+static void es_check_event_type(Size len);
 static void es_check_event_size(Size data_size, Size metadata_size);
 static void es_check_expected_version(bool has_expected, int64 expected);
 static void es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev);
@@ -137,8 +137,7 @@ eventstore_append(PG_FUNCTION_ARGS)
 	es_check_stream_id(stream_id);
 
 	ev.event_type = PG_GETARG_TEXT_PP(1);
-	es_check_event_type(VARDATA_ANY(ev.event_type),
-						VARSIZE_ANY_EXHDR(ev.event_type));
+	es_check_event_type(VARSIZE_ANY_EXHDR(ev.event_type));
 
 	ev.data = PG_GETARG_DATUM(2);
 
@@ -281,7 +280,7 @@ es_element_error_callback(void *arg)
 }
 
 static void
-es_check_event_type(const char *type, Size len)
+es_check_event_type(Size len)
 {
 	if (len == 0)
 		ereport(ERROR,
@@ -293,7 +292,6 @@ es_check_event_type(const char *type, Size len)
 				 errmsg("event type is too long"),
 				 errdetail("The event type has %zu bytes; the limit is %d.",
 						   len, ES_MAX_EVENT_TYPE_BYTES)));
-	(void) type;
 }
 
 static void
@@ -349,7 +347,7 @@ es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event \"type\" must be a JSON string")));
-	es_check_event_type(v.val.string.val, v.val.string.len);
+	es_check_event_type(v.val.string.len);
 	ev->event_type = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
 	known++;
 
