@@ -45,8 +45,11 @@ log_checkpoints = on
 autovacuum = off
 max_connections = 100
 CONF
-	es_as_server_user "$PG_BINDIR/pg_ctl" -D "$BENCH_WORK/data" -l "$BENCH_WORK/server.log" \
-		-w -t 120 start >/dev/null ||
+	# BENCH_SERVER_ENV (diagnosis only): NAME=VALUE words added to the
+	# server's environment, e.g. GLIBC_TUNABLES=glibc.malloc.trim_threshold=...
+	# shellcheck disable=SC2086 # split on purpose
+	es_as_server_user env ${BENCH_SERVER_ENV:-} "$PG_BINDIR/pg_ctl" -D "$BENCH_WORK/data" \
+		-l "$BENCH_WORK/server.log" -w -t 120 start >/dev/null ||
 		{ tail -n 40 "$BENCH_WORK/server.log" >&2; return 1; }
 	bench_psql_db postgres -c "CREATE DATABASE $BENCH_DB" >/dev/null
 }
@@ -161,5 +164,6 @@ bench_machine() {
 	so=$("$PG_CONFIG" --pkglibdir)/eventstore.so
 	so="$(md5sum "$so" | cut -c1-12), installed $(date -r "$so" '+%Y-%m-%d %H:%M')"
 	echo "Machine: nproc=$(nproc), memory=$mem, CPU=${cpu:-unknown}, load average at start=$load;" \
-		"PostgreSQL $version; $settings; checkout at commit $commit, eventstore.so md5 $so."
+		"PostgreSQL $version; $settings;${BENCH_SERVER_ENV:+ server environment (diagnosis) $BENCH_SERVER_ENV;}" \
+		"checkout at commit $commit, eventstore.so md5 $so."
 }

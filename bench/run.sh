@@ -4,8 +4,8 @@
 # removed at the end.  Works as root (the server runs as "postgres") and as a
 # normal user.  Uses the eventstore that is installed; it does not build.
 #
-#   bash bench/run.sh                 # every suite (now: append)
-#   bash bench/run.sh append          # named suites
+#   bash bench/run.sh                 # every suite (append, global)
+#   bash bench/run.sh global          # named suites
 #   BENCH_QUICK=1 bash bench/run.sh   # smoke test: 3 s per run, 1 round
 #
 # Settings (environment): BENCH_DURATION (seconds per run, 15; 3 with
@@ -13,7 +13,7 @@
 # reported), BENCH_CLIENTS ("1 8"), BENCH_JOBS (2), BENCH_CONTENDERS,
 # BENCH_APPEND_WORKLOADS, BENCH_PRELOAD_EVENTS, BENCH_PLPGSQL_NOTIFY,
 # BENCH_SHARED_BUFFERS, BENCH_MAX_WAL_SIZE, BENCH_SYNCHRONOUS_COMMIT,
-# BENCH_KEEP: see bench/README.md.
+# BENCH_KEEP, and BENCH_GLOBAL_* for the global suite: see bench/README.md.
 set -euo pipefail
 BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$BENCH_ROOT"
@@ -28,7 +28,7 @@ BENCH_DURATION=${BENCH_DURATION:-15}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_CLIENTS=${BENCH_CLIENTS:-1 8}
 BENCH_RESULTS=$BENCH_ROOT/bench/results
-suites=${*:-append}
+suites=${*:-append global}
 
 for s in $suites; do
 	[ -f "bench/suites/$s.sh" ] || { echo "unknown suite: $s (see bench/suites/)" >&2; exit 2; }

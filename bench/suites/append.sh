@@ -42,7 +42,8 @@ append_events_json() {
 
 append_setup() {
 	bench_log "append: setting up the three contenders"
-	bench_psql -c "CREATE EXTENSION eventstore" \
+	bench_psql -c "SET client_min_messages = warning" \
+		-c "DROP EXTENSION IF EXISTS eventstore" -c "CREATE EXTENSION eventstore" \
 		-f "$BENCH_ROOT/bench/plain.sql" \
 		-f "$BENCH_ROOT/bench/plpgsql_store.sql" \
 		-c "ALTER DATABASE $BENCH_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'"
