@@ -337,4 +337,28 @@ SELECT eventstore.global_horizon() AS horizon_after_restore;
 -- and appends continue after the restored positions
 SELECT * FROM eventstore.append('restored', 'R', '{}', expected_version => 2);
 
+--
+-- Result memory outlives single calls (src/read.c): several live results in
+-- one query, rescans, an error in the middle of a query, a holdable cursor,
+-- a result spilled to disk -- and afterwards only the kept block remains.
+--
+SELECT count(eventstore.append('mem-' || (g % 7), 'M', jsonb_build_object('g', g)))
+  FROM generate_series(1, 2000) g;
+SELECT count(*) FROM eventstore.read_all(0, 5) a, eventstore.read_all(0, 5) b;
+SELECT count(*), sum(r.global_position) FROM generate_series(0, 20) g,
+       LATERAL eventstore.read_all(g * 100, 3) r;
+SELECT 1 / (global_position - 5) FROM eventstore.read_all(0, 10);
+SELECT count(*) FROM eventstore.read_all(0, 10);
+BEGIN;
+DECLARE held CURSOR WITH HOLD FOR SELECT global_position FROM eventstore.read_all(0, 2000);
+COMMIT;
+FETCH ABSOLUTE 1500 FROM held;
+CLOSE held;
+SET work_mem = '64kB';
+SELECT count(*), min(global_position), max(global_position) FROM eventstore.read_all(0, NULL);
+SELECT count(*), min(stream_version), max(stream_version) FROM eventstore.read_stream('mem-3');
+RESET work_mem;
+SELECT total_bytes <= 1024 * 1024 AS only_the_kept_block
+  FROM pg_backend_memory_contexts WHERE name = 'eventstore read results';
+
 DROP EXTENSION eventstore;
