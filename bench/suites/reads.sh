@@ -1,0 +1,230 @@
+# Suite "reads": eventstore.read_stream against the plain SQL that returns
+# the same rows (an index scan of (stream_id, stream_version)) and against a
+# PL/pgSQL read function (bench/reads/plpgsql_read.sql), all three over the
+# same rows of eventstore.events.  Workloads: a whole 1000-event stream
+# ("full") and the last 10 events backward ("last10"), at 1 and 2 clients.
+# Sourced by bench/run.sh, which calls reads_setup, reads_run and
+# reads_report.
+#
+# Runs in a database of its own (READS_DB); the functions that talk to the
+# server declare "local BENCH_DB=$READS_DB" (bench/lib.sh's helpers read
+# BENCH_DB when called).  See bench/README.md, suite "reads".
+
+READS_DB=reads
+READS_STREAMS=${BENCH_READS_STREAMS:-100}
+READS_EVENTS=${BENCH_READS_EVENTS:-1000}
+READS_CLIENTS=${BENCH_READS_CLIENTS:-1 2}
+READS_CONTENDERS="plain plpgsql extension"
+# The plain contender is the index scan: over streams interleaved in the heap
+# the planner prefers a bitmap heap scan and a sort for a whole stream, so its
+# connections run with bitmap scans off (the plan is checked and the default
+# plan shown in the report).
+READS_PLAIN_OPTIONS='-c enable_bitmapscan=off'
+# WORKLOAD:ROWS_PER_TRANSACTION; scripts bench/reads/WORKLOAD.CONTENDER.pgbench.
+READS_WORKLOADS="full:$READS_EVENTS last10:10"
+READS_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
+READS_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
+
+[ "$READS_EVENTS" -ge 10 ] || { echo "BENCH_READS_EVENTS must be at least 10" >&2; exit 2; }
+
+# reads_sql_of FILE: the statement of a pgbench script with :s as $1, as
+# pgbench -M prepared sends it.
+reads_sql_of() {
+	grep -v -e '^\\' -e '^--' "$1" | sed -e 's/:s::text/$1::text/g' -e 's/;$//'
+}
+
+# reads_setup: READS_STREAMS streams "reads-K" of READS_EVENTS events each,
+# written straight into eventstore.events (as its owner; bench only),
+# interleaved as streams that grow side by side are: position g belongs to
+# stream (g - 1) % READS_STREAMS + 1, so consecutive events of a stream lie
+# READS_STREAMS rows apart and a whole stream touches about READS_EVENTS heap
+# pages.  Then VACUUM (ANALYZE), CHECKPOINT, the table and index loaded into
+# shared buffers, the plain queries' plans checked to be index scans and every
+# contender checked to return the same rows.
+reads_setup() {
+	local BENCH_DB=$READS_DB n=$((READS_STREAMS * READS_EVENTS))
+	bench_log "reads: creating database $READS_DB with $READS_STREAMS streams of $READS_EVENTS events"
+	bench_psql_db postgres -c "DROP DATABASE IF EXISTS $READS_DB" -c "CREATE DATABASE $READS_DB"
+	bench_psql -c "CREATE EXTENSION eventstore" -f "$BENCH_ROOT/bench/reads/plpgsql_read.sql" >/dev/null
+	bench_psql -v data="$READS_DATA" -v metadata="$READS_METADATA" <<SQL
+INSERT INTO eventstore.events
+    (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
+SELECT g, (g - 1) / $READS_STREAMS + 1, now() - ($n - g) * interval '1 millisecond',
+       gen_random_uuid(), 'reads-' || ((g - 1) % $READS_STREAMS + 1), 'MoneyDeposited',
+       :'data'::jsonb, :'metadata'::jsonb
+  FROM generate_series(1, $n) AS g;
+SELECT setval('eventstore.global_position_seq', $n) \g /dev/null
+SQL
+	bench_quiesce
+	if bench_psql -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" 2>/dev/null; then
+		bench_psql -At -c "SELECT pg_prewarm('eventstore.events'), pg_prewarm('eventstore.events_stream_version_key')" >/dev/null
+	else
+		bench_log "WARNING: pg_prewarm unavailable; the first runs warm the cache"
+	fi
+
+	# The plain queries must be index scans of (stream_id, stream_version),
+	# with the plain contender's settings, in the generic plan (what pgbench
+	# -M prepared ends up with) and in custom plans.  The plan the planner
+	# picks by default is kept for the report.
+	local explain=$BENCH_WORK/reads-explain.txt w mode
+	: >"$explain"
+	for w in full last10; do
+		for mode in force_generic_plan force_custom_plan; do
+			{
+				echo "-- bench/reads/$w.plain.pgbench, plan_cache_mode=$mode, $READS_PLAIN_OPTIONS:"
+				PGOPTIONS="$READS_PLAIN_OPTIONS" bench_psql -At -c "SET plan_cache_mode = $mode" \
+					-c "PREPARE q(text) AS $(reads_sql_of "$BENCH_ROOT/bench/reads/$w.plain.pgbench")" \
+					-c "EXPLAIN (COSTS OFF) EXECUTE q('7')"
+				echo
+			} >>"$explain"
+		done
+	done
+	if [ "$(grep -cE 'Index Scan (Backward )?using events_stream_version_key on events' "$explain")" != 4 ]; then
+		bench_log "WARNING: a plain query is not an index scan of events_stream_version_key; the plans:"
+		cat "$explain" >&2
+	fi
+	bench_psql -At -c "SET plan_cache_mode = force_generic_plan" \
+		-c "PREPARE q(text) AS $(reads_sql_of "$BENCH_ROOT/bench/reads/full.plain.pgbench")" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE q('7')" | sed -e 's/^ *//' -e 's/^-> *//' | grep -vE '^(Sort Key|Recheck Cond|Index Cond|Filter)' |
+		paste -sd'|' | sed 's/|/ <- /g' >"$BENCH_WORK/reads-default-plan.txt"
+
+	# Every contender returns the same rows in the same order.
+	local check cols='global_position, stream_id, stream_version, event_id, event_type, data, metadata, created_at'
+	check=$(bench_psql -At <<SQL | tr '\n' ' '
+SELECT count(*) FROM eventstore.read_stream('reads-7');
+SELECT count(*) FROM (SELECT row_number() OVER () AS i, r::text AS t FROM eventstore.read_stream('reads-7') r
+    EXCEPT ALL SELECT row_number() OVER (ORDER BY stream_version), (ROW($cols)::eventstore.event)::text
+      FROM eventstore.events WHERE stream_id = 'reads-7') d;
+SELECT count(*) FROM (SELECT row_number() OVER () AS i, r::text AS t FROM eventstore.read_stream('reads-7') r
+    EXCEPT ALL SELECT row_number() OVER (), r::text FROM bench_reads.read_stream('reads-7') r) d;
+SELECT count(*) FROM (SELECT row_number() OVER () AS i, r::text AS t FROM eventstore.read_stream('reads-7', NULL, 10, true) r
+    EXCEPT ALL SELECT row_number() OVER (ORDER BY stream_version DESC), (ROW($cols)::eventstore.event)::text
+      FROM (SELECT * FROM eventstore.events WHERE stream_id = 'reads-7' ORDER BY stream_version DESC LIMIT 10) e) d;
+SELECT count(*) FROM (SELECT row_number() OVER () AS i, r::text AS t FROM eventstore.read_stream('reads-7', NULL, 10, true) r
+    EXCEPT ALL SELECT row_number() OVER (), r::text FROM bench_reads.read_stream('reads-7', NULL, 10, true) r) d;
+SQL
+)
+	if [ "$check" != "$READS_EVENTS 0 0 0 0 " ]; then
+		bench_log "WARNING: row check failed (want '$READS_EVENTS 0 0 0 0': a whole stream, no difference between the contenders): '$check'"
+	fi
+}
+
+# reads_server_cpu: CPU seconds (user + system) used so far by the server:
+# the postmaster, its live children and, through the postmaster's cutime and
+# cstime, its children that have exited (backends of earlier runs).  The
+# difference around a run over its transactions is the server's CPU per
+# transaction, which the load of other programs on the machine does not
+# change the way it changes throughput.  (A helper for bench/lib.sh.)
+reads_server_cpu() {
+	local pm c
+	pm=$(head -1 "$BENCH_WORK/data/postmaster.pid")
+	{
+		cat "/proc/$pm/stat"
+		for c in $(pgrep -P "$pm"); do cat "/proc/$c/stat" 2>/dev/null || true; done
+	} | awk -v hz="$(getconf CLK_TCK)" '
+		{ sub(/^.*\) /, "") }
+		NR == 1 { t += $12 + $13 + $14 + $15; next }
+		{ t += $12 + $13 }
+		END { printf "%.2f\n", t / hz }'
+}
+
+# reads_run CSV: every workload x clients x contender, BENCH_ROUNDS times,
+# the contenders' order rotating from cell to cell and round to round.
+# Nothing writes, so no quiesce between runs.
+reads_run() {
+	local BENCH_DB=$READS_DB
+	local csv=$1 round workload name per clients contender cell=0 i n res tps tx failed lat
+	local -a contenders order
+	read -r -a contenders <<<"$READS_CONTENDERS"
+	n=${#contenders[@]}
+	echo "suite,workload,rows_per_tx,clients,contender,round,tps,rows_per_s,transactions,failed,latency_ms,server_cpu_ms_per_tx" >"$csv"
+	for round in $(seq 1 "$BENCH_ROUNDS"); do
+		for workload in $READS_WORKLOADS; do
+			name=${workload%%:*}
+			per=${workload##*:}
+			for clients in $READS_CLIENTS; do
+				order=()
+				for ((i = 0; i < n; i++)); do order+=("${contenders[$(((i + cell + round - 1) % n))]}"); done
+				cell=$((cell + 1))
+				for contender in "${order[@]}"; do
+					bench_log "round $round/$BENCH_ROUNDS: read $name, $clients client(s), $contender (${BENCH_DURATION}s)"
+					local opts=${PGOPTIONS:-} cpu0 cpu1
+					cpu0=$(reads_server_cpu)
+					[ "$contender" = plain ] && opts="$opts $READS_PLAIN_OPTIONS"
+					res=$(PGOPTIONS=$opts bench_pgbench "reads-$name-c$clients-$contender-r$round" "$clients" "$BENCH_DURATION" \
+						-f "$BENCH_ROOT/bench/reads/$name.$contender.pgbench" -D "streams=$READS_STREAMS")
+					read -r tps tx failed lat <<<"$res"
+					sleep 0.3 # the run's backends exit and are reaped
+					cpu1=$(reads_server_cpu)
+					[ "$failed" = 0 ] || bench_log "WARNING: reads $name $contender: $failed failed transactions"
+					echo "reads,$name,$per,$clients,$contender,$round,$tps,$(awk -v t="$tps" -v p="$per" 'BEGIN { printf "%.1f", t * p }'),$tx,$failed,$lat,$(awk -v a="$cpu0" -v b="$cpu1" -v n="$tx" 'BEGIN { printf "%.4f", (b - a) * 1000 / n }')" >>"$csv"
+				done
+			done
+		done
+	done
+}
+
+# reads_cell CSV WORKLOAD CLIENTS CONTENDER COLUMN: median over the rounds
+# (mean of the middle two for an even count), four decimals.
+reads_cell() {
+	awk -F, -v w="$2" -v cl="$3" -v k="$4" -v col="$5" '
+		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) f = i; next }
+		$2 == w && $4 == cl && $5 == k && $f != "" { x[++n] = $f }
+		END {
+			if (n == 0) exit
+			for (i = 2; i <= n; i++) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t }
+			printf "%.4f\n", (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+		}' "$1"
+}
+
+reads_report() {
+	local BENCH_DB=$READS_DB
+	local csv=$1 workload name per clients c targets=''
+	echo "## reads: read_stream vs a plain index scan vs PL/pgSQL (median of $BENCH_ROUNDS round(s) of ${BENCH_DURATION}s per cell)"
+	echo
+	echo "$BENCH_MACHINE"
+	echo
+	echo "pgbench -M prepared -j min(${BENCH_JOBS:-2}, clients); $READS_STREAMS streams of $READS_EVENTS events" \
+		"(~100-byte data, ~70-byte metadata), interleaved in the heap (consecutive events of a stream $READS_STREAMS rows apart), all in shared buffers;" \
+		"each transaction reads one stream chosen at random." \
+		"full: the whole stream, ascending; last10: the last 10 events, descending." \
+		"plain: SELECT the event columns FROM eventstore.events WHERE stream_id = \$1 ORDER BY stream_version [DESC LIMIT 10], an index scan (checked), with $READS_PLAIN_OPTIONS" \
+		"(by default the planner reads a whole stream with: $(cat "$BENCH_WORK/reads-default-plan.txt" 2>/dev/null || echo unknown));" \
+		"plpgsql: bench_reads.read_stream, RETURN QUERY of the same SELECT. rows/s = tps x rows per read." \
+		"Server CPU: user + system time of every server process during the run (from /proc) per row read, which the load of other programs" \
+		"on the machine leaves alone; read_stream, like any set-returning function in FROM, hands the executor a materialized result," \
+		"so the client gets the first row only after the whole stream is read: with one client the server and the client do not overlap."
+	echo
+	local tun
+	tun=$(tr '\0' '\n' <"/proc/$(head -1 "$BENCH_WORK/data/postmaster.pid")/environ" 2>/dev/null | sed -n 's/^GLIBC_TUNABLES=//p')
+	[ -z "$tun" ] || { echo "The server ran with GLIBC_TUNABLES=$tun (a diagnosis run: see bench/README.md, suite reads)."; echo; }
+	echo "| workload | clients | plain rows/s | plpgsql rows/s | extension rows/s | extension latency ms | extension/plain | extension/plpgsql | server CPU µs/row: plain | plpgsql | extension | CPU extension/plain |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for workload in $READS_WORKLOADS; do
+		name=${workload%%:*}
+		per=${workload##*:}
+		for clients in $READS_CLIENTS; do
+			local r_plain r_plp r_ext lat q c_plain c_plp c_ext
+			r_plain=$(reads_cell "$csv" "$name" "$clients" plain rows_per_s)
+			r_plp=$(reads_cell "$csv" "$name" "$clients" plpgsql rows_per_s)
+			r_ext=$(reads_cell "$csv" "$name" "$clients" extension rows_per_s)
+			c_plain=$(reads_cell "$csv" "$name" "$clients" plain server_cpu_ms_per_tx)
+			c_plp=$(reads_cell "$csv" "$name" "$clients" plpgsql server_cpu_ms_per_tx)
+			c_ext=$(reads_cell "$csv" "$name" "$clients" extension server_cpu_ms_per_tx)
+			lat=$(reads_cell "$csv" "$name" "$clients" extension latency_ms)
+			q=$(bench_ratio "$r_ext" "$r_plain")
+			echo "| $name | $clients | $(bench_fmt "$r_plain") | $(bench_fmt "$r_plp") | $(bench_fmt "$r_ext") |" \
+				"$(awk -v x="$lat" 'BEGIN { printf "%.3f", x }') | $q | $(bench_ratio "$r_ext" "$r_plp") |" \
+				"$(awk -v c="$c_plain" -v p="$per" 'BEGIN { printf "%.2f", c * 1000 / p }') |" \
+				"$(awk -v c="$c_plp" -v p="$per" 'BEGIN { printf "%.2f", c * 1000 / p }') |" \
+				"$(awk -v c="$c_ext" -v p="$per" 'BEGIN { printf "%.2f", c * 1000 / p }') | $(bench_ratio "$c_ext" "$c_plain") |"
+			if [ "$name" = full ]; then
+				targets="$targets- full, $clients client(s): extension/plain = $q (target >= 0.9: $(awk -v q="$q" 'BEGIN { print (q != "n/a" && q >= 0.9) ? "met" : "NOT met" }'))"$'\n'
+			fi
+		done
+	done
+	echo
+	echo "Targets (reported, not asserted):"
+	echo
+	printf '%s' "$targets"
+}
