@@ -150,13 +150,14 @@ scale_cpu_per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "
 # store is emptied first.
 scale_append() {
 	local csv=$1 point=$2 contender=$3 round=$4
-	local tag=scale-$point-append-$contender-r$round before after start res tps tx failed lat ckpt cpu0 cpu1
+	local tag=scale-$point-append-$contender-r$round before after start res tps tx failed lat ckpt cpu0 cpu1 wal0 wal
 	[ "$point" = 0 ] && scale_reset
 	bench_quiesce
 	SCALE_SERIAL=$((SCALE_SERIAL + 1))
 	before=$(scale_stored)
 	start=$(bench_log_lines)
 	cpu0=$(scale_server_cpu)
+	wal0=$(bench_value "SELECT pg_current_wal_insert_lsn()")
 	bench_log "scale $point, round $round/$BENCH_ROUNDS: append, $SCALE_CLIENTS clients, $contender, $before events stored (${BENCH_DURATION}s)"
 	res=$(bench_pgbench "$tag" "$SCALE_CLIENTS" "$BENCH_DURATION" \
 		-f "$BENCH_ROOT/bench/scale/append.$contender.pgbench" \
@@ -164,12 +165,13 @@ scale_append() {
 	read -r tps tx failed lat <<<"$res"
 	sleep 0.3 # the run's backends exit and are reaped
 	cpu1=$(scale_server_cpu)
+	wal=$(bench_value "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$wal0')")
 	ckpt=$(bench_checkpoints_since "$start")
 	after=$(scale_stored)
 	[ "$((after - before))" = "$tx" ] || bench_log "WARNING: $tag: $((after - before)) positions drawn by $tx transactions"
 	[ "$ckpt" = 0 ] || bench_log "WARNING: $tag: $ckpt checkpoint(s) started during the run"
 	[ "$failed" = 0 ] || bench_log "WARNING: $tag: $failed failed transactions"
-	echo "scale,$point,append,$contender,$round,$SCALE_CLIENTS,$before,$tps,$tps,$tx,$failed,$lat,$((after - before)),$ckpt,,,,,$(scale_cpu_per "$cpu0" "$cpu1" "$tx")" >>"$csv"
+	echo "scale,$point,append,$contender,$round,$SCALE_CLIENTS,$before,$tps,$tps,$tx,$failed,$lat,$((after - before)),$ckpt,,,,,$(scale_cpu_per "$cpu0" "$cpu1" "$tx"),$(awk -v w="$wal" -v n="$tx" 'BEGIN { if (n > 0) printf "%.0f", w / n }')" >>"$csv"
 }
 
 # scale_read CSV POINT CONTENDER ROUND: one read run, 1 client, a random
@@ -211,7 +213,7 @@ scale_run() {
 	local csv=$1 point round c stored n prev='' i
 	local -a order
 	SCALE_LOAD_SECONDS=0
-	echo "suite,scale,kind,contender,round,clients,stored_events,tps,rows_per_s,transactions,failed,latency_ms,rows_gained,unplanned_checkpoints,heap_bytes,index_bytes,other_bytes,load_seconds,server_cpu_ms_per_tx" >"$csv"
+	echo "suite,scale,kind,contender,round,clients,stored_events,tps,rows_per_s,transactions,failed,latency_ms,rows_gained,unplanned_checkpoints,heap_bytes,index_bytes,other_bytes,load_seconds,server_cpu_ms_per_tx,wal_bytes_per_tx" >"$csv"
 	for point in $SCALE_POINTS; do
 		# Leaving the point 0 (or starting above it): start from an empty store.
 		if [ -z "$prev" ] || [ "$prev" = 0 ]; then
@@ -279,10 +281,12 @@ scale_report() {
 		"At 0 each append run starts from an empty store, and the read runs read $SCALE_PROBE events written for them." \
 		"Sizes after the point's runs: pg_relation_size (heap), pg_indexes_size (both indexes), per stored event." \
 		"Server CPU: user + system time of every server process during the run (from /proc), per append: with durable commits the rate is" \
-		"bound by WAL flushes, and CPU per append shows what the rate hides (and what the load of other programs leaves alone)."
+		"bound by WAL flushes, and CPU per append shows what the rate hides (and what the load of other programs leaves alone)." \
+		"WAL: bytes written per append during the run; each run starts after a CHECKPOINT, so the first change to a page writes" \
+		"a full-page image, and appends to random streams touch a different leaf of the stream index each time once it is large."
 	echo
-	echo "| point | events stored | extension appends/s | plain appends/s | extension/plain | extension vs empty | server CPU µs/append: extension | plain | read_stream ms | plain read ms | heap B/event | indexes B/event | load s |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| point | events stored | extension appends/s | plain appends/s | extension/plain | extension vs empty | server CPU µs/append: extension | plain | WAL B/append: extension | plain | read_stream ms | plain read ms | heap B/event | indexes B/event | load s |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for point in $SCALE_POINTS; do
 		r_e=$(scale_cell "$csv" "$point" append extension tps)
 		r_p=$(scale_cell "$csv" "$point" append plain tps)
@@ -293,6 +297,8 @@ scale_report() {
 		echo "| $point | $(bench_fmt "$stored") | $(bench_fmt "$r_e") | $(bench_fmt "$r_p") | $(bench_ratio "$r_e" "$r_p") | $(bench_ratio "$r_e" "$first") |" \
 			"$(awk -v x="$(scale_cell "$csv" "$point" append extension server_cpu_ms_per_tx)" 'BEGIN { printf "%.0f", x * 1000 }') |" \
 			"$(awk -v x="$(scale_cell "$csv" "$point" append plain server_cpu_ms_per_tx)" 'BEGIN { printf "%.0f", x * 1000 }') |" \
+			"$(bench_fmt "$(scale_cell "$csv" "$point" append extension wal_bytes_per_tx)") |" \
+			"$(bench_fmt "$(scale_cell "$csv" "$point" append plain wal_bytes_per_tx)") |" \
 			"$(awk -v x="$(scale_cell "$csv" "$point" read extension latency_ms)" 'BEGIN { printf "%.3f", x }') |" \
 			"$(awk -v x="$(scale_cell "$csv" "$point" read plain latency_ms)" 'BEGIN { printf "%.3f", x }') |" \
 			"$(awk -v h="$heap" -v e="$e" 'BEGIN { if (e > 0) printf "%.0f", h / e; else print "n/a" }') |" \
