@@ -169,7 +169,7 @@ set output "$RESULTS/scale.png"
 set multiplot layout 2,1 title "Suite scale: as the store fills (median over the rounds)"
 set key autotitle columnhead
 set grid
-set key top right
+set key outside bottom center horizontal
 set xlabel "events stored before the runs (scale point)"
 set offsets 0.3, 0.3, graph 0.15, 0
 set yrange [0:*]
@@ -177,14 +177,18 @@ set title "Single-event appends, $clients clients"
 set ylabel "appends/s"
 plot "$TMP/scale.dat" using 0:2:xtic(1) with linespoints lw 2 pt 7 title "extension (eventstore.append)", \
      "" using 0:3 with linespoints lw 2 pt 5 title "plain INSERT", \
-     "" using 0:2:(sprintf("%.0f", \$2)) with labels offset 0,1 notitle, \
-     "" using 0:3:(sprintf("%.0f", \$3)) with labels offset 0,-1 notitle
+     "" using 0:(\$2 >= \$3 ? \$2 : 1/0):(sprintf("%.0f", \$2)) with labels offset 0,1 notitle, \
+     "" using 0:(\$2 < \$3 ? \$2 : 1/0):(sprintf("%.0f", \$2)) with labels offset 0,-1 notitle, \
+     "" using 0:(\$3 > \$2 ? \$3 : 1/0):(sprintf("%.0f", \$3)) with labels offset 0,1 notitle, \
+     "" using 0:(\$3 <= \$2 ? \$3 : 1/0):(sprintf("%.0f", \$3)) with labels offset 0,-1 notitle
 set title "Reading a whole 10-event stream, 1 client"
 set ylabel "latency (ms)"
 plot "$TMP/scale.dat" using 0:4:xtic(1) with linespoints lw 2 pt 7 title "read\\\\_stream", \
      "" using 0:5 with linespoints lw 2 pt 5 title "plain index scan", \
-     "" using 0:4:(sprintf("%.3f", \$4)) with labels offset 0,1 notitle, \
-     "" using 0:5:(sprintf("%.3f", \$5)) with labels offset 0,-1 notitle
+     "" using 0:(\$4 >= \$5 ? \$4 : 1/0):(sprintf("%.3f", \$4)) with labels offset 0,1 notitle, \
+     "" using 0:(\$4 < \$5 ? \$4 : 1/0):(sprintf("%.3f", \$4)) with labels offset 0,-1 notitle, \
+     "" using 0:(\$5 > \$4 ? \$5 : 1/0):(sprintf("%.3f", \$5)) with labels offset 0,1 notitle, \
+     "" using 0:(\$5 <= \$4 ? \$5 : 1/0):(sprintf("%.3f", \$5)) with labels offset 0,-1 notitle
 unset multiplot
 GP
 	made+=("$RESULTS/scale.png")
