@@ -167,3 +167,22 @@ bench_machine() {
 		"PostgreSQL $version; $settings;${BENCH_SERVER_ENV:+ server environment (diagnosis) $BENCH_SERVER_ENV;}" \
 		"checkout at commit $commit, eventstore.so md5 $so."
 }
+
+# bench_server_cpu: CPU seconds (user + system) used so far by the server:
+# the postmaster, its live children and, through the postmaster's cutime and
+# cstime, its children that have exited (backends of earlier runs).  The
+# difference around a run over its transactions is the server's CPU per
+# transaction, which the load of other programs on the machine does not
+# change the way it changes throughput.
+bench_server_cpu() {
+	local pm c
+	pm=$(head -1 "$BENCH_WORK/data/postmaster.pid")
+	{
+		cat "/proc/$pm/stat"
+		for c in $(pgrep -P "$pm"); do cat "/proc/$c/stat" 2>/dev/null || true; done
+	} | awk -v hz="$(getconf CLK_TCK)" '
+		{ sub(/^.*\) /, "") }
+		NR == 1 { t += $12 + $13 + $14 + $15; next }
+		{ t += $12 + $13 }
+		END { printf "%.2f\n", t / hz }'
+}

@@ -98,25 +98,6 @@ SELECT nextval('$(hot_sequence "$1")'), v, now(), gen_random_uuid(),
 SQL
 }
 
-# hot_server_cpu: CPU seconds (user + system) used so far by the server:
-# the postmaster, its live children and, through the postmaster's cutime and
-# cstime, its children that have exited (backends of earlier runs).  The
-# difference around a run over its transactions is the server's CPU per
-# transaction, which the load of other programs on the machine does not
-# change the way it changes throughput.  (A helper for bench/lib.sh.)
-hot_server_cpu() {
-	local pm c
-	pm=$(head -1 "$BENCH_WORK/data/postmaster.pid")
-	{
-		cat "/proc/$pm/stat"
-		for c in $(pgrep -P "$pm"); do cat "/proc/$c/stat" 2>/dev/null || true; done
-	} | awk -v hz="$(getconf CLK_TCK)" '
-		{ sub(/^.*\) /, "") }
-		NR == 1 { t += $12 + $13 + $14 + $15; next }
-		{ t += $12 + $13 }
-		END { printf "%.2f\n", t / hz }'
-}
-
 # hot_one CSV WORKLOAD CONTENDER VARIANT ROUND: one pgbench run and its CSV
 # line.  Successes are the rows the table gained (each successful
 # transaction appends one event), conflicts the other transactions.
@@ -131,13 +112,13 @@ hot_one() {
 	bench_quiesce
 	before=$(bench_value "SELECT count(*) FROM $table")
 	start=$(bench_log_lines)
-	cpu0=$(hot_server_cpu)
+	cpu0=$(bench_server_cpu)
 	bench_log "round $round/$BENCH_ROUNDS: $workload, $HOT_CLIENTS clients, $contender ($variant) (${BENCH_DURATION}s)"
 	res=$(bench_pgbench "$tag" "$HOT_CLIENTS" "$BENCH_DURATION" -f "$script" \
 		-D "streams=$HOT_STREAMS" -D "data=$HOT_DATA" -D "metadata=$HOT_METADATA")
 	read -r tps tx failed lat <<<"$res"
 	sleep 0.3 # the run's backends exit and are reaped
-	cpu1=$(hot_server_cpu)
+	cpu1=$(bench_server_cpu)
 	ckpt=$(bench_checkpoints_since "$start")
 	after=$(bench_value "SELECT count(*) FROM $table")
 	ok=$((after - before))

@@ -109,25 +109,6 @@ SQL
 	fi
 }
 
-# reads_server_cpu: CPU seconds (user + system) used so far by the server:
-# the postmaster, its live children and, through the postmaster's cutime and
-# cstime, its children that have exited (backends of earlier runs).  The
-# difference around a run over its transactions is the server's CPU per
-# transaction, which the load of other programs on the machine does not
-# change the way it changes throughput.  (A helper for bench/lib.sh.)
-reads_server_cpu() {
-	local pm c
-	pm=$(head -1 "$BENCH_WORK/data/postmaster.pid")
-	{
-		cat "/proc/$pm/stat"
-		for c in $(pgrep -P "$pm"); do cat "/proc/$c/stat" 2>/dev/null || true; done
-	} | awk -v hz="$(getconf CLK_TCK)" '
-		{ sub(/^.*\) /, "") }
-		NR == 1 { t += $12 + $13 + $14 + $15; next }
-		{ t += $12 + $13 }
-		END { printf "%.2f\n", t / hz }'
-}
-
 # reads_run CSV: every workload x clients x contender, BENCH_ROUNDS times,
 # the contenders' order rotating from cell to cell and round to round.
 # Nothing writes, so no quiesce between runs.
@@ -149,13 +130,13 @@ reads_run() {
 				for contender in "${order[@]}"; do
 					bench_log "round $round/$BENCH_ROUNDS: read $name, $clients client(s), $contender (${BENCH_DURATION}s)"
 					local opts=${PGOPTIONS:-} cpu0 cpu1
-					cpu0=$(reads_server_cpu)
+					cpu0=$(bench_server_cpu)
 					[ "$contender" = plain ] && opts="$opts $READS_PLAIN_OPTIONS"
 					res=$(PGOPTIONS=$opts bench_pgbench "reads-$name-c$clients-$contender-r$round" "$clients" "$BENCH_DURATION" \
 						-f "$BENCH_ROOT/bench/reads/$name.$contender.pgbench" -D "streams=$READS_STREAMS")
 					read -r tps tx failed lat <<<"$res"
 					sleep 0.3 # the run's backends exit and are reaped
-					cpu1=$(reads_server_cpu)
+					cpu1=$(bench_server_cpu)
 					[ "$failed" = 0 ] || bench_log "WARNING: reads $name $contender: $failed failed transactions"
 					echo "reads,$name,$per,$clients,$contender,$round,$tps,$(awk -v t="$tps" -v p="$per" 'BEGIN { printf "%.1f", t * p }'),$tx,$failed,$lat,$(awk -v a="$cpu0" -v b="$cpu1" -v n="$tx" 'BEGIN { printf "%.4f", (b - a) * 1000 / n }')" >>"$csv"
 				done

@@ -125,25 +125,6 @@ SQL
 	SCALE_LOAD_SECONDS=$((SCALE_LOAD_SECONDS + $(date +%s) - t0))
 }
 
-# scale_server_cpu: CPU seconds (user + system) used so far by the server:
-# the postmaster, its live children and, through the postmaster's cutime and
-# cstime, its children that have exited (backends of earlier runs).  The
-# difference around a run over its transactions is the server's CPU per
-# transaction, which the load of other programs on the machine does not
-# change the way it changes throughput.  (A helper for bench/lib.sh.)
-scale_server_cpu() {
-	local pm c
-	pm=$(head -1 "$BENCH_WORK/data/postmaster.pid")
-	{
-		cat "/proc/$pm/stat"
-		for c in $(pgrep -P "$pm"); do cat "/proc/$c/stat" 2>/dev/null || true; done
-	} | awk -v hz="$(getconf CLK_TCK)" '
-		{ sub(/^.*\) /, "") }
-		NR == 1 { t += $12 + $13 + $14 + $15; next }
-		{ t += $12 + $13 }
-		END { printf "%.2f\n", t / hz }'
-}
-
 scale_cpu_per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.4f", (b - a) * 1000 / n }'; }
 
 # scale_append CSV POINT CONTENDER ROUND: one append run; at the point 0 the
@@ -156,7 +137,7 @@ scale_append() {
 	SCALE_SERIAL=$((SCALE_SERIAL + 1))
 	before=$(scale_stored)
 	start=$(bench_log_lines)
-	cpu0=$(scale_server_cpu)
+	cpu0=$(bench_server_cpu)
 	wal0=$(bench_value "SELECT pg_current_wal_insert_lsn()")
 	bench_log "scale $point, round $round/$BENCH_ROUNDS: append, $SCALE_CLIENTS clients, $contender, $before events stored (${BENCH_DURATION}s)"
 	res=$(bench_pgbench "$tag" "$SCALE_CLIENTS" "$BENCH_DURATION" \
@@ -164,7 +145,7 @@ scale_append() {
 		-D "v=$((SCALE_SERIAL * 100000000))" -D "data=$SCALE_DATA" -D "metadata=$SCALE_METADATA")
 	read -r tps tx failed lat <<<"$res"
 	sleep 0.3 # the run's backends exit and are reaped
-	cpu1=$(scale_server_cpu)
+	cpu1=$(bench_server_cpu)
 	wal=$(bench_value "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$wal0')")
 	ckpt=$(bench_checkpoints_since "$start")
 	after=$(scale_stored)
@@ -180,14 +161,14 @@ scale_read() {
 	local csv=$1 point=$2 contender=$3 round=$4 opts=${PGOPTIONS:-}
 	local tag=scale-$point-read-$contender-r$round before res tps tx failed lat cpu0 cpu1
 	before=$(scale_stored)
-	cpu0=$(scale_server_cpu)
+	cpu0=$(bench_server_cpu)
 	[ "$contender" = plain ] && opts="$opts $SCALE_PLAIN_READ_OPTIONS"
 	bench_log "scale $point, round $round/$BENCH_ROUNDS: read_stream, 1 client, $contender, $before events stored (${BENCH_DURATION}s)"
 	res=$(PGOPTIONS=$opts bench_pgbench "$tag" 1 "$BENCH_DURATION" \
 		-f "$BENCH_ROOT/bench/scale/read.$contender.pgbench" -D "streams=$((SCALE_LOADED / SCALE_STREAM_EVENTS))")
 	read -r tps tx failed lat <<<"$res"
 	sleep 0.3
-	cpu1=$(scale_server_cpu)
+	cpu1=$(bench_server_cpu)
 	[ "$failed" = 0 ] || bench_log "WARNING: $tag: $failed failed transactions"
 	echo "scale,$point,read,$contender,$round,1,$before,$tps,$(awk -v t="$tps" -v p="$SCALE_STREAM_EVENTS" 'BEGIN { printf "%.1f", t * p }'),$tx,$failed,$lat,0,0,,,,,$(scale_cpu_per "$cpu0" "$cpu1" "$tx")" >>"$csv"
 }
