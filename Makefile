@@ -11,7 +11,10 @@ OBJS = \
 	src/read.o \
 	src/worker.o
 
-DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+# The install script of 0.1.0 plus update scripts: CREATE EXTENSION installs
+# the newest version by running the chain, so there is one definition of
+# every object.
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).
