@@ -8,6 +8,7 @@ OBJS = \
 	src/append.o \
 	src/eventstore.o \
 	src/horizon.o \
+	src/projection.o \
 	src/read.o \
 	src/worker.o
 

@@ -21,7 +21,14 @@
  *	   entries and user triggers, without planner or SPI overhead.  Each
  *	   event draws its global position from a sequence; before the first
  *	   draw of the transaction, the transaction registers with the global-log
- *	   horizon (horizon.c) so that readers of the log wait for it.
+ *	   horizon (horizon.c) so that readers of the log wait for it;
+ *	6. call the handlers of the live inline projections whose filter the
+ *	   event matches, in their order (projection.c), right after the event
+ *	   is inserted.  An error in a handler aborts the append.
+ *
+ * Before step 2 the append takes ROW SHARE on eventstore.projections and
+ * holds it to the end of the transaction: changes of projections wait for
+ * appends in flight (see projection.c).
  *
  * The unique index is the last line of defence: even a writer that bypassed
  * the lock could not create two events with one version.
@@ -54,6 +61,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 #include "utils/uuid.h"
 
 #include "eventstore.h"
@@ -83,6 +91,11 @@ typedef struct EsAppend
 	int64		next_version;
 	int64		last_version;
 	int64		last_position;	/* 0 until an event is inserted */
+	MemoryContext cxt;			/* lives as long as the call */
+	int			nprojs;			/* live inline projections */
+	const EsProjection **projs;
+	FmgrInfo   *handlers;		/* looked up at first use */
+	TupleDesc	event_desc;		/* of eventstore.event, for handlers */
 } EsAppend;
 
 /* Context for errors raised while reading a batch element. */
@@ -101,6 +114,9 @@ static void es_append_begin(EsAppend *ap, text *stream_id,
 							bool has_expected, int64 expected);
 static void es_append_event(EsAppend *ap, const EsEventInput *ev);
 static void es_append_end(EsAppend *ap);
+static void es_inline_projections_begin(EsAppend *ap);
+static void es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls,
+									  int64 position);
 static Datum es_append_result(FunctionCallInfo fcinfo, EsAppend *ap);
 static void es_generate_uuid(pg_uuid_t *uuid);
 
@@ -478,10 +494,12 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	PreventCommandDuringRecovery("eventstore append");
 
 	cat = es_catalog();
+	ap->cat = cat;
+	ap->cxt = CurrentMemoryContext;
 
+	es_inline_projections_begin(ap);
 	es_lock_stream(stream_id);
 
-	ap->cat = cat;
 	ap->stream_id = stream_id;
 	ap->position_seq = cat->position_seq_relid;
 	ap->rel = table_open(cat->events_relid, RowExclusiveLock);
@@ -581,6 +599,76 @@ es_append_event(EsAppend *ap, const EsEventInput *ev)
 
 	ap->last_version = ap->next_version++;
 	ap->last_position = position;
+
+	if (ap->nprojs > 0)
+		es_run_inline_projections(ap, values, nulls, position);
+}
+
+/*
+ * Take the lock that orders appends against changes of projections, and
+ * note the live inline projections (the cache is current once the lock is
+ * held: taking it processes pending invalidations).
+ */
+static void
+es_inline_projections_begin(EsAppend *ap)
+{
+	EsProjection *projs;
+	int			n;
+
+	ap->nprojs = 0;
+	if (!OidIsValid(ap->cat->projections_relid))
+		return;
+
+	LockRelationOid(ap->cat->projections_relid, RowShareLock);
+	projs = es_projections(ap->cat, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (projs[i].enabled && projs[i].is_inline && !projs[i].catching_up)
+		{
+			if (ap->nprojs == 0)
+				ap->projs = palloc((n - i) * sizeof(EsProjection *));
+			ap->projs[ap->nprojs++] = &projs[i];
+		}
+	}
+	if (ap->nprojs > 0)
+	{
+		ap->handlers = palloc0(ap->nprojs * sizeof(FmgrInfo));
+		ap->event_desc = lookup_rowtype_tupdesc_copy(ap->cat->event_typid, -1);
+	}
+}
+
+/*
+ * Hand a freshly inserted event to the inline projections it matches.  The
+ * command counter is advanced first, so a handler that reads the events
+ * table sees the event.
+ */
+static void
+es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls, int64 position)
+{
+	text	   *stream_id = ap->stream_id;
+	text	   *type = DatumGetTextPP(values[Anum_es_event_type - 1]);
+	Datum		event = (Datum) 0;
+
+	for (int i = 0; i < ap->nprojs; i++)
+	{
+		const EsProjection *p = ap->projs[i];
+
+		if (!es_projection_matches(p, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+								   VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+			continue;
+		if (event == (Datum) 0)
+		{
+			CommandCounterIncrement();
+			event = es_event_datum(ap->event_desc, values, nulls);
+		}
+		if (!OidIsValid(ap->handlers[i].fn_oid))
+			es_handler_init(p, &ap->handlers[i], ap->cxt);
+		es_handler_call(p, &ap->handlers[i], event, position);
+	}
+
+	/* later events of the call are inserted after what the handlers did */
+	if (event != (Datum) 0)
+		ap->estate->es_output_cid = GetCurrentCommandId(true);
 }
 
 static void

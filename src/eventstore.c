@@ -20,6 +20,8 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "catalog/pg_type.h"
 
 #include "eventstore.h"
 
@@ -89,6 +91,28 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventstore.projection_batch_size",
+							"Most events the background worker hands to one projection in one transaction.",
+							NULL,
+							&es_projection_batch_size,
+							1000,
+							1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventstore.projection_retry_delay",
+							"Wait before the first retry of a failing async projection.",
+							"Doubles with every further failure, up to five minutes.",
+							&es_projection_retry_delay,
+							1000,
+							1,
+							300 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	/* PGC_POSTMASTER variables can only be defined while preloading. */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("eventstore.max_databases",
@@ -133,6 +157,9 @@ static void
 es_relcache_callback(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == es_catalog_cache.events_relid)
+		es_catalog_valid = false;
+	/* an older version may be updated: look for the newer objects again */
+	if (!OidIsValid(es_catalog_cache.projections_relid))
 		es_catalog_valid = false;
 }
 
@@ -185,6 +212,12 @@ es_catalog_lookup(bool missing_ok)
 	es_catalog_cache.position_seq_relid = es_lookup_relation("global_position_seq");
 	es_catalog_cache.position_index_relid = es_lookup_relation("events_pkey");
 	es_catalog_cache.horizon_relid = es_lookup_relation("recorded_horizon");
+	es_catalog_cache.event_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+												   CStringGetDatum("event"),
+												   ObjectIdGetDatum(es_catalog_cache.namespace_oid));
+	/* added by version 0.2.0 */
+	es_catalog_cache.projections_relid = get_relname_relid("projections",
+														   es_catalog_cache.namespace_oid);
 	es_catalog_valid = true;
 
 	return &es_catalog_cache;

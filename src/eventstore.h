@@ -17,6 +17,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/relcache.h"
+#include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
 /*
@@ -72,7 +74,26 @@ typedef struct EsCatalog
 	Oid			position_seq_relid; /* draws global positions */
 	Oid			position_index_relid;	/* primary key (global_position) */
 	Oid			horizon_relid;	/* eventstore.recorded_horizon */
+	Oid			event_typid;	/* the eventstore.event type */
+	Oid			projections_relid;	/* InvalidOid before version 0.2.0 */
 } EsCatalog;
+
+/* A projection, as cached by every backend (projection.c). */
+typedef struct EsProjection
+{
+	char	   *name;
+	Oid			handler;
+	Oid			owner;			/* role the worker runs the handler as */
+	bool		has_types;		/* filter on event types */
+	int			ntypes;
+	char	  **types;
+	int		   *type_lens;
+	char	   *prefix;			/* NULL: every stream */
+	int			prefix_len;
+	bool		is_inline;
+	bool		enabled;
+	bool		catching_up;	/* inline, but the worker replays for now */
+} EsProjection;
 
 /*
  * Shared memory (only when the library is preloaded).
@@ -138,6 +159,28 @@ extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
 struct TupleTableSlot;
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);
+
+/* projection.c */
+struct FmgrInfo;
+extern int	es_projection_batch_size;
+extern int	es_projection_retry_delay;
+extern uint64 es_projection_generation;
+extern int64 es_projecting_position;
+extern EsProjection *es_projections(const EsCatalog *cat, int *n);
+extern bool es_projection_matches(const EsProjection *p, const char *stream_id,
+								  int stream_len, const char *type, int type_len);
+extern void es_handler_init(const EsProjection *p, struct FmgrInfo *flinfo,
+							MemoryContext cxt);
+extern void es_handler_call(const EsProjection *p, struct FmgrInfo *flinfo,
+							Datum event, int64 position);
+extern Datum es_event_datum(TupleDesc event_desc, const Datum *row_values,
+							const bool *row_nulls);
+extern int64 es_projection_run_batch(const char *name, bool *caught_up,
+									 bool *needs_live);
+extern bool es_projection_go_live(const char *name);
+extern void es_projection_record_error(const char *name, int64 position,
+									   const char *message);
+extern struct List *es_projections_for_worker(TimestampTz *next_retry);
 
 /* worker.c */
 extern int	es_worker_naptime;

@@ -424,7 +424,16 @@ typedef struct EsWorkerState
 	Oid			seq_relid;		/* extension incarnation the rest refers to */
 	int64		recorded;		/* horizon last written to recorded_horizon */
 	int64		notified;		/* newest position last notified */
+	/* projections */
+	int64		projected;		/* horizon of the last pass over them */
+	uint64		generation;		/* es_projection_generation at that pass */
+	bool		more_work;		/* the last pass stopped short */
+	TimestampTz next_retry;		/* a failing projection is due then (or 0) */
+	MemoryContext pass_cxt;		/* reset per pass */
 } EsWorkerState;
+
+/* Batches of one projection per pass, so that others get their turn. */
+#define ES_WORKER_BATCHES_PER_PASS	8
 
 /*
  * The newest committed position in (after, upto], or 0: one backward step
@@ -564,11 +573,185 @@ es_worker_cycle(EsWorkerState *state)
 	return true;
 }
 
+typedef enum EsStepResult
+{
+	ES_STEP_OK,
+	ES_STEP_HANDLER_FAILED,		/* recorded; retried after a backoff */
+	ES_STEP_FAILED				/* something else; tried again later */
+} EsStepResult;
+
+/*
+ * Run one step of a projection in a transaction of its own: a batch, or
+ * (go_live) the switch of a caught-up inline projection to live.  An error
+ * rolls the step back; a handler's error is recorded with its position, so
+ * that the projection is retried after a backoff.
+ */
+static EsStepResult
+es_worker_project(const char *name, bool go_live, int64 *handled,
+				  bool *caught_up, bool *needs_live)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile EsStepResult result = ES_STEP_OK;
+
+	*handled = -1;
+	*caught_up = true;
+	*needs_live = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, go_live ?
+							   "eventstore: making a projection live" :
+							   "eventstore: running a projection");
+		if (go_live)
+			(void) es_projection_go_live(name);
+		else
+			*handled = es_projection_run_batch(name, caught_up, needs_live);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int64		position = es_projecting_position;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		es_projecting_position = 0;
+
+		if (position > 0)
+		{
+			ereport(LOG,
+					(errmsg("eventstore projection \"%s\" failed at global position " INT64_FORMAT ": %s",
+							name, position, edata->message)));
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			es_projection_record_error(name, position, edata->message);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			result = ES_STEP_HANDLER_FAILED;
+		}
+		else
+		{
+			ereport(LOG,
+					(errmsg("eventstore projection \"%s\" could not run: %s",
+							name, edata->message)));
+			result = ES_STEP_FAILED;
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	return result;
+}
+
+/* Look at the projections again after a nap, whatever happens meanwhile. */
+static void
+es_worker_retry_later(EsWorkerState *state)
+{
+	TimestampTz at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 es_worker_naptime);
+
+	if (state->next_retry == 0 || at < state->next_retry)
+		state->next_retry = at;
+}
+
+/*
+ * Run the async projections and the inline ones that catch up, when there
+ * may be something for them: the horizon moved, a definition changed, the
+ * last pass stopped short, or a retry fell due.
+ */
+static void
+es_worker_projections(EsWorkerState *state)
+{
+	List	   *names;
+	ListCell   *lc;
+	TimestampTz next_retry;
+
+	if (!state->more_work &&
+		state->recorded <= state->projected &&
+		state->generation == es_projection_generation &&
+		(state->next_retry == 0 || GetCurrentTimestamp() < state->next_retry))
+		return;
+
+	MemoryContextReset(state->pass_cxt);
+	state->projected = state->recorded;
+	state->more_work = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(state->pass_cxt);
+
+		names = es_projections_for_worker(&next_retry);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* taken after the transaction: its start processed the invalidations */
+	state->generation = es_projection_generation;
+	state->next_retry = next_retry;
+
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+		bool		caught_up = false;
+
+		for (int batch = 0; batch < ES_WORKER_BATCHES_PER_PASS; batch++)
+		{
+			int64		handled;
+			bool		needs_live;
+			EsStepResult result;
+
+			CHECK_FOR_INTERRUPTS();
+			result = es_worker_project(name, false, &handled, &caught_up, &needs_live);
+			if (result == ES_STEP_HANDLER_FAILED)
+			{
+				/*
+				 * Pass again at once: the events before the failing one go
+				 * through, and the next pass learns when the retry is due.
+				 */
+				state->more_work = true;
+				caught_up = true;
+				break;
+			}
+			if (result == ES_STEP_FAILED)
+			{
+				es_worker_retry_later(state);
+				caught_up = true;
+				break;
+			}
+			if (handled < 0)
+			{
+				caught_up = true;
+				break;
+			}
+			if (caught_up)
+			{
+				if (needs_live &&
+					es_worker_project(name, true, &handled, &caught_up,
+									  &needs_live) != ES_STEP_OK)
+					es_worker_retry_later(state);	/* e.g. the lock was busy */
+				break;
+			}
+		}
+		if (!caught_up)
+			state->more_work = true;
+	}
+}
+
 void
 eventstore_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
-	EsWorkerState state = {InvalidOid, 0, 0};
+	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, 0, NULL};
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -609,8 +792,16 @@ eventstore_worker_main(Datum main_arg)
 	LWLockRelease(es_shared->lock);
 	before_shmem_exit(es_worker_exit, (Datum) 0);
 
+	state.pass_cxt = AllocSetContextCreate(TopMemoryContext,
+										   "eventstore worker projections",
+										   ALLOCSET_SMALL_SIZES);
+	/* run the projections once at start: some may be due */
+	state.more_work = true;
+
 	for (;;)
 	{
+		long		timeout = es_worker_naptime;
+
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -620,6 +811,18 @@ eventstore_worker_main(Datum main_arg)
 
 		if (!es_worker_cycle(&state) && es_worker_retire())
 			proc_exit(0);
+
+		es_worker_projections(&state);
+		if (state.more_work)
+			continue;
+		if (state.next_retry != 0)
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), state.next_retry, &secs, &usecs);
+			timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
+		}
 
 		/*
 		 * Space cycles at least eventstore.notify_interval apart.  The latch
@@ -634,7 +837,7 @@ eventstore_worker_main(Datum main_arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 es_worker_naptime, PG_WAIT_EXTENSION);
+						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

@@ -1,0 +1,761 @@
+/*-------------------------------------------------------------------------
+ *
+ * projection.c
+ *	  Projections: handlers fed with events, inside the append transaction
+ *	  (inline) or by the background worker from a checkpoint (async).
+ *
+ * The definitions live in eventstore.projections.  Each backend keeps them
+ * in a cache that a statement trigger on the table invalidates (through a
+ * relcache invalidation of the table, which every backend processes when
+ * it next locks a relation).
+ *
+ * Inline projections and concurrent changes.  An append takes ROW SHARE on
+ * eventstore.projections before it locks its stream, holds it to the end of
+ * its transaction, and only then consults the cache; taking the lock
+ * processes pending invalidations, so the cache is current.  Every change
+ * of a definition (create, drop, enable, disable, rebuild, going live after
+ * a catch-up) runs under EXCLUSIVE on the table.  Hence a change waits
+ * until no appending transaction that decided under the old definition is
+ * in flight, and every append that starts deciding later sees the new one:
+ * there is a sharp line in the log between events handled inline and
+ * events left to the worker.
+ *
+ * Catching up.  A newly created inline projection with history to replay,
+ * one that is re-enabled after missing events, and one being rebuilt are
+ * "catching up": appends leave them alone while the worker replays the
+ * log into them from their checkpoint, up to the global-log horizon (so
+ * nothing committed is skipped).  Once a batch finds nothing more below the
+ * horizon, the worker takes EXCLUSIVE, which waits for every appender that
+ * left the handler alone; the rest of the log after the checkpoint is then
+ * committed, so one scan under a fresh snapshot handles it, and the
+ * projection goes live in the same transaction.
+ *
+ * Async projections are run by the worker in batches; each batch calls the
+ * handler for its events and advances the checkpoint in one transaction, so
+ * every event affects the read model exactly once.  A failing batch is
+ * rolled back, the error and the failing position are recorded, and the
+ * worker retries after an exponential backoff -- first committing the
+ * events before the failing one, so a poison event holds back only itself
+ * and what follows it.
+ *
+ * src/projection.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "eventstore.h"
+
+/* GUCs */
+int			es_projection_batch_size = 1000;
+int			es_projection_retry_delay = 1000;	/* ms, doubled per failure */
+
+/* The longest backoff between two attempts of a failing projection. */
+#define ES_MAX_RETRY_DELAY_MS	(5 * 60 * 1000)
+
+/*
+ * The projection cache.  A reload puts the previous cache aside until the
+ * end of the transaction: an append in progress (or one nested in a
+ * handler) may still point into it.
+ */
+static MemoryContext es_proj_cxt = NULL;
+static MemoryContext es_proj_old = NULL;
+static EsProjection *es_projs = NULL;
+static int	es_nprojs = 0;
+static bool es_proj_valid = false;
+static bool es_proj_callbacks = false;
+static Oid	es_proj_relid = InvalidOid;
+
+/* Bumped by every invalidation; lets the worker notice changes cheaply. */
+uint64		es_projection_generation = 0;
+
+/* The event a projection handler is working on, for error reports. */
+int64		es_projecting_position = 0;
+
+static void
+es_proj_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == es_proj_relid)
+	{
+		es_proj_valid = false;
+		es_projection_generation++;
+	}
+}
+
+static void
+es_proj_xact_callback(XactEvent event, void *arg)
+{
+	if (es_proj_old != NULL &&
+		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		 event == XACT_EVENT_PARALLEL_ABORT))
+	{
+		MemoryContextDelete(es_proj_old);
+		es_proj_old = NULL;
+	}
+}
+
+static void
+es_proj_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	/* a handler may have been dropped or replaced */
+	es_proj_valid = false;
+	es_projection_generation++;
+}
+
+/* Copy a text Datum into the cache as a NUL-terminated string. */
+static char *
+es_cache_text(Datum d, int *len)
+{
+	text	   *t = DatumGetTextPP(d);
+
+	*len = VARSIZE_ANY_EXHDR(t);
+	return MemoryContextStrdup(es_proj_cxt, text_to_cstring(t));
+}
+
+/*
+ * Load the definitions, in the order handlers run (priority, then name).
+ * The caller holds a lock on eventstore.projections, so the latest
+ * committed state is the one that holds for it: read it with a fresh
+ * snapshot, whatever the isolation level of the transaction.
+ */
+static void
+es_projections_load(const EsCatalog *cat)
+{
+	SPIPlanPtr	plan;
+	Snapshot	snapshot;
+	int			ret;
+
+	if (!es_proj_callbacks)
+	{
+		CacheRegisterRelcacheCallback(es_proj_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, es_proj_syscache_callback, (Datum) 0);
+		RegisterXactCallback(es_proj_xact_callback, NULL);
+		es_proj_callbacks = true;
+	}
+	if (es_proj_cxt != NULL)
+	{
+		if (es_proj_old == NULL)
+			es_proj_old = es_proj_cxt;
+		else
+			MemoryContextSetParent(es_proj_cxt, es_proj_old);
+	}
+	es_proj_cxt = AllocSetContextCreate(CacheMemoryContext,
+										"eventstore projections",
+										ALLOCSET_SMALL_SIZES);
+
+	/*
+	 * Valid from now: an invalidation that arrives while we read makes the
+	 * next caller read again.
+	 */
+	es_proj_relid = cat->projections_relid;
+	es_proj_valid = true;
+	es_projs = NULL;
+	es_nprojs = 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare("SELECT name, handler::oid, event_types, stream_prefix,"
+					   "       mode = 'inline', enabled, catching_up, owner::oid"
+					   "  FROM eventstore.projections ORDER BY priority, name",
+					   0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the projection query: %s",
+			 SPI_result_code_string(SPI_result));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ret = SPI_execute_snapshot(plan, NULL, NULL, snapshot, InvalidSnapshot,
+							   true, false, 0);
+	UnregisterSnapshot(snapshot);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read eventstore.projections: %s",
+			 SPI_result_code_string(ret));
+
+	if (SPI_processed > 0)
+	{
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		es_projs = MemoryContextAllocZero(es_proj_cxt,
+										  SPI_processed * sizeof(EsProjection));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			EsProjection *p = &es_projs[i];
+			bool		isnull;
+			Datum		d;
+			int			len;
+
+			p->name = es_cache_text(SPI_getbinval(tup, desc, 1, &isnull), &len);
+			p->handler = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+			d = SPI_getbinval(tup, desc, 3, &isnull);
+			if (!isnull)
+			{
+				ArrayType  *arr = DatumGetArrayTypeP(d);
+				Datum	   *elems;
+				bool	   *elem_nulls;
+				int			n;
+
+				deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+								  &elems, &elem_nulls, &n);
+				p->types = MemoryContextAlloc(es_proj_cxt, n * sizeof(char *));
+				p->type_lens = MemoryContextAlloc(es_proj_cxt, n * sizeof(int));
+				for (int j = 0; j < n; j++)
+				{
+					if (elem_nulls[j])
+						continue;
+					p->types[p->ntypes] = es_cache_text(elems[j], &p->type_lens[p->ntypes]);
+					p->ntypes++;
+				}
+				p->has_types = true;
+			}
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			if (!isnull)
+				p->prefix = es_cache_text(d, &p->prefix_len);
+			p->is_inline = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+			p->enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+			p->catching_up = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+			p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
+		}
+		es_nprojs = (int) SPI_processed;
+	}
+	SPI_freeplan(plan);
+	SPI_finish();
+}
+
+/*
+ * The projections of this database, current for a caller that holds a lock
+ * on eventstore.projections.  NULL (and *n = 0) when the installed version
+ * of the extension has none.
+ */
+EsProjection *
+es_projections(const EsCatalog *cat, int *n)
+{
+	if (!OidIsValid(cat->projections_relid))
+	{
+		*n = 0;
+		return NULL;
+	}
+	if (!es_proj_valid || es_proj_relid != cat->projections_relid)
+		es_projections_load(cat);
+	*n = es_nprojs;
+	return es_projs;
+}
+
+/* Does an event of this stream and type match the projection's filter? */
+bool
+es_projection_matches(const EsProjection *p, const char *stream_id, int stream_len,
+					  const char *type, int type_len)
+{
+	if (p->prefix != NULL &&
+		(stream_len < p->prefix_len ||
+		 memcmp(stream_id, p->prefix, p->prefix_len) != 0))
+		return false;
+	if (p->has_types)
+	{
+		for (int i = 0; i < p->ntypes; i++)
+		{
+			if (p->type_lens[i] == type_len &&
+				memcmp(p->types[i], type, type_len) == 0)
+				return true;
+		}
+		return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Calling handlers
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct EsHandlerContext
+{
+	const char *projection;
+	int64		position;
+} EsHandlerContext;
+
+static void
+es_handler_error_callback(void *arg)
+{
+	EsHandlerContext *hctx = (EsHandlerContext *) arg;
+
+	errcontext("projection \"%s\", event at global position " INT64_FORMAT,
+			   hctx->projection, hctx->position);
+}
+
+/*
+ * Look up a projection's handler for calls made while "cxt" lives.  A
+ * handler dropped behind the projection's back is an error, never a reason
+ * to skip events.
+ */
+void
+es_handler_init(const EsProjection *p, FmgrInfo *flinfo, MemoryContext cxt)
+{
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of projection \"%s\" does not exist", p->name),
+				 errdetail("Its function (OID %u) was dropped.", p->handler),
+				 errhint("Drop or disable the projection, or re-create it with a new handler.")));
+	fmgr_info_cxt(p->handler, flinfo, cxt);
+}
+
+/* Call a handler with one event (a datum of type eventstore.event). */
+void
+es_handler_call(const EsProjection *p, FmgrInfo *flinfo, Datum event, int64 position)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	EsHandlerContext hctx;
+	ErrorContextCallback errcallback;
+
+	hctx.projection = p->name;
+	hctx.position = position;
+	errcallback.callback = es_handler_error_callback;
+	errcallback.arg = &hctx;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	es_projecting_position = position;
+	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = event;
+	fcinfo->args[0].isnull = false;
+	(void) FunctionCallInvoke(fcinfo);
+	es_projecting_position = 0;
+
+	error_context_stack = errcallback.previous;
+}
+
+/* An eventstore.event datum from a row of eventstore.events. */
+Datum
+es_event_datum(TupleDesc event_desc, const Datum *row_values, const bool *row_nulls)
+{
+	Datum		values[Natts_es_event_type];
+	bool		nulls[Natts_es_event_type];
+
+	es_event_to_output(row_values, row_nulls, values, nulls);
+	return HeapTupleGetDatum(heap_form_tuple(event_desc, values, nulls));
+}
+
+/* ---------------------------------------------------------------------
+ * Batches run by the background worker
+ * ---------------------------------------------------------------------
+ */
+
+/* What the checkpoint row says. */
+typedef struct EsCheckpoint
+{
+	int64		position;
+	bool		has_error;		/* error_position is set */
+	int64		error_position;
+	bool		retry_due;		/* retry_at has passed */
+} EsCheckpoint;
+
+static bool
+es_read_checkpoint(const char *name, EsCheckpoint *cp)
+{
+	Datum		arg = CStringGetTextDatum(name);
+	Oid			argtype = TEXTOID;
+	bool		isnull;
+	int			ret;
+
+	ret = SPI_execute_with_args("SELECT position, error_position, coalesce(retry_at <= now(), true)"
+								"  FROM eventstore.projection_checkpoints WHERE name = $1",
+								1, &argtype, &arg, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the checkpoint of projection \"%s\": %s",
+			 name, SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return false;
+	cp->position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	cp->error_position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 2, &isnull));
+	cp->has_error = !isnull;
+	cp->retry_due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 3, &isnull));
+	return true;
+}
+
+/*
+ * Run one batch of a projection in the current transaction: the events
+ * after its checkpoint up to "limit", at most max_events of them (0: no
+ * limit), under "snapshot".  Returns how many events were handled and
+ * moves the checkpoint.  *done is set when nothing matching is left at or
+ * below the limit.
+ */
+static int64
+es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
+				 int64 limit, Snapshot snapshot, int64 max_events, bool *done)
+{
+	Relation	heap;
+	Relation	index;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	TupleDesc	event_desc;
+	FmgrInfo	flinfo;
+	MemoryContext event_cxt;
+	MemoryContext oldcxt;
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		count = 0;
+	int64		last = cp->position;
+	int64		new_position;
+
+	*done = true;
+	if (limit <= cp->position)
+		return 0;
+
+	heap = table_open(cat->events_relid, AccessShareLock);
+	index = index_open(cat->position_index_relid, AccessShareLock);
+	event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
+	es_handler_init(p, &flinfo, CurrentMemoryContext);
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GT, Int64GetDatum(cp->position));
+	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LE, Int64GetDatum(limit));
+	slot = table_slot_create(heap, NULL);
+	event_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									  "eventstore projection event",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	/* Handlers run with the rights of the role that created the projection. */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(p->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		position;
+		text	   *stream_id;
+		text	   *type;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (max_events > 0 && count >= max_events)
+		{
+			*done = false;
+			break;
+		}
+
+		oldcxt = MemoryContextSwitchTo(event_cxt);
+		slot_getallattrs(slot);
+		position = DatumGetInt64(slot->tts_values[Anum_es_global_position - 1]);
+		stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
+		type = DatumGetTextPP(slot_getattr(slot, Anum_es_event_type, &isnull));
+		if (es_projection_matches(p, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+								  VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+		{
+			Datum		event = es_event_datum(event_desc, slot->tts_values,
+											   slot->tts_isnull);
+
+			es_handler_call(p, &flinfo, event, position);
+			count++;
+			last = position;
+		}
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(event_cxt);
+	}
+	index_endscan(scan);
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(event_cxt);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+
+	/*
+	 * Every matching event up to the limit is handled unless the batch was
+	 * cut short; a limit past the end of the log (going live) stops at the
+	 * last event.
+	 */
+	if (!*done)
+		new_position = last;
+	else if (limit == PG_INT64_MAX)
+		new_position = last;
+	else
+		new_position = limit;
+
+	if (new_position > cp->position)
+	{
+		Datum		args[3];
+		Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
+		int			ret;
+
+		args[0] = CStringGetTextDatum(p->name);
+		args[1] = Int64GetDatum(new_position);
+		args[2] = Int64GetDatum(count);
+		ret = SPI_execute_with_args("UPDATE eventstore.projection_checkpoints"
+									"   SET position = $2, updated_at = now(),"
+									"       events_total = events_total + $3,"
+									"       error_count = CASE WHEN $2 >= error_position THEN 0 ELSE error_count END,"
+									"       retry_at = CASE WHEN $2 >= error_position THEN NULL ELSE retry_at END,"
+									"       error_position = CASE WHEN $2 >= error_position THEN NULL ELSE error_position END"
+									" WHERE name = $1",
+									3, argtypes, args, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "could not move the checkpoint of projection \"%s\": %s",
+				 p->name, SPI_result_code_string(ret));
+		cp->position = new_position;
+	}
+
+	return count;
+}
+
+static const EsProjection *
+es_find_projection(const EsCatalog *cat, const char *name)
+{
+	int			n;
+	EsProjection *projs = es_projections(cat, &n);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(projs[i].name, name) == 0)
+			return &projs[i];
+	}
+	return NULL;
+}
+
+/*
+ * One batch of an async or catching-up projection, in the current
+ * transaction.  Returns the events handled; *caught_up tells whether
+ * nothing is left to do for now (everything readable is handled, or a
+ * failing event waits for its retry), *needs_live that a catching-up
+ * projection reached the horizon and should now go live.  Returns -1 when the projection is not
+ * for the worker (any more) or a lock is busy.
+ */
+int64
+es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
+{
+	const EsCatalog *cat = es_catalog();
+	const EsProjection *p;
+	EsCheckpoint cp;
+	Snapshot	snapshot;
+	int64		horizon;
+	int64		limit;
+	int64		count;
+	bool		done;
+
+	*caught_up = true;
+	*needs_live = false;
+	/* without waiting: DROP EXTENSION takes these in an order of its own */
+	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock) ||
+		!ConditionalLockRelationOid(cat->events_relid, AccessShareLock) ||
+		!ConditionalLockRelationOid(cat->position_index_relid, AccessShareLock))
+		return -1;
+	p = es_find_projection(cat, name);
+	if (p == NULL || !p->enabled || (p->is_inline && !p->catching_up))
+		return -1;
+
+	SPI_connect();
+	if (!es_read_checkpoint(p->name, &cp))
+	{
+		SPI_finish();
+		return -1;
+	}
+
+	horizon = es_reader_horizon(cat, &snapshot);
+	limit = horizon;
+	/* Before its retry is due, a failing event holds back only itself. */
+	if (cp.has_error && !cp.retry_due)
+		limit = Min(limit, cp.error_position - 1);
+
+	count = es_project_range(cat, p, &cp, limit, snapshot,
+							 es_projection_batch_size, &done);
+	UnregisterSnapshot(snapshot);
+	SPI_finish();
+
+	*caught_up = done;
+	*needs_live = done && limit == horizon && p->catching_up;
+	return count;
+}
+
+/*
+ * Make a caught-up inline projection live, in the current transaction:
+ * wait for the appenders that left it alone, handle the rest of the log
+ * and clear catching_up.  Returns false when it was not catching up.
+ */
+bool
+es_projection_go_live(const char *name)
+{
+	const EsCatalog *cat = es_catalog();
+	const EsProjection *p;
+	EsCheckpoint cp;
+	Snapshot	snapshot;
+	bool		done;
+	Datum		arg;
+	Oid			argtype = TEXTOID;
+	int			ret;
+
+	/* Waiting holds up every appender queued behind us: keep it short. */
+	(void) set_config_option("lock_timeout", "500", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	LockRelationOid(cat->projections_relid, ExclusiveLock);
+
+	p = es_find_projection(cat, name);
+	if (p == NULL || !p->enabled || !p->is_inline || !p->catching_up)
+		return false;
+
+	SPI_connect();
+	if (!es_read_checkpoint(p->name, &cp))
+	{
+		SPI_finish();
+		return false;
+	}
+
+	/* No appender that skipped the handler is in flight any more. */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	(void) es_project_range(cat, p, &cp, PG_INT64_MAX, snapshot, 0, &done);
+	UnregisterSnapshot(snapshot);
+
+	arg = CStringGetTextDatum(p->name);
+	ret = SPI_execute_with_args("UPDATE eventstore.projections SET catching_up = false"
+								" WHERE name = $1",
+								1, &argtype, &arg, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not make projection \"%s\" live: %s",
+			 p->name, SPI_result_code_string(ret));
+	SPI_finish();
+	return true;
+}
+
+/*
+ * Record a failed batch (in a fresh transaction of the caller's): the
+ * failing position and the message, and when to try again.
+ */
+void
+es_projection_record_error(const char *name, int64 position, const char *message)
+{
+	Datum		args[4];
+	Oid			argtypes[4] = {TEXTOID, INT8OID, TEXTOID, INT8OID};
+	int			ret;
+
+	args[0] = CStringGetTextDatum(name);
+	args[1] = Int64GetDatum(position);
+	args[2] = CStringGetTextDatum(message ? message : "unknown error");
+	args[3] = Int64GetDatum(es_projection_retry_delay);
+
+	SPI_connect();
+	ret = SPI_execute_with_args("UPDATE eventstore.projection_checkpoints"
+								"   SET error_count = error_count + 1,"
+								"       error_position = $2, last_error = $3,"
+								"       last_error_at = now(),"
+								"       retry_at = now() + least($4 * power(2, least(error_count, 30)), "
+								CppAsString2(ES_MAX_RETRY_DELAY_MS) ") * interval '1 ms'"
+								" WHERE name = $1",
+								4, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the error of projection \"%s\": %s",
+			 name, SPI_result_code_string(ret));
+	SPI_finish();
+}
+
+/*
+ * Names of the projections the worker runs (enabled, async or catching
+ * up), allocated in the caller's memory context, and the earliest time a
+ * failing one is due again (0 if none).
+ */
+List *
+es_projections_for_worker(TimestampTz *next_retry)
+{
+	const EsCatalog *cat = es_catalog_lookup(true);
+	List	   *names = NIL;
+	EsProjection *projs;
+	int			n;
+	int			ret;
+
+	*next_retry = 0;
+	if (cat == NULL || !OidIsValid(cat->projections_relid) ||
+		!ConditionalLockRelationOid(cat->projections_relid, RowShareLock))
+		return NIL;
+	projs = es_projections(cat, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (projs[i].enabled && (!projs[i].is_inline || projs[i].catching_up))
+			names = lappend(names, pstrdup(projs[i].name));
+	}
+	if (names == NIL)
+		return NIL;
+
+	SPI_connect();
+	ret = SPI_execute("SELECT min(retry_at) FROM eventstore.projection_checkpoints"
+					  " WHERE retry_at > now()", true, 0);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			*next_retry = DatumGetTimestampTz(d);
+	}
+	SPI_finish();
+	return names;
+}
+
+/* ---------------------------------------------------------------------
+ * SQL-callable helpers
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Statement trigger on eventstore.projections: make every backend reload
+ * the projections (at its next lock, or at once for this backend's next
+ * command).
+ */
+PG_FUNCTION_INFO_V1(eventstore_projections_changed);
+Datum
+eventstore_projections_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore_projections_changed() was not called by the trigger manager")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	PG_RETURN_POINTER(NULL);
+}
+
+/* eventstore._need_worker(what): error out when no worker can run. */
+PG_FUNCTION_INFO_V1(eventstore_need_worker);
+Datum
+eventstore_need_worker(PG_FUNCTION_ARGS)
+{
+	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (es_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs the eventstore background worker", what),
+				 errdetail("The worker replays the log into projections; it runs only when the library is preloaded."),
+				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server, or create an inline projection with replay => false.")));
+	PG_RETURN_VOID();
+}
