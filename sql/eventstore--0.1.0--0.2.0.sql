@@ -135,7 +135,8 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION eventstore._get_projection(text, boolean) FROM PUBLIC;
 
--- Raises 55000 with a HINT when the background worker cannot run.
+-- Raises 55000 with a HINT when the background worker cannot run; else makes
+-- sure it runs and wakes it when the transaction commits.
 CREATE FUNCTION eventstore._need_worker(what text) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_need_worker'
     LANGUAGE C VOLATILE STRICT;
@@ -289,6 +290,7 @@ RETURNS void
 DECLARE
     p eventstore.projections := eventstore._get_projection(name, false);
 BEGIN
+    PERFORM eventstore._need_worker(format('projection "%s"', p.name));
     UPDATE eventstore.projection_checkpoints c
        SET retry_at = now()
      WHERE c.name = p.name AND c.retry_at IS NOT NULL;

@@ -514,6 +514,8 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	ExecInitRangeTable(ap->estate, list_make1(rte));
 	ap->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(ap->rri, ap->rel, 1, NULL, 0);
+	/* so that AFTER triggers find it rather than open the table again */
+	ap->estate->es_opened_result_relations = list_make1(ap->rri);
 	ap->estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(ap->rri, false);
 	AfterTriggerBeginQuery();
@@ -678,9 +680,12 @@ es_append_end(EsAppend *ap)
 	if (ap->last_position != 0)
 		es_horizon_drawn(ap->last_position);
 
-	/* Fire AFTER ROW triggers users may have put on the events table. */
+	/*
+	 * Fire AFTER ROW triggers users may have put on the events table, then
+	 * close the indexes (and anything the trigger manager opened).
+	 */
 	AfterTriggerEndQuery(ap->estate);
-	ExecCloseIndices(ap->rri);
+	ExecCloseResultRelations(ap->estate);
 	ExecResetTupleTable(ap->estate->es_tupleTable, false);
 	FreeExecutorState(ap->estate);
 	table_close(ap->rel, NoLock);

@@ -150,6 +150,7 @@ extern void es_horizon_register_callbacks(void);
 extern EsDatabaseState *es_database_state(const EsCatalog *cat, Oid dboid, bool create);
 extern void es_horizon_enter(const EsCatalog *cat);
 extern void es_horizon_drawn(int64 position);
+extern void es_worker_wake_at_commit(const EsCatalog *cat, const char *what);
 extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 							 bool exclude_self);
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);

@@ -78,6 +78,7 @@ int			es_max_databases = 16;
 /* This backend's registration in the current transaction. */
 static bool es_xact_registered = false;
 static EsDatabaseState *es_xact_db = NULL;
+static EsDatabaseState *es_xact_wake = NULL;	/* wake its worker at commit */
 
 /* This backend's database entry, once found. */
 static EsDatabaseState *es_my_db = NULL;
@@ -137,6 +138,13 @@ es_xact_callback(XactEvent event, void *arg)
 				es_xact_registered = false;
 				if (es_xact_db->worker_latch != NULL)
 					SetLatch(es_xact_db->worker_latch);
+			}
+			if (es_xact_wake != NULL)
+			{
+				if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) &&
+					es_xact_wake->worker_latch != NULL)
+					SetLatch(es_xact_wake->worker_latch);
+				es_xact_wake = NULL;
 			}
 			break;
 
@@ -332,6 +340,29 @@ es_horizon_enter(const EsCatalog *cat)
 
 	if (!db->worker_wanted)
 		es_worker_request(db);
+}
+
+/*
+ * Make sure this database has a worker, and wake it when the transaction
+ * commits: it has work the transaction prepared for it (a projection to
+ * run).  Errors out when no worker can run.
+ */
+void
+es_worker_wake_at_commit(const EsCatalog *cat, const char *what)
+{
+	EsDatabaseState *db;
+
+	if (es_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs the eventstore background worker", what),
+				 errdetail("The worker runs async projections and replays the log into catching-up ones; it runs only when the library is preloaded."),
+				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server, or create an inline projection with replay => false.")));
+
+	db = es_database_state(cat, MyDatabaseId, true);
+	if (!db->worker_wanted)
+		es_worker_request(db);
+	es_xact_wake = db;
 }
 
 /* Called by an append after drawing its positions, before commit. */

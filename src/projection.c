@@ -319,7 +319,7 @@ es_handler_init(const EsProjection *p, FmgrInfo *flinfo, MemoryContext cxt)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the handler of projection \"%s\" does not exist", p->name),
-				 errdetail("Its function (OID %u) was dropped.", p->handler),
+				 errdetail("The function it was created with has been dropped."),
 				 errhint("Drop or disable the projection, or re-create it with a new handler.")));
 	fmgr_info_cxt(p->handler, flinfo, cxt);
 }
@@ -744,18 +744,16 @@ eventstore_projections_changed(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(NULL);
 }
 
-/* eventstore._need_worker(what): error out when no worker can run. */
+/*
+ * eventstore._need_worker(what): error out when no worker can run, else
+ * make sure one runs and wake it when the transaction commits.
+ */
 PG_FUNCTION_INFO_V1(eventstore_need_worker);
 Datum
 eventstore_need_worker(PG_FUNCTION_ARGS)
 {
 	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	if (es_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s needs the eventstore background worker", what),
-				 errdetail("The worker replays the log into projections; it runs only when the library is preloaded."),
-				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server, or create an inline projection with replay => false.")));
+	es_worker_wake_at_commit(es_catalog(), what);
 	PG_RETURN_VOID();
 }
