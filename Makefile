@@ -23,7 +23,8 @@ REGRESS = append append_events read_stream errors roles read_all projections
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.conf
 
 ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \
-	read_all_lower_position read_all_unrelated_xact read_all_rollback read_all_repeatable_read
+	read_all_lower_position read_all_unrelated_xact read_all_rollback read_all_repeatable_read \
+	projection_same_row projection_changes_wait
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/eventstore.conf
 
 TAP_TESTS = 1
