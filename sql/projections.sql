@@ -355,3 +355,6 @@ SELECT eventstore.drop_projection('types');
 SELECT eventstore.drop_projection('accounts');
 SELECT count(*) AS projections, (SELECT count(*) FROM eventstore.projection_checkpoints) AS checkpoints
   FROM eventstore.projections;
+
+DROP EXTENSION eventstore CASCADE;
+DROP TABLE accounts, accounts_before, calls, seen, type_counts, later_calls;

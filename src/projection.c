@@ -48,6 +48,8 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -128,6 +130,19 @@ es_proj_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	es_projection_generation++;
 }
 
+static Oid
+es_relation_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
 /* Copy a text Datum into the cache as a NUL-terminated string. */
 static char *
 es_cache_text(Datum d, int *len)
@@ -150,6 +165,8 @@ es_projections_load(const EsCatalog *cat)
 	SPIPlanPtr	plan;
 	Snapshot	snapshot;
 	int			ret;
+	Oid			save_userid;
+	int			save_sec_context;
 
 	if (!es_proj_callbacks)
 	{
@@ -177,6 +194,14 @@ es_projections_load(const EsCatalog *cat)
 	es_proj_valid = true;
 	es_projs = NULL;
 	es_nprojs = 0;
+
+	/*
+	 * Appending roles need no privileges on the table: read it as its
+	 * owner, as the RI triggers read referenced tables.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(es_relation_owner(cat->projections_relid),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -244,6 +269,7 @@ es_projections_load(const EsCatalog *cat)
 	}
 	SPI_freeplan(plan);
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
 /*
