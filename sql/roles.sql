@@ -132,6 +132,32 @@ RESET ROLE;
 SELECT count(*) AS events, count(*) FILTER (WHERE event_type = 'Forged') AS forged
   FROM eventstore.events;
 
+-- Inline projection handlers run with the rights of the appending role:
+-- the writer needs no privileges on the projection tables, but its
+-- handler's writes are checked against the writer (42501, nothing written)
+-- unless the handler is SECURITY DEFINER.  Managing projections is not
+-- part of the writer's grants.
+CREATE TABLE per_stream (stream_id text PRIMARY KEY, n integer NOT NULL);
+CREATE FUNCTION count_per_stream(e eventstore.event) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO per_stream VALUES (e.stream_id, 1)
+    ON CONFLICT (stream_id) DO UPDATE SET n = per_stream.n + 1 $$;
+SELECT eventstore.create_projection('per_stream', 'count_per_stream(eventstore.event)', replay => false);
+SET ROLE regress_es_writer;
+SELECT stream_version FROM eventstore.append('acct-9', 'Opened', '{}');
+\echo :SQLSTATE
+SELECT eventstore.stream_version('acct-9');
+SELECT eventstore.drop_projection('per_stream');
+\echo :SQLSTATE
+RESET ROLE;
+ALTER FUNCTION count_per_stream(eventstore.event) SECURITY DEFINER;
+SET ROLE regress_es_writer;
+SELECT stream_version FROM eventstore.append('acct-9', 'Opened', '{}');
+RESET ROLE;
+SELECT * FROM per_stream;
+SELECT eventstore.drop_projection('per_stream');
+DROP FUNCTION count_per_stream(eventstore.event);
+DROP TABLE per_stream;
+
 -- Roles are cluster-wide: remove them.
 DROP OWNED BY regress_es_nobody, regress_es_reader, regress_es_writer;
 DROP ROLE regress_es_nobody, regress_es_reader, regress_es_writer;
