@@ -102,7 +102,8 @@ int64		es_projecting_position = 0;
 static void
 es_proj_relcache_callback(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid) || relid == es_proj_relid)
+	/* before the table is known, any invalidation may be its creation */
+	if (!OidIsValid(relid) || relid == es_proj_relid || !OidIsValid(es_proj_relid))
 	{
 		es_proj_valid = false;
 		es_projection_generation++;
@@ -168,13 +169,6 @@ es_projections_load(const EsCatalog *cat)
 	Oid			save_userid;
 	int			save_sec_context;
 
-	if (!es_proj_callbacks)
-	{
-		CacheRegisterRelcacheCallback(es_proj_relcache_callback, (Datum) 0);
-		CacheRegisterSyscacheCallback(PROCOID, es_proj_syscache_callback, (Datum) 0);
-		RegisterXactCallback(es_proj_xact_callback, NULL);
-		es_proj_callbacks = true;
-	}
 	if (es_proj_cxt != NULL)
 	{
 		if (es_proj_old == NULL)
@@ -280,6 +274,13 @@ es_projections_load(const EsCatalog *cat)
 EsProjection *
 es_projections(const EsCatalog *cat, int *n)
 {
+	if (!es_proj_callbacks)
+	{
+		CacheRegisterRelcacheCallback(es_proj_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, es_proj_syscache_callback, (Datum) 0);
+		RegisterXactCallback(es_proj_xact_callback, NULL);
+		es_proj_callbacks = true;
+	}
 	if (!OidIsValid(cat->projections_relid))
 	{
 		*n = 0;
@@ -719,8 +720,15 @@ es_projections_for_worker(TimestampTz *next_retry)
 	int			ret;
 
 	*next_retry = 0;
-	if (cat == NULL || !OidIsValid(cat->projections_relid) ||
-		!ConditionalLockRelationOid(cat->projections_relid, RowShareLock))
+	if (cat == NULL)
+		return NIL;
+	if (!OidIsValid(cat->projections_relid))
+	{
+		/* an older version: only watch for the update */
+		(void) es_projections(cat, &n);
+		return NIL;
+	}
+	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock))
 		return NIL;
 	projs = es_projections(cat, &n);
 	for (int i = 0; i < n; i++)

@@ -428,6 +428,7 @@ typedef struct EsWorkerState
 	int64		projected;		/* horizon of the last pass over them */
 	uint64		generation;		/* es_projection_generation at that pass */
 	bool		more_work;		/* the last pass stopped short */
+	bool		any_projections;	/* the last pass found some to run */
 	TimestampTz next_retry;		/* a failing projection is due then (or 0) */
 	MemoryContext pass_cxt;		/* reset per pass */
 } EsWorkerState;
@@ -675,7 +676,7 @@ es_worker_projections(EsWorkerState *state)
 	TimestampTz next_retry;
 
 	if (!state->more_work &&
-		state->recorded <= state->projected &&
+		(state->recorded <= state->projected || !state->any_projections) &&
 		state->generation == es_projection_generation &&
 		(state->next_retry == 0 || GetCurrentTimestamp() < state->next_retry))
 		return;
@@ -698,6 +699,7 @@ es_worker_projections(EsWorkerState *state)
 	/* taken after the transaction: its start processed the invalidations */
 	state->generation = es_projection_generation;
 	state->next_retry = next_retry;
+	state->any_projections = (names != NIL);
 
 	foreach(lc, names)
 	{
@@ -751,7 +753,7 @@ void
 eventstore_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
-	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, 0, NULL};
+	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, false, 0, NULL};
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
