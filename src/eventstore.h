@@ -181,7 +181,7 @@ extern int64 es_projection_run_batch(const char *name, bool *caught_up,
 extern bool es_projection_go_live(const char *name);
 extern void es_projection_record_error(const char *name, int64 position,
 									   const char *message);
-extern struct List *es_projections_for_worker(TimestampTz *next_retry);
+extern struct List *es_projections_for_worker(TimestampTz *next_retry, bool *busy);
 
 /* worker.c */
 extern int	es_worker_naptime;

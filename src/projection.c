@@ -271,8 +271,8 @@ es_projections_load(const EsCatalog *cat)
  * on eventstore.projections.  NULL (and *n = 0) when the installed version
  * of the extension has none.
  */
-EsProjection *
-es_projections(const EsCatalog *cat, int *n)
+static void
+es_projection_callbacks(void)
 {
 	if (!es_proj_callbacks)
 	{
@@ -281,6 +281,12 @@ es_projections(const EsCatalog *cat, int *n)
 		RegisterXactCallback(es_proj_xact_callback, NULL);
 		es_proj_callbacks = true;
 	}
+}
+
+EsProjection *
+es_projections(const EsCatalog *cat, int *n)
+{
+	es_projection_callbacks();
 	if (!OidIsValid(cat->projections_relid))
 	{
 		*n = 0;
@@ -708,10 +714,11 @@ es_projection_record_error(const char *name, int64 position, const char *message
 /*
  * Names of the projections the worker runs (enabled, async or catching
  * up), allocated in the caller's memory context, and the earliest time a
- * failing one is due again (0 if none).
+ * failing one is due again (0 if none).  *busy: the definitions are locked
+ * (being changed); look again later.
  */
 List *
-es_projections_for_worker(TimestampTz *next_retry)
+es_projections_for_worker(TimestampTz *next_retry, bool *busy)
 {
 	const EsCatalog *cat = es_catalog_lookup(true);
 	List	   *names = NIL;
@@ -719,17 +726,18 @@ es_projections_for_worker(TimestampTz *next_retry)
 	int			n;
 	int			ret;
 
+	/* from now on, every change of a definition bumps the generation */
+	es_projection_callbacks();
+
 	*next_retry = 0;
-	if (cat == NULL)
+	*busy = false;
+	if (cat == NULL || !OidIsValid(cat->projections_relid))
 		return NIL;
-	if (!OidIsValid(cat->projections_relid))
+	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock))
 	{
-		/* an older version: only watch for the update */
-		(void) es_projections(cat, &n);
+		*busy = true;
 		return NIL;
 	}
-	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock))
-		return NIL;
 	projs = es_projections(cat, &n);
 	for (int i = 0; i < n; i++)
 	{

@@ -674,6 +674,7 @@ es_worker_projections(EsWorkerState *state)
 	List	   *names;
 	ListCell   *lc;
 	TimestampTz next_retry;
+	bool		busy;
 
 	if (!state->more_work &&
 		(state->recorded <= state->projected || !state->any_projections) &&
@@ -691,7 +692,7 @@ es_worker_projections(EsWorkerState *state)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(state->pass_cxt);
 
-		names = es_projections_for_worker(&next_retry);
+		names = es_projections_for_worker(&next_retry, &busy);
 		MemoryContextSwitchTo(oldcxt);
 	}
 	PopActiveSnapshot();
@@ -700,6 +701,8 @@ es_worker_projections(EsWorkerState *state)
 	state->generation = es_projection_generation;
 	state->next_retry = next_retry;
 	state->any_projections = (names != NIL);
+	if (busy)
+		es_worker_retry_later(state);
 
 	foreach(lc, names)
 	{
