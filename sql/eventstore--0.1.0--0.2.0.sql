@@ -263,6 +263,7 @@ DECLARE
     v_deliver  bigint[];
     v_window   bigint;
     v_pending  bigint;
+    v_step     bigint;
     v_want     bigint;
     v_horizon  bigint;
     v_got      bigint;
@@ -307,16 +308,19 @@ BEGIN
 
     v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
 
-    -- Pull from the log only what this fetch may deliver, and keep at most
+    -- Pull from the log what this fetch can deliver, and keep at most
     -- v_window events waiting, so the table stays small even when one busy
     -- stream blocks everything pulled.  Pulled events come after every
     -- outstanding one, so they never change what was already deliverable.
+    -- When what was pulled is blocked, each further pull is twice as large.
     v_window := greatest(1000, max_count);
+    v_step := 0;
     LOOP
         EXIT WHEN cardinality(v_deliver) >= max_count;
         SELECT count(*) INTO v_pending FROM eventstore.subscription_events se
          WHERE se.subscription = v_sub.name AND se.state = 'pending';
-        v_want := least(max_count - cardinality(v_deliver), v_window - v_pending);
+        v_step := greatest(max_count - cardinality(v_deliver), v_step * 2);
+        v_want := least(v_step, v_window - v_pending);
         EXIT WHEN v_want <= 0;
 
         -- The filtered-follower pattern (README): the horizon read before
