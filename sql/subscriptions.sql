@@ -380,7 +380,11 @@ SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,
 SELECT c AS relation, has_table_privilege('public', c, 'SELECT, INSERT, UPDATE, DELETE') AS public_access
   FROM unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
                     'eventstore.subscription_consumers', 'eventstore.subscription_status']::regclass[]) c;
-SELECT unnest(extconfig)::regclass AS dumped FROM pg_extension WHERE extname = 'eventstore' ORDER BY 1;
+SELECT c AS relation, c = ANY (x.extconfig) AS dumped
+  FROM pg_extension x,
+       unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
+                    'eventstore.subscription_consumers']::regclass[]) c
+ WHERE x.extname = 'eventstore';
 
 --
 -- A consumer role: the GRANT lines of the documentation.  It consumes
