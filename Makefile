@@ -32,6 +32,10 @@ PROVE_TESTS = test/t/*.pl
 
 EXTRA_CLEAN = tmp_check_regress tmp_check_iso
 
+# Durable subscriptions.
+REGRESS += subscriptions
+ISOLATION += subscription_competing_consumers
+
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -1,0 +1,430 @@
+--
+-- Durable subscriptions: create and drop, every argument error with its
+-- SQLSTATE, fetching from the origin / from now / after a position, filters,
+-- ack and nack, lease expiry and redelivery, parking and replay, per-stream
+-- order between competing consumers, the pull window, the status view,
+-- privileges.
+--
+-- Concurrent fetches and late commits are covered by the isolation spec
+-- subscription_competing_consumers.
+--
+-- The extension is created afresh, so positions start at 1 and are
+-- deterministic.  Times are never printed: only booleans and counts.
+-- Leases that must expire are 100 ms long; every other lease is long enough
+-- never to expire during the test.
+--
+CREATE EXTENSION eventstore;
+-- PL/pgSQL line numbers are not part of the interface.
+\set SHOW_CONTEXT never
+
+-- What a subscription holds: its outstanding events, and its status.
+\set outstanding 'SELECT global_position, stream_id, state, attempts, consumer, last_error, not_before IS NOT NULL AS retry_later FROM eventstore.subscription_events WHERE subscription = :''sub'' ORDER BY global_position;'
+\set status 'SELECT position, pulled_position, lag_events, lag_time IS NOT NULL AS lagging, in_flight, pending_retry, parked, consumers FROM eventstore.subscription_status WHERE name = :''sub'';'
+
+--
+-- Argument errors.  After them, no subscription exists.
+--
+-- NULL name (22004), empty name (22023).
+SELECT eventstore.create_subscription(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('');
+\echo :LAST_ERROR_SQLSTATE
+-- event_types that match nothing (22023): empty, only NULLs; and a
+-- two-dimensional array (22023).
+SELECT eventstore.create_subscription('bad', '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('bad', ARRAY[NULL]::text[]);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('bad', ARRAY[ARRAY['a'], ARRAY['b']]);
+\echo :LAST_ERROR_SQLSTATE
+-- start_from below -1 (22023), NULL (22004).
+SELECT eventstore.create_subscription('bad', start_from => -2);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('bad', start_from => NULL);
+\echo :LAST_ERROR_SQLSTATE
+-- lease_timeout not positive (22023), NULL (22004).
+SELECT eventstore.create_subscription('bad', lease_timeout => '0');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('bad', lease_timeout => '-1 second');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('bad', lease_timeout => NULL);
+\echo :LAST_ERROR_SQLSTATE
+-- max_attempts below 1 (22023), NULL (22004).
+SELECT eventstore.create_subscription('bad', max_attempts => 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('bad', max_attempts => NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS subscriptions FROM eventstore.subscriptions;
+
+-- A duplicate name (42710); names are case-sensitive.
+SELECT eventstore.create_subscription('dup');
+SELECT eventstore.create_subscription('dup', ARRAY['Other']);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_subscription('Dup');
+SELECT name, event_types FROM eventstore.subscriptions ORDER BY name;
+
+-- drop_subscription: unknown (42704) unless if_exists; NULL or empty name.
+SELECT eventstore.drop_subscription('dup');
+SELECT eventstore.drop_subscription('dup');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.drop_subscription('dup', if_exists => true);
+SELECT eventstore.drop_subscription(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.drop_subscription('');
+\echo :LAST_ERROR_SQLSTATE
+SELECT name FROM eventstore.subscriptions ORDER BY name;
+
+-- Every other function: unknown subscription (42704), NULL or empty names,
+-- NULL positions (22004), bad max_count or retry_after (22023).
+SELECT * FROM eventstore.subscription_fetch('nope', 'c1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_fetch(NULL, 'c1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_fetch('Dup', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_fetch('Dup', '');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_fetch('Dup', 'c1', 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_fetch('Dup', 'c1', -5);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_fetch('Dup', 'c1', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_ack('nope', 'c1', '{1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_ack('Dup', NULL, '{1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_ack('Dup', 'c1', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_nack('nope', 'c1', '{1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_nack('Dup', '', '{1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_nack('Dup', 'c1', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_nack('Dup', 'c1', '{1}', 'boom', '-1 second');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_replay_parked('nope');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_replay_parked(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_parked('nope');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM eventstore.subscription_parked(NULL);
+\echo :LAST_ERROR_SQLSTATE
+-- The failed fetches recorded no consumer.
+SELECT count(*) AS consumers FROM eventstore.subscription_consumers;
+SELECT eventstore.drop_subscription('Dup');
+
+--
+-- The log: six events in three streams.
+--
+--   1 order-1    Created      4 customer-1 Registered
+--   2 order-2    Created      5 order-2    Paid
+--   3 order-1    Paid         6 order-1    Shipped
+--
+SELECT global_position FROM eventstore.append('order-1', 'Created', '{"n": 1}');
+SELECT global_position FROM eventstore.append('order-2', 'Created', '{"n": 2}');
+SELECT global_position FROM eventstore.append('order-1', 'Paid', '{"n": 3}');
+SELECT global_position FROM eventstore.append('customer-1', 'Registered', '{"n": 4}');
+SELECT global_position FROM eventstore.append('order-2', 'Paid', '{"n": 5}');
+SELECT global_position FROM eventstore.append('order-1', 'Shipped', '{"n": 6}');
+
+--
+-- Starting points and filters.  A new subscription has pulled nothing; its
+-- lag counts the matching events after its start.
+--
+SELECT eventstore.create_subscription('all');                          -- from the origin
+SELECT eventstore.create_subscription('from_now', start_from => -1);   -- after 6
+SELECT eventstore.create_subscription('after_4', start_from => 4);
+SELECT eventstore.create_subscription('after_end', start_from => 100); -- nothing yet
+SELECT eventstore.create_subscription('paid', ARRAY['Paid', NULL]);    -- NULLs dropped
+SELECT eventstore.create_subscription('orders', stream_prefix => 'order-');
+SELECT eventstore.create_subscription('created_orders', ARRAY['Created'], 'order-');
+SELECT eventstore.create_subscription('empty_prefix', stream_prefix => '');  -- = all
+SELECT name, event_types, stream_prefix, position, pulled_position, lag_events,
+       lag_time IS NOT NULL AS lagging, in_flight, pending_retry, parked, consumers,
+       last_fetch_at IS NULL AS never_fetched, lease_timeout, max_attempts
+  FROM eventstore.subscription_status ORDER BY name;
+
+-- Each delivers what read_all with its filters returns after its start,
+-- in position order, as attempt 1, with the event's columns.
+SELECT global_position, stream_id, stream_version, event_type, data, metadata, attempt
+  FROM eventstore.subscription_fetch('all', 'c1');
+SELECT count(*) AS same_as_log
+  FROM eventstore.subscription_fetch('empty_prefix', 'c1') f
+  JOIN eventstore.events e USING (global_position)
+ WHERE (f.stream_id, f.stream_version, f.event_id, f.event_type, f.data, f.created_at)
+     = (e.stream_id, e.stream_version, e.event_id, e.event_type, e.data, e.created_at);
+SELECT global_position, stream_id, event_type, attempt FROM eventstore.subscription_fetch('from_now', 'c1');
+SELECT global_position, stream_id, event_type, attempt FROM eventstore.subscription_fetch('after_4', 'c1');
+SELECT global_position, stream_id, event_type, attempt FROM eventstore.subscription_fetch('after_end', 'c1');
+SELECT global_position, stream_id, event_type, attempt FROM eventstore.subscription_fetch('paid', 'c1');
+SELECT global_position, stream_id, event_type, attempt FROM eventstore.subscription_fetch('orders', 'c1');
+SELECT global_position, stream_id, event_type, attempt FROM eventstore.subscription_fetch('created_orders', 'c1');
+-- A filtered subscription that got fewer events than it asked for has
+-- pulled up to the horizon (6), not just its last match.
+SELECT name, pulled_position FROM eventstore.subscriptions ORDER BY name;
+
+-- Acknowledging everything: the checkpoint reaches the pulled position, no
+-- lag, nothing outstanding.  An ack returns how many it acknowledged;
+-- unknown positions and repeats count nothing.
+SELECT eventstore.subscription_ack('all', 'c1', '{1,2,3,4,5,6}') AS acked;
+SELECT eventstore.subscription_ack('all', 'c1', '{1,2,3,4,5,6,7,-1,NULL}') AS acked_again;
+SELECT eventstore.subscription_ack('all', 'c1', '{}') AS acked_none;
+SELECT eventstore.subscription_ack(s, 'c1', ARRAY(SELECT global_position FROM eventstore.subscription_events WHERE subscription = s)) AS acked
+  FROM unnest(ARRAY['from_now', 'after_4', 'after_end', 'paid', 'orders', 'created_orders', 'empty_prefix']) s;
+SELECT name, position, pulled_position, lag_events, lag_time IS NOT NULL AS lagging,
+       in_flight, pending_retry, parked
+  FROM eventstore.subscription_status ORDER BY name;
+SELECT count(*) AS outstanding FROM eventstore.subscription_events;
+SELECT count(*) AS nothing_more FROM eventstore.subscription_fetch('all', 'c1');
+
+-- New events: 7 and 8.  Every subscription they match lags, then gets them;
+-- after_end (start 100) still waits.
+SELECT global_position FROM eventstore.append('order-1', 'Paid', '{"n": 7}');
+SELECT global_position FROM eventstore.append('customer-1', 'Created', '{"n": 8}');
+SELECT name, position, lag_events, lag_time IS NOT NULL AS lagging
+  FROM eventstore.subscription_status ORDER BY name;
+SELECT s AS subscription, array_agg(f.global_position ORDER BY f.global_position) AS delivered
+  FROM unnest(ARRAY['all', 'from_now', 'after_4', 'after_end', 'paid', 'orders', 'created_orders']) s
+  LEFT JOIN LATERAL eventstore.subscription_fetch(s, 'c1') f ON true
+ GROUP BY s ORDER BY s;
+SELECT eventstore.drop_subscription(s)
+  FROM unnest(ARRAY['from_now', 'after_4', 'after_end', 'paid', 'orders', 'created_orders', 'empty_prefix']) s;
+-- Dropping a subscription drops its outstanding events and consumers.
+SELECT count(*) AS outstanding_of_dropped FROM eventstore.subscription_events WHERE subscription <> 'all';
+SELECT count(*) AS consumers_of_dropped FROM eventstore.subscription_consumers WHERE subscription <> 'all';
+SELECT eventstore.drop_subscription('all');
+
+--
+-- Competing consumers and per-stream order (leases that do not expire).
+--
+\set sub po
+SELECT eventstore.create_subscription('po');
+-- c1 takes order-1's first event.  c2 gets the events of the other streams,
+-- and of order-2 both (earlier events delivered in the same fetch do not
+-- block), but nothing more of order-1: c1 holds it.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('po', 'c1', 1);
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('po', 'c2', 10);
+:outstanding
+-- c1 gets nothing either: its own lease on 1 still blocks 3, 6 and 7.
+SELECT count(*) AS c1_blocked FROM eventstore.subscription_fetch('po', 'c1');
+:status
+-- An ack by another consumer, or of an unknown position, counts nothing: 1
+-- is c1's, 100 does not exist.
+SELECT eventstore.subscription_ack('po', 'c2', '{1, 100}') AS acked_by_c2;
+SELECT eventstore.subscription_ack('po', 'c1', '{1}') AS acked_by_c1;
+-- order-1 flows again, to whoever asks: c2 gets 3 but not 6 (max_count 1).
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('po', 'c2', 1);
+
+-- nack, retry at once: 3 becomes pending again and goes to c1 as attempt 2,
+-- with 6 and 7 behind it in the same fetch.
+SELECT eventstore.subscription_nack('po', 'c1', '{3}', 'not mine') AS nacked_by_c1;
+SELECT eventstore.subscription_nack('po', 'c2', '{3}', 'transient', retry_after => '0') AS nacked;
+:outstanding
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('po', 'c1', 1);
+-- nack with retry_after 1 hour: 3 waits, and so do 6 and 7 behind it, while
+-- other streams flow (9, customer-1).
+SELECT eventstore.subscription_nack('po', 'c1', '{3}', 'down', retry_after => '1 hour') AS nacked;
+SELECT global_position FROM eventstore.append('customer-1', 'Updated', '{"n": 9}');
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('po', 'c2');
+:outstanding
+:status
+-- A nack of an event that is not leased (3 waits) changes nothing.
+SELECT eventstore.subscription_nack('po', 'c1', '{3}', 'again') AS nacked_waiting;
+SELECT eventstore.subscription_ack('po', 'c1', '{3}') AS acked_waiting;
+SELECT eventstore.drop_subscription('po');
+
+--
+-- The default retry delay: 1 s doubling with each attempt, capped at the
+-- lease timeout (3 s here).  customer-1 (4, 8, 9) is delivered one event at
+-- a time; 4 is retried at once twice, then rejected with the default delay.
+--
+\set sub backoff
+SELECT eventstore.create_subscription('backoff', stream_prefix => 'customer-', lease_timeout => '3 seconds');
+SELECT global_position, attempt FROM eventstore.subscription_fetch('backoff', 'c1', 1);
+SELECT clock_timestamp() AS t0 \gset
+SELECT eventstore.subscription_nack('backoff', 'c1', '{4}') AS nacked;
+SELECT not_before - :'t0'::timestamptz >= '1 second' AND not_before - :'t0'::timestamptz < '1.5 seconds' AS delay_1s
+  FROM eventstore.subscription_events WHERE subscription = 'backoff';
+-- Move the retry to now (the delay is not what is tested below).
+UPDATE eventstore.subscription_events SET not_before = now() WHERE subscription = 'backoff';
+SELECT global_position, attempt FROM eventstore.subscription_fetch('backoff', 'c1', 1);
+SELECT eventstore.subscription_nack('backoff', 'c1', '{4}', retry_after => '0') AS nacked;
+SELECT global_position, attempt FROM eventstore.subscription_fetch('backoff', 'c1', 1);
+SELECT clock_timestamp() AS t0 \gset
+SELECT eventstore.subscription_nack('backoff', 'c1', '{4}') AS nacked;
+-- attempt 3: 4 s, capped at 3 s
+SELECT not_before - :'t0'::timestamptz >= '3 seconds' AND not_before - :'t0'::timestamptz < '3.5 seconds' AS delay_capped
+  FROM eventstore.subscription_events WHERE subscription = 'backoff';
+SELECT eventstore.drop_subscription('backoff');
+
+--
+-- Lease expiry, redelivery and parking.  Leases of 100 ms, at most 2
+-- attempts; stream order-2 (2, 5).
+--
+\set sub short
+SELECT eventstore.create_subscription('short', stream_prefix => 'order-2',
+                                      lease_timeout => '100 milliseconds', max_attempts => 2);
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('short', 'c1', 1);
+SELECT pg_sleep(0.15);
+-- c1's lease on 2 expired: c2 gets it again, as attempt 2.  c1's late ack
+-- now counts nothing.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('short', 'c2', 1);
+SELECT eventstore.subscription_ack('short', 'c1', '{2}') AS late_ack;
+SELECT pg_sleep(0.15);
+-- Attempt 2 expired too: 2 is parked instead of delivered a third time, and
+-- a parked event does not block its stream: 5 is delivered.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('short', 'c1');
+:outstanding
+SELECT global_position, stream_id, stream_version, event_type, attempts, last_error,
+       parked_at IS NOT NULL AS parked
+  FROM eventstore.subscription_parked('short');
+-- The checkpoint passes the parked 2 and stops below the leased 5.
+:status
+SELECT pg_sleep(0.15);
+-- An expired lease not yet handed out again can still be acknowledged.
+SELECT eventstore.subscription_ack('short', 'c1', '{5}') AS expired_ack;
+:status
+-- Replay: 2 is pending again with its attempts reset, delivered as
+-- attempt 1.
+SELECT eventstore.subscription_replay_parked('short') AS replayed;
+SELECT count(*) AS parked FROM eventstore.subscription_parked('short');
+:status
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('short', 'c2');
+SELECT eventstore.subscription_ack('short', 'c2', '{2}') AS acked;
+:status
+SELECT eventstore.drop_subscription('short');
+
+--
+-- nack after the last attempt parks at once; replay of chosen positions;
+-- replayed events keep per-stream order among outstanding events.
+--
+\set sub poison
+SELECT eventstore.create_subscription('poison', stream_prefix => 'order-1', max_attempts => 1);
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('poison', 'c1', 2);
+SELECT eventstore.subscription_nack('poison', 'c1', '{1,3}', 'bad data') AS nacked;
+SELECT global_position, attempts, last_error FROM eventstore.subscription_parked('poison');
+-- 6 and 7 flow past the parked events of their stream.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('poison', 'c1', 1);
+-- Replay 3 only (and a position that is not parked): 3 is pending again and
+-- blocks 7, which is not leased yet.  6 is still leased.
+SELECT eventstore.subscription_replay_parked('poison', '{3, 6}') AS replayed;
+SELECT eventstore.subscription_replay_parked('poison', '{}') AS replayed_none;
+:outstanding
+-- Only earlier events block: nothing before 3 is outstanding but the parked
+-- 1, so 3 is delivered although 6 is leased; 7 waits behind 3 and 6.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('poison', 'c2');
+SELECT eventstore.subscription_ack('poison', 'c2', '{3}') AS acked;
+SELECT eventstore.subscription_ack('poison', 'c1', '{6}') AS acked;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('poison', 'c2');
+SELECT eventstore.subscription_ack('poison', 'c2', '{7}') AS acked;
+:status
+SELECT eventstore.drop_subscription('poison');
+
+--
+-- The pull window: a fetch pulls from the log only what it can deliver, and
+-- keeps at most 1000 events waiting, even when one stream's lease blocks
+-- everything behind it.
+--
+SELECT stream_version FROM eventstore.append_events('hot',
+         (SELECT jsonb_agg(jsonb_build_object('type', 'Tick', 'data', i)) FROM generate_series(1, 1200) i));
+\set sub hot
+SELECT eventstore.create_subscription('hot', stream_prefix => 'hot');
+SELECT count(*) AS delivered FROM eventstore.subscription_fetch('hot', 'c1', 1);
+-- Pulled one: what it delivered (hot's events are at 10 to 1209).
+SELECT count(*) AS stored, max(global_position) AS last_pulled
+  FROM eventstore.subscription_events WHERE subscription = 'hot';
+SELECT pulled_position FROM eventstore.subscriptions WHERE name = 'hot';
+SELECT count(*) AS delivered FROM eventstore.subscription_fetch('hot', 'c2', 5);
+-- Everything behind c1's lease is blocked: c2 got nothing, and the fetch
+-- stopped pulling once 1000 events waited.
+SELECT count(*) FILTER (WHERE state = 'pending') AS waiting,
+       count(*) FILTER (WHERE state = 'leased') AS leased
+  FROM eventstore.subscription_events WHERE subscription = 'hot';
+SELECT pulled_position FROM eventstore.subscriptions WHERE name = 'hot';
+SELECT lag_events, in_flight, pending_retry FROM eventstore.subscription_status WHERE name = 'hot';
+-- Once c1 acknowledges, c2 gets the next five in order.
+SELECT eventstore.subscription_ack('hot', 'c1', '{10}') AS acked;
+SELECT array_agg(global_position) AS delivered FROM eventstore.subscription_fetch('hot', 'c2', 5);
+SELECT eventstore.drop_subscription('hot');
+
+--
+-- The status view's consumers: those that fetched within the lease timeout
+-- or still hold a lease.
+--
+SELECT eventstore.create_subscription('seen', stream_prefix => 'customer-');
+SELECT count(*) FROM eventstore.subscription_fetch('seen', 'worker-b', 1);
+SELECT count(*) FROM eventstore.subscription_fetch('seen', 'worker-a', 1);
+SELECT name, consumers, last_fetch_at IS NOT NULL AS fetched FROM eventstore.subscription_status;
+-- worker-a's last fetch is long ago, but it still holds a lease; worker-b's
+-- fetch is long ago too and it holds nothing.
+UPDATE eventstore.subscription_consumers SET last_seen_at = now() - interval '1 hour';
+SELECT name, consumers FROM eventstore.subscription_status;
+SELECT eventstore.drop_subscription('seen');
+
+--
+-- Catalog: every subscription function is revoked from PUBLIC; those that
+-- touch the tables are SECURITY DEFINER with a fixed search_path; writers
+-- are VOLATILE and PARALLEL UNSAFE.  Subscriptions and their outstanding
+-- events are dumped by pg_dump.
+--
+SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,
+       p.proconfig AS config, p.provolatile AS volatility, p.proparallel AS parallel,
+       has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
+  FROM pg_proc p
+ WHERE p.pronamespace = 'eventstore'::regnamespace
+   AND (p.proname LIKE '%subscription%')
+ ORDER BY p.proname;
+SELECT c AS relation, has_table_privilege('public', c, 'SELECT, INSERT, UPDATE, DELETE') AS public_access
+  FROM unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
+                    'eventstore.subscription_consumers', 'eventstore.subscription_status']::regclass[]) c;
+SELECT c AS relation, c = ANY (x.extconfig) AS dumped
+  FROM pg_extension x,
+       unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
+                    'eventstore.subscription_consumers']::regclass[]) c
+ WHERE x.extname = 'eventstore';
+
+--
+-- A consumer role: the GRANT lines of the documentation.  It consumes
+-- through the functions and reads the status view, and cannot touch the
+-- tables.
+--
+CREATE ROLE regress_es_consumer NOLOGIN;
+CREATE ROLE regress_es_nobody NOLOGIN;
+GRANT USAGE ON SCHEMA eventstore TO regress_es_consumer, regress_es_nobody;
+GRANT EXECUTE ON FUNCTION eventstore.subscription_fetch(text, text, integer),
+                          eventstore.subscription_ack(text, text, bigint[]),
+                          eventstore.subscription_nack(text, text, bigint[], text, interval),
+                          eventstore.global_horizon()
+   TO regress_es_consumer;
+GRANT SELECT ON eventstore.subscription_status TO regress_es_consumer;
+SELECT eventstore.create_subscription('app', stream_prefix => 'order-2');
+SET ROLE regress_es_consumer;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('app', 'c1');
+SELECT eventstore.subscription_nack('app', 'c1', '{5}', 'later', '1 hour') AS nacked;
+SELECT eventstore.subscription_ack('app', 'c1', '{2}') AS acked;
+SELECT name, position, in_flight, pending_retry, consumers FROM eventstore.subscription_status;
+SELECT eventstore.create_subscription('mine');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.subscription_replay_parked('app');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM eventstore.subscription_events;
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM eventstore.subscription_events;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE eventstore.subscriptions SET pulled_position = 0;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE regress_es_nobody;
+SELECT count(*) FROM eventstore.subscription_fetch('app', 'c1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM eventstore.subscription_status;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT eventstore.drop_subscription('app');
+DROP OWNED BY regress_es_consumer, regress_es_nobody;
+DROP ROLE regress_es_consumer, regress_es_nobody;
+
+DROP EXTENSION eventstore;
