@@ -1,5 +1,5 @@
--- A short tour of eventstore: append, read, and an optimistic-concurrency
--- conflict.
+-- A short tour of eventstore: append, read, an optimistic-concurrency
+-- conflict, a projection and a durable subscription.
 \set ECHO queries
 CREATE EXTENSION eventstore;
 
@@ -28,3 +28,38 @@ SELECT * FROM eventstore.append('account-42', 'MoneyWithdrawn',
                                 '{"amount": 500}', expected_version => 1);
 \set VERBOSITY default
 SELECT eventstore.stream_version('account-42') AS still_at_version;
+
+-- A read model kept by an inline projection: it changes in the append's
+-- own transaction, so it is never behind its events.
+CREATE TABLE balances (account text PRIMARY KEY, balance numeric NOT NULL);
+CREATE FUNCTION project_balance(e eventstore.event) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO balances
+    VALUES (e.stream_id, CASE e.event_type WHEN 'MoneyDeposited' THEN 1 ELSE -1 END
+                         * (e.data->>'amount')::numeric)
+    ON CONFLICT (account) DO UPDATE SET balance = balances.balance + excluded.balance;
+END $$;
+-- replay => false: start with the next event (the default replays the
+-- history through the background worker first).
+SELECT eventstore.create_projection('balances', 'project_balance(eventstore.event)',
+                                    event_types => '{MoneyDeposited,MoneyWithdrawn}',
+                                    replay => false);
+SELECT * FROM eventstore.append('account-42', 'MoneyDeposited', '{"amount": 250}');
+SELECT * FROM balances;
+-- Rebuild it from the whole log (the worker replays it), then look again.
+BEGIN;
+SELECT eventstore.rebuild_projection('balances');
+TRUNCATE balances;
+COMMIT;
+SELECT eventstore.wait_for_projection('balances');
+SELECT * FROM balances;
+SELECT name, mode, state, lag_events FROM eventstore.projection_status;
+
+-- A durable subscription: consumers fetch leased batches and acknowledge.
+SELECT eventstore.create_subscription('audit', stream_prefix => 'account-');
+SELECT global_position, stream_id, event_type, attempt
+  FROM eventstore.subscription_fetch('audit', 'auditor-1', 10);
+SELECT eventstore.subscription_ack('audit', 'auditor-1',
+                                   ARRAY(SELECT global_position FROM eventstore.read_stream('account-42')));
+SELECT name, position, lag_events, in_flight, parked FROM eventstore.subscription_status;

@@ -383,7 +383,7 @@ REVOKE ALL ON TABLE eventstore.projection_status FROM PUBLIC;
 -- one stream are handed out one lease holder at a time, in order; leases
 -- expire; events that keep failing are parked.  Everything is in tables and
 -- every call is one short statement, so consumers may sit behind a
--- transaction-mode connection pooler.  See docs-subscriptions.md.
+-- transaction-mode connection pooler.  See README.md, "Durable subscriptions".
 --
 -- New events come from eventstore.read_all, so a subscription never skips
 -- an event that commits late.  Only the events a subscription has pulled and
