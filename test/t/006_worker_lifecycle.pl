@@ -1,7 +1,9 @@
 # Life cycle of the background workers, and behaviour without
 # shared_preload_libraries:
 #  - without preloading, appends and stream reads work, read_all and
-#    global_horizon fail with a clear error and HINT;
+#    global_horizon fail with a clear error and HINT; so do async
+#    projections, replays into inline ones and subscription fetches, while
+#    an inline projection without replay works;
 #  - with preloading, a launcher runs, and a worker per database that has
 #    the extension (started by the first append after CREATE EXTENSION);
 #  - DROP EXTENSION stops the database's worker; DROP DATABASE and
@@ -34,6 +36,39 @@ like($err, qr/ERROR:\s+55000: eventstore.read_all\(\) requires eventstore to be 
 like($err, qr/HINT:\s+Add 'eventstore' to shared_preload_libraries/, 'and a HINT');
 ($rc, $out, $err) = $node->psql('postgres', 'SELECT eventstore.global_horizon()');
 isnt($rc, 0, 'global_horizon fails without shared_preload_libraries');
+
+# Projections: what needs the worker says so; inline without replay works.
+$node->safe_psql('postgres', q{
+	CREATE TABLE seen (stream_id text, stream_version bigint);
+	CREATE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE sql AS
+		$$ INSERT INTO seen VALUES (e.stream_id, e.stream_version) $$;
+});
+($rc, $out, $err) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT eventstore.create_projection('a', 'remember(eventstore.event)', mode => 'async')");
+isnt($rc, 0, 'an async projection needs preloading');
+like($err, qr/ERROR:\s+55000: projection "a" needs the eventstore background worker/,
+	'the error says so, with SQLSTATE 55000');
+like($err, qr/HINT:\s+Add 'eventstore' to shared_preload_libraries/, 'and a HINT');
+($rc, $out, $err) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT eventstore.create_projection('r', 'remember(eventstore.event)')");
+like($err, qr/ERROR:\s+55000: projection "r" needs the eventstore background worker/,
+	'replaying history into an inline projection needs preloading');
+$node->safe_psql('postgres',
+	"SELECT eventstore.create_projection('i', 'remember(eventstore.event)', replay => false)");
+$node->safe_psql('postgres', "SELECT eventstore.append('plain', 'T', '{}')");
+is($node->safe_psql('postgres', 'SELECT stream_id || stream_version FROM seen'),
+	'plain2', 'an inline projection without replay works without preloading');
+($rc, $out, $err) = $node->psql('postgres', 'SELECT eventstore.rebuild_projection(\'i\')');
+like($err, qr/needs the eventstore background worker/, 'so does rebuilding it');
+$node->safe_psql('postgres', "SELECT eventstore.drop_projection('i')");
+$node->safe_psql('postgres', "SELECT eventstore.create_subscription('s')");
+($rc, $out, $err) = $node->psql('postgres',
+	"SELECT * FROM eventstore.subscription_fetch('s', 'c1')");
+isnt($rc, 0, 'fetching from a subscription needs preloading');
+like($err, qr/eventstore.read_all\(\) requires eventstore to be loaded via shared_preload_libraries/,
+	'and says so');
+$node->safe_psql('postgres', "SELECT eventstore.drop_subscription('s')");
+
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'eventstore%'"),
 	'0', 'no eventstore worker runs without preloading');
@@ -51,8 +86,8 @@ $node->poll_query_until('postgres',
   or die 'no worker for postgres';
 pass('a database that has the extension gets a worker at startup');
 is($node->safe_psql('postgres',
-		"SELECT string_agg(stream_id, ',') FROM eventstore.read_all()"),
-	'plain', 'read_all returns events appended before preloading');
+		"SELECT string_agg(stream_id || '/' || stream_version, ',') FROM eventstore.read_all()"),
+	'plain/1,plain/2', 'read_all returns events appended before preloading');
 
 # A backend that dies inside an appending transaction (FATAL via
 # pg_terminate_backend) releases the log at once.
