@@ -5,6 +5,7 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 
 MODULE_big = eventstore
 OBJS = \
+	src/aggregate.o \
 	src/append.o \
 	src/eventstore.o \
 	src/horizon.o \

@@ -9,7 +9,8 @@
 -- ---------------------------------------------------------------------
 
 -- A projection feeds a read model: its handler, a function taking one
--- eventstore.event, is called for every event that matches its filter.
+-- eventstore.event (and optionally the projection's name as text), is
+-- called for every event that matches its filter.
 -- Inline projections run inside the append transaction; async ones are run
 -- by the background worker from a checkpoint.  Changing this table
 -- invalidates the projection cache of every backend (see projection.c), so
@@ -90,8 +91,9 @@ BEGIN
         RAISE EXCEPTION 'handler must not be NULL' USING ERRCODE = '22004';
     END IF;
     SELECT * INTO p FROM pg_catalog.pg_proc WHERE oid = handler;
-    IF p.pronargs <> 1 OR p.proargtypes[0] <> 'eventstore.event'::regtype THEN
-        RAISE EXCEPTION 'projection handler % must take exactly one argument of type eventstore.event', handler
+    IF p.pronargs NOT IN (1, 2) OR p.proargtypes[0] <> 'eventstore.event'::regtype
+       OR (p.pronargs = 2 AND p.proargtypes[1] <> 'text'::regtype) THEN
+        RAISE EXCEPTION 'projection handler % must take (eventstore.event) or (eventstore.event, text)', handler
             USING ERRCODE = '42P13';
     END IF;
     IF p.prokind <> 'f' OR p.proretset THEN
@@ -939,3 +941,212 @@ REVOKE ALL ON FUNCTION eventstore.subscription_ack(text, text, bigint[]) FROM PU
 REVOKE ALL ON FUNCTION eventstore.subscription_nack(text, text, bigint[], text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.subscription_replay_parked(text, bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- State: folding streams, snapshots, command handling
+-- ---------------------------------------------------------------------
+
+-- Folded states of streams, by tag (which fold) and version.  The state is
+-- kept as text in the state type's own format.  Snapshots are a cache: a
+-- dump leaves them out, and any of them can be deleted at any time.
+CREATE TABLE eventstore.snapshots (
+    stream_id      text COLLATE "C" NOT NULL,
+    tag            text COLLATE "C" NOT NULL CHECK (tag <> ''),
+    stream_version bigint      NOT NULL CHECK (stream_version > 0),
+    state_type     regtype     NOT NULL,
+    state          text,
+    last_event_at  timestamptz NOT NULL,   -- newest created_at folded in
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, tag, stream_version)
+);
+COMMENT ON TABLE eventstore.snapshots IS 'Folded states of streams at versions; a cache for load_state and friends';
+REVOKE ALL ON TABLE eventstore.snapshots FROM PUBLIC;
+
+CREATE FUNCTION eventstore.load_state(
+    stream_id     text,
+    evolve        regprocedure,
+    initial       anyelement,
+    to_version    bigint      DEFAULT NULL,
+    as_of         timestamptz DEFAULT NULL,
+    use_snapshots boolean     DEFAULT true,
+    snapshot_tag  text        DEFAULT NULL,
+    OUT state            anyelement,
+    OUT version          bigint,
+    OUT snapshot_version bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_load_state'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION eventstore.load_state(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) IS
+    'Fold a stream with evolve(state, event) from initial, starting at its newest usable snapshot; returns state, version and the snapshot used';
+
+CREATE FUNCTION eventstore.aggregate_stream(
+    stream_id     text,
+    evolve        regprocedure,
+    initial       anyelement,
+    to_version    bigint      DEFAULT NULL,
+    as_of         timestamptz DEFAULT NULL,
+    use_snapshots boolean     DEFAULT true,
+    snapshot_tag  text        DEFAULT NULL)
+RETURNS anyelement
+    AS 'MODULE_PATHNAME', 'eventstore_aggregate_stream'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION eventstore.aggregate_stream(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) IS
+    'The state of a stream: evolve(state, event) folded over its events, up to a version or as of a time';
+
+CREATE FUNCTION eventstore.take_snapshot(
+    stream_id     text,
+    evolve        regprocedure,
+    initial       anyelement,
+    to_version    bigint DEFAULT NULL,
+    snapshot_tag  text   DEFAULT NULL)
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'eventstore_take_snapshot'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text) IS
+    'Store the folded state of a stream at its current (or a given) version; returns the version';
+
+CREATE FUNCTION eventstore._fold_step(internal, eventstore.event, regprocedure, anyelement)
+RETURNS internal
+    AS 'MODULE_PATHNAME', 'eventstore_fold_step'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION eventstore._fold_final(internal, eventstore.event, regprocedure, anyelement)
+RETURNS anyelement
+    AS 'MODULE_PATHNAME', 'eventstore_fold_final'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE AGGREGATE eventstore.fold(eventstore.event, regprocedure, anyelement) (
+    SFUNC = eventstore._fold_step,
+    STYPE = internal,
+    FINALFUNC = eventstore._fold_final,
+    FINALFUNC_EXTRA
+);
+COMMENT ON AGGREGATE eventstore.fold(eventstore.event, regprocedure, anyelement) IS
+    'fold(event, evolve, initial ORDER BY stream_version): evolve(state, event) over the rows, from initial';
+
+CREATE FUNCTION eventstore.handle_command(
+    stream_id     text,
+    decide        regprocedure,
+    command       jsonb,
+    evolve        regprocedure,
+    initial       anyelement,
+    max_retries   integer DEFAULT 3,
+    use_snapshots boolean DEFAULT true,
+    snapshot_tag  text    DEFAULT NULL,
+    OUT version   bigint,
+    OUT state     anyelement,
+    OUT appended  bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_handle_command'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore.handle_command(text, regprocedure, jsonb, regprocedure, anyelement, integer, boolean, text) IS
+    'Load a stream''s state, decide(command, state) the events, append them expecting the loaded version; retry on conflicts';
+
+-- Snapshot policies: the background worker takes snapshots of matching
+-- streams every N versions and/or after events of given types.  A policy
+-- runs as an async projection named 'snapshot:<policy>'.
+CREATE TABLE eventstore.snapshot_policies (
+    name           text COLLATE "C" NOT NULL PRIMARY KEY CHECK (name <> '' AND octet_length(name) <= 54),
+    evolve         regprocedure NOT NULL,
+    state_type     regtype      NOT NULL,
+    initial        text,
+    stream_prefix  text COLLATE "C" CHECK (stream_prefix <> ''),
+    every          integer CHECK (every > 0),
+    on_event_types text[] COLLATE "C" CHECK (cardinality(on_event_types) > 0),
+    snapshot_tag   text COLLATE "C" CHECK (snapshot_tag <> ''),
+    CHECK (every IS NOT NULL OR on_event_types IS NOT NULL)
+);
+COMMENT ON TABLE eventstore.snapshot_policies IS 'When the background worker takes snapshots';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.snapshot_policies', '');
+REVOKE ALL ON TABLE eventstore.snapshot_policies FROM PUBLIC;
+
+-- The handler of a policy's projection: snapshot when the event's version
+-- is a multiple of "every" or its type is one of on_event_types.
+CREATE FUNCTION eventstore._snapshot_step(e eventstore.event, projection text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p eventstore.snapshot_policies;
+BEGIN
+    SELECT * INTO p FROM eventstore.snapshot_policies
+     WHERE name = substr(projection, length('snapshot:') + 1);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF (p.every IS NOT NULL AND e.stream_version % p.every = 0)
+       OR e.event_type = ANY (p.on_event_types) THEN
+        EXECUTE format('SELECT eventstore.take_snapshot($1, $2, $3::%s, $4, $5)', p.state_type)
+          USING e.stream_id, p.evolve, p.initial, e.stream_version, p.snapshot_tag;
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION eventstore._snapshot_step(eventstore.event, text) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.create_snapshot_policy(
+    name           text,
+    evolve         regprocedure,
+    initial        anyelement,
+    stream_prefix  text    DEFAULT NULL,
+    every          integer DEFAULT 100,
+    on_event_types text[]  DEFAULT NULL,
+    snapshot_tag   text    DEFAULT NULL)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF name IS NULL OR evolve IS NULL THEN
+        RAISE EXCEPTION 'name and evolve must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF name = '' OR octet_length(name) > 54 THEN
+        RAISE EXCEPTION 'snapshot policy name must have 1 to 54 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF every IS NULL AND on_event_types IS NULL THEN
+        RAISE EXCEPTION 'a snapshot policy needs every or on_event_types' USING ERRCODE = '22023';
+    END IF;
+    IF every <= 0 OR cardinality(on_event_types) = 0 OR stream_prefix = '' OR snapshot_tag = '' THEN
+        RAISE EXCEPTION 'every must be positive; on_event_types, stream_prefix and snapshot_tag must not be empty'
+            USING ERRCODE = '22023';
+    END IF;
+    -- checks evolve against the state type (42P13) on an empty fold
+    PERFORM eventstore.aggregate_stream(' ', evolve, initial, 0, use_snapshots => false);
+    IF EXISTS (SELECT FROM eventstore.snapshot_policies p WHERE p.name = create_snapshot_policy.name) THEN
+        RAISE EXCEPTION 'snapshot policy "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    INSERT INTO eventstore.snapshot_policies
+    VALUES (name, evolve, pg_typeof(initial)::regtype, initial::text, stream_prefix, every,
+            on_event_types, snapshot_tag);
+    PERFORM eventstore.create_projection('snapshot:' || name,
+                                         'eventstore._snapshot_step(eventstore.event, text)',
+                                         stream_prefix => stream_prefix, mode => 'async');
+END $$;
+COMMENT ON FUNCTION eventstore.create_snapshot_policy(text, regprocedure, anyelement, text, integer, text[], text) IS
+    'Have the background worker snapshot matching streams every N versions and/or after given event types';
+
+CREATE FUNCTION eventstore.drop_snapshot_policy(name text, if_exists boolean DEFAULT false)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM eventstore.snapshot_policies p WHERE p.name = drop_snapshot_policy.name;
+    IF NOT FOUND THEN
+        IF coalesce(if_exists, false) THEN
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'snapshot policy "%" does not exist', name USING ERRCODE = '42704';
+    END IF;
+    PERFORM eventstore.drop_projection('snapshot:' || name, if_exists => true);
+END $$;
+COMMENT ON FUNCTION eventstore.drop_snapshot_policy(text, boolean) IS
+    'Stop taking snapshots by a policy (the snapshots taken stay)';
+
+REVOKE ALL ON FUNCTION eventstore.load_state(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.aggregate_stream(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._fold_step(internal, eventstore.event, regprocedure, anyelement) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._fold_final(internal, eventstore.event, regprocedure, anyelement) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.fold(eventstore.event, regprocedure, anyelement) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.handle_command(text, regprocedure, jsonb, regprocedure, anyelement, integer, boolean, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.create_snapshot_policy(text, regprocedure, anyelement, text, integer, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.drop_snapshot_policy(text, boolean) FROM PUBLIC;

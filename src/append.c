@@ -91,6 +91,7 @@ typedef struct EsAppend
 	int64		next_version;
 	int64		last_version;
 	int64		last_position;	/* 0 until an event is inserted */
+	int64		first_version;	/* of the first event of the call */
 	MemoryContext cxt;			/* lives as long as the call */
 	int			nprojs;			/* live inline projections */
 	const EsProjection **projs;
@@ -114,6 +115,8 @@ static void es_append_begin(EsAppend *ap, text *stream_id,
 							bool has_expected, int64 expected);
 static void es_append_event(EsAppend *ap, const EsEventInput *ev);
 static void es_append_end(EsAppend *ap);
+static void es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
+							bool has_expected, int64 expected);
 static void es_inline_projections_begin(EsAppend *ap);
 static void es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls,
 									  int64 position);
@@ -211,15 +214,8 @@ PG_FUNCTION_INFO_V1(eventstore_append_events);
 Datum
 eventstore_append_events(PG_FUNCTION_ARGS)
 {
-	text	   *stream_id;
-	Jsonb	   *events;
-	uint32		nevents;
 	bool		has_expected = !PG_ARGISNULL(2);
 	int64		expected = has_expected ? PG_GETARG_INT64(2) : 0;
-	MemoryContext element_cxt;
-	MemoryContext oldcxt;
-	EsElementContext ectx;
-	ErrorContextCallback errcallback;
 	EsAppend	ap;
 
 	if (PG_ARGISNULL(0))
@@ -231,11 +227,39 @@ eventstore_append_events(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("events must not be NULL")));
 
-	stream_id = PG_GETARG_TEXT_PP(0);
+	es_append_batch(&ap, PG_GETARG_TEXT_PP(0), PG_GETARG_JSONB_P(1),
+					has_expected, expected);
+
+	return es_append_result(fcinfo, &ap);
+}
+
+/*
+ * append_events for C callers (command handling): returns the number of
+ * events appended.
+ */
+int64
+es_append_events_jsonb(text *stream_id, Jsonb *events, bool has_expected, int64 expected)
+{
+	EsAppend	ap;
+
+	es_append_batch(&ap, stream_id, events, has_expected, expected);
+	return ap.last_position == 0 ? 0 : ap.last_version - ap.first_version + 1;
+}
+
+/* The body of append_events. */
+static void
+es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
+				bool has_expected, int64 expected)
+{
+	uint32		nevents;
+	MemoryContext element_cxt;
+	MemoryContext oldcxt;
+	EsElementContext ectx;
+	ErrorContextCallback errcallback;
+
 	es_check_stream_id(stream_id);
 	es_check_expected_version(has_expected, expected);
 
-	events = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -266,7 +290,7 @@ eventstore_append_events(PG_FUNCTION_ARGS)
 	error_context_stack = errcallback.previous;
 
 	/* Pass 2: lock, check the version, insert. */
-	es_append_begin(&ap, stream_id, has_expected, expected);
+	es_append_begin(ap, stream_id, has_expected, expected);
 	error_context_stack = &errcallback;
 	for (ectx.index = 0; ectx.index < nevents; ectx.index++)
 	{
@@ -275,16 +299,14 @@ eventstore_append_events(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(element_cxt);
 		es_parse_element(&events->root, ectx.index, &ev);
-		es_append_event(&ap, &ev);
+		es_append_event(ap, &ev);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(element_cxt);
 	}
 	error_context_stack = errcallback.previous;
-	es_append_end(&ap);
+	es_append_end(ap);
 
 	MemoryContextDelete(element_cxt);
-
-	return es_append_result(fcinfo, &ap);
 }
 
 static void
@@ -558,6 +580,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	}
 
 	ap->next_version = current + 1;
+	ap->first_version = current + 1;
 	ap->last_version = current;
 	ap->last_position = 0;
 	ap->created_at = GetCurrentTransactionStartTimestamp();

@@ -16,6 +16,7 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
@@ -93,6 +94,7 @@ typedef struct EsProjection
 	bool		is_inline;
 	bool		enabled;
 	bool		catching_up;	/* inline, but the worker replays for now */
+	bool		pass_name;		/* the handler takes the name as 2nd argument */
 } EsProjection;
 
 /*
@@ -158,6 +160,8 @@ extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
 
 /* append.c */
 struct TupleTableSlot;
+extern int64 es_append_events_jsonb(text *stream_id, Jsonb *events,
+									bool has_expected, int64 expected);
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);
 

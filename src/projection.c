@@ -200,7 +200,9 @@ es_projections_load(const EsCatalog *cat)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = SPI_prepare("SELECT name, handler::oid, event_types, stream_prefix,"
-					   "       mode = 'inline', enabled, catching_up, owner::oid"
+					   "       mode = 'inline', enabled, catching_up, owner::oid,"
+					   "       coalesce((SELECT pronargs = 2 FROM pg_catalog.pg_proc"
+					   "                  WHERE oid = handler), false)"
 					   "  FROM eventstore.projections ORDER BY priority, name",
 					   0, NULL);
 	if (plan == NULL)
@@ -258,6 +260,7 @@ es_projections_load(const EsCatalog *cat)
 			p->enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 			p->catching_up = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 			p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
+			p->pass_name = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
 		}
 		es_nprojs = (int) SPI_processed;
 	}
@@ -361,7 +364,7 @@ es_handler_init(const EsProjection *p, FmgrInfo *flinfo, MemoryContext cxt)
 void
 es_handler_call(const EsProjection *p, FmgrInfo *flinfo, Datum event, int64 position)
 {
-	LOCAL_FCINFO(fcinfo, 1);
+	LOCAL_FCINFO(fcinfo, 2);
 	EsHandlerContext hctx;
 	ErrorContextCallback errcallback;
 
@@ -373,9 +376,14 @@ es_handler_call(const EsProjection *p, FmgrInfo *flinfo, Datum event, int64 posi
 	error_context_stack = &errcallback;
 
 	es_projecting_position = position;
-	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, flinfo, p->pass_name ? 2 : 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = event;
 	fcinfo->args[0].isnull = false;
+	if (p->pass_name)
+	{
+		fcinfo->args[1].value = CStringGetTextDatum(p->name);
+		fcinfo->args[1].isnull = false;
+	}
 	(void) FunctionCallInvoke(fcinfo);
 	es_projecting_position = 0;
 

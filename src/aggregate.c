@@ -1,0 +1,812 @@
+/*-------------------------------------------------------------------------
+ *
+ * aggregate.c
+ *	  State from events: folding a stream with a user's evolve function
+ *	  (up to a version or as of a time), snapshots of folded state, and
+ *	  command handling (load, decide, append with the loaded version).
+ *
+ * A fold streams the stream's events through the (stream_id,
+ * stream_version) index and calls evolve(state, event) for each; the state
+ * lives in one of two memory contexts that take turns, so a fold of any
+ * length holds two states at most.
+ *
+ * Snapshots store a folded state as text (the state type's output
+ * function), with a tag naming the fold: by default an MD5 of the evolve
+ * function's signature and source, the state type and the initial state,
+ * so replacing the evolve function makes older snapshots unusable rather
+ * than wrong.  A load starts from the newest usable snapshot at or below
+ * its target and folds only the tail.
+ *
+ * src/aggregate.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "common/md5.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/regproc.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "eventstore.h"
+
+/* A fold in progress. */
+typedef struct EsFold
+{
+	FmgrInfo	evolve;
+	Oid			state_type;
+	int16		typlen;
+	bool		typbyval;
+	Datum		state;
+	bool		isnull;
+	MemoryContext state_cxt[2]; /* the state lives in state_cxt[cur] */
+	int			cur;
+	MemoryContext event_cxt;	/* reset per event */
+	TupleDesc	event_desc;
+	int64		version;		/* last version folded in (or snapshot's) */
+	TimestampTz last_event_at;	/* newest created_at folded in */
+	int64		events;			/* events folded by this fold */
+} EsFold;
+
+/* What to fold: which versions, as of when. */
+typedef struct EsTarget
+{
+	int64		to_version;		/* PG_INT64_MAX: to the end */
+	bool		has_as_of;
+	TimestampTz as_of;
+} EsTarget;
+
+/*
+ * Check that evolve can be called as evolve(state_type, eventstore.event)
+ * returning state_type (polymorphic declarations allowed).
+ */
+static void
+es_check_evolve(Oid evolve, Oid state_type, Oid event_typid)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(evolve));
+	Form_pg_proc proc;
+	bool		ok;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("evolve function %u does not exist", evolve)));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	ok = proc->pronargs == 2 && !proc->proretset && proc->prokind == PROKIND_FUNCTION &&
+		(proc->proargtypes.values[0] == state_type ||
+		 IsPolymorphicType(proc->proargtypes.values[0])) &&
+		proc->proargtypes.values[1] == event_typid &&
+		(proc->prorettype == state_type || IsPolymorphicType(proc->prorettype));
+	ReleaseSysCache(tuple);
+
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("evolve function %s must take (%s, eventstore.event) and return %s",
+						format_procedure(evolve), format_type_be(state_type),
+						format_type_be(state_type))));
+}
+
+static void
+es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
+			 Datum initial, bool initial_isnull)
+{
+	FuncExpr   *expr;
+
+	es_check_evolve(evolve, state_type, cat->event_typid);
+
+	f->state_type = state_type;
+	get_typlenbyval(state_type, &f->typlen, &f->typbyval);
+	fmgr_info(evolve, &f->evolve);
+	/* lets polymorphic evolve functions resolve their types */
+	expr = makeFuncExpr(evolve, state_type,
+						list_make2(makeNullConst(state_type, -1, InvalidOid),
+								   makeNullConst(cat->event_typid, -1, InvalidOid)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info_set_expr((Node *) expr, &f->evolve);
+
+	f->state_cxt[0] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
+											ALLOCSET_DEFAULT_SIZES);
+	f->state_cxt[1] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
+											ALLOCSET_DEFAULT_SIZES);
+	f->event_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold event",
+										 ALLOCSET_DEFAULT_SIZES);
+	f->cur = 0;
+	f->isnull = initial_isnull;
+	f->state = initial_isnull ? (Datum) 0 :
+		datumCopy(initial, f->typbyval, f->typlen);
+	f->event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
+	f->version = 0;
+	f->last_event_at = DT_NOBEGIN;
+	f->events = 0;
+}
+
+/* Replace the fold's state, e.g. by a snapshot's. */
+static void
+es_fold_set_state(EsFold *f, Datum state, bool isnull)
+{
+	int			next = 1 - f->cur;
+
+	MemoryContextReset(f->state_cxt[next]);
+	if (isnull)
+		f->state = (Datum) 0;
+	else
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(f->state_cxt[next]);
+
+		f->state = datumCopy(state, f->typbyval, f->typlen);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	f->isnull = isnull;
+	MemoryContextReset(f->state_cxt[f->cur]);
+	f->cur = next;
+}
+
+/* state := evolve(state, event) */
+static void
+es_fold_event(EsFold *f, Datum event)
+{
+	LOCAL_FCINFO(fcinfo, 2);
+	Datum		result;
+	MemoryContext oldcxt;
+
+	/* a strict evolve leaves a NULL state NULL */
+	if (f->isnull && f->evolve.fn_strict)
+		return;
+
+	oldcxt = MemoryContextSwitchTo(f->event_cxt);
+	InitFunctionCallInfoData(*fcinfo, &f->evolve, 2, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = f->state;
+	fcinfo->args[0].isnull = f->isnull;
+	fcinfo->args[1].value = event;
+	fcinfo->args[1].isnull = false;
+	result = FunctionCallInvoke(fcinfo);
+	MemoryContextSwitchTo(oldcxt);
+
+	es_fold_set_state(f, result, fcinfo->isnull);
+	MemoryContextReset(f->event_cxt);
+}
+
+/*
+ * Fold the events of a stream after f->version up to the target, as seen
+ * by "snapshot".  As of a time, the fold stops at the first event created
+ * later: the state is that of the longest prefix of the stream created at
+ * or before the time.
+ */
+static void
+es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
+			   const EsTarget *target, Snapshot snapshot)
+{
+	Relation	heap;
+	Relation	index;
+	ScanKeyData keys[3];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext row_cxt;
+
+	if (f->version >= target->to_version)
+		return;
+
+	heap = table_open(cat->events_relid, AccessShareLock);
+	index = index_open(cat->stream_index_relid, AccessShareLock);
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GT, Int64GetDatum(f->version));
+	ScanKeyEntryInitialize(&keys[2], 0, 2, BTLessEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LE, Int64GetDatum(target->to_version));
+	slot = table_slot_create(heap, NULL);
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold row",
+									ALLOCSET_DEFAULT_SIZES);
+
+	scan = index_beginscan(heap, index, snapshot, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		MemoryContext oldcxt;
+		TimestampTz created_at;
+		Datum		values[Natts_es_events];
+		bool		nulls[Natts_es_events];
+
+		CHECK_FOR_INTERRUPTS();
+
+		oldcxt = MemoryContextSwitchTo(row_cxt);
+		slot_getallattrs(slot);
+		created_at = DatumGetTimestampTz(slot->tts_values[Anum_es_created_at - 1]);
+		if (target->has_as_of && created_at > target->as_of)
+		{
+			MemoryContextSwitchTo(oldcxt);
+			break;
+		}
+		/* values may be toasted: the event handed to evolve must stand alone */
+		for (int i = 0; i < Natts_es_events; i++)
+		{
+			values[i] = slot->tts_values[i];
+			nulls[i] = slot->tts_isnull[i];
+			if (!nulls[i] && TupleDescAttr(slot->tts_tupleDescriptor, i)->attlen == -1)
+				values[i] = PointerGetDatum(PG_DETOAST_DATUM(values[i]));
+		}
+		es_fold_event(f, es_event_datum(f->event_desc, values, nulls));
+		f->version = DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]);
+		if (created_at > f->last_event_at)
+			f->last_event_at = created_at;
+		f->events++;
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(row_cxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(row_cxt);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+}
+
+/*
+ * The default snapshot tag of a fold: MD5 of the evolve function's
+ * signature and source, the state type and the initial state.
+ */
+static char *
+es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
+{
+	StringInfoData buf;
+	HeapTuple	tuple;
+	Datum		src;
+	bool		isnull;
+	char	   *hex = palloc(33);
+	const char *errstr = NULL;
+
+	initStringInfo(&buf);
+	/* qualified names: the tag must not depend on the search_path */
+	appendStringInfo(&buf, "%s|%s|", format_procedure_qualified(evolve),
+					 format_type_be_qualified(state_type));
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(evolve));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for function %u", evolve);
+	src = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_prosrc, &isnull);
+	if (!isnull)
+		appendStringInfoString(&buf, TextDatumGetCString(src));
+	ReleaseSysCache(tuple);
+	appendStringInfoChar(&buf, '|');
+	if (initial_isnull)
+		appendStringInfoString(&buf, "NULL");
+	else
+	{
+		Oid			typoutput;
+		bool		typisvarlena;
+
+		getTypeOutputInfo(state_type, &typoutput, &typisvarlena);
+		appendStringInfoString(&buf, OidOutputFunctionCall(typoutput, initial));
+	}
+	if (!pg_md5_hash(buf.data, buf.len, hex, &errstr))
+		elog(ERROR, "could not compute MD5: %s", errstr ? errstr : "out of memory");
+	pfree(buf.data);
+	return hex;
+}
+
+/*
+ * Start a fold from the newest usable snapshot of the stream with this tag
+ * at or below the target.  Returns the snapshot's version (0: none).
+ */
+static int64
+es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
+					  const EsTarget *target, Snapshot snapshot)
+{
+	Datum		args[4];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID};
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int64		version = 0;
+	int			ret;
+
+	args[0] = PointerGetDatum(stream_id);
+	args[1] = CStringGetTextDatum(tag);
+	args[2] = Int64GetDatum(target->to_version);
+	args[3] = TimestampTzGetDatum(target->as_of);
+	if (!target->has_as_of)
+		nulls[3] = 'n';
+
+	SPI_connect();
+	ret = SPI_execute_snapshot(SPI_prepare("SELECT stream_version, state, last_event_at"
+										   "  FROM eventstore.snapshots"
+										   " WHERE stream_id = $1 AND tag = $2"
+										   "   AND stream_version <= $3"
+										   "   AND ($4 IS NULL OR last_event_at <= $4)"
+										   " ORDER BY stream_version DESC LIMIT 1",
+										   4, argtypes),
+							   args, nulls, snapshot, InvalidSnapshot, true, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read eventstore.snapshots: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bool		state_isnull;
+		Datum		state_text = SPI_getbinval(tup, desc, 2, &state_isnull);
+		Oid			typinput;
+		Oid			typioparam;
+		Datum		state = (Datum) 0;
+
+		version = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		if (!state_isnull)
+		{
+			getTypeInputInfo(f->state_type, &typinput, &typioparam);
+			state = OidInputFunctionCall(typinput, TextDatumGetCString(state_text),
+										 typioparam, -1);
+		}
+		/* SPI memory goes away at SPI_finish: copy now */
+		es_fold_set_state(f, state, state_isnull);
+		f->version = version;
+		f->last_event_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	SPI_finish();
+	return version;
+}
+
+/* Arguments common to load_state, aggregate_stream and take_snapshot. */
+typedef struct EsLoadArgs
+{
+	text	   *stream_id;
+	Oid			evolve;
+	Oid			state_type;
+	Datum		initial;
+	bool		initial_isnull;
+	EsTarget	target;
+	char	   *tag;			/* NULL: no snapshots */
+} EsLoadArgs;
+
+static void
+es_load_args(FunctionCallInfo fcinfo, EsLoadArgs *a, int to_version_arg,
+			 int as_of_arg, int use_snapshots_arg, int tag_arg)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	a->stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(a->stream_id);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("evolve must not be NULL")));
+	a->evolve = PG_GETARG_OID(1);
+	a->state_type = get_fn_expr_argtype(fcinfo->flinfo, 2);
+	if (!OidIsValid(a->state_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("could not determine the type of the initial state")));
+	a->initial_isnull = PG_ARGISNULL(2);
+	a->initial = a->initial_isnull ? (Datum) 0 : PG_GETARG_DATUM(2);
+
+	a->target.to_version = PG_INT64_MAX;
+	if (to_version_arg >= 0 && !PG_ARGISNULL(to_version_arg))
+	{
+		a->target.to_version = PG_GETARG_INT64(to_version_arg);
+		if (a->target.to_version < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("to_version must not be negative")));
+	}
+	a->target.has_as_of = as_of_arg >= 0 && !PG_ARGISNULL(as_of_arg);
+	a->target.as_of = a->target.has_as_of ? PG_GETARG_TIMESTAMPTZ(as_of_arg) : 0;
+
+	a->tag = NULL;
+	if (use_snapshots_arg < 0 || PG_ARGISNULL(use_snapshots_arg) ||
+		PG_GETARG_BOOL(use_snapshots_arg))
+	{
+		if (tag_arg >= 0 && !PG_ARGISNULL(tag_arg))
+		{
+			a->tag = text_to_cstring(PG_GETARG_TEXT_PP(tag_arg));
+			if (a->tag[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("snapshot_tag must not be empty")));
+		}
+		else
+			a->tag = es_default_tag(a->evolve, a->state_type, a->initial, a->initial_isnull);
+	}
+}
+
+/* Load: the newest usable snapshot, then the tail. */
+static int64
+es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a, Snapshot snapshot)
+{
+	int64		snapshot_version = 0;
+
+	es_fold_init(f, cat, a->evolve, a->state_type, a->initial, a->initial_isnull);
+	if (a->tag != NULL)
+		snapshot_version = es_fold_from_snapshot(f, a->stream_id, a->tag, &a->target, snapshot);
+	es_fold_stream(f, cat, a->stream_id, &a->target, snapshot);
+	return snapshot_version;
+}
+
+/*
+ * eventstore.load_state(stream_id, evolve, initial anyelement, to_version,
+ *		as_of, use_snapshots, snapshot_tag,
+ *		OUT state anyelement, OUT version bigint, OUT snapshot_version bigint)
+ */
+PG_FUNCTION_INFO_V1(eventstore_load_state);
+Datum
+eventstore_load_state(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	EsLoadArgs	a;
+	EsFold		f;
+	int64		snapshot_version;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	es_load_args(fcinfo, &a, 3, 4, 5, 6);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot());
+
+	values[0] = f.state;
+	nulls[0] = f.isnull;
+	values[1] = Int64GetDatum(f.version);
+	values[2] = Int64GetDatum(snapshot_version);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * eventstore.aggregate_stream(stream_id, evolve, initial anyelement,
+ *		to_version, as_of, use_snapshots, snapshot_tag) returns anyelement
+ */
+PG_FUNCTION_INFO_V1(eventstore_aggregate_stream);
+Datum
+eventstore_aggregate_stream(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	EsLoadArgs	a;
+	EsFold		f;
+
+	es_load_args(fcinfo, &a, 3, 4, 5, 6);
+	(void) es_load(&f, cat, &a, GetActiveSnapshot());
+	if (f.isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(f.state);
+}
+
+/* Store a folded state (in the current transaction). */
+static void
+es_store_snapshot(text *stream_id, const char *tag, EsFold *f)
+{
+	Datum		args[6];
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, INT8OID, REGTYPEOID, TEXTOID, TIMESTAMPTZOID};
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int			ret;
+
+	args[0] = PointerGetDatum(stream_id);
+	args[1] = CStringGetTextDatum(tag);
+	args[2] = Int64GetDatum(f->version);
+	args[3] = ObjectIdGetDatum(f->state_type);
+	if (f->isnull)
+	{
+		args[4] = (Datum) 0;
+		nulls[4] = 'n';
+	}
+	else
+	{
+		Oid			typoutput;
+		bool		typisvarlena;
+
+		getTypeOutputInfo(f->state_type, &typoutput, &typisvarlena);
+		args[4] = CStringGetTextDatum(OidOutputFunctionCall(typoutput, f->state));
+	}
+	args[5] = TimestampTzGetDatum(f->last_event_at);
+
+	SPI_connect();
+	ret = SPI_execute_with_args("INSERT INTO eventstore.snapshots"
+								" (stream_id, tag, stream_version, state_type, state, last_event_at)"
+								" VALUES ($1, $2, $3, $4, $5, $6)"
+								" ON CONFLICT (stream_id, tag, stream_version) DO NOTHING",
+								6, argtypes, args, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not store a snapshot: %s", SPI_result_code_string(ret));
+	SPI_finish();
+}
+
+/*
+ * eventstore.take_snapshot(stream_id, evolve, initial anyelement,
+ *		to_version, snapshot_tag) returns bigint
+ *
+ * Fold the stream (from its newest snapshot) and store the state at the
+ * version reached; returns that version, 0 for an empty stream (nothing
+ * stored).
+ */
+PG_FUNCTION_INFO_V1(eventstore_take_snapshot);
+Datum
+eventstore_take_snapshot(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	EsLoadArgs	a;
+	EsFold		f;
+	int64		snapshot_version;
+
+	es_load_args(fcinfo, &a, 3, -1, -1, 4);
+	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot());
+	if (f.version > 0 && f.version != snapshot_version)
+		es_store_snapshot(a.stream_id, a.tag, &f);
+	PG_RETURN_INT64(f.version);
+}
+
+/* ---------------------------------------------------------------------
+ * eventstore.fold(event, evolve, initial): the fold as an aggregate
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(eventstore_fold_step);
+Datum
+eventstore_fold_step(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	EsFold	   *f;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("eventstore._fold_step() must be called as an aggregate")));
+
+	if (PG_ARGISNULL(0))
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(aggcxt);
+		Oid			state_type = get_fn_expr_argtype(fcinfo->flinfo, 3);
+
+		if (PG_ARGISNULL(2))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("evolve must not be NULL")));
+		if (!OidIsValid(state_type))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("could not determine the type of the initial state")));
+		f = palloc0(sizeof(EsFold));
+		es_fold_init(f, es_catalog(), PG_GETARG_OID(2), state_type,
+					 PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3), PG_ARGISNULL(3));
+		MemoryContextSwitchTo(oldcxt);
+	}
+	else
+		f = (EsFold *) PG_GETARG_POINTER(0);
+
+	/* a NULL event (an outer join's empty side) changes nothing */
+	if (!PG_ARGISNULL(1))
+		es_fold_event(f, PG_GETARG_DATUM(1));
+
+	PG_RETURN_POINTER(f);
+}
+
+PG_FUNCTION_INFO_V1(eventstore_fold_final);
+Datum
+eventstore_fold_final(PG_FUNCTION_ARGS)
+{
+	EsFold	   *f;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();		/* no rows */
+	f = (EsFold *) PG_GETARG_POINTER(0);
+	if (f->isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(f->state);
+}
+
+/* ---------------------------------------------------------------------
+ * Command handling
+ * ---------------------------------------------------------------------
+ */
+
+static void
+es_check_decide(Oid decide, Oid state_type)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(decide));
+	Form_pg_proc proc;
+	bool		ok;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("decide function %u does not exist", decide)));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	ok = proc->pronargs == 2 && !proc->proretset && proc->prokind == PROKIND_FUNCTION &&
+		proc->proargtypes.values[0] == JSONBOID &&
+		(proc->proargtypes.values[1] == state_type ||
+		 IsPolymorphicType(proc->proargtypes.values[1])) &&
+		proc->prorettype == JSONBOID;
+	ReleaseSysCache(tuple);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("decide function %s must take (jsonb, %s) and return jsonb",
+						format_procedure(decide), format_type_be(state_type))));
+}
+
+/*
+ * eventstore.handle_command(stream_id, decide, command jsonb, evolve,
+ *		initial anyelement, max_retries, use_snapshots, snapshot_tag,
+ *		OUT version bigint, OUT state anyelement, OUT appended integer)
+ *
+ * Load the state (snapshot + tail), call decide(command, state) for the
+ * events to append (a JSON array as append_events takes), append them with
+ * the loaded version as the expected version, and fold them into the state.
+ * On a version conflict (a concurrent append) load again and decide again,
+ * at most max_retries times; then the conflict (ST001) is raised.
+ */
+PG_FUNCTION_INFO_V1(eventstore_handle_command);
+Datum
+eventstore_handle_command(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	EsLoadArgs	a;
+	Oid			decide;
+	Jsonb	   *command;
+	int			max_retries;
+	FmgrInfo	decide_flinfo;
+	FuncExpr   *expr;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	EsFold		f;
+	int64		appended = 0;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	/* arguments: 0 stream_id, 1 decide, 2 command, 3 evolve, 4 initial */
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	a.stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(a.stream_id);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("decide and evolve must not be NULL")));
+	decide = PG_GETARG_OID(1);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("command must not be NULL")));
+	command = PG_GETARG_JSONB_P(2);
+	a.evolve = PG_GETARG_OID(3);
+	a.state_type = get_fn_expr_argtype(fcinfo->flinfo, 4);
+	if (!OidIsValid(a.state_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("could not determine the type of the initial state")));
+	a.initial_isnull = PG_ARGISNULL(4);
+	a.initial = a.initial_isnull ? (Datum) 0 : PG_GETARG_DATUM(4);
+	max_retries = PG_ARGISNULL(5) ? 3 : PG_GETARG_INT32(5);
+	if (max_retries < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_retries must not be negative")));
+	a.target.to_version = PG_INT64_MAX;
+	a.target.has_as_of = false;
+	a.target.as_of = 0;
+	a.tag = NULL;
+	if (PG_ARGISNULL(6) || PG_GETARG_BOOL(6))
+		a.tag = PG_ARGISNULL(7) ?
+			es_default_tag(a.evolve, a.state_type, a.initial, a.initial_isnull) :
+			text_to_cstring(PG_GETARG_TEXT_PP(7));
+
+	es_check_decide(decide, a.state_type);
+	fmgr_info(decide, &decide_flinfo);
+	expr = makeFuncExpr(decide, JSONBOID,
+						list_make2(makeNullConst(JSONBOID, -1, InvalidOid),
+								   makeNullConst(a.state_type, -1, InvalidOid)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info_set_expr((Node *) expr, &decide_flinfo);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	for (int attempt = 0;; attempt++)
+	{
+		volatile bool conflict = false;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			Snapshot	snapshot;
+			int64		loaded;
+			Datum		events;
+			LOCAL_FCINFO(dfcinfo, 2);
+
+			/*
+			 * The first attempt sees what the caller's statement sees; a
+			 * retry must see the append that beat it.
+			 */
+			snapshot = RegisterSnapshot(attempt == 0 || IsolationUsesXactSnapshot() ?
+										GetActiveSnapshot() : GetLatestSnapshot());
+			(void) es_load(&f, cat, &a, snapshot);
+			UnregisterSnapshot(snapshot);
+			loaded = f.version;
+
+			InitFunctionCallInfoData(*dfcinfo, &decide_flinfo, 2, InvalidOid, NULL, NULL);
+			dfcinfo->args[0].value = JsonbPGetDatum(command);
+			dfcinfo->args[0].isnull = false;
+			dfcinfo->args[1].value = f.state;
+			dfcinfo->args[1].isnull = f.isnull;
+			events = FunctionCallInvoke(dfcinfo);
+			if (dfcinfo->isnull)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("decide function %s returned NULL", format_procedure(decide)),
+						 errhint("Return '[]' to append nothing.")));
+
+			appended = es_append_events_jsonb(a.stream_id, DatumGetJsonbP(events),
+											  true, loaded);
+			if (appended > 0)
+			{
+				/* fold what was appended: our own inserts, seen after a CCI */
+				CommandCounterIncrement();
+				snapshot = RegisterSnapshot(GetLatestSnapshot());
+				es_fold_stream(&f, cat, a.stream_id, &a.target, snapshot);
+				UnregisterSnapshot(snapshot);
+			}
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			/*
+			 * Leave the subtransaction before anything else: an error
+			 * thrown with it still open would leave the caller's
+			 * transaction in an aborted subtransaction.
+			 */
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+
+			if (edata->sqlerrcode != ERRCODE_ES_WRONG_EXPECTED_VERSION ||
+				attempt >= max_retries || IsolationUsesXactSnapshot())
+				ReThrowError(edata);
+			FreeErrorData(edata);
+			conflict = true;
+		}
+		PG_END_TRY();
+
+		if (!conflict)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	values[0] = Int64GetDatum(f.version);
+	values[1] = f.state;
+	nulls[1] = f.isnull;
+	values[2] = Int64GetDatum(appended);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
