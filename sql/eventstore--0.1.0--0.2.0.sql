@@ -296,6 +296,8 @@ BEGIN
     UPDATE eventstore.projection_checkpoints c
        SET retry_at = now()
      WHERE c.name = p.name AND c.retry_at IS NOT NULL;
+    -- the worker looks again at the projections when their table changes
+    UPDATE eventstore.projections q SET enabled = q.enabled WHERE q.name = p.name;
 END $$;
 COMMENT ON FUNCTION eventstore.retry_projection(text) IS
     'Retry a failing projection now instead of after its backoff';
@@ -355,7 +357,9 @@ BEGIN
         IF NOT FOUND THEN
             RAISE EXCEPTION 'projection "%" does not exist', p.name USING ERRCODE = '42704';
         END IF;
-        IF st.enabled AND ((st.mode = 'inline' AND NOT st.catching_up) OR st.position >= target) THEN
+        -- an inline projection is done when it is live again
+        IF st.enabled AND ((st.mode = 'inline' AND NOT st.catching_up)
+                           OR (st.mode = 'async' AND st.position >= target)) THEN
             RETURN true;
         END IF;
         IF clock_timestamp() >= deadline THEN
