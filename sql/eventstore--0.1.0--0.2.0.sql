@@ -1094,6 +1094,9 @@ CREATE FUNCTION eventstore.create_snapshot_policy(
 RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
+    -- the initial state is kept as text, read back by the worker: write it
+    -- in a form that reads back the same under any settings
+    SET DateStyle = 'ISO' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 SET TimeZone = 'UTC'
     AS $$
 BEGIN
     IF name IS NULL OR evolve IS NULL THEN

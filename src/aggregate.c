@@ -15,7 +15,9 @@
  * function's signature and source, the state type and the initial state,
  * so replacing the evolve function makes older snapshots unusable rather
  * than wrong.  A load starts from the newest usable snapshot at or below
- * its target and folds only the tail.
+ * its target and folds only the tail.  States are written and read as
+ * text under fixed settings (es_state_io_begin), so that a session reads
+ * back exactly what another one wrote.
  *
  * src/aggregate.c
  *
@@ -42,6 +44,7 @@
 #include "utils/regproc.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -266,8 +269,40 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 }
 
 /*
+ * The text of a value depends on settings (DateStyle, IntervalStyle,
+ * extra_float_digits, TimeZone): a date written under 'SQL, DMY' reads
+ * back as another date under 'SQL, MDY', a float written with
+ * extra_float_digits = 0 loses bits, and a tag computed from a timestamptz
+ * would differ between time zones.  States and initial states go to and
+ * from text under fixed settings; es_state_io_end() restores the
+ * session's.
+ */
+static int
+es_state_io_begin(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("timezone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+static void
+es_state_io_end(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
  * The default snapshot tag of a fold: MD5 of the evolve function's
- * signature and source, the state type and the initial state.
+ * signature and source (for an SQL-standard body, the parsed body), the
+ * state type and the initial state.
  */
 static char *
 es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
@@ -285,10 +320,19 @@ es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
 					 format_type_be_qualified(state_type));
 	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(evolve));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for function %u", evolve);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("evolve function %u does not exist", evolve)));
 	src = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_prosrc, &isnull);
 	if (!isnull)
 		appendStringInfoString(&buf, TextDatumGetCString(src));
+	/* RETURN ... and BEGIN ATOMIC bodies leave prosrc empty */
+	src = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_prosqlbody, &isnull);
+	if (!isnull)
+	{
+		appendStringInfoChar(&buf, '|');
+		appendStringInfoString(&buf, TextDatumGetCString(src));
+	}
 	ReleaseSysCache(tuple);
 	appendStringInfoChar(&buf, '|');
 	if (initial_isnull)
@@ -297,9 +341,12 @@ es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
 	{
 		Oid			typoutput;
 		bool		typisvarlena;
+		int			nestlevel;
 
 		getTypeOutputInfo(state_type, &typoutput, &typisvarlena);
+		nestlevel = es_state_io_begin();
 		appendStringInfoString(&buf, OidOutputFunctionCall(typoutput, initial));
+		es_state_io_end(nestlevel);
 	}
 	if (!pg_md5_hash(buf.data, buf.len, hex, &errstr))
 		elog(ERROR, "could not compute MD5: %s", errstr ? errstr : "out of memory");
@@ -315,9 +362,9 @@ static int64
 es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 					  const EsTarget *target, Snapshot snapshot)
 {
-	Datum		args[4];
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID};
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[5];
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, REGTYPEOID};
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int64		version = 0;
 	int			ret;
 
@@ -327,15 +374,21 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 	args[3] = TimestampTzGetDatum(target->as_of);
 	if (!target->has_as_of)
 		nulls[3] = 'n';
+	args[4] = ObjectIdGetDatum(f->state_type);
 
+	/*
+	 * An explicit tag may be shared by folds of different state types: a
+	 * snapshot is only ever read as the type it was written as.
+	 */
 	SPI_connect();
 	ret = SPI_execute_snapshot(SPI_prepare("SELECT stream_version, state, last_event_at"
 										   "  FROM eventstore.snapshots"
 										   " WHERE stream_id = $1 AND tag = $2"
 										   "   AND stream_version <= $3"
 										   "   AND ($4 IS NULL OR last_event_at <= $4)"
+										   "   AND state_type = $5"
 										   " ORDER BY stream_version DESC LIMIT 1",
-										   4, argtypes),
+										   5, argtypes),
 							   args, nulls, snapshot, InvalidSnapshot, true, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read eventstore.snapshots: %s", SPI_result_code_string(ret));
@@ -353,9 +406,13 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 		version = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		if (!state_isnull)
 		{
+			int			nestlevel;
+
 			getTypeInputInfo(f->state_type, &typinput, &typioparam);
+			nestlevel = es_state_io_begin();
 			state = OidInputFunctionCall(typinput, TextDatumGetCString(state_text),
 										 typioparam, -1);
+			es_state_io_end(nestlevel);
 		}
 		/* SPI memory goes away at SPI_finish: copy now */
 		es_fold_set_state(f, state, state_isnull);
@@ -515,9 +572,12 @@ es_store_snapshot(text *stream_id, const char *tag, EsFold *f)
 	{
 		Oid			typoutput;
 		bool		typisvarlena;
+		int			nestlevel;
 
 		getTypeOutputInfo(f->state_type, &typoutput, &typisvarlena);
+		nestlevel = es_state_io_begin();
 		args[4] = CStringGetTextDatum(OidOutputFunctionCall(typoutput, f->state));
+		es_state_io_end(nestlevel);
 	}
 	args[5] = TimestampTzGetDatum(f->last_event_at);
 
@@ -710,9 +770,15 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 	a.target.as_of = 0;
 	a.tag = NULL;
 	if (PG_ARGISNULL(6) || PG_GETARG_BOOL(6))
+	{
 		a.tag = PG_ARGISNULL(7) ?
 			es_default_tag(a.evolve, a.state_type, a.initial, a.initial_isnull) :
 			text_to_cstring(PG_GETARG_TEXT_PP(7));
+		if (a.tag[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("snapshot_tag must not be empty")));
+	}
 
 	es_check_decide(decide, a.state_type);
 	fmgr_info(decide, &decide_flinfo);
@@ -740,11 +806,23 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 			LOCAL_FCINFO(dfcinfo, 2);
 
 			/*
-			 * The first attempt sees what the caller's statement sees; a
-			 * retry must see the append that beat it.
+			 * The first attempt sees what the caller's statement sees, and
+			 * what the statement itself has written so far (an earlier
+			 * command on the same stream): the append checks the version
+			 * against those writes too, and would otherwise report a
+			 * conflict with the caller's own transaction.  A retry must see
+			 * the append that beat it.
 			 */
-			snapshot = RegisterSnapshot(attempt == 0 || IsolationUsesXactSnapshot() ?
-										GetActiveSnapshot() : GetLatestSnapshot());
+			if (attempt == 0 || IsolationUsesXactSnapshot())
+			{
+				CommandCounterIncrement();
+				PushCopiedSnapshot(GetActiveSnapshot());
+				UpdateActiveSnapshotCommandId();
+				snapshot = RegisterSnapshot(GetActiveSnapshot());
+				PopActiveSnapshot();
+			}
+			else
+				snapshot = RegisterSnapshot(GetLatestSnapshot());
 			(void) es_load(&f, cat, &a, snapshot);
 			UnregisterSnapshot(snapshot);
 			loaded = f.version;
