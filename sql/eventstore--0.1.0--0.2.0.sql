@@ -961,7 +961,7 @@ CREATE TABLE eventstore.snapshots (
     state          text,
     last_event_at  timestamptz NOT NULL,   -- newest created_at folded in
     created_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (stream_id, tag, stream_version)
+    PRIMARY KEY (stream_id, tag, state_type, stream_version)
 );
 COMMENT ON TABLE eventstore.snapshots IS 'Folded states of streams at versions; a cache for load_state and friends';
 REVOKE ALL ON TABLE eventstore.snapshots FROM PUBLIC;

@@ -236,8 +236,10 @@ SELECT stream_version FROM eventstore.append('acct-5', 'Deposited', '{"amount": 
 SELECT name, state, lag_events FROM eventstore.projection_status;
 SELECT * FROM accounts WHERE account = 'acct-5';
 -- put acct-5 right again for the comparisons below
+BEGIN;
 SELECT eventstore.rebuild_projection('accounts');
 TRUNCATE accounts;
+COMMIT;
 SELECT eventstore.wait_for_projection('accounts');
 
 --

@@ -158,6 +158,22 @@ SELECT eventstore.drop_projection('per_stream');
 DROP FUNCTION count_per_stream(eventstore.event);
 DROP TABLE per_stream;
 
+-- Folding and snapshots need EXECUTE on the functions only, not privileges
+-- on eventstore.snapshots (read and written as its owner).
+CREATE FUNCTION count_events(n bigint, e eventstore.event) RETURNS bigint
+    LANGUAGE sql RETURN n + 1;
+GRANT EXECUTE ON FUNCTION eventstore.aggregate_stream(text, regprocedure, anyelement, bigint, timestamptz, boolean, text),
+                          eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text)
+   TO regress_es_reader;
+SET ROLE regress_es_reader;
+SELECT eventstore.take_snapshot('acct-1', 'count_events(bigint,eventstore.event)', 0::bigint) AS snapshot_at;
+SELECT eventstore.aggregate_stream('acct-1', 'count_events(bigint,eventstore.event)', 0::bigint) AS events;
+SELECT count(*) FROM eventstore.snapshots;
+\echo :SQLSTATE
+RESET ROLE;
+SELECT stream_id, stream_version, state FROM eventstore.snapshots;
+DROP FUNCTION count_events(bigint, eventstore.event);
+
 -- Roles are cluster-wide: remove them.
 DROP OWNED BY regress_es_nobody, regress_es_reader, regress_es_writer;
 DROP ROLE regress_es_nobody, regress_es_reader, regress_es_writer;

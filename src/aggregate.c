@@ -355,6 +355,35 @@ es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
 }
 
 /*
+ * Snapshots are read and written as the owner of eventstore.snapshots:
+ * whoever may call the functions needs no privileges on the table, as for
+ * the events table.  (An error in between is cleaned up by the
+ * (sub)transaction abort, which restores the user.)
+ */
+static void
+es_as_snapshots_owner(bool enter)
+{
+	static Oid	save_userid;
+	static int	save_sec_context;
+
+	if (enter)
+	{
+		const EsCatalog *cat = es_catalog();
+		Oid			relid = get_relname_relid("snapshots", cat->namespace_oid);
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("relation \"eventstore.snapshots\" does not exist")));
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(es_relation_owner(relid),
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	}
+	else
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
  * Start a fold from the newest usable snapshot of the stream with this tag
  * at or below the target.  Returns the snapshot's version (0: none).
  */
@@ -381,6 +410,7 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 	 * snapshot is only ever read as the type it was written as.
 	 */
 	SPI_connect();
+	es_as_snapshots_owner(true);
 	ret = SPI_execute_snapshot(SPI_prepare("SELECT stream_version, state, last_event_at"
 										   "  FROM eventstore.snapshots"
 										   " WHERE stream_id = $1 AND tag = $2"
@@ -390,6 +420,7 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 										   " ORDER BY stream_version DESC LIMIT 1",
 										   5, argtypes),
 							   args, nulls, snapshot, InvalidSnapshot, true, false, 1);
+	es_as_snapshots_owner(false);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read eventstore.snapshots: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)
@@ -582,11 +613,13 @@ es_store_snapshot(text *stream_id, const char *tag, EsFold *f)
 	args[5] = TimestampTzGetDatum(f->last_event_at);
 
 	SPI_connect();
+	es_as_snapshots_owner(true);
 	ret = SPI_execute_with_args("INSERT INTO eventstore.snapshots"
 								" (stream_id, tag, stream_version, state_type, state, last_event_at)"
 								" VALUES ($1, $2, $3, $4, $5, $6)"
-								" ON CONFLICT (stream_id, tag, stream_version) DO NOTHING",
+								" ON CONFLICT (stream_id, tag, state_type, stream_version) DO NOTHING",
 								6, argtypes, args, nulls, false, 0);
+	es_as_snapshots_owner(false);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not store a snapshot: %s", SPI_result_code_string(ret));
 	SPI_finish();

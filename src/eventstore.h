@@ -166,6 +166,7 @@ extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_i
 							Snapshot snapshot, struct TupleTableSlot *slot);
 
 /* projection.c */
+extern Oid	es_relation_owner(Oid relid);
 struct FmgrInfo;
 extern int	es_projection_batch_size;
 extern int	es_projection_retry_delay;

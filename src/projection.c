@@ -131,7 +131,7 @@ es_proj_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	es_projection_generation++;
 }
 
-static Oid
+Oid
 es_relation_owner(Oid relid)
 {
 	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
