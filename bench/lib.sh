@@ -164,7 +164,7 @@ bench_machine() {
 	so=$("$PG_CONFIG" --pkglibdir)/eventstore.so
 	so="$(md5sum "$so" | cut -c1-12), installed $(date -r "$so" '+%Y-%m-%d %H:%M')"
 	echo "Machine: nproc=$(nproc), memory=$mem, CPU=${cpu:-unknown}, load average at start=$load;" \
-		"PostgreSQL $version; $settings;${BENCH_SERVER_ENV:+ server environment (diagnosis) $BENCH_SERVER_ENV;}" \
+		"PostgreSQL $version ($PG_BINDIR); $settings;${BENCH_SERVER_ENV:+ server environment (diagnosis) $BENCH_SERVER_ENV;}" \
 		"checkout at commit $commit, eventstore.so md5 $so."
 }
 

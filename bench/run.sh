@@ -14,6 +14,7 @@
 # BENCH_APPEND_WORKLOADS, BENCH_PRELOAD_EVENTS, BENCH_PLPGSQL_NOTIFY,
 # BENCH_SHARED_BUFFERS, BENCH_MAX_WAL_SIZE, BENCH_SYNCHRONOUS_COMMIT,
 # BENCH_KEEP, and BENCH_GLOBAL_* for the global suite: see bench/README.md.
+# PG_CONFIG or PGBIN: another PostgreSQL 15 installation than the system's.
 set -euo pipefail
 BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$BENCH_ROOT"
