@@ -116,10 +116,13 @@ bench_psql() { bench_psql_db "$BENCH_DB" "$@"; }
 # bench_value SQL: one value, unaligned.
 bench_value() { bench_psql -At -c "$1"; }
 
-# bench_quiesce: the same starting point for every run: statistics fresh,
-# visibility map set, dirty buffers written, WAL flushed by a checkpoint.
+# bench_quiesce [TABLE...]: the same starting point for every run:
+# statistics fresh, visibility map set (of the named tables, or of the whole
+# database), dirty buffers written, WAL flushed by a checkpoint.
 bench_quiesce() {
-	bench_psql -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
+	local tables
+	tables=$(IFS=,; echo "$*")
+	bench_psql -c "VACUUM (ANALYZE) $tables" -c "CHECKPOINT"
 }
 
 # bench_pgbench LOGNAME CLIENTS SECONDS PGBENCH_ARGS...: run pgbench in
@@ -159,6 +162,42 @@ bench_median() {
 			if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2]
 			else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
 		}'
+}
+
+# bench_range NUMBERS...: "median (min-max)", two decimals, or "n/a".
+bench_range() {
+	[ $# -gt 0 ] || { echo "n/a"; return 0; }
+	printf '%s\n' "$@" | sort -g | awk '
+		{ v[NR] = $1 }
+		END {
+			m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			printf "%.2f (%.2f-%.2f)\n", m, v[1], v[NR]
+		}'
+}
+
+# bench_csv_values CSV COLUMN NAME=VALUE...: the non-empty values of COLUMN
+# (named as in the CSV's header line) in the rows where every NAME column
+# equals its VALUE, one per line.
+bench_csv_values() {
+	local csv=$1 col=$2
+	shift 2
+	awk -F, -v col="$col" -v conds="$*" '
+		NR == 1 {
+			for (i = 1; i <= NF; i++) idx[$i] = i
+			if (!(col in idx)) { print "bench_csv_values: no column " col > "/dev/stderr"; exit 1 }
+			n = split(conds, cs, " ")
+			for (j = 1; j <= n; j++) {
+				k = index(cs[j], "=")
+				name[j] = substr(cs[j], 1, k - 1)
+				want[j] = substr(cs[j], k + 1)
+				if (!(name[j] in idx)) { print "bench_csv_values: no column " name[j] > "/dev/stderr"; exit 1 }
+			}
+			next
+		}
+		{
+			for (j = 1; j <= n; j++) if ($idx[name[j]] != want[j]) next
+			if ($idx[col] != "") print $idx[col]
+		}' "$csv"
 }
 
 # bench_ratio A B: A/B with two decimals, "n/a" when B is missing or zero.
