@@ -4,7 +4,7 @@
 # removed at the end.  Works as root (the server runs as "postgres") and as a
 # normal user.  Uses the eventstore that is installed; it does not build.
 #
-#   bash bench/run.sh                 # every suite (append, global)
+#   bash bench/run.sh                 # every suite (append ... projections)
 #   bash bench/run.sh global          # named suites
 #   BENCH_QUICK=1 bash bench/run.sh   # smoke test: 3 s per run, 1 round
 #
@@ -29,7 +29,7 @@ BENCH_DURATION=${BENCH_DURATION:-15}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_CLIENTS=${BENCH_CLIENTS:-1 8}
 BENCH_RESULTS=$BENCH_ROOT/bench/results
-suites=${*:-append global peer hot reads memory scale}
+suites=${*:-append global peer hot reads memory scale projections}
 
 for s in $suites; do
 	[ -f "bench/suites/$s.sh" ] || { echo "unknown suite: $s (see bench/suites/)" >&2; exit 2; }
