@@ -67,6 +67,40 @@ bench_cluster_stop() {
 	fi
 }
 
+# bench_wait_worker: start the extension's background worker of the bench
+# database now (the first append after CREATE EXTENSION asks for it) and wait
+# until it runs, so that its start-up falls in no measured run.  Appends one
+# event to the stream 'bench-warmup'.
+bench_wait_worker() {
+	local i
+	bench_psql -c "SELECT eventstore.append('bench-warmup', 'Warmup', '{}')" >/dev/null
+	for i in $(seq 1 300); do
+		[ "$(bench_value "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = current_database()")" = 1 ] && return 0
+		sleep 0.1
+	done
+	bench_log "WARNING: no eventstore worker after 30 s"
+}
+
+# bench_preload TABLE SEQUENCE N DATA METADATA: write N events straight into
+# TABLE (a table of eventstore.events' shape), positions from SEQUENCE, in
+# streams 'preload-K' of 4 events that no workload touches, type
+# MoneyDeposited.  A store is not empty in real life, and on an empty,
+# analysed table the planner picks a sequential scan for the PL/pgSQL store's
+# version lookup and keeps that generic plan while the table grows.
+bench_preload() {
+	local table=$1 seq=$2 n=$3
+	[ "$n" -gt 0 ] || return 0
+	bench_psql -v data="$4" -v metadata="$5" <<SQL
+INSERT INTO $table
+    (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
+SELECT nextval('$seq'), v, now(), gen_random_uuid(),
+       'preload-' || s, 'MoneyDeposited', :'data'::jsonb, :'metadata'::jsonb
+  FROM generate_series(1, ($n + 3) / 4) AS s, generate_series(1, 4) AS v
+ ORDER BY s, v
+ LIMIT $n;
+SQL
+}
+
 # bench_psql_db DB ARGS...: psql against the bench cluster, stopping at the
 # first error.
 bench_psql_db() {
@@ -82,10 +116,13 @@ bench_psql() { bench_psql_db "$BENCH_DB" "$@"; }
 # bench_value SQL: one value, unaligned.
 bench_value() { bench_psql -At -c "$1"; }
 
-# bench_quiesce: the same starting point for every run: statistics fresh,
-# visibility map set, dirty buffers written, WAL flushed by a checkpoint.
+# bench_quiesce [TABLE...]: the same starting point for every run:
+# statistics fresh, visibility map set (of the named tables, or of the whole
+# database), dirty buffers written, WAL flushed by a checkpoint.
 bench_quiesce() {
-	bench_psql -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
+	local tables
+	tables=$(IFS=,; echo "$*")
+	bench_psql -c "VACUUM (ANALYZE) $tables" -c "CHECKPOINT"
 }
 
 # bench_pgbench LOGNAME CLIENTS SECONDS PGBENCH_ARGS...: run pgbench in
@@ -127,6 +164,42 @@ bench_median() {
 		}'
 }
 
+# bench_range NUMBERS...: "median (min-max)", two decimals, or "n/a".
+bench_range() {
+	[ $# -gt 0 ] || { echo "n/a"; return 0; }
+	printf '%s\n' "$@" | sort -g | awk '
+		{ v[NR] = $1 }
+		END {
+			m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			printf "%.2f (%.2f-%.2f)\n", m, v[1], v[NR]
+		}'
+}
+
+# bench_csv_values CSV COLUMN NAME=VALUE...: the non-empty values of COLUMN
+# (named as in the CSV's header line) in the rows where every NAME column
+# equals its VALUE, one per line.
+bench_csv_values() {
+	local csv=$1 col=$2
+	shift 2
+	awk -F, -v col="$col" -v conds="$*" '
+		NR == 1 {
+			for (i = 1; i <= NF; i++) idx[$i] = i
+			if (!(col in idx)) { print "bench_csv_values: no column " col > "/dev/stderr"; exit 1 }
+			n = split(conds, cs, " ")
+			for (j = 1; j <= n; j++) {
+				k = index(cs[j], "=")
+				name[j] = substr(cs[j], 1, k - 1)
+				want[j] = substr(cs[j], k + 1)
+				if (!(name[j] in idx)) { print "bench_csv_values: no column " name[j] > "/dev/stderr"; exit 1 }
+			}
+			next
+		}
+		{
+			for (j = 1; j <= n; j++) if ($idx[name[j]] != want[j]) next
+			if ($idx[col] != "") print $idx[col]
+		}' "$csv"
+}
+
 # bench_ratio A B: A/B with two decimals, "n/a" when B is missing or zero.
 bench_ratio() {
 	awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
@@ -164,7 +237,7 @@ bench_machine() {
 	so=$("$PG_CONFIG" --pkglibdir)/eventstore.so
 	so="$(md5sum "$so" | cut -c1-12), installed $(date -r "$so" '+%Y-%m-%d %H:%M')"
 	echo "Machine: nproc=$(nproc), memory=$mem, CPU=${cpu:-unknown}, load average at start=$load;" \
-		"PostgreSQL $version; $settings;${BENCH_SERVER_ENV:+ server environment (diagnosis) $BENCH_SERVER_ENV;}" \
+		"PostgreSQL $version ($PG_BINDIR); $settings;${BENCH_SERVER_ENV:+ server environment (diagnosis) $BENCH_SERVER_ENV;}" \
 		"checkout at commit $commit, eventstore.so md5 $so."
 }
 

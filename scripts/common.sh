@@ -4,9 +4,24 @@
 # everything that starts one) runs as the "postgres" system user.
 
 PG_MAJOR=15
-PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
-PG_CONFIG=$PG_BINDIR/pg_config
+# The system PostgreSQL by default.  Another installation of PostgreSQL 15
+# (a private or relocated copy, a source build) is chosen with PG_CONFIG, its
+# pg_config, or PGBIN, the directory of its programs; everything then builds,
+# installs and runs from there.
+if [ -n "${PG_CONFIG:-}" ]; then
+	PG_BINDIR=$("$PG_CONFIG" --bindir) ||
+		{ echo "PG_CONFIG=$PG_CONFIG: not a working pg_config" >&2; exit 1; }
+elif [ -n "${PGBIN:-}" ]; then
+	PG_BINDIR=$PGBIN
+else
+	PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+fi
+PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
 export PG_CONFIG
+case $("$PG_CONFIG" --version 2>/dev/null) in
+"PostgreSQL $PG_MAJOR".*) ;;
+*) echo "$PG_CONFIG is not the pg_config of PostgreSQL $PG_MAJOR (set PG_CONFIG or PGBIN)" >&2; exit 1 ;;
+esac
 
 if [ "$(id -u)" = 0 ]; then
 	SUDO=

@@ -82,16 +82,7 @@ append_reset() {
 	extension)
 		bench_psql -c "DROP EXTENSION eventstore" -c "CREATE EXTENSION eventstore" ;;
 	esac
-	[ "$n" -gt 0 ] || return 0
-	bench_psql -v data="$APPEND_DATA" -v metadata="$APPEND_METADATA" <<SQL
-INSERT INTO $(append_table "$1")
-    (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
-SELECT nextval('$(append_sequence "$1")'), v, now(), gen_random_uuid(),
-       'preload-' || s, 'MoneyDeposited', :'data'::jsonb, :'metadata'::jsonb
-  FROM generate_series(1, ($n + 3) / 4) AS s, generate_series(1, 4) AS v
- ORDER BY s, v
- LIMIT $n;
-SQL
+	bench_preload "$(append_table "$1")" "$(append_sequence "$1")" "$n" "$APPEND_DATA" "$APPEND_METADATA"
 }
 
 # append_run: every workload x clients x contender, BENCH_ROUNDS times.

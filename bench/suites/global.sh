@@ -150,15 +150,7 @@ SQL
 		bench_log "WARNING: page check failed (want '1000 1000 0 0': a full page, full pages for every type, no difference to the plain queries): '$check'"
 	fi
 
-	# Start the worker now (the first append after CREATE EXTENSION asks for
-	# it), so that its start-up falls in no measured run.
-	bench_psql -c "SELECT eventstore.append('bench-warmup', 'Warmup', '{}')" >/dev/null
-	local i
-	for i in $(seq 1 300); do
-		[ "$(bench_value "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = current_database()")" = 1 ] && break
-		sleep 0.1
-	done
-	[ "$i" -lt 300 ] || bench_log "WARNING: no eventstore worker after 30 s"
+	bench_wait_worker
 }
 
 # global_csv_line FIELDS...: one CSV line; the header is in global_run.

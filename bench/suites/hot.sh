@@ -60,19 +60,6 @@ hot_setup() {
 		-c "ALTER DATABASE $HOT_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'" >/dev/null
 }
 
-# hot_wait_worker: make the extension's worker start now (the first append
-# after CREATE EXTENSION asks for it) and wait for it, so that its start-up
-# falls in no measured run.
-hot_wait_worker() {
-	local i
-	bench_psql -c "SELECT eventstore.append('bench-warmup', 'Warmup', '{}')" >/dev/null
-	for i in $(seq 1 300); do
-		[ "$(bench_value "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = current_database()")" = 1 ] && return 0
-		sleep 0.1
-	done
-	bench_log "WARNING: no eventstore worker after 30 s"
-}
-
 # hot_reset CONTENDER: the contender's table emptied and preloaded with
 # HOT_PRELOAD events in streams "preload-N" of 4 events (as in the append
 # suite: on an empty, analysed table the PL/pgSQL store's version lookup gets a
@@ -84,18 +71,9 @@ hot_reset() {
 		bench_psql -c "TRUNCATE $(hot_table "$1") RESTART IDENTITY" ;;
 	extension)
 		bench_psql -c "DROP EXTENSION eventstore" -c "CREATE EXTENSION eventstore"
-		hot_wait_worker ;;
+		bench_wait_worker ;;
 	esac
-	[ "$HOT_PRELOAD" -gt 0 ] || return 0
-	bench_psql -v data="$HOT_DATA" -v metadata="$HOT_METADATA" <<SQL
-INSERT INTO $(hot_table "$1")
-    (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
-SELECT nextval('$(hot_sequence "$1")'), v, now(), gen_random_uuid(),
-       'preload-' || s, 'MoneyDeposited', :'data'::jsonb, :'metadata'::jsonb
-  FROM generate_series(1, ($HOT_PRELOAD + 3) / 4) AS s, generate_series(1, 4) AS v
- ORDER BY s, v
- LIMIT $HOT_PRELOAD;
-SQL
+	bench_preload "$(hot_table "$1")" "$(hot_sequence "$1")" "$HOT_PRELOAD" "$HOT_DATA" "$HOT_METADATA"
 }
 
 # hot_one CSV WORKLOAD CONTENDER VARIANT ROUND: one pgbench run and its CSV
