@@ -118,6 +118,8 @@ es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
 			 Datum initial, bool initial_isnull)
 {
 	FuncExpr   *expr;
+	Const	   *state_arg;
+	Const	   *event_arg;
 
 	es_check_evolve(evolve, state_type, cat->event_typid);
 
@@ -125,9 +127,9 @@ es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
 	get_typlenbyval(state_type, &f->typlen, &f->typbyval);
 	fmgr_info(evolve, &f->evolve);
 	/* lets polymorphic evolve functions resolve their types */
-	expr = makeFuncExpr(evolve, state_type,
-						list_make2(makeNullConst(state_type, -1, InvalidOid),
-								   makeNullConst(cat->event_typid, -1, InvalidOid)),
+	state_arg = makeNullConst(state_type, -1, InvalidOid);
+	event_arg = makeNullConst(cat->event_typid, -1, InvalidOid);
+	expr = makeFuncExpr(evolve, state_type, list_make2(state_arg, event_arg),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	fmgr_info_set_expr((Node *) expr, &f->evolve);
 
@@ -760,6 +762,8 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 	int			max_retries;
 	FmgrInfo	decide_flinfo;
 	FuncExpr   *expr;
+	Const	   *command_arg;
+	Const	   *state_arg;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	EsFold		f;
@@ -815,9 +819,9 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 
 	es_check_decide(decide, a.state_type);
 	fmgr_info(decide, &decide_flinfo);
-	expr = makeFuncExpr(decide, JSONBOID,
-						list_make2(makeNullConst(JSONBOID, -1, InvalidOid),
-								   makeNullConst(a.state_type, -1, InvalidOid)),
+	command_arg = makeNullConst(JSONBOID, -1, InvalidOid);
+	state_arg = makeNullConst(a.state_type, -1, InvalidOid);
+	expr = makeFuncExpr(decide, JSONBOID, list_make2(command_arg, state_arg),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	fmgr_info_set_expr((Node *) expr, &decide_flinfo);
 
