@@ -56,6 +56,9 @@
 
 #include "eventstore.h"
 
+/* The query that finds a load's snapshot, prepared once per backend. */
+static SPIPlanPtr es_snapshot_lookup_plan = NULL;
+
 /* A fold in progress. */
 typedef struct EsFold
 {
@@ -234,8 +237,6 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 	{
 		MemoryContext oldcxt;
 		TimestampTz created_at;
-		Datum		values[Natts_es_events];
-		bool		nulls[Natts_es_events];
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -247,15 +248,12 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 			MemoryContextSwitchTo(oldcxt);
 			break;
 		}
-		/* values may be toasted: the event handed to evolve must stand alone */
-		for (int i = 0; i < Natts_es_events; i++)
-		{
-			values[i] = slot->tts_values[i];
-			nulls[i] = slot->tts_isnull[i];
-			if (!nulls[i] && TupleDescAttr(slot->tts_tupleDescriptor, i)->attlen == -1)
-				values[i] = PointerGetDatum(PG_DETOAST_DATUM(values[i]));
-		}
-		es_fold_event(f, es_event_datum(f->event_desc, values, nulls));
+		/*
+		 * Out-of-line values are fetched when the composite datum is built
+		 * (HeapTupleGetDatum flattens it), so the event stands alone.
+		 */
+		es_fold_event(f, es_event_datum(f->event_desc, slot->tts_values,
+										 slot->tts_isnull));
 		f->version = DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]);
 		if (created_at > f->last_event_at)
 			f->last_event_at = created_at;
@@ -413,15 +411,26 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 	 */
 	SPI_connect();
 	es_as_snapshots_owner(true);
-	ret = SPI_execute_snapshot(SPI_prepare("SELECT stream_version, state, last_event_at"
-										   "  FROM eventstore.snapshots"
-										   " WHERE stream_id = $1 AND tag = $2"
-										   "   AND stream_version <= $3"
-										   "   AND ($4 IS NULL OR last_event_at <= $4)"
-										   "   AND state_type = $5"
-										   " ORDER BY stream_version DESC LIMIT 1",
-										   5, argtypes),
-							   args, nulls, snapshot, InvalidSnapshot, true, false, 1);
+	if (es_snapshot_lookup_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT stream_version, state, last_event_at"
+									   "  FROM eventstore.snapshots"
+									   " WHERE stream_id = $1 AND tag = $2"
+									   "   AND stream_version <= $3"
+									   "   AND ($4 IS NULL OR last_event_at <= $4)"
+									   "   AND state_type = $5"
+									   " ORDER BY stream_version DESC LIMIT 1",
+									   5, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the snapshot lookup: %s",
+				 SPI_result_code_string(SPI_result));
+		/* the plan cache re-plans it if the extension is re-created */
+		SPI_keepplan(plan);
+		es_snapshot_lookup_plan = plan;
+	}
+	ret = SPI_execute_snapshot(es_snapshot_lookup_plan, args, nulls, snapshot,
+							   InvalidSnapshot, true, false, 1);
 	es_as_snapshots_owner(false);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read eventstore.snapshots: %s", SPI_result_code_string(ret));
