@@ -32,7 +32,7 @@ else
 fi
 
 # Debian packages needed to build, install and test.
-ES_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libipc-run-perl python3-psycopg2"
+ES_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libipc-run-perl python3-psycopg2 pgbouncer"
 
 es_install_deps() {
 	local missing=
