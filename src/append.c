@@ -678,7 +678,7 @@ es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls, int64 positi
 	{
 		const EsProjection *p = ap->projs[i];
 
-		if (!es_projection_matches(p, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+		if (!es_filter_matches(&p->filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
 								   VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 			continue;
 		if (event == (Datum) 0)

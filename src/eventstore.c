@@ -244,6 +244,28 @@ es_check_stream_id(text *stream_id)
 						   len, ES_MAX_STREAM_ID_BYTES)));
 }
 
+/* Does an event of this stream and type pass the filter? */
+bool
+es_filter_matches(const EsFilter *filter, const char *stream_id, int stream_len,
+				  const char *type, int type_len)
+{
+	if (filter->prefix != NULL &&
+		(stream_len < filter->prefix_len ||
+		 memcmp(stream_id, filter->prefix, filter->prefix_len) != 0))
+		return false;
+	if (filter->has_types)
+	{
+		for (int i = 0; i < filter->ntypes; i++)
+		{
+			if (filter->type_lens[i] == type_len &&
+				memcmp(filter->types[i], type, type_len) == 0)
+				return true;
+		}
+		return false;
+	}
+	return true;
+}
+
 /*
  * Reorder one row of eventstore.events into the column order of the
  * eventstore.event type.

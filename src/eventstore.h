@@ -79,18 +79,27 @@ typedef struct EsCatalog
 	Oid			projections_relid;	/* InvalidOid before version 0.2.0 */
 } EsCatalog;
 
+/*
+ * A filter on events, as read_all and projections take it: event types
+ * and a stream id prefix, both compared bytewise.
+ */
+typedef struct EsFilter
+{
+	bool		has_types;		/* filter on event types (none listed: nothing) */
+	int			ntypes;
+	const char **types;
+	int		   *type_lens;
+	const char *prefix;			/* NULL: every stream */
+	int			prefix_len;
+} EsFilter;
+
 /* A projection, as cached by every backend (projection.c). */
 typedef struct EsProjection
 {
 	char	   *name;
 	Oid			handler;
 	Oid			owner;			/* role the worker runs the handler as */
-	bool		has_types;		/* filter on event types */
-	int			ntypes;
-	char	  **types;
-	int		   *type_lens;
-	char	   *prefix;			/* NULL: every stream */
-	int			prefix_len;
+	EsFilter	filter;
 	bool		is_inline;
 	bool		enabled;
 	bool		catching_up;	/* inline, but the worker replays for now */
@@ -173,8 +182,6 @@ extern int	es_projection_retry_delay;
 extern uint64 es_projection_generation;
 extern int64 es_projecting_position;
 extern EsProjection *es_projections(const EsCatalog *cat, int *n);
-extern bool es_projection_matches(const EsProjection *p, const char *stream_id,
-								  int stream_len, const char *type, int type_len);
 extern void es_handler_init(const EsProjection *p, struct FmgrInfo *flinfo,
 							MemoryContext cxt);
 extern void es_handler_call(const EsProjection *p, struct FmgrInfo *flinfo,
@@ -200,6 +207,8 @@ extern int	es_max_event_size;
 extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
 extern void es_check_stream_id(text *stream_id);
+extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
+							  int stream_len, const char *type, int type_len);
 extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
 							   Datum *out_values, bool *out_nulls);
 

@@ -236,26 +236,29 @@ es_projections_load(const EsCatalog *cat)
 			if (!isnull)
 			{
 				ArrayType  *arr = DatumGetArrayTypeP(d);
+				EsFilter   *f = &p->filter;
 				Datum	   *elems;
 				bool	   *elem_nulls;
+				char	  **types;
 				int			n;
 
 				deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
 								  &elems, &elem_nulls, &n);
-				p->types = MemoryContextAlloc(es_proj_cxt, n * sizeof(char *));
-				p->type_lens = MemoryContextAlloc(es_proj_cxt, n * sizeof(int));
+				types = MemoryContextAlloc(es_proj_cxt, n * sizeof(char *));
+				f->types = (const char **) types;
+				f->type_lens = MemoryContextAlloc(es_proj_cxt, n * sizeof(int));
 				for (int j = 0; j < n; j++)
 				{
 					if (elem_nulls[j])
 						continue;
-					p->types[p->ntypes] = es_cache_text(elems[j], &p->type_lens[p->ntypes]);
-					p->ntypes++;
+					types[f->ntypes] = es_cache_text(elems[j], &f->type_lens[f->ntypes]);
+					f->ntypes++;
 				}
-				p->has_types = true;
+				f->has_types = true;
 			}
 			d = SPI_getbinval(tup, desc, 4, &isnull);
 			if (!isnull)
-				p->prefix = es_cache_text(d, &p->prefix_len);
+				p->filter.prefix = es_cache_text(d, &p->filter.prefix_len);
 			p->is_inline = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 			p->enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 			p->catching_up = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
@@ -299,28 +302,6 @@ es_projections(const EsCatalog *cat, int *n)
 		es_projections_load(cat);
 	*n = es_nprojs;
 	return es_projs;
-}
-
-/* Does an event of this stream and type match the projection's filter? */
-bool
-es_projection_matches(const EsProjection *p, const char *stream_id, int stream_len,
-					  const char *type, int type_len)
-{
-	if (p->prefix != NULL &&
-		(stream_len < p->prefix_len ||
-		 memcmp(stream_id, p->prefix, p->prefix_len) != 0))
-		return false;
-	if (p->has_types)
-	{
-		for (int i = 0; i < p->ntypes; i++)
-		{
-			if (p->type_lens[i] == type_len &&
-				memcmp(p->types[i], type, type_len) == 0)
-				return true;
-		}
-		return false;
-	}
-	return true;
 }
 
 /* ---------------------------------------------------------------------
@@ -511,7 +492,7 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 		position = DatumGetInt64(slot->tts_values[Anum_es_global_position - 1]);
 		stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
 		type = DatumGetTextPP(slot_getattr(slot, Anum_es_event_type, &isnull));
-		if (es_projection_matches(p, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+		if (es_filter_matches(&p->filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
 								  VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 		{
 			Datum		event = es_event_datum(event_desc, slot->tts_values,

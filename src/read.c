@@ -297,6 +297,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
 	int64		count = 0;
+	EsFilter	filter = {0};
 
 	if (after < 0)
 		ereport(ERROR,
@@ -322,6 +323,22 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 			if (!type_nulls[i])
 				types[ntypes++] = types[i];
 		}
+		filter.has_types = true;
+		filter.ntypes = ntypes;
+		filter.types = palloc(Max(ntypes, 1) * sizeof(char *));
+		filter.type_lens = palloc(Max(ntypes, 1) * sizeof(int));
+		for (int i = 0; i < ntypes; i++)
+		{
+			text	   *want = DatumGetTextPP(types[i]);
+
+			filter.types[i] = VARDATA_ANY(want);
+			filter.type_lens[i] = VARSIZE_ANY_EXHDR(want);
+		}
+	}
+	if (prefix_len > 0)
+	{
+		filter.prefix = VARDATA_ANY(prefix);
+		filter.prefix_len = prefix_len;
 	}
 
 	es_init_result(fcinfo);
@@ -366,28 +383,13 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 
 		oldcxt = MemoryContextSwitchTo(row_cxt);
 
-		if (prefix_len > 0)
+		if (filter.prefix != NULL || filter.has_types)
 		{
 			text	   *stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
-
-			if (VARSIZE_ANY_EXHDR(stream_id) < prefix_len ||
-				memcmp(VARDATA_ANY(stream_id), VARDATA_ANY(prefix), prefix_len) != 0)
-				goto next;
-		}
-		if (types != NULL)
-		{
 			text	   *type = DatumGetTextPP(slot_getattr(slot, Anum_es_event_type, &isnull));
-			Size		len = VARSIZE_ANY_EXHDR(type);
-			bool		match = false;
 
-			for (int i = 0; i < ntypes && !match; i++)
-			{
-				text	   *want = DatumGetTextPP(types[i]);
-
-				match = (VARSIZE_ANY_EXHDR(want) == len &&
-						 memcmp(VARDATA_ANY(want), VARDATA_ANY(type), len) == 0);
-			}
-			if (!match)
+			if (!es_filter_matches(&filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+								   VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 				goto next;
 		}
 
