@@ -9,6 +9,7 @@ OBJS = \
 	src/append.o \
 	src/eventstore.o \
 	src/horizon.o \
+	src/lifecycle.o \
 	src/projection.o \
 	src/read.o \
 	src/worker.o

@@ -214,12 +214,18 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
+	EsStreamView view;
 
 	if (f->version >= target->to_version)
 		return;
 
-	heap = table_open(cat->events_relid, AccessShareLock);
-	index = index_open(cat->stream_index_relid, AccessShareLock);
+	/* what read_stream would read: lifecycle state and settings apply */
+	es_stream_view(cat, stream_id, snapshot, false, &view);
+	if (view.absent)
+		return;
+
+	heap = table_open(view.heap_relid, AccessShareLock);
+	index = index_open(view.index_relid, AccessShareLock);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(stream_id));
@@ -247,6 +253,14 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 		{
 			MemoryContextSwitchTo(oldcxt);
 			break;
+		}
+		if (view.rules.found &&
+			es_view_hides(&view, DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]),
+						  created_at))
+		{
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(row_cxt);
+			continue;
 		}
 		/*
 		 * Out-of-line values are fetched when the composite datum is built

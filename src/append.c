@@ -15,8 +15,16 @@
  *	   (stream_id, stream_version) index with SnapshotSelf: it sees the
  *	   latest committed state (the previous lock holder has committed or
  *	   aborted before we got the lock) and this transaction's own earlier
- *	   appends, even those of the current command;
- *	4. compare with expected_version, raising ST001 on a mismatch;
+ *	   appends, even those of the current command; then the stream's row in
+ *	   eventstore.streams, if it has one (lifecycle.c): a tombstoned stream
+ *	   refuses appends (ST002), an archived one too (ST003), a soft-deleted
+ *	   one counts as absent, and numbering goes on after events that
+ *	   retention removed;
+ *	4. if every event carries an id and they are the events a former call
+ *	   appended (a retry after a lost acknowledgement), return that call's
+ *	   result and write nothing; ids that only partly match raise ST004
+ *	   (es_append_retry);
+ *	   otherwise compare with expected_version, raising ST001 on a mismatch;
  *	5. insert each event with ExecSimpleRelationInsert(): heap insert, index
  *	   entries and user triggers, without planner or SPI overhead.  Each
  *	   event draws its global position from a sequence; before the first
@@ -92,6 +100,7 @@ typedef struct EsAppend
 	int64		last_version;
 	int64		last_position;	/* 0 until an event is inserted */
 	int64		first_version;	/* of the first event of the call */
+	bool		retry;			/* a repeated call: nothing to insert */
 	MemoryContext cxt;			/* lives as long as the call */
 	int			nprojs;			/* live inline projections */
 	const EsProjection **projs;
@@ -110,9 +119,13 @@ static void es_check_event_size(Size data_size, Size metadata_size);
 static void es_check_expected_version(bool has_expected, int64 expected);
 static void es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev);
 static void es_element_error_callback(void *arg);
-static void es_lock_stream(text *stream_id);
 static void es_append_begin(EsAppend *ap, text *stream_id,
-							bool has_expected, int64 expected);
+							bool has_expected, int64 expected,
+							const pg_uuid_t *ids, int nids);
+static bool es_append_retry(EsAppend *ap, Relation stream_index, TupleTableSlot *scanslot,
+							bool has_expected, int64 expected, int64 current,
+							int64 head, const EsStreamRules *rules,
+							const pg_uuid_t *ids, int nids);
 static void es_append_event(EsAppend *ap, const EsEventInput *ev);
 static void es_append_end(EsAppend *ap);
 static void es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
@@ -195,8 +208,10 @@ eventstore_append(PG_FUNCTION_ARGS)
 	if (ev.has_event_id)
 		ev.event_id = *PG_GETARG_UUID_P(5);
 
-	es_append_begin(&ap, stream_id, has_expected, expected);
-	es_append_event(&ap, &ev);
+	es_append_begin(&ap, stream_id, has_expected, expected,
+					&ev.event_id, ev.has_event_id ? 1 : 0);
+	if (!ap.retry)
+		es_append_event(&ap, &ev);
 	es_append_end(&ap);
 
 	return es_append_result(fcinfo, &ap);
@@ -243,7 +258,7 @@ es_append_events_jsonb(text *stream_id, Jsonb *events, bool has_expected, int64 
 	EsAppend	ap;
 
 	es_append_batch(&ap, stream_id, events, has_expected, expected);
-	return ap.last_position == 0 ? 0 : ap.last_version - ap.first_version + 1;
+	return (ap.last_position == 0 || ap.retry) ? 0 : ap.last_version - ap.first_version + 1;
 }
 
 /* The body of append_events. */
@@ -256,6 +271,8 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 	MemoryContext oldcxt;
 	EsElementContext ectx;
 	ErrorContextCallback errcallback;
+	pg_uuid_t  *ids;
+	int			nids = 0;
 
 	es_check_stream_id(stream_id);
 	es_check_expected_version(has_expected, expected);
@@ -272,7 +289,11 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 	errcallback.arg = &ectx;
 	errcallback.previous = error_context_stack;
 
-	/* Pass 1: validate, before taking any lock. */
+	/*
+	 * Pass 1: validate, before taking any lock, and collect the ids: a call
+	 * whose events all carry one may be the retry of an earlier call.
+	 */
+	ids = palloc(Max(nevents, 1) * sizeof(pg_uuid_t));
 	element_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										"eventstore batch element",
 										ALLOCSET_DEFAULT_SIZES);
@@ -284,15 +305,19 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(element_cxt);
 		es_parse_element(&events->root, ectx.index, &ev);
+		if (ev.has_event_id && nids == (int) ectx.index)
+			ids[nids++] = ev.event_id;
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(element_cxt);
 	}
 	error_context_stack = errcallback.previous;
+	if (nids != (int) nevents)
+		nids = 0;
 
 	/* Pass 2: lock, check the version, insert. */
-	es_append_begin(ap, stream_id, has_expected, expected);
+	es_append_begin(ap, stream_id, has_expected, expected, ids, nids);
 	error_context_stack = &errcallback;
-	for (ectx.index = 0; ectx.index < nevents; ectx.index++)
+	for (ectx.index = 0; !ap->retry && ectx.index < nevents; ectx.index++)
 	{
 		EsEventInput ev;
 
@@ -307,6 +332,7 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 	es_append_end(ap);
 
 	MemoryContextDelete(element_cxt);
+	pfree(ids);
 }
 
 static void
@@ -453,11 +479,13 @@ es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev)
 }
 
 /*
- * Take the transaction-scoped lock that serialises appends to one stream.
- * Two streams whose ids hash alike merely serialise; nothing fails.
+ * Take the transaction-scoped lock that serialises appends to one stream
+ * (and the changes of its lifecycle state).  Two streams whose ids hash
+ * alike merely serialise; nothing fails.  Without wait, returns false when
+ * the lock is busy.
  */
-static void
-es_lock_stream(text *stream_id)
+bool
+es_lock_stream(text *stream_id, bool wait)
 {
 	LOCKTAG		tag;
 	uint64		hash;
@@ -467,7 +495,7 @@ es_lock_stream(text *stream_id)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
 						 (uint32) (hash >> 32), (uint32) hash,
 						 ES_ADVISORY_LOCK_CLASS);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 /*
@@ -504,12 +532,15 @@ es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 }
 
 static void
-es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected)
+es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected,
+				const pg_uuid_t *ids, int nids)
 {
 	const EsCatalog *cat;
 	RangeTblEntry *rte;
 	Relation	stream_index = NULL;
 	TupleTableSlot *scanslot;
+	EsStreamRules rules;
+	int64		head;
 	int64		current;
 
 	PreventCommandIfReadOnly("eventstore append");
@@ -520,7 +551,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	ap->cxt = CurrentMemoryContext;
 
 	es_inline_projections_begin(ap);
-	es_lock_stream(stream_id);
+	(void) es_lock_stream(stream_id, true);
 
 	ap->stream_id = stream_id;
 	ap->position_seq = cat->position_seq_relid;
@@ -555,7 +586,42 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	scanslot = ExecInitExtraTupleSlot(ap->estate, RelationGetDescr(ap->rel),
 									  table_slot_callbacks(ap->rel));
 
-	current = es_stream_head(ap->rel, stream_index, stream_id, SnapshotSelf, scanslot);
+	/*
+	 * The head, then the stream's row.  In this order: retention removes
+	 * events and raises removed_through in one transaction, so if the head
+	 * read missed the removed events, the row read sees the new
+	 * removed_through.
+	 */
+	head = es_stream_head(ap->rel, stream_index, stream_id, SnapshotSelf, scanslot);
+	es_stream_rules(cat, stream_id, SnapshotSelf, &rules);
+	if (rules.tombstoned)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_STREAM_DELETED),
+				 errmsg("stream \"%s\" is deleted", text_to_cstring(stream_id)),
+				 errdetail("Stream \"%s\" was tombstoned at %s; it takes no more events.",
+						   text_to_cstring(stream_id),
+						   timestamptz_to_str(rules.tombstoned_at))));
+	if (rules.archived)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_STREAM_ARCHIVED),
+				 errmsg("stream \"%s\" is archived", text_to_cstring(stream_id)),
+				 errhint("Restore it with eventstore.restore_stream() before appending.")));
+	if (rules.removed_through > head)
+		head = rules.removed_through;
+	if (rules.deleted && rules.deleted_version > head)
+		head = rules.deleted_version;
+	/* a soft-deleted stream is absent until something is appended again */
+	current = (rules.deleted && head == rules.deleted_version) ? 0 : head;
+
+	ap->retry = false;
+	if (nids > 0 &&
+		es_append_retry(ap, stream_index, scanslot, has_expected, expected,
+						current, head, &rules, ids, nids))
+	{
+		ap->retry = true;
+		ap->first_version = ap->last_version - nids + 1;
+		return;
+	}
 
 	if (has_expected &&
 		((expected == 0 && current != 0) ||
@@ -579,11 +645,153 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 						   text_to_cstring(stream_id), expected_str, current)));
 	}
 
-	ap->next_version = current + 1;
-	ap->first_version = current + 1;
-	ap->last_version = current;
+	ap->next_version = head + 1;
+	ap->first_version = head + 1;
+	ap->last_version = head;
 	ap->last_position = 0;
 	ap->created_at = GetCurrentTransactionStartTimestamp();
+}
+
+/*
+ * The ids and positions of the stored events of the stream at versions
+ * from, from + 1, ... (at most n of them, stopping at a missing version),
+ * as SnapshotSelf sees them.  Returns how many were found.
+ */
+static int
+es_stored_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
+			  int64 from, int n, pg_uuid_t *ids, int64 *positions)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	int			found = 0;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   stream_index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(ap->stream_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(from));
+	scan = index_beginscan(ap->rel, stream_index, SnapshotSelf, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (found < n && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		if (DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull)) != from + found)
+			break;
+		ids[found] = *DatumGetUUIDP(slot_getattr(slot, Anum_es_event_id, &isnull));
+		positions[found] = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+		found++;
+	}
+	index_endscan(scan);
+	ExecClearTuple(slot);
+	return found;
+}
+
+static int
+es_uuid_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, UUID_LEN);
+}
+
+static void
+es_retry_conflict(EsAppend *ap, const pg_uuid_t *id, int64 version)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_IDEMPOTENCY_CONFLICT),
+			 errmsg("events of the append overlap events stored in stream \"%s\"",
+					text_to_cstring(ap->stream_id)),
+			 errdetail("Event id %s is stored at version " INT64_FORMAT " of stream \"%s\", but the append is not a repetition of the append that stored it.",
+					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))),
+					   version, text_to_cstring(ap->stream_id)),
+			 errhint("A retry must repeat the original append exactly: the same events, with the same ids, in the same order.")));
+}
+
+/*
+ * Is this call the repetition of one that already stored its events (a
+ * retry after a lost acknowledgement)?  Every event of the call carries an
+ * id (ids[0..nids-1]).  If so, note that call's result in ap and return
+ * true: nothing is written.
+ *
+ * With an expected version N >= 0 that no longer holds, the former call
+ * stored its events right after N: if the stored events from there carry
+ * the call's ids, it is a retry; if only some do, ST004; if the first
+ * differs, the caller reports the version mismatch (ST001).
+ *
+ * With NULL or -1 the former call may have stored its events anywhere; it
+ * is recognised while its events are still the newest of the stream.  If
+ * the newest nids events carry the call's ids it is a retry; if any of them
+ * carries one of the call's ids, ST004 (an overlap, not a repetition).
+ */
+static bool
+es_append_retry(EsAppend *ap, Relation stream_index, TupleTableSlot *scanslot,
+				bool has_expected, int64 expected, int64 current, int64 head,
+				const EsStreamRules *rules, const pg_uuid_t *ids, int nids)
+{
+	pg_uuid_t  *stored = palloc(nids * sizeof(pg_uuid_t));
+	int64	   *positions = palloc(nids * sizeof(int64));
+	int64		from;
+	int			found;
+	bool		retry = false;
+
+	if (has_expected && expected >= 0)
+	{
+		if (current == expected)
+			return false;		/* the check passes: a new append */
+		from = (expected == 0 && rules->deleted) ? rules->deleted_version + 1 : expected + 1;
+		if (from > head)
+			return false;
+		found = es_stored_ids(ap, stream_index, scanslot, from, nids, stored, positions);
+		if (found == 0 || memcmp(&stored[0], &ids[0], UUID_LEN) != 0)
+			return false;		/* different events: ST001 */
+		for (int i = 1; i < found; i++)
+			if (memcmp(&stored[i], &ids[i], UUID_LEN) != 0)
+				es_retry_conflict(ap, &ids[0], from);
+		if (found < nids)
+			es_retry_conflict(ap, &stored[0], from);
+		retry = true;
+	}
+	else
+	{
+		from = head - nids + 1;
+		if (from < 1)
+			from = 1;
+		if (rules->deleted && from <= rules->deleted_version)
+			from = rules->deleted_version + 1;
+		if (from > head)
+			return false;
+		found = es_stored_ids(ap, stream_index, scanslot, from, (int) (head - from + 1),
+							  stored, positions);
+		if (found == nids && from + found - 1 == head &&
+			memcmp(stored, ids, nids * sizeof(pg_uuid_t)) == 0)
+			retry = true;
+		else if (found > 0)
+		{
+			/* any shared id is an overlap */
+			pg_uuid_t  *sorted = palloc(found * sizeof(pg_uuid_t));
+
+			memcpy(sorted, stored, found * sizeof(pg_uuid_t));
+			qsort(sorted, found, sizeof(pg_uuid_t), es_uuid_cmp);
+			for (int i = 0; i < nids; i++)
+			{
+				if (bsearch(&ids[i], sorted, found, sizeof(pg_uuid_t), es_uuid_cmp) != NULL)
+				{
+					for (int j = 0; j < found; j++)
+						if (memcmp(&stored[j], &ids[i], UUID_LEN) == 0)
+							es_retry_conflict(ap, &ids[i], from + j);
+				}
+			}
+			pfree(sorted);
+		}
+	}
+
+	if (retry)
+	{
+		ap->last_version = from + nids - 1;
+		ap->last_position = positions[nids - 1];
+	}
+	pfree(stored);
+	pfree(positions);
+	return retry;
 }
 
 static void
@@ -700,7 +908,7 @@ static void
 es_append_end(EsAppend *ap)
 {
 	/* Our positions are drawn: readers may count them as such. */
-	if (ap->last_position != 0)
+	if (ap->last_position != 0 && !ap->retry)
 		es_horizon_drawn(ap->last_position);
 
 	/*

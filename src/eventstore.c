@@ -113,6 +113,28 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventstore.maintenance_interval",
+							"Time between the background worker's retention and archiving passes.",
+							"Stream settings, deletes and new archive policies start a pass at once.",
+							&es_maintenance_interval,
+							10 * 1000,
+							10,
+							24 * 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventstore.maintenance_batch_size",
+							"Events the background worker removes or archives per transaction.",
+							"Retention and archiving run in transactions of at most this many events (archiving: streams).",
+							&es_maintenance_batch_size,
+							1000,
+							1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	/* PGC_POSTMASTER variables can only be defined while preloading. */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("eventstore.max_databases",
@@ -159,7 +181,7 @@ es_relcache_callback(Datum arg, Oid relid)
 	if (!OidIsValid(relid) || relid == es_catalog_cache.events_relid)
 		es_catalog_valid = false;
 	/* an older version may be updated: look for the newer objects again */
-	if (!OidIsValid(es_catalog_cache.projections_relid))
+	if (!OidIsValid(es_catalog_cache.streams_relid))
 		es_catalog_valid = false;
 }
 
@@ -218,6 +240,19 @@ es_catalog_lookup(bool missing_ok)
 	/* added by version 0.2.0 */
 	es_catalog_cache.projections_relid = get_relname_relid("projections",
 														   es_catalog_cache.namespace_oid);
+	/* added by version 0.3.0 */
+	es_catalog_cache.streams_relid = get_relname_relid("streams",
+													   es_catalog_cache.namespace_oid);
+	es_catalog_cache.streams_pkey_relid = get_relname_relid("streams_pkey",
+															es_catalog_cache.namespace_oid);
+	es_catalog_cache.archive_relid = get_relname_relid("archived_events",
+													   es_catalog_cache.namespace_oid);
+	es_catalog_cache.archive_index_relid = get_relname_relid("archived_events_stream_version_key",
+															 es_catalog_cache.namespace_oid);
+	if (!OidIsValid(es_catalog_cache.streams_pkey_relid) ||
+		!OidIsValid(es_catalog_cache.archive_relid) ||
+		!OidIsValid(es_catalog_cache.archive_index_relid))
+		es_catalog_cache.streams_relid = InvalidOid;
 	es_catalog_valid = true;
 
 	return &es_catalog_cache;

@@ -28,6 +28,9 @@
  * errors apart from the server's.
  */
 #define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('S','T','0','0','1')
+#define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('S','T','0','0','2')
+#define ERRCODE_ES_STREAM_ARCHIVED			MAKE_SQLSTATE('S','T','0','0','3')
+#define ERRCODE_ES_IDEMPOTENCY_CONFLICT		MAKE_SQLSTATE('S','T','0','0','4')
 
 /* The channel the background worker notifies on; the payload is a position. */
 #define ES_NOTIFY_CHANNEL			"eventstore_events"
@@ -77,7 +80,51 @@ typedef struct EsCatalog
 	Oid			horizon_relid;	/* eventstore.recorded_horizon */
 	Oid			event_typid;	/* the eventstore.event type */
 	Oid			projections_relid;	/* InvalidOid before version 0.2.0 */
+	/* InvalidOid before version 0.3.0: */
+	Oid			streams_relid;	/* eventstore.streams */
+	Oid			streams_pkey_relid;
+	Oid			archive_relid;	/* eventstore.archived_events */
+	Oid			archive_index_relid;	/* unique (stream_id, stream_version) */
 } EsCatalog;
+
+/*
+ * A stream's row in eventstore.streams: its settings and lifecycle state
+ * (lifecycle.c).  Zero means "none" for the versions.
+ */
+typedef struct EsStreamRules
+{
+	bool		found;			/* the stream has a row */
+	bool		has_max_age;
+	Interval	max_age;
+	int64		max_count;
+	int64		truncate_before;
+	bool		deleted;		/* soft-deleted at deleted_version */
+	int64		deleted_version;
+	TimestampTz deleted_at;
+	bool		tombstoned;
+	TimestampTz tombstoned_at;
+	bool		archived;
+	TimestampTz archived_at;
+	int64		removed_through;	/* highest version removed from storage */
+} EsStreamRules;
+
+/* What a reader may see of a stream (lifecycle.c). */
+typedef struct EsStreamView
+{
+	EsStreamRules rules;
+	Oid			heap_relid;		/* where the events are stored */
+	Oid			index_relid;	/* its (stream_id, stream_version) index */
+	bool		has_head;
+	int64		head;			/* highest version written (if has_head) */
+	int64		version;		/* stream_version(): 0 when absent (if has_head) */
+	bool		absent;			/* deleted or tombstoned: nothing to read */
+	int64		min_version;	/* lower versions read as gone */
+	bool		has_cutoff;
+	TimestampTz cutoff;			/* events created before read as gone */
+} EsStreamView;
+
+/* Per-call cache of stream views, for reads across streams (read_all). */
+typedef struct EsViewCache EsViewCache;
 
 /*
  * A filter on events, as read_all and projections take it: event types
@@ -132,6 +179,7 @@ typedef struct EsDatabaseState
 	bool		worker_wanted;	/* the launcher should run a worker */
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	Latch	   *worker_latch;	/* set by committing appenders */
+	pg_atomic_uint32 maintenance_wanted;	/* run retention/archiving soon */
 } EsDatabaseState;
 
 typedef struct EsBackendSlot
@@ -161,7 +209,8 @@ extern void es_horizon_register_callbacks(void);
 extern EsDatabaseState *es_database_state(const EsCatalog *cat, Oid dboid, bool create);
 extern void es_horizon_enter(const EsCatalog *cat);
 extern void es_horizon_drawn(int64 position);
-extern void es_worker_wake_at_commit(const EsCatalog *cat, const char *what);
+extern void es_worker_wake_at_commit(const EsCatalog *cat, const char *what,
+									 bool maintenance);
 extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 							 bool exclude_self);
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
@@ -173,6 +222,18 @@ extern int64 es_append_events_jsonb(text *stream_id, Jsonb *events,
 									bool has_expected, int64 expected);
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);
+extern bool es_lock_stream(text *stream_id, bool wait);
+
+/* lifecycle.c */
+extern void es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
+							EsStreamRules *rules);
+extern void es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
+						   bool need_head, EsStreamView *view);
+extern bool es_view_hides(const EsStreamView *view, int64 version, TimestampTz created_at);
+extern EsViewCache *es_view_cache_create(const EsCatalog *cat, Snapshot snapshot);
+extern bool es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
+								TimestampTz created_at);
+extern void es_view_cache_destroy(EsViewCache *cache);
 
 /* projection.c */
 extern Oid	es_relation_owner(Oid relid);
@@ -197,6 +258,8 @@ extern struct List *es_projections_for_worker(TimestampTz *next_retry, bool *bus
 
 /* worker.c */
 extern int	es_worker_naptime;
+extern int	es_maintenance_interval;
+extern int	es_maintenance_batch_size;
 extern int	es_notify_interval;
 extern void es_worker_register_launcher(void);
 extern void es_worker_request(EsDatabaseState *db);

@@ -79,6 +79,7 @@ int			es_max_databases = 16;
 static bool es_xact_registered = false;
 static EsDatabaseState *es_xact_db = NULL;
 static EsDatabaseState *es_xact_wake = NULL;	/* wake its worker at commit */
+static bool es_xact_wake_maintenance = false;	/* ... for retention/archiving */
 
 /* This backend's database entry, once found. */
 static EsDatabaseState *es_my_db = NULL;
@@ -141,10 +142,15 @@ es_xact_callback(XactEvent event, void *arg)
 			}
 			if (es_xact_wake != NULL)
 			{
-				if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) &&
-					es_xact_wake->worker_latch != NULL)
-					SetLatch(es_xact_wake->worker_latch);
+				if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+				{
+					if (es_xact_wake_maintenance)
+						pg_atomic_write_u32(&es_xact_wake->maintenance_wanted, 1);
+					if (es_xact_wake->worker_latch != NULL)
+						SetLatch(es_xact_wake->worker_latch);
+				}
 				es_xact_wake = NULL;
+				es_xact_wake_maintenance = false;
 			}
 			break;
 
@@ -185,7 +191,10 @@ es_horizon_shmem_init(void)
 			(base + MAXALIGN(sizeof(EsShared)) +
 			 MAXALIGN(mul_size(es_max_databases, sizeof(EsDatabaseState))));
 		for (int i = 0; i < es_shared->max_databases; i++)
+		{
 			pg_atomic_init_u64(&es_shared->databases[i].drawn_max, 0);
+			pg_atomic_init_u32(&es_shared->databases[i].maintenance_wanted, 0);
+		}
 		for (int i = 0; i < es_shared->nslots; i++)
 			pg_atomic_init_u64(&es_shared->slots[i].min_position, 0);
 	}
@@ -348,7 +357,7 @@ es_horizon_enter(const EsCatalog *cat)
  * run).  Errors out when no worker can run.
  */
 void
-es_worker_wake_at_commit(const EsCatalog *cat, const char *what)
+es_worker_wake_at_commit(const EsCatalog *cat, const char *what, bool maintenance)
 {
 	EsDatabaseState *db;
 
@@ -356,13 +365,15 @@ es_worker_wake_at_commit(const EsCatalog *cat, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs the eventstore background worker", what),
-				 errdetail("The worker runs async projections and replays the log into catching-up ones; it runs only when the library is preloaded."),
+				 errdetail("The worker runs async projections, catch-ups, retention and archive policies; it runs only when the library is preloaded."),
 				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server, or create an inline projection with replay => false.")));
 
 	db = es_database_state(cat, MyDatabaseId, true);
 	if (!db->worker_wanted)
 		es_worker_request(db);
 	es_xact_wake = db;
+	if (maintenance)
+		es_xact_wake_maintenance = true;
 }
 
 /* Called by an append after drawing its positions, before commit. */

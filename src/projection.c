@@ -785,6 +785,25 @@ eventstore_need_worker(PG_FUNCTION_ARGS)
 {
 	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	es_worker_wake_at_commit(es_catalog(), what);
+	/*
+	 * Stream settings and deletes ask for a retention pass.  Reads honour
+	 * them without the worker; only the removal from storage waits for it.
+	 */
+	if (strcmp(what, "stream retention") == 0)
+	{
+		if (es_shared == NULL)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("excluded events stay in storage until the eventstore background worker runs"),
+					 errdetail("Reads honour the change at once; the worker removes what it excludes."),
+					 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
+			PG_RETURN_VOID();
+		}
+		es_worker_wake_at_commit(es_catalog(), what, true);
+	}
+	else
+		es_worker_wake_at_commit(es_catalog(), what,
+								 strcmp(what, "archive policies") == 0);
 	PG_RETURN_VOID();
 }

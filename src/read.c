@@ -5,7 +5,11 @@
  *
  * Reads are direct scans of the (stream_id, stream_version) index under the
  * caller's snapshot, so they see exactly what a SELECT in the same statement
- * would, including the transaction's own appends.  Rows go into the
+ * would, including the transaction's own appends.  They honour the stream's
+ * lifecycle state and settings (lifecycle.c): a deleted stream reads as
+ * absent, events that max_age, max_count or truncate_before exclude are
+ * skipped before the worker has removed them, and an archived stream is
+ * read from the archive.  Rows go into the
  * executor's tuplestore, which spills to disk past work_mem: reading a
  * million-event stream does not hold it in memory.
  *
@@ -31,6 +35,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "eventstore.h"
@@ -171,6 +176,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
 	int64		count = 0;
+	EsStreamView view;
 
 	if (has_from && from_version < 0)
 		ereport(ERROR,
@@ -190,8 +196,18 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	cat = es_catalog();
-	heap = table_open(cat->events_relid, AccessShareLock);
-	index = index_open(cat->stream_index_relid, AccessShareLock);
+	es_stream_view(cat, stream_id, GetActiveSnapshot(), false, &view);
+	if (view.absent)
+		return (Datum) 0;
+	/* forward, start at the lowest readable version */
+	if (!backward && (!has_from || from_version < view.min_version))
+	{
+		from_version = view.min_version;
+		has_from = (from_version > 1);
+	}
+
+	heap = table_open(view.heap_relid, AccessShareLock);
+	index = index_open(view.index_relid, AccessShareLock);
 
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
@@ -221,6 +237,19 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 
+		if (view.rules.found)
+		{
+			bool		isnull;
+			int64		version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
+			TimestampTz created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull));
+
+			/* backward, everything below the lowest readable version is gone */
+			if (version < view.min_version)
+				break;
+			if (es_view_hides(&view, version, created_at))
+				continue;
+		}
+
 		oldcxt = MemoryContextSwitchTo(row_cxt);
 		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
 		MemoryContextSwitchTo(oldcxt);
@@ -239,30 +268,19 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 
 /*
  * eventstore.stream_version(stream_id) returns bigint: the version of the
- * stream's newest event visible to the caller, 0 when it has none.
+ * stream's newest event visible to the caller, 0 when it has none or is
+ * deleted.  Events removed by retention do not lower it: numbering goes on.
  */
 PG_FUNCTION_INFO_V1(eventstore_stream_version);
 Datum
 eventstore_stream_version(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_get_stream_id_arg(fcinfo, 0);
-	const EsCatalog *cat = es_catalog();
-	Relation	heap;
-	Relation	index;
-	TupleTableSlot *slot;
-	int64		version;
+	EsStreamView view;
 
-	heap = table_open(cat->events_relid, AccessShareLock);
-	index = index_open(cat->stream_index_relid, AccessShareLock);
-	slot = table_slot_create(heap, NULL);
+	es_stream_view(es_catalog(), stream_id, GetActiveSnapshot(), true, &view);
 
-	version = es_stream_head(heap, index, stream_id, GetActiveSnapshot(), slot);
-
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
-
-	PG_RETURN_INT64(version);
+	PG_RETURN_INT64(view.version);
 }
 
 /*
@@ -298,6 +316,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	MemoryContext row_cxt;
 	int64		count = 0;
 	EsFilter	filter = {0};
+	EsViewCache *views;
 
 	if (after < 0)
 		ereport(ERROR,
@@ -370,6 +389,8 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 									"eventstore read_all row",
 									ALLOCSET_SMALL_SIZES);
 
+	views = es_view_cache_create(cat, snapshot);
+
 	scan = index_beginscan(heap, index, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 
@@ -378,20 +399,32 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	{
 		MemoryContext oldcxt;
 		bool		isnull;
+		text	   *stream_id;
 
 		CHECK_FOR_INTERRUPTS();
 
 		oldcxt = MemoryContextSwitchTo(row_cxt);
+		stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
 
 		if (filter.prefix != NULL || filter.has_types)
 		{
-			text	   *stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
 			text	   *type = DatumGetTextPP(slot_getattr(slot, Anum_es_event_type, &isnull));
 
 			if (!es_filter_matches(&filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
 								   VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 				goto next;
 		}
+
+		/* events of deleted streams, or outside their retention settings */
+		MemoryContextSwitchTo(oldcxt);
+		if (es_view_cache_hides(views, stream_id,
+								DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull)),
+								DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull))))
+		{
+			MemoryContextReset(row_cxt);
+			continue;
+		}
+		MemoryContextSwitchTo(row_cxt);
 
 		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
 		count++;
@@ -401,6 +434,7 @@ next:
 	}
 
 	index_endscan(scan);
+	es_view_cache_destroy(views);
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(row_cxt);
 	index_close(index, AccessShareLock);

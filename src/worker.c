@@ -68,6 +68,8 @@ PGDLLEXPORT void eventstore_worker_main(Datum main_arg);
 
 /* GUC: longest a worker sleeps between two looks at the horizon (ms). */
 int			es_worker_naptime = 1000;
+int			es_maintenance_interval = 10 * 1000;
+int			es_maintenance_batch_size = 1000;
 
 /* GUC: shortest time between two looks at the horizon (ms). */
 int			es_notify_interval = 5;
@@ -431,6 +433,9 @@ typedef struct EsWorkerState
 	bool		any_projections;	/* the last pass found some to run */
 	TimestampTz next_retry;		/* a failing projection is due then (or 0) */
 	MemoryContext pass_cxt;		/* reset per pass */
+	/* retention and archive policies */
+	TimestampTz last_maintenance;	/* start of the last pass (0: none yet) */
+	bool		more_maintenance;	/* the last pass stopped short */
 } EsWorkerState;
 
 /* Batches of one projection per pass, so that others get their turn. */
@@ -652,6 +657,102 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 	return result;
 }
 
+/*
+ * One step of stream maintenance in its own transaction: "sql" takes the
+ * batch size and returns how much it did.  An error is logged and ends the
+ * pass; the next pass tries again.  Returns -1 on error.
+ */
+static int64
+es_worker_maintenance_step(const char *sql, const char *activity, int batch)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile int64 done = -1;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		Oid			argtypes[1] = {INT4OID};
+		Datum		args[1];
+		bool		isnull;
+
+		args[0] = Int32GetDatum(batch);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, activity);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not run %s", sql);
+		done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   1, &isnull));
+		if (isnull)
+			done = 0;
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("eventstore %s failed: %s", activity, edata->message)));
+		FreeErrorData(edata);
+		done = -1;
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	return done;
+}
+
+/*
+ * Retention and archive policies, every eventstore.maintenance_interval,
+ * at once when a stream's settings changed or a stream was deleted, and
+ * again while the last pass stopped short.  A pass removes at most
+ * ES_WORKER_BATCHES_PER_PASS batches, so notifications and projections
+ * keep their pace.
+ */
+static void
+es_worker_maintenance(EsWorkerState *state, const EsCatalog *cat)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		wanted = pg_atomic_exchange_u32(&es_worker_db->maintenance_wanted, 0) != 0;
+	int			batch = es_maintenance_batch_size;
+	int64		done = 0;
+
+	if (!wanted && !state->more_maintenance && state->last_maintenance != 0 &&
+		!TimestampDifferenceExceeds(state->last_maintenance, now, es_maintenance_interval))
+		return;
+	state->last_maintenance = now;
+	state->more_maintenance = false;
+	if (!OidIsValid(cat->streams_relid))
+		return;					/* before version 0.3.0 */
+
+	for (int i = 0; i < ES_WORKER_BATCHES_PER_PASS; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		done = es_worker_maintenance_step("SELECT eventstore._retention_step($1)",
+										  "eventstore: stream retention", batch);
+		if (done < batch)
+			break;
+	}
+	if (done >= batch)
+		state->more_maintenance = true;
+
+	/* archiving moves whole streams: a batch is a number of streams */
+	done = es_worker_maintenance_step("SELECT eventstore._archive_step($1)",
+									  "eventstore: archive policies",
+									  Max(batch / 100, 1));
+	if (done >= Max(batch / 100, 1))
+		state->more_maintenance = true;
+}
+
 /* Look at the projections again after a nap, whatever happens meanwhile. */
 static void
 es_worker_retry_later(EsWorkerState *state)
@@ -818,7 +919,16 @@ eventstore_worker_main(Datum main_arg)
 			proc_exit(0);
 
 		es_worker_projections(&state);
-		if (state.more_work)
+		{
+			const EsCatalog *cat;
+
+			StartTransactionCommand();
+			cat = es_catalog_lookup(true);
+			CommitTransactionCommand();
+			if (cat != NULL)
+				es_worker_maintenance(&state, cat);
+		}
+		if (state.more_work || state.more_maintenance)
 			continue;
 		if (state.next_retry != 0)
 		{

@@ -1,0 +1,679 @@
+/*-------------------------------------------------------------------------
+ *
+ * lifecycle.c
+ *	  Stream lifecycle: per-stream settings (max age, max count, truncate
+ *	  before), soft delete, tombstones and archiving.
+ *
+ * A stream with settings or a lifecycle state has a row in
+ * eventstore.streams; most streams have none, and cost a reader or an
+ * appender one probe of that table's primary key.  The row decides what
+ * readers see of the stream (EsStreamView): reads honour a change at once,
+ * and the background worker removes what the settings exclude later, in
+ * bounded batches (eventstore._retention_step).  The removal records the
+ * highest version it removed in the row, in the same transaction, so the
+ * numbering of a stream goes on even when no event of it is left.
+ *
+ * Archived streams keep their events, unchanged, in
+ * eventstore.archived_events; read_stream reads them there.  Rows move
+ * between the two tables below the executor (eventstore._move_stream),
+ * which is how they get past the triggers that keep both tables
+ * append-only for SQL.
+ *
+ * The SQL-level functions (delete_stream, archive_stream, ...) are in the
+ * extension script; this file holds the primitives they use and the reads
+ * of the state.
+ *
+ * src/lifecycle.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/bufmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "eventstore.h"
+
+/* Columns of eventstore.streams. */
+#define Anum_es_streams_stream_id		1
+#define Anum_es_streams_max_age			2
+#define Anum_es_streams_max_count		3
+#define Anum_es_streams_truncate_before	4
+#define Anum_es_streams_deleted_version	5
+#define Anum_es_streams_deleted_at		6
+#define Anum_es_streams_tombstoned_at	7
+#define Anum_es_streams_archived_at		8
+#define Anum_es_streams_removed_through	9
+#define Natts_es_streams				9
+
+/* Columns of eventstore.stream_info. */
+#define Natts_es_stream_info			10
+
+static void
+es_scan_key_stream(ScanKey key, Relation index, text *stream_id)
+{
+	ScanKeyEntryInitialize(key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+}
+
+/*
+ * Read the row of a stream in eventstore.streams as "snapshot" sees it.
+ * Before version 0.3.0 there is no such table and no stream has a row.
+ */
+void
+es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
+				EsStreamRules *rules)
+{
+	Relation	heap;
+	Relation	index;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+
+	memset(rules, 0, sizeof(EsStreamRules));
+	if (!OidIsValid(cat->streams_relid))
+		return;
+
+	heap = table_open(cat->streams_relid, AccessShareLock);
+	index = index_open(cat->streams_pkey_relid, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	es_scan_key_stream(&key, index, stream_id);
+
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		Datum	   *v;
+		bool	   *n;
+
+		slot_getallattrs(slot);
+		v = slot->tts_values;
+		n = slot->tts_isnull;
+		rules->found = true;
+		if (!n[Anum_es_streams_max_age - 1])
+		{
+			rules->has_max_age = true;
+			rules->max_age = *DatumGetIntervalP(v[Anum_es_streams_max_age - 1]);
+		}
+		if (!n[Anum_es_streams_max_count - 1])
+			rules->max_count = DatumGetInt64(v[Anum_es_streams_max_count - 1]);
+		if (!n[Anum_es_streams_truncate_before - 1])
+			rules->truncate_before = DatumGetInt64(v[Anum_es_streams_truncate_before - 1]);
+		if (!n[Anum_es_streams_deleted_version - 1])
+		{
+			rules->deleted = true;
+			rules->deleted_version = DatumGetInt64(v[Anum_es_streams_deleted_version - 1]);
+			if (!n[Anum_es_streams_deleted_at - 1])
+				rules->deleted_at = DatumGetTimestampTz(v[Anum_es_streams_deleted_at - 1]);
+		}
+		if (!n[Anum_es_streams_tombstoned_at - 1])
+		{
+			rules->tombstoned = true;
+			rules->tombstoned_at = DatumGetTimestampTz(v[Anum_es_streams_tombstoned_at - 1]);
+		}
+		if (!n[Anum_es_streams_archived_at - 1])
+		{
+			rules->archived = true;
+			rules->archived_at = DatumGetTimestampTz(v[Anum_es_streams_archived_at - 1]);
+		}
+		rules->removed_through = DatumGetInt64(v[Anum_es_streams_removed_through - 1]);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+}
+
+/*
+ * What a reader with "snapshot" may see of a stream: where its events are,
+ * the lowest readable version, the age cutoff and, with need_head (or when
+ * max_count needs it), its head version.
+ *
+ *	- tombstoned: nothing (absent);
+ *	- soft-deleted at version d: versions <= d are gone; while nothing was
+ *	  appended after d, the stream is absent;
+ *	- truncate_before t: versions < t are gone;
+ *	- max_count n: versions <= head - n are gone;
+ *	- max_age a: events created before now() - a are gone.
+ */
+void
+es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
+			   bool need_head, EsStreamView *view)
+{
+	EsStreamRules *r = &view->rules;
+
+	es_stream_rules(cat, stream_id, snapshot, r);
+
+	view->heap_relid = r->archived ? cat->archive_relid : cat->events_relid;
+	view->index_relid = r->archived ? cat->archive_index_relid : cat->stream_index_relid;
+	view->has_head = false;
+	view->head = 0;
+	view->version = 0;
+	view->absent = r->tombstoned;
+	view->min_version = 1;
+	view->has_cutoff = false;
+	view->cutoff = 0;
+
+	if (!r->found)
+	{
+		if (!need_head)
+			return;
+	}
+	else
+	{
+		if (r->truncate_before > view->min_version)
+			view->min_version = r->truncate_before;
+		if (r->deleted && r->deleted_version + 1 > view->min_version)
+			view->min_version = r->deleted_version + 1;
+		if (r->has_max_age)
+		{
+			view->has_cutoff = true;
+			view->cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+																   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+																   IntervalPGetDatum(&r->max_age)));
+		}
+	}
+
+	if (need_head || r->max_count > 0 || r->deleted)
+	{
+		Relation	heap = table_open(view->heap_relid, AccessShareLock);
+		Relation	index = index_open(view->index_relid, AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(heap, NULL);
+		int64		head;
+
+		head = es_stream_head(heap, index, stream_id, snapshot, slot);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(index, AccessShareLock);
+		table_close(heap, AccessShareLock);
+
+		if (r->removed_through > head)
+			head = r->removed_through;
+		if (r->deleted && r->deleted_version > head)
+			head = r->deleted_version;
+		view->has_head = true;
+		view->head = head;
+		if (r->deleted && head == r->deleted_version)
+			view->absent = true;
+		if (r->max_count > 0 && head - r->max_count + 1 > view->min_version)
+			view->min_version = head - r->max_count + 1;
+		view->version = view->absent ? 0 : head;
+	}
+}
+
+/* Whether the event at "version", created at "created_at", reads as gone. */
+bool
+es_view_hides(const EsStreamView *view, int64 version, TimestampTz created_at)
+{
+	return view->absent || version < view->min_version ||
+		(view->has_cutoff && created_at < view->cutoff);
+}
+
+/*
+ * A cache of views by stream id, for one read across streams.  When the
+ * streams table is empty, no stream has a row and nothing is looked up.
+ */
+typedef struct EsViewCacheKey
+{
+	uint32		hash;
+	uint32		len;
+	const char *id;
+} EsViewCacheKey;
+
+typedef struct EsViewCacheEntry
+{
+	EsViewCacheKey key;
+	EsStreamView view;
+} EsViewCacheEntry;
+
+struct EsViewCache
+{
+	const EsCatalog *cat;
+	Snapshot	snapshot;
+	bool		any;			/* some stream may have a row */
+	MemoryContext cxt;
+	HTAB	   *htab;
+};
+
+static uint32
+es_view_cache_hash(const void *key, Size keysize)
+{
+	return ((const EsViewCacheKey *) key)->hash;
+}
+
+static int
+es_view_cache_match(const void *key1, const void *key2, Size keysize)
+{
+	const EsViewCacheKey *a = key1;
+	const EsViewCacheKey *b = key2;
+
+	if (a->hash != b->hash || a->len != b->len)
+		return 1;
+	return memcmp(a->id, b->id, a->len);
+}
+
+EsViewCache *
+es_view_cache_create(const EsCatalog *cat, Snapshot snapshot)
+{
+	EsViewCache *cache = palloc0(sizeof(EsViewCache));
+
+	cache->cat = cat;
+	cache->snapshot = snapshot;
+	if (OidIsValid(cat->streams_relid))
+	{
+		Relation	rel = table_open(cat->streams_relid, AccessShareLock);
+
+		cache->any = RelationGetNumberOfBlocks(rel) > 0;
+		table_close(rel, AccessShareLock);
+	}
+	return cache;
+}
+
+bool
+es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
+					TimestampTz created_at)
+{
+	EsViewCacheKey key;
+	EsViewCacheEntry *entry;
+	bool		found;
+
+	if (!cache->any)
+		return false;
+
+	if (cache->htab == NULL)
+	{
+		HASHCTL		ctl;
+
+		cache->cxt = AllocSetContextCreate(CurrentMemoryContext,
+										   "eventstore stream views",
+										   ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(EsViewCacheKey);
+		ctl.entrysize = sizeof(EsViewCacheEntry);
+		ctl.hash = es_view_cache_hash;
+		ctl.match = es_view_cache_match;
+		ctl.hcxt = cache->cxt;
+		cache->htab = hash_create("eventstore stream views", 256, &ctl,
+								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+
+	key.len = VARSIZE_ANY_EXHDR(stream_id);
+	key.id = VARDATA_ANY(stream_id);
+	key.hash = hash_bytes((const unsigned char *) key.id, key.len);
+	entry = hash_search(cache->htab, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(cache->cxt);
+		char	   *copy = palloc(key.len);
+		text	   *id = cstring_to_text_with_len(key.id, key.len);
+
+		memcpy(copy, key.id, key.len);
+		entry->key.id = copy;
+		es_stream_view(cache->cat, id, cache->snapshot, false, &entry->view);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	if (!entry->view.rules.found)
+		return false;
+	return es_view_hides(&entry->view, version, created_at);
+}
+
+void
+es_view_cache_destroy(EsViewCache *cache)
+{
+	if (cache->cxt != NULL)
+		MemoryContextDelete(cache->cxt);
+	pfree(cache);
+}
+
+/* ---------------------------------------------------------------------
+ * SQL-callable
+ * ---------------------------------------------------------------------
+ */
+
+static text *
+es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream_id;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	stream_id = PG_GETARG_TEXT_PP(argno);
+	es_check_stream_id(stream_id);
+	return stream_id;
+}
+
+static const EsCatalog *
+es_lifecycle_catalog(void)
+{
+	const EsCatalog *cat = es_catalog();
+
+	if (!OidIsValid(cat->streams_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream lifecycle needs eventstore version 0.3.0 or later"),
+				 errhint("Run ALTER EXTENSION eventstore UPDATE.")));
+	return cat;
+}
+
+/*
+ * eventstore.stream_info(stream_id) returns eventstore.stream_info
+ */
+PG_FUNCTION_INFO_V1(eventstore_stream_info);
+Datum
+eventstore_stream_info(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	const EsCatalog *cat = es_lifecycle_catalog();
+	EsStreamView view;
+	EsStreamRules *r = &view.rules;
+	TupleDesc	tupdesc;
+	Datum		values[Natts_es_stream_info];
+	bool		nulls[Natts_es_stream_info];
+	const char *state;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	if (tupdesc->natts != Natts_es_stream_info)
+		elog(ERROR, "eventstore.stream_info has %d columns, expected %d",
+			 tupdesc->natts, Natts_es_stream_info);
+
+	es_stream_view(cat, stream_id, GetActiveSnapshot(), true, &view);
+
+	if (r->tombstoned)
+		state = "tombstoned";
+	else if (view.absent)
+		state = "deleted";
+	else if (view.head == 0)
+		state = "absent";
+	else if (r->archived)
+		state = "archived";
+	else
+		state = "active";
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = PointerGetDatum(stream_id);
+	nulls[0] = false;
+	values[1] = CStringGetTextDatum(state);
+	nulls[1] = false;
+	values[2] = Int64GetDatum(view.version);
+	nulls[2] = false;
+	values[3] = Int64GetDatum(view.head);
+	nulls[3] = false;
+	if (r->has_max_age)
+	{
+		Interval   *age = palloc(sizeof(Interval));
+
+		*age = r->max_age;
+		values[4] = IntervalPGetDatum(age);
+		nulls[4] = false;
+	}
+	if (r->max_count > 0)
+	{
+		values[5] = Int64GetDatum(r->max_count);
+		nulls[5] = false;
+	}
+	if (r->truncate_before > 0)
+	{
+		values[6] = Int64GetDatum(r->truncate_before);
+		nulls[6] = false;
+	}
+	if (r->deleted && r->deleted_at != 0)
+	{
+		values[7] = TimestampTzGetDatum(r->deleted_at);
+		nulls[7] = false;
+	}
+	if (r->tombstoned)
+	{
+		values[8] = TimestampTzGetDatum(r->tombstoned_at);
+		nulls[8] = false;
+	}
+	if (r->archived)
+	{
+		values[9] = TimestampTzGetDatum(r->archived_at);
+		nulls[9] = false;
+	}
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * eventstore._lock_stream(stream_id, wait) returns boolean
+ */
+PG_FUNCTION_INFO_V1(eventstore_lock_stream);
+Datum
+eventstore_lock_stream(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+
+	PreventCommandIfReadOnly("eventstore stream change");
+	PG_RETURN_BOOL(es_lock_stream(stream_id, PG_GETARG_BOOL(1)));
+}
+
+/*
+ * A snapshot that sees every committed change and this transaction's own,
+ * whatever the isolation level: the caller holds the stream's lock, so
+ * nothing it must see can be in flight.
+ */
+static Snapshot
+es_latest_snapshot(void)
+{
+	CommandCounterIncrement();
+	return RegisterSnapshot(GetLatestSnapshot());
+}
+
+/*
+ * eventstore._stored_head(stream_id, archived) returns bigint
+ */
+PG_FUNCTION_INFO_V1(eventstore_stored_head);
+Datum
+eventstore_stored_head(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	bool		archived = PG_GETARG_BOOL(1);
+	const EsCatalog *cat = es_lifecycle_catalog();
+	Snapshot	snapshot = es_latest_snapshot();
+	Relation	heap;
+	Relation	index;
+	TupleTableSlot *slot;
+	int64		head;
+
+	heap = table_open(archived ? cat->archive_relid : cat->events_relid, AccessShareLock);
+	index = index_open(archived ? cat->archive_index_relid : cat->stream_index_relid,
+					   AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	head = es_stream_head(heap, index, stream_id, snapshot, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+
+	PG_RETURN_INT64(head);
+}
+
+/*
+ * eventstore._move_stream(stream_id, to_archive) returns bigint
+ *
+ * Moves every stored event of the stream from the hot table to the archive
+ * or back, unchanged: each row is inserted into the target (heap and
+ * indexes; out-of-line values are copied into the target's TOAST table)
+ * and then deleted from the source.  No trigger fires: the events are not
+ * new.  The caller holds the stream's lock and its row in
+ * eventstore.streams, so neither an append nor the worker's retention
+ * touches the stream meanwhile.
+ */
+PG_FUNCTION_INFO_V1(eventstore_move_stream);
+Datum
+eventstore_move_stream(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	bool		to_archive = PG_GETARG_BOOL(1);
+	const EsCatalog *cat = es_lifecycle_catalog();
+	Snapshot	snapshot;
+	Relation	src;
+	Relation	src_index;
+	Relation	dst;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
+	TupleTableSlot *src_slot;
+	TupleTableSlot *dst_slot;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	CommandId	cid;
+	int64		moved = 0;
+
+	PreventCommandIfReadOnly("eventstore archive");
+	snapshot = es_latest_snapshot();
+	cid = GetCurrentCommandId(true);
+
+	src = table_open(to_archive ? cat->events_relid : cat->archive_relid, RowExclusiveLock);
+	src_index = index_open(to_archive ? cat->stream_index_relid : cat->archive_index_relid,
+						   RowExclusiveLock);
+	dst = table_open(to_archive ? cat->archive_relid : cat->events_relid, RowExclusiveLock);
+
+	if (RelationGetDescr(src)->natts != Natts_es_events ||
+		RelationGetDescr(dst)->natts != Natts_es_events)
+		elog(ERROR, "eventstore.events and eventstore.archived_events differ in shape");
+
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(dst);
+	rte->relkind = dst->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, dst, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+
+	src_slot = table_slot_create(src, NULL);
+	dst_slot = table_slot_create(dst, NULL);
+	es_scan_key_stream(&key, src_index, stream_id);
+	scan = index_beginscan(src, src_index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+
+	while (index_getnext_slot(scan, ForwardScanDirection, src_slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		ResetPerTupleExprContext(estate);
+
+		ExecCopySlot(dst_slot, src_slot);
+		table_tuple_insert(dst, dst_slot, cid, 0, NULL);
+		if (rri->ri_NumIndices > 0)
+			list_free(ExecInsertIndexTuples(rri, dst_slot, estate, false, false,
+											NULL, NIL));
+		simple_table_tuple_delete(src, &src_slot->tts_tid, snapshot);
+		moved++;
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(src_slot);
+	ExecDropSingleTupleTableSlot(dst_slot);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(dst, NoLock);
+	index_close(src_index, NoLock);
+	table_close(src, NoLock);
+	UnregisterSnapshot(snapshot);
+
+	PG_RETURN_INT64(moved);
+}
+
+/*
+ * eventstore._remove_events(stream_id, archived, through_version,
+ *							  created_before, max_rows,
+ *							  OUT removed bigint, OUT last_version bigint)
+ *
+ * Removes, oldest first, the stored events of a stream whose version is at
+ * most through_version or that were created before created_before (either
+ * may be NULL), at most max_rows of them (NULL: no limit).  Stops at the
+ * first event that is kept: retention removes a stream's oldest events.
+ */
+PG_FUNCTION_INFO_V1(eventstore_remove_events);
+Datum
+eventstore_remove_events(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	bool		archived = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	bool		has_through = !PG_ARGISNULL(2);
+	int64		through = has_through ? PG_GETARG_INT64(2) : 0;
+	bool		has_cutoff = !PG_ARGISNULL(3);
+	TimestampTz cutoff = has_cutoff ? PG_GETARG_TIMESTAMPTZ(3) : 0;
+	bool		has_max = !PG_ARGISNULL(4);
+	int64		max_rows = has_max ? PG_GETARG_INT32(4) : 0;
+	const EsCatalog *cat = es_lifecycle_catalog();
+	Snapshot	snapshot;
+	Relation	heap;
+	Relation	index;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	int64		removed = 0;
+	int64		last_version = 0;
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	PreventCommandIfReadOnly("eventstore retention");
+	snapshot = es_latest_snapshot();
+
+	heap = table_open(archived ? cat->archive_relid : cat->events_relid, RowExclusiveLock);
+	index = index_open(archived ? cat->archive_index_relid : cat->stream_index_relid,
+					   RowExclusiveLock);
+	slot = table_slot_create(heap, NULL);
+	es_scan_key_stream(&key, index, stream_id);
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+
+	while ((!has_max || removed < max_rows) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		version;
+		TimestampTz created_at;
+
+		CHECK_FOR_INTERRUPTS();
+		version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
+		created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull));
+		if (!(has_through && version <= through) &&
+			!(has_cutoff && created_at < cutoff))
+			break;
+		simple_table_tuple_delete(heap, &slot->tts_tid, snapshot);
+		removed++;
+		last_version = version;
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	UnregisterSnapshot(snapshot);
+
+	values[0] = Int64GetDatum(removed);
+	values[1] = Int64GetDatum(last_version);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
