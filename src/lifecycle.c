@@ -284,6 +284,11 @@ es_view_cache_create(const EsCatalog *cat, Snapshot snapshot)
 		cache->any = RelationGetNumberOfBlocks(rel) > 0;
 		table_close(rel, AccessShareLock);
 	}
+	/* in the caller's context: lookups may happen in shorter-lived ones */
+	if (cache->any)
+		cache->cxt = AllocSetContextCreate(CurrentMemoryContext,
+										   "eventstore stream views",
+										   ALLOCSET_DEFAULT_SIZES);
 	return cache;
 }
 
@@ -302,9 +307,6 @@ es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
 	{
 		HASHCTL		ctl;
 
-		cache->cxt = AllocSetContextCreate(CurrentMemoryContext,
-										   "eventstore stream views",
-										   ALLOCSET_DEFAULT_SIZES);
 		ctl.keysize = sizeof(EsViewCacheKey);
 		ctl.entrysize = sizeof(EsViewCacheEntry);
 		ctl.hash = es_view_cache_hash;

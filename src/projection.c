@@ -447,6 +447,7 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	int64		count = 0;
 	int64		last = cp->position;
 	int64		new_position;
+	EsViewCache *views;
 
 	*done = true;
 	if (limit <= cp->position)
@@ -465,6 +466,8 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext,
 									  "eventstore projection event",
 									  ALLOCSET_DEFAULT_SIZES);
+	/* events that stream settings or deletes exclude are not projected */
+	views = es_view_cache_create(cat, snapshot);
 
 	/* Handlers run with the rights of the role that created the projection. */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
@@ -493,7 +496,10 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 		stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
 		type = DatumGetTextPP(slot_getattr(slot, Anum_es_event_type, &isnull));
 		if (es_filter_matches(&p->filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
-								  VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+								  VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)) &&
+			!es_view_cache_hides(views, stream_id,
+								 DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]),
+								 DatumGetTimestampTz(slot->tts_values[Anum_es_created_at - 1])))
 		{
 			Datum		event = es_event_datum(event_desc, slot->tts_values,
 											   slot->tts_isnull);
@@ -506,6 +512,7 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 		MemoryContextReset(event_cxt);
 	}
 	index_endscan(scan);
+	es_view_cache_destroy(views);
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 

@@ -416,15 +416,10 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 		}
 
 		/* events of deleted streams, or outside their retention settings */
-		MemoryContextSwitchTo(oldcxt);
 		if (es_view_cache_hides(views, stream_id,
 								DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull)),
 								DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull))))
-		{
-			MemoryContextReset(row_cxt);
-			continue;
-		}
-		MemoryContextSwitchTo(row_cxt);
+			goto next;
 
 		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
 		count++;
