@@ -63,3 +63,26 @@ SELECT global_position, stream_id, event_type, attempt
 SELECT eventstore.subscription_ack('audit', 'auditor-1',
                                    ARRAY(SELECT global_position FROM eventstore.read_stream('account-42')));
 SELECT name, position, lag_events, in_flight, parked FROM eventstore.subscription_status;
+
+-- Stream lifecycle.  A retry of an append whose COMMIT acknowledgement was
+-- lost returns the original result and writes nothing (every event has an id).
+SELECT * FROM eventstore.append('cart-7', 'ItemAdded', '{"sku": "A1"}', expected_version => 0,
+                                event_id => '0190f5a2-0000-7000-8000-000000000001');
+SELECT * FROM eventstore.append('cart-7', 'ItemAdded', '{"sku": "A1"}', expected_version => 0,
+                                event_id => '0190f5a2-0000-7000-8000-000000000001');
+-- Keep only the newest two events of a stream: reads honour it at once, the
+-- background worker removes the rest.
+SELECT * FROM eventstore.append_events('sensor-1',
+    '[{"type": "Measured", "data": 1}, {"type": "Measured", "data": 2}, {"type": "Measured", "data": 3}]');
+SELECT state, stream_version, max_count FROM eventstore.set_stream_metadata('sensor-1', max_count => 2);
+SELECT stream_version, data FROM eventstore.read_stream('sensor-1');
+-- Archive a stream out of the hot table; it stays readable; restore it.
+SELECT eventstore.archive_stream('account-42');
+SELECT state FROM eventstore.stream_info('account-42');
+SELECT count(*) AS events_read_from_archive FROM eventstore.read_stream('account-42');
+SELECT eventstore.restore_stream('account-42');
+-- Soft delete: the stream reads as absent; a new append recreates it and
+-- numbering goes on.
+SELECT eventstore.delete_stream('cart-7');
+SELECT * FROM eventstore.append('cart-7', 'ItemAdded', '{"sku": "B2"}', expected_version => 0);
+SELECT stream_version, data FROM eventstore.read_stream('cart-7');
