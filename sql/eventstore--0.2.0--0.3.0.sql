@@ -66,11 +66,22 @@ CREATE TABLE eventstore.archive_policies (
     stream_prefix text COLLATE "C",
     created_at    timestamptz NOT NULL DEFAULT now(),
     last_run_at   timestamptz,
-    last_archived bigint NOT NULL DEFAULT 0    -- streams archived by the last run
+    last_archived bigint NOT NULL DEFAULT 0    -- streams archived by the current or last run
 );
 COMMENT ON TABLE eventstore.archive_policies IS 'Which streams the background worker archives';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.archive_policies', '');
 REVOKE ALL ON TABLE eventstore.archive_policies FROM PUBLIC;
+
+-- The streams a policy's run found inactive and has yet to archive: one
+-- scan of the hot table per run, then batches of their own.
+CREATE TABLE eventstore.archive_candidates (
+    policy    text COLLATE "C" NOT NULL
+              REFERENCES eventstore.archive_policies (name) ON DELETE CASCADE,
+    stream_id text COLLATE "C" NOT NULL,
+    PRIMARY KEY (policy, stream_id)
+);
+COMMENT ON TABLE eventstore.archive_candidates IS 'Streams an archive policy run still has to archive';
+REVOKE ALL ON TABLE eventstore.archive_candidates FROM PUBLIC;
 
 CREATE TYPE eventstore.stream_info AS (
     stream_id       text,
@@ -316,7 +327,10 @@ COMMENT ON FUNCTION eventstore.tombstone_stream(text, bigint) IS
 -- Archiving
 -- ---------------------------------------------------------------------
 
-CREATE FUNCTION eventstore._archive_stream(p_stream_id text, wait boolean)
+-- Archive one stream.  Without wait, a stream whose lock is busy is left
+-- alone (NULL); with inactive_for, so is one that had an event since.
+CREATE FUNCTION eventstore._archive_stream(p_stream_id text, wait boolean,
+                                           inactive_for interval DEFAULT NULL)
 RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -328,6 +342,12 @@ BEGIN
     PERFORM eventstore._check_stream_id(p_stream_id);
     IF NOT eventstore._lock_stream(p_stream_id, wait) THEN
         RETURN NULL;            -- busy: left for later
+    END IF;
+    IF inactive_for IS NOT NULL
+       AND (SELECT e.created_at FROM eventstore.events e
+             WHERE e.stream_id = p_stream_id
+             ORDER BY e.stream_version DESC LIMIT 1) >= now() - inactive_for THEN
+        RETURN NULL;            -- active again
     END IF;
     SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
     IF st.tombstoned_at IS NOT NULL THEN
@@ -348,7 +368,7 @@ BEGIN
     PERFORM eventstore._forget_snapshots(p_stream_id);
     RETURN moved;
 END $$;
-REVOKE ALL ON FUNCTION eventstore._archive_stream(text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._archive_stream(text, boolean, interval) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.archive_stream(stream_id text)
 RETURNS bigint
@@ -403,7 +423,7 @@ REVOKE ALL ON FUNCTION eventstore._inactive_streams(interval, text, integer) FRO
 CREATE FUNCTION eventstore.archive_streams(
     inactive_for  interval,
     stream_prefix text    DEFAULT NULL,
-    max_streams   integer DEFAULT NULL)
+    max_streams   integer DEFAULT 1000)
 RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -416,8 +436,10 @@ BEGIN
     IF inactive_for IS NULL OR inactive_for <= interval '0' THEN
         RAISE EXCEPTION 'inactive_for must be a positive interval' USING ERRCODE = '22023';
     END IF;
-    IF max_streams IS NOT NULL AND max_streams < 1 THEN
-        RAISE EXCEPTION 'max_streams must be at least 1' USING ERRCODE = '22023';
+    -- each stream archived holds its lock to the end of the transaction
+    IF max_streams IS NULL OR max_streams < 1 OR max_streams > 10000 THEN
+        RAISE EXCEPTION 'max_streams must be between 1 and 10000' USING ERRCODE = '22023',
+            HINT = 'Archive more streams by calling archive_streams again, in a new transaction, until it returns 0.';
     END IF;
     FOR s IN SELECT * FROM eventstore._inactive_streams(inactive_for, stream_prefix, max_streams) LOOP
         -- tombstoned and deleted streams: their events are on their way out
@@ -427,7 +449,7 @@ BEGIN
                            OR t.deleted_version >= eventstore._stored_head(s, false))) THEN
             CONTINUE;
         END IF;
-        moved := eventstore._archive_stream(s, false);
+        moved := eventstore._archive_stream(s, false, inactive_for);
         IF moved > 0 THEN
             n := n + 1;
         END IF;
@@ -435,7 +457,7 @@ BEGIN
     RETURN n;
 END $$;
 COMMENT ON FUNCTION eventstore.archive_streams(interval, text, integer) IS
-    'Archive every stream (with the prefix) that has had no event for inactive_for; returns the number of streams archived';
+    'Archive up to max_streams streams (with the prefix) that have had no event for inactive_for; returns the number of streams archived';
 
 CREATE FUNCTION eventstore.create_archive_policy(
     name          text,
@@ -540,7 +562,10 @@ END $$;
 REVOKE ALL ON FUNCTION eventstore._retention_step(integer) FROM PUBLIC;
 
 -- Archive at most max_streams streams for the archive policies; returns
--- the number archived.
+-- the number archived.  A policy's run finds its inactive streams with one
+-- scan of the hot table (every inactive_for / 10, at most hourly) and
+-- archives them over as many steps as it takes; each stream is checked
+-- again under its lock.
 CREATE FUNCTION eventstore._archive_step(max_streams integer)
 RETURNS bigint
     LANGUAGE plpgsql
@@ -548,21 +573,40 @@ RETURNS bigint
 AS $$
 DECLARE
     p eventstore.archive_policies;
+    c text;
     n bigint;
     total bigint := 0;
 BEGIN
-    -- a policy runs every inactive_for / 10 (at most hourly), and again at
-    -- once while its last run had more to do
-    FOR p IN SELECT * FROM eventstore.archive_policies ap
-              WHERE ap.last_run_at IS NULL
-                 OR ap.last_run_at <= now() - least(ap.inactive_for / 10, interval '1 hour')
-                 OR ap.last_archived >= max_streams
-              ORDER BY ap.last_run_at NULLS FIRST, ap.name LOOP
+    FOR p IN SELECT * FROM eventstore.archive_policies ORDER BY last_run_at NULLS FIRST, name LOOP
         EXIT WHEN total >= max_streams;
-        n := eventstore.archive_streams(p.inactive_for, p.stream_prefix, (max_streams - total)::integer);
-        UPDATE eventstore.archive_policies SET last_run_at = now(), last_archived = n
-         WHERE name = p.name;
-        total := total + n;
+        IF NOT EXISTS (SELECT FROM eventstore.archive_candidates ac WHERE ac.policy = p.name) THEN
+            IF p.last_run_at > now() - least(p.inactive_for / 10, interval '1 hour') THEN
+                CONTINUE;       -- not due
+            END IF;
+            INSERT INTO eventstore.archive_candidates (policy, stream_id)
+                SELECT p.name, i FROM eventstore._inactive_streams(p.inactive_for, p.stream_prefix, NULL) i;
+            UPDATE eventstore.archive_policies ap SET last_run_at = now(), last_archived = 0
+             WHERE ap.name = p.name;
+        END IF;
+        FOR c IN DELETE FROM eventstore.archive_candidates ac
+                  WHERE ac.policy = p.name
+                    AND ac.stream_id IN (SELECT ac2.stream_id FROM eventstore.archive_candidates ac2
+                                          WHERE ac2.policy = p.name
+                                          ORDER BY ac2.stream_id LIMIT max_streams - total)
+                 RETURNING ac.stream_id LOOP
+            IF EXISTS (SELECT FROM eventstore.streams t
+                        WHERE t.stream_id = c
+                          AND (t.tombstoned_at IS NOT NULL OR t.archived_at IS NOT NULL
+                               OR t.deleted_version >= eventstore._stored_head(c, false))) THEN
+                CONTINUE;
+            END IF;
+            n := eventstore._archive_stream(c, false, p.inactive_for);
+            IF n > 0 THEN
+                total := total + 1;
+                UPDATE eventstore.archive_policies ap SET last_archived = ap.last_archived + 1
+                 WHERE ap.name = p.name;
+            END IF;
+        END LOOP;
     END LOOP;
     RETURN total;
 END $$;

@@ -748,8 +748,8 @@ es_worker_maintenance(EsWorkerState *state, const EsCatalog *cat)
 	/* archiving moves whole streams: a batch is a number of streams */
 	done = es_worker_maintenance_step("SELECT eventstore._archive_step($1)",
 									  "eventstore: archive policies",
-									  Max(batch / 100, 1));
-	if (done >= Max(batch / 100, 1))
+									  Max(batch / 10, 1));
+	if (done >= Max(batch / 10, 1))
 		state->more_maintenance = true;
 }
 
