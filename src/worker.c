@@ -719,20 +719,30 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch)
  * keep their pace.
  */
 static void
-es_worker_maintenance(EsWorkerState *state, const EsCatalog *cat)
+es_worker_maintenance(EsWorkerState *state)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	bool		wanted = pg_atomic_exchange_u32(&es_worker_db->maintenance_wanted, 0) != 0;
 	int			batch = es_maintenance_batch_size;
 	int64		done = 0;
+	bool		lifecycle;
 
 	if (!wanted && !state->more_maintenance && state->last_maintenance != 0 &&
 		!TimestampDifferenceExceeds(state->last_maintenance, now, es_maintenance_interval))
 		return;
 	state->last_maintenance = now;
 	state->more_maintenance = false;
-	if (!OidIsValid(cat->streams_relid))
-		return;					/* before version 0.3.0 */
+
+	StartTransactionCommand();
+	{
+		const EsCatalog *cat = es_catalog_lookup(true);
+
+		/* version 0.3.0 or later */
+		lifecycle = (cat != NULL && OidIsValid(cat->streams_relid));
+	}
+	CommitTransactionCommand();
+	if (!lifecycle)
+		return;
 
 	for (int i = 0; i < ES_WORKER_BATCHES_PER_PASS; i++)
 	{
@@ -919,15 +929,7 @@ eventstore_worker_main(Datum main_arg)
 			proc_exit(0);
 
 		es_worker_projections(&state);
-		{
-			const EsCatalog *cat;
-
-			StartTransactionCommand();
-			cat = es_catalog_lookup(true);
-			CommitTransactionCommand();
-			if (cat != NULL)
-				es_worker_maintenance(&state, cat);
-		}
+		es_worker_maintenance(&state);
 		if (state.more_work || state.more_maintenance)
 			continue;
 		if (state.next_retry != 0)
