@@ -932,6 +932,7 @@ eventstore_worker_main(Datum main_arg)
 		es_worker_maintenance(&state);
 		if (state.more_work || state.more_maintenance)
 			continue;
+		timeout = Min(timeout, es_maintenance_interval);
 		if (state.next_retry != 0)
 		{
 			long		secs;
