@@ -51,8 +51,10 @@ SELECT stream_version FROM eventstore.append('old-2', 'A', '{}', expected_versio
 SELECT eventstore.archive_stream('old-1') AS archived;
 SELECT stream_version, event_type FROM eventstore.read_stream('old-1');
 SELECT eventstore.restore_stream('old-1') AS restored;
-SELECT count(*) AS unchanged_events
-  FROM (SELECT * FROM eventstore.events INTERSECT SELECT * FROM upgrade_events) x;
+-- (old-2's deleted event may be gone already: the worker removes it)
+SELECT count(*) AS unchanged_old_1_events
+  FROM (SELECT * FROM eventstore.events WHERE stream_id = 'old-1'
+        INTERSECT SELECT * FROM upgrade_events WHERE stream_id = 'old-1') x;
 SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
 -- the objects of 0.2.0 + update, to compare with a fresh install
