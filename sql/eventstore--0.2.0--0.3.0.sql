@@ -251,6 +251,9 @@ BEGIN
     ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
         SET max_age = excluded.max_age, max_count = excluded.max_count,
             truncate_before = excluded.truncate_before;
+    -- a snapshot holds the events folded when it was taken: with other
+    -- settings it may hold events now hidden, or miss ones now shown
+    PERFORM eventstore._forget_snapshots(stream_id);
     PERFORM eventstore._need_worker('stream retention');
     RETURN eventstore.stream_info(stream_id);
 END $$;

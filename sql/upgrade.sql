@@ -19,10 +19,69 @@ SELECT eventstore.create_projection('seen', 'remember(eventstore.event)', replay
 SELECT stream_version FROM eventstore.append('acct-1', 'Deposited', '{"amount": 2}');
 SELECT * FROM seen;
 
--- A fresh install of the default version is the same as 0.1.0 + update.
+-- Updating from 0.2.0 to 0.3.0: the stream lifecycle.  Streams written
+-- under 0.2.0 (by the 0.3.0 library, which reads them without
+-- eventstore.streams) keep their events and get the lifecycle functions.
 DROP FUNCTION remember(eventstore.event);
+DROP EXTENSION eventstore;
+CREATE EXTENSION eventstore VERSION '0.2.0';
+SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
+SELECT to_regclass('eventstore.streams') AS streams_table, to_regprocedure('eventstore.stream_info(text)') AS stream_info;
+SELECT stream_version FROM eventstore.append_events('old-1', '[{"type": "A", "data": 1, "id": "00000000-0000-0000-0000-000000000001"}, {"type": "B", "data": 2}]', 0);
+SELECT stream_version FROM eventstore.append('old-2', 'A', '{}', expected_version => 0);
+SELECT stream_version FROM eventstore.append('old-1', 'C', '3', expected_version => 0);
+\echo :SQLSTATE
+SELECT stream_version, event_type, data FROM eventstore.read_stream('old-1');
+SELECT eventstore.stream_version('old-1') AS version, count(*) AS read_all FROM eventstore.read_all(0, NULL);
+CREATE TABLE upgrade_events AS SELECT * FROM eventstore.events;
+
+ALTER EXTENSION eventstore UPDATE TO '0.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
+SELECT count(*) AS unchanged_events
+  FROM (SELECT * FROM eventstore.events INTERSECT SELECT * FROM upgrade_events) x;
+SELECT count(*) AS stream_rows FROM eventstore.streams;
+SELECT count(*) AS archived_events FROM eventstore.archived_events;
+SELECT stream_id, state, stream_version, last_version FROM eventstore.stream_info('old-1');
+-- a retry of the 0.2.0 append is recognised
+SELECT stream_version FROM eventstore.append('old-1', 'A', '1', NULL, 0, '00000000-0000-0000-0000-000000000001');
+SELECT eventstore.stream_version('old-1') AS version;
+-- the lifecycle works on the old streams
+SELECT eventstore.delete_stream('old-2', 1) AS deleted;
+SELECT stream_version FROM eventstore.append('old-2', 'A', '{}', expected_version => 0);
+SELECT eventstore.archive_stream('old-1') AS archived;
+SELECT stream_version, event_type FROM eventstore.read_stream('old-1');
+SELECT eventstore.restore_stream('old-1') AS restored;
+-- (old-2's deleted event may be gone already: the worker removes it)
+SELECT count(*) AS unchanged_old_1_events
+  FROM (SELECT * FROM eventstore.events WHERE stream_id = 'old-1'
+        INTERSECT SELECT * FROM upgrade_events WHERE stream_id = 'old-1') x;
+SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
+  FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
+-- the objects of 0.2.0 + update, to compare with a fresh install
+CREATE TABLE upgrade_objects AS
+SELECT pg_describe_object(classid, objid, objsubid) AS object
+  FROM pg_depend
+ WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'eventstore');
+SELECT count(*) > 0 AS has_objects FROM upgrade_objects;
+DROP TABLE upgrade_events;
+
+-- A fresh install of the default version is the same as 0.1.0 + update.
 DROP EXTENSION eventstore;
 CREATE EXTENSION eventstore;
 SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
+-- ... and has the same objects as 0.2.0 + update to 0.3.0
+SELECT 'only after update' AS side, object FROM
+  (SELECT object FROM upgrade_objects
+   EXCEPT SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
+           WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+             AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'eventstore')) a
+UNION ALL
+SELECT 'only in fresh install', object FROM
+  (SELECT pg_describe_object(classid, objid, objsubid) AS object FROM pg_depend
+    WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+      AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'eventstore')
+   EXCEPT SELECT object FROM upgrade_objects) b
+ORDER BY 1, 2;
 DROP EXTENSION eventstore;
-DROP TABLE seen;
+DROP TABLE seen, upgrade_objects;

@@ -543,16 +543,40 @@ es_load_args(FunctionCallInfo fcinfo, EsLoadArgs *a, int to_version_arg,
 	}
 }
 
-/* Load: the newest usable snapshot, then the tail. */
+/*
+ * Whether the stream's settings (max count, max age, truncate before) hide
+ * events: then which events a fold sees changes without an append (a
+ * setting changes, the window slides, time passes), and a snapshot, which
+ * holds the events folded when it was taken, can be neither trusted nor
+ * taken.
+ */
+static bool
+es_stream_windowed(const EsCatalog *cat, text *stream_id, Snapshot snapshot)
+{
+	EsStreamRules rules;
+
+	es_stream_rules(cat, stream_id, snapshot, &rules);
+	return rules.found &&
+		(rules.max_count > 0 || rules.truncate_before > 0 || rules.has_max_age);
+}
+
+/*
+ * Load: the newest usable snapshot, then the tail.  *snapshots_usable
+ * (when not NULL) tells whether the stream may have snapshots at all.
+ */
 static int64
-es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a, Snapshot snapshot)
+es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a, Snapshot snapshot,
+		bool *snapshots_usable)
 {
 	int64		snapshot_version = 0;
+	bool		usable = !es_stream_windowed(cat, a->stream_id, snapshot);
 
 	es_fold_init(f, cat, a->evolve, a->state_type, a->initial, a->initial_isnull);
-	if (a->tag != NULL)
+	if (a->tag != NULL && usable)
 		snapshot_version = es_fold_from_snapshot(f, a->stream_id, a->tag, &a->target, snapshot);
 	es_fold_stream(f, cat, a->stream_id, &a->target, snapshot);
+	if (snapshots_usable != NULL)
+		*snapshots_usable = usable;
 	return snapshot_version;
 }
 
@@ -578,7 +602,7 @@ eventstore_load_state(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot());
+	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
 
 	values[0] = f.state;
 	nulls[0] = f.isnull;
@@ -600,7 +624,7 @@ eventstore_aggregate_stream(PG_FUNCTION_ARGS)
 	EsFold		f;
 
 	es_load_args(fcinfo, &a, 3, 4, 5, 6);
-	(void) es_load(&f, cat, &a, GetActiveSnapshot());
+	(void) es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
 	if (f.isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(f.state);
@@ -666,9 +690,12 @@ eventstore_take_snapshot(PG_FUNCTION_ARGS)
 	EsLoadArgs	a;
 	EsFold		f;
 	int64		snapshot_version;
+	bool		usable;
 
 	es_load_args(fcinfo, &a, 3, -1, -1, 4);
-	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot());
+	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot(), &usable);
+	if (!usable)
+		PG_RETURN_INT64(0);	/* settings hide events: no snapshot */
 	if (f.version > 0 && f.version != snapshot_version)
 		es_store_snapshot(a.stream_id, a.tag, &f);
 	PG_RETURN_INT64(f.version);
@@ -883,7 +910,7 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 			}
 			else
 				snapshot = RegisterSnapshot(GetLatestSnapshot());
-			(void) es_load(&f, cat, &a, snapshot);
+			(void) es_load(&f, cat, &a, snapshot, NULL);
 			UnregisterSnapshot(snapshot);
 			loaded = f.version;
 

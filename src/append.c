@@ -647,7 +647,8 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 
 	ap->next_version = head + 1;
 	ap->first_version = head + 1;
-	ap->last_version = head;
+	/* what an empty batch reports: the version the stream reads as */
+	ap->last_version = current;
 	ap->last_position = 0;
 	ap->created_at = GetCurrentTransactionStartTimestamp();
 }
