@@ -418,6 +418,11 @@ AS $$
         OR left(e.stream_id, length(stream_prefix)) = stream_prefix COLLATE "C"
      GROUP BY e.stream_id
     HAVING max(e.created_at) < now() - inactive_for
+       -- tombstoned and deleted streams: their events are on their way out
+       AND NOT EXISTS (SELECT FROM eventstore.streams t
+                        WHERE t.stream_id = e.stream_id
+                          AND (t.tombstoned_at IS NOT NULL
+                               OR t.deleted_version >= max(e.stream_version)))
      ORDER BY max(e.created_at), e.stream_id
      LIMIT max_streams
 $$;
@@ -494,6 +499,9 @@ RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'archive policy name must not be NULL' USING ERRCODE = '22004';
+    END IF;
     DELETE FROM eventstore.archive_policies p WHERE p.name = drop_archive_policy.name;
     IF NOT FOUND AND NOT coalesce(if_exists, false) THEN
         RAISE EXCEPTION 'archive policy "%" does not exist', name USING ERRCODE = '42704';
