@@ -634,7 +634,7 @@ SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 
 SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
 SELECT t AS "table", has_table_privilege('public', t, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') AS public_any
-  FROM unnest(ARRAY['eventstore.streams', 'eventstore.archived_events', 'eventstore.archive_policies']::regclass[]) t;
+  FROM unnest(ARRAY['eventstore.streams', 'eventstore.archived_events', 'eventstore.archive_policies', 'eventstore.archive_candidates']::regclass[]) t;
 -- A role with EXECUTE on stream_info only can read a stream's state, not change it.
 CREATE ROLE regress_es_lifecycle NOLOGIN;
 GRANT USAGE ON SCHEMA eventstore TO regress_es_lifecycle;
