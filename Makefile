@@ -27,7 +27,8 @@ REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.c
 ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \
 	read_all_lower_position read_all_unrelated_xact read_all_rollback read_all_repeatable_read \
 	projection_same_row projection_changes_wait subscription_competing_consumers \
-	snapshot_concurrent_append as_of_commit_order command_conflict_retry
+	snapshot_concurrent_append as_of_commit_order command_conflict_retry \
+	lifecycle_idempotent_concurrent
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/eventstore.conf
 
 TAP_TESTS = 1
