@@ -56,6 +56,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -657,10 +658,40 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 	return result;
 }
 
+/* es_worker_maintenance_step(): a table was locked, the step did not run */
+#define ES_MAINTENANCE_BUSY		(-2)
+
+/*
+ * Take, without waiting, every table lock a maintenance step may need.
+ * DROP EXTENSION (or another command that locks these tables exclusively)
+ * takes them in an order of its own; a step that waited for one of them
+ * while holding another would deadlock with it.  Returns false, holding
+ * whatever it took until the end of the transaction, if one is taken.
+ */
+static bool
+es_maintenance_locks(const EsCatalog *cat)
+{
+	Oid			relids[5];
+
+	relids[0] = cat->events_relid;
+	relids[1] = cat->archive_relid;
+	relids[2] = cat->streams_relid;
+	relids[3] = get_relname_relid("archive_policies", cat->namespace_oid);
+	relids[4] = get_relname_relid("snapshots", cat->namespace_oid);
+	for (int i = 0; i < lengthof(relids); i++)
+	{
+		if (OidIsValid(relids[i]) &&
+			!ConditionalLockRelationOid(relids[i], RowExclusiveLock))
+			return false;
+	}
+	return true;
+}
+
 /*
  * One step of stream maintenance in its own transaction: "sql" takes the
  * batch size and returns how much it did.  An error is logged and ends the
- * pass; the next pass tries again.  Returns -1 on error.
+ * pass; the next pass tries again.  Returns -1 on error, 0 when the
+ * extension is gone, ES_MAINTENANCE_BUSY when a table it needs is locked.
  */
 static int64
 es_worker_maintenance_step(const char *sql, const char *activity, int batch)
@@ -675,20 +706,30 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch)
 		Oid			argtypes[1] = {INT4OID};
 		Datum		args[1];
 		bool		isnull;
+		const EsCatalog *cat;
 
-		args[0] = Int32GetDatum(batch);
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, activity);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "could not run %s", sql);
-		done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										   1, &isnull));
-		if (isnull)
+		/* the catalog as of this transaction: the extension may be gone */
+		cat = es_catalog_lookup(true);
+		if (cat == NULL || !OidIsValid(cat->streams_relid))
 			done = 0;
-		SPI_finish();
+		else if (!es_maintenance_locks(cat))
+			done = ES_MAINTENANCE_BUSY;
+		if (done == -1)
+		{
+			args[0] = Int32GetDatum(batch);
+			pgstat_report_activity(STATE_RUNNING, activity);
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "could not run %s", sql);
+			done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull));
+			if (isnull)
+				done = 0;
+			SPI_finish();
+		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -754,6 +795,12 @@ es_worker_maintenance(EsWorkerState *state)
 	}
 	if (done >= batch)
 		state->more_maintenance = true;
+	if (done == ES_MAINTENANCE_BUSY)
+	{
+		/* a command holds the tables: try again after a nap */
+		state->last_maintenance = 0;
+		return;
+	}
 
 	/* archiving moves whole streams: a batch is a number of streams */
 	done = es_worker_maintenance_step("SELECT eventstore._archive_step($1)",
@@ -761,6 +808,8 @@ es_worker_maintenance(EsWorkerState *state)
 									  Max(batch / 10, 1));
 	if (done >= Max(batch / 10, 1))
 		state->more_maintenance = true;
+	if (done == ES_MAINTENANCE_BUSY)
+		state->last_maintenance = 0;
 }
 
 /* Look at the projections again after a nap, whatever happens meanwhile. */
