@@ -671,13 +671,14 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 static bool
 es_maintenance_locks(const EsCatalog *cat)
 {
-	Oid			relids[5];
+	Oid			relids[6];
 
 	relids[0] = cat->events_relid;
 	relids[1] = cat->archive_relid;
 	relids[2] = cat->streams_relid;
 	relids[3] = get_relname_relid("archive_policies", cat->namespace_oid);
-	relids[4] = get_relname_relid("snapshots", cat->namespace_oid);
+	relids[4] = get_relname_relid("archive_candidates", cat->namespace_oid);
+	relids[5] = get_relname_relid("snapshots", cat->namespace_oid);
 	for (int i = 0; i < lengthof(relids); i++)
 	{
 		if (OidIsValid(relids[i]) &&
