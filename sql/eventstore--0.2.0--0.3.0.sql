@@ -588,7 +588,11 @@ DECLARE
     n bigint;
     total bigint := 0;
 BEGIN
-    FOR p IN SELECT * FROM eventstore.archive_policies ORDER BY last_run_at NULLS FIRST, name LOOP
+    -- lock each policy as the loop reaches it, skipping one a client holds
+    -- (drop_archive_policy): the worker never waits for a policy row, so a
+    -- client changing several policies cannot deadlock with it
+    FOR p IN SELECT * FROM eventstore.archive_policies ORDER BY last_run_at NULLS FIRST, name
+             FOR UPDATE SKIP LOCKED LOOP
         EXIT WHEN total >= max_streams;
         IF NOT EXISTS (SELECT FROM eventstore.archive_candidates ac WHERE ac.policy = p.name) THEN
             IF p.last_run_at > now() - least(p.inactive_for / 10, interval '1 hour') THEN
