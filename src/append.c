@@ -605,6 +605,9 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_STREAM_ARCHIVED),
 				 errmsg("stream \"%s\" is archived", text_to_cstring(stream_id)),
+				 errdetail("Stream \"%s\" was archived at %s; its events are in eventstore.archived_events.",
+						   text_to_cstring(stream_id),
+						   timestamptz_to_str(rules.archived_at)),
 				 errhint("Restore it with eventstore.restore_stream() before appending.")));
 	if (rules.removed_through > head)
 		head = rules.removed_through;
