@@ -267,62 +267,52 @@ RETURNS eventstore.stream_info
 COMMENT ON FUNCTION eventstore.stream_info(text) IS
     'Settings and lifecycle state of a stream (absent, active, deleted, tombstoned, archived)';
 
-CREATE FUNCTION eventstore.delete_stream(stream_id text, expected_version bigint DEFAULT NULL)
+-- Soft delete (hard = false) or tombstone (hard = true).  The events of an
+-- archived stream go at once (they are not in the hot table, where the
+-- worker's retention works); the others are left to the worker.
+CREATE FUNCTION eventstore._delete_stream(p_stream_id text, expected_version bigint, hard boolean)
 RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c record;
 BEGIN
-    c := eventstore._stream_for_change(stream_id, false);
-    PERFORM eventstore._check_expected(stream_id, expected_version, c.visible);
-    IF c.visible = 0 THEN
+    c := eventstore._stream_for_change(p_stream_id, false);
+    PERFORM eventstore._check_expected(p_stream_id, expected_version, c.visible);
+    IF c.visible = 0 AND NOT hard THEN
         RETURN 0;               -- absent already: nothing to do
     END IF;
     IF (c.st).archived_at IS NOT NULL THEN
-        -- archived events are not in the hot table: remove them now
-        PERFORM eventstore._remove_events(stream_id, true, c.head, NULL, NULL);
-    END IF;
-    INSERT INTO eventstore.streams AS s (stream_id, deleted_version, deleted_at)
-        VALUES (delete_stream.stream_id, c.head, now())
-    ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
-        SET deleted_version = excluded.deleted_version, deleted_at = excluded.deleted_at,
-            archived_at = NULL,
-            removed_through = CASE WHEN s.archived_at IS NOT NULL THEN excluded.deleted_version
-                                   ELSE s.removed_through END;
-    PERFORM eventstore._forget_snapshots(stream_id);
-    PERFORM eventstore._need_worker('stream retention');
-    RETURN c.head;
-END $$;
-COMMENT ON FUNCTION eventstore.delete_stream(text, bigint) IS
-    'Soft delete: the stream reads as absent; a later append recreates it, numbering going on.  Returns the version deleted (0: nothing to delete)';
-
-CREATE FUNCTION eventstore.tombstone_stream(stream_id text, expected_version bigint DEFAULT NULL)
-RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c record;
-BEGIN
-    c := eventstore._stream_for_change(stream_id, false);
-    PERFORM eventstore._check_expected(stream_id, expected_version, c.visible);
-    IF (c.st).archived_at IS NOT NULL THEN
-        PERFORM eventstore._remove_events(stream_id, true, c.head, NULL, NULL);
+        PERFORM eventstore._remove_events(p_stream_id, true, c.head, NULL, NULL);
     END IF;
     INSERT INTO eventstore.streams AS s (stream_id, tombstoned_at, deleted_version, deleted_at)
-        VALUES (tombstone_stream.stream_id, now(), c.head, now())
+        VALUES (p_stream_id, CASE WHEN hard THEN now() END, c.head, now())
     ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
         SET tombstoned_at = excluded.tombstoned_at,
             deleted_version = excluded.deleted_version, deleted_at = excluded.deleted_at,
             archived_at = NULL,
             removed_through = CASE WHEN s.archived_at IS NOT NULL THEN excluded.deleted_version
                                    ELSE s.removed_through END;
-    PERFORM eventstore._forget_snapshots(stream_id);
+    PERFORM eventstore._forget_snapshots(p_stream_id);
     PERFORM eventstore._need_worker('stream retention');
     RETURN c.head;
 END $$;
+REVOKE ALL ON FUNCTION eventstore._delete_stream(text, bigint, boolean) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.delete_stream(stream_id text, expected_version bigint DEFAULT NULL)
+RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT eventstore._delete_stream(stream_id, expected_version, false) $$;
+COMMENT ON FUNCTION eventstore.delete_stream(text, bigint) IS
+    'Soft delete: the stream reads as absent; a later append recreates it, numbering going on.  Returns the version deleted (0: nothing to delete)';
+
+CREATE FUNCTION eventstore.tombstone_stream(stream_id text, expected_version bigint DEFAULT NULL)
+RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT eventstore._delete_stream(stream_id, expected_version, true) $$;
 COMMENT ON FUNCTION eventstore.tombstone_stream(text, bigint) IS
     'Hard delete: the stream reads as absent and every later append fails with ST002.  Returns the version deleted';
 

@@ -262,6 +262,21 @@ es_catalog_lookup(bool missing_ok)
  * Stream ids are compared bytewise and must fit in an index entry with room
  * to spare.
  */
+/* The stream id argument of a SQL function, checked. */
+text *
+es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream_id;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	stream_id = PG_GETARG_TEXT_PP(argno);
+	es_check_stream_id(stream_id);
+	return stream_id;
+}
+
 void
 es_check_stream_id(text *stream_id)
 {

@@ -270,6 +270,8 @@ extern int	es_max_event_size;
 extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
 extern void es_check_stream_id(text *stream_id);
+struct FunctionCallInfoBaseData;
+extern text *es_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
 extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
 							  int stream_len, const char *type, int type_len);
 extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,

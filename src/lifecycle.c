@@ -349,20 +349,6 @@ es_view_cache_destroy(EsViewCache *cache)
  * ---------------------------------------------------------------------
  */
 
-static text *
-es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
-{
-	text	   *stream_id;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be NULL")));
-	stream_id = PG_GETARG_TEXT_PP(argno);
-	es_check_stream_id(stream_id);
-	return stream_id;
-}
-
 static const EsCatalog *
 es_lifecycle_catalog(void)
 {

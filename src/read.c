@@ -110,20 +110,6 @@ es_init_result(FunctionCallInfo fcinfo)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-static text *
-es_get_stream_id_arg(FunctionCallInfo fcinfo, int argno)
-{
-	text	   *stream_id;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be NULL")));
-	stream_id = PG_GETARG_TEXT_PP(argno);
-	es_check_stream_id(stream_id);
-	return stream_id;
-}
-
 /*
  * Append one events-table row, in eventstore.event order, to a tuplestore.
  * Out-of-line (TOASTed) values are fetched now: the rows may outlive the
@@ -160,7 +146,7 @@ PG_FUNCTION_INFO_V1(eventstore_read_stream);
 Datum
 eventstore_read_stream(PG_FUNCTION_ARGS)
 {
-	text	   *stream_id = es_get_stream_id_arg(fcinfo, 0);
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	bool		has_from = !PG_ARGISNULL(1);
 	int64		from_version = has_from ? PG_GETARG_INT64(1) : 0;
 	bool		has_max = !PG_ARGISNULL(2);
@@ -275,7 +261,7 @@ PG_FUNCTION_INFO_V1(eventstore_stream_version);
 Datum
 eventstore_stream_version(PG_FUNCTION_ARGS)
 {
-	text	   *stream_id = es_get_stream_id_arg(fcinfo, 0);
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	EsStreamView view;
 
 	es_stream_view(es_catalog(), stream_id, GetActiveSnapshot(), true, &view);
