@@ -23,6 +23,8 @@ CREATE TABLE eventstore.streams (
     tombstoned_at   timestamptz,    -- hard delete: no append ever again
     archived_at     timestamptz,    -- events live in eventstore.archived_events
     removed_through bigint NOT NULL DEFAULT 0,  -- highest version removed from storage
+    settings_version bigint NOT NULL DEFAULT 1, -- counts changes of the settings and state
+    retention_checked boolean NOT NULL DEFAULT false,   -- removal done for these settings
     CHECK (max_age > interval '0')
 );
 COMMENT ON TABLE eventstore.streams IS 'Per-stream settings (max age, max count, truncate before) and lifecycle state (deleted, tombstoned, archived)';
@@ -250,7 +252,8 @@ BEGIN
                 set_stream_metadata.max_count, set_stream_metadata.truncate_before)
     ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
         SET max_age = excluded.max_age, max_count = excluded.max_count,
-            truncate_before = excluded.truncate_before;
+            truncate_before = excluded.truncate_before,
+            settings_version = s.settings_version + 1, retention_checked = false;
     -- a snapshot holds the events folded when it was taken: with other
     -- settings it may hold events now hidden, or miss ones now shown
     PERFORM eventstore._forget_snapshots(stream_id);
@@ -292,6 +295,7 @@ BEGIN
         SET tombstoned_at = excluded.tombstoned_at,
             deleted_version = excluded.deleted_version, deleted_at = excluded.deleted_at,
             archived_at = NULL,
+            settings_version = s.settings_version + 1, retention_checked = false,
             removed_through = CASE WHEN s.archived_at IS NOT NULL THEN excluded.deleted_version
                                    ELSE s.removed_through END;
     PERFORM eventstore._forget_snapshots(p_stream_id);
@@ -385,7 +389,10 @@ BEGIN
         RETURN 0;               -- not archived
     END IF;
     moved := eventstore._move_stream(stream_id, false);
-    UPDATE eventstore.streams s SET archived_at = NULL WHERE s.stream_id = restore_stream.stream_id;
+    -- back in the hot table: retention looks at it again
+    UPDATE eventstore.streams s
+       SET archived_at = NULL, settings_version = s.settings_version + 1, retention_checked = false
+     WHERE s.stream_id = restore_stream.stream_id;
     -- a row that only said "archived" has nothing left to say
     DELETE FROM eventstore.streams s
      WHERE s.stream_id = restore_stream.stream_id
@@ -503,64 +510,93 @@ COMMENT ON FUNCTION eventstore.drop_archive_policy(text, boolean) IS 'Drop an ar
 -- The worker's share: retention and archive policies, in bounded batches
 -- ---------------------------------------------------------------------
 
+-- What a stream's settings exclude: every stored version up to the first
+-- result, and (max_age) every event created before the second.
+CREATE FUNCTION eventstore._retention_bounds(st eventstore.streams, OUT through bigint,
+                                             OUT cutoff timestamptz)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    stored bigint := eventstore._stored_head(st.stream_id, false);
+    head bigint := greatest(stored, st.removed_through, st.deleted_version);
+BEGIN
+    IF stored = 0 THEN
+        RETURN;                 -- nothing stored: nothing to remove
+    END IF;
+    through := greatest(coalesce(st.truncate_before - 1, 0),
+                        coalesce(st.deleted_version, 0),
+                        CASE WHEN st.max_count IS NOT NULL THEN head - st.max_count ELSE 0 END,
+                        CASE WHEN st.tombstoned_at IS NOT NULL THEN head ELSE 0 END);
+    cutoff := now() - st.max_age;
+END $$;
+REVOKE ALL ON FUNCTION eventstore._retention_bounds(eventstore.streams) FROM PUBLIC;
+
 -- Remove at most batch_size events that the streams' settings exclude,
 -- each stream's oldest first.  Never waits for a lock an appender holds:
 -- the removed rows are old, appends add new ones.  Returns the number of
 -- events removed.
-CREATE FUNCTION eventstore._retention_step(batch_size integer)
+--
+-- Which streams it looks at: those whose settings changed since their last
+-- complete removal (retention_checked is false), those with max_age (time
+-- passes), and those with max_count or truncate_before that got events
+-- after after_position (the worker passes the horizon of its last complete
+-- pass; 0 looks at all of them).
+CREATE FUNCTION eventstore._retention_step(batch_size integer, after_position bigint DEFAULT 0)
 RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     st eventstore.streams;
-    stored bigint;
-    head bigint;
-    through bigint;
-    cutoff timestamptz;
+    b record;
     r record;
     total bigint := 0;
+    want integer;
 BEGIN
-    FOR st IN SELECT * FROM eventstore.streams
-               WHERE archived_at IS NULL
-                 AND (max_age IS NOT NULL OR max_count IS NOT NULL OR truncate_before IS NOT NULL
-                      OR deleted_version IS NOT NULL OR tombstoned_at IS NOT NULL)
-               ORDER BY stream_id
+    FOR st IN WITH fresh AS MATERIALIZED (
+                  SELECT DISTINCT e.stream_id FROM eventstore.events e
+                   WHERE e.global_position > after_position)
+              SELECT s.* FROM eventstore.streams s
+               WHERE s.archived_at IS NULL
+                 AND (NOT s.retention_checked
+                      OR s.max_age IS NOT NULL
+                      OR ((s.max_count IS NOT NULL OR s.truncate_before IS NOT NULL)
+                          AND s.stream_id IN (SELECT f.stream_id FROM fresh f)))
+               ORDER BY s.stream_id
     LOOP
         EXIT WHEN total >= batch_size;
-        stored := eventstore._stored_head(st.stream_id, false);
-        IF stored = 0 THEN
-            CONTINUE;           -- nothing stored
-        END IF;
-        head := greatest(stored, st.removed_through, st.deleted_version);
-        through := greatest(coalesce(st.truncate_before - 1, 0),
-                            coalesce(st.deleted_version, 0),
-                            CASE WHEN st.max_count IS NOT NULL THEN head - st.max_count ELSE 0 END,
-                            CASE WHEN st.tombstoned_at IS NOT NULL THEN head ELSE 0 END);
-        cutoff := now() - st.max_age;
-        IF through <= st.removed_through AND cutoff IS NULL THEN
-            CONTINUE;           -- done already
-        END IF;
-        -- the row lock orders us against set_stream_metadata and deletes;
-        -- skip a stream whose row is busy rather than wait
-        PERFORM FROM eventstore.streams s WHERE s.stream_id = st.stream_id
-            FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
+        b := eventstore._retention_bounds(st);
+        IF (b.through IS NULL OR b.through <= st.removed_through) AND b.cutoff IS NULL THEN
+            -- nothing to remove
+            IF NOT st.retention_checked THEN
+                UPDATE eventstore.streams s SET retention_checked = true
+                 WHERE s.stream_id = st.stream_id AND s.settings_version = st.settings_version;
+            END IF;
             CONTINUE;
         END IF;
-        r := eventstore._remove_events(st.stream_id, false, through, cutoff,
-                                       (batch_size - total)::integer);
-        IF r.removed > 0 THEN
-            -- in the same transaction as the removal: appends number on
-            -- from here even when no event is left
-            UPDATE eventstore.streams s SET removed_through = greatest(s.removed_through, r.last_version)
-             WHERE s.stream_id = st.stream_id;
-            total := total + r.removed;
+        -- The row lock orders us against set_stream_metadata and deletes:
+        -- skip a stream whose row is busy rather than wait, and go by the
+        -- settings as they are now, not as the loop's snapshot saw them.
+        SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = st.stream_id
+            FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND OR st.archived_at IS NOT NULL THEN
+            CONTINUE;
         END IF;
+        b := eventstore._retention_bounds(st);
+        want := (batch_size - total)::integer;
+        r := eventstore._remove_events(st.stream_id, false, b.through, b.cutoff, want);
+        -- in the same transaction as the removal: appends number on from
+        -- here even when no event is left
+        UPDATE eventstore.streams s
+           SET removed_through = greatest(s.removed_through, r.last_version),
+               retention_checked = (r.removed < want)
+         WHERE s.stream_id = st.stream_id;
+        total := total + r.removed;
     END LOOP;
     RETURN total;
 END $$;
-REVOKE ALL ON FUNCTION eventstore._retention_step(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._retention_step(integer, bigint) FROM PUBLIC;
 
 -- Archive at most max_streams streams for the archive policies; returns
 -- the number archived.  A policy's run finds its inactive streams with one

@@ -629,7 +629,7 @@ SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 
                      'restore_stream', 'archive_streams', 'create_archive_policy', 'drop_archive_policy',
                      '_lock_stream', '_stored_head', '_move_stream', '_remove_events', '_check_stream_id',
                      '_stream_for_change', '_check_expected', '_forget_snapshots', '_archive_stream',
-                     '_inactive_streams', '_retention_step', '_archive_step', '_delete_stream')
+                     '_inactive_streams', '_retention_step', '_archive_step', '_delete_stream', '_retention_bounds')
  ORDER BY 1::text;
 SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;

@@ -62,7 +62,9 @@
 #define Anum_es_streams_tombstoned_at	7
 #define Anum_es_streams_archived_at		8
 #define Anum_es_streams_removed_through	9
-#define Natts_es_streams				9
+#define Anum_es_streams_settings_version	10
+#define Anum_es_streams_retention_checked	11
+#define Natts_es_streams				11
 
 /* Columns of eventstore.stream_info. */
 #define Natts_es_stream_info			10
@@ -94,6 +96,9 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		return;
 
 	heap = table_open(cat->streams_relid, AccessShareLock);
+	if (RelationGetDescr(heap)->natts != Natts_es_streams)
+		elog(ERROR, "eventstore.streams has %d columns, expected %d",
+			 RelationGetDescr(heap)->natts, Natts_es_streams);
 	index = index_open(cat->streams_pkey_relid, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
 	es_scan_key_stream(&key, index, stream_id);

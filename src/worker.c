@@ -437,6 +437,8 @@ typedef struct EsWorkerState
 	/* retention and archive policies */
 	TimestampTz last_maintenance;	/* start of the last pass (0: none yet) */
 	bool		more_maintenance;	/* the last pass stopped short */
+	Oid			retention_seq;	/* extension incarnation retention_after is of */
+	int64		retention_after;	/* horizon of the last complete retention */
 } EsWorkerState;
 
 /* Batches of one projection per pass, so that others get their turn. */
@@ -695,7 +697,8 @@ es_maintenance_locks(const EsCatalog *cat)
  * extension is gone, ES_MAINTENANCE_BUSY when a table it needs is locked.
  */
 static int64
-es_worker_maintenance_step(const char *sql, const char *activity, int batch)
+es_worker_maintenance_step(const char *sql, const char *activity, int batch,
+						   int64 after)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile int64 done = -1;
@@ -704,8 +707,8 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		Oid			argtypes[1] = {INT4OID};
-		Datum		args[1];
+		Oid			argtypes[2] = {INT4OID, INT8OID};
+		Datum		args[2];
 		bool		isnull;
 		const EsCatalog *cat;
 
@@ -719,10 +722,11 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch)
 		if (done == -1)
 		{
 			args[0] = Int32GetDatum(batch);
+			args[1] = Int64GetDatum(after);
 			pgstat_report_activity(STATE_RUNNING, activity);
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
-			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
+			if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
 				SPI_processed != 1)
 				elog(ERROR, "could not run %s", sql);
 			done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -768,6 +772,7 @@ es_worker_maintenance(EsWorkerState *state)
 	int			batch = es_maintenance_batch_size;
 	int64		done = 0;
 	bool		lifecycle;
+	int64		upto = state->recorded;
 
 	if (!wanted && !state->more_maintenance && state->last_maintenance != 0 &&
 		!TimestampDifferenceExceeds(state->last_maintenance, now, es_maintenance_interval))
@@ -781,21 +786,35 @@ es_worker_maintenance(EsWorkerState *state)
 
 		/* version 0.3.0 or later */
 		lifecycle = (cat != NULL && OidIsValid(cat->streams_relid));
+		/* a new incarnation of the extension: positions start again */
+		if (lifecycle && cat->position_seq_relid != state->retention_seq)
+		{
+			state->retention_seq = cat->position_seq_relid;
+			state->retention_after = 0;
+		}
 	}
 	CommitTransactionCommand();
 	if (!lifecycle)
 		return;
 
+	/*
+	 * Every event up to the recorded horizon has committed (or never
+	 * will): once a pass has looked at the streams that got events up to
+	 * it, the next pass need only look at those that got events after.
+	 */
 	for (int i = 0; i < ES_WORKER_BATCHES_PER_PASS; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		done = es_worker_maintenance_step("SELECT eventstore._retention_step($1)",
-										  "eventstore: stream retention", batch);
+		done = es_worker_maintenance_step("SELECT eventstore._retention_step($1, $2)",
+										  "eventstore: stream retention", batch,
+										  state->retention_after);
 		if (done < batch)
 			break;
 	}
 	if (done >= batch)
 		state->more_maintenance = true;
+	else if (done >= 0)
+		state->retention_after = Max(state->retention_after, upto);
 	if (done == ES_MAINTENANCE_BUSY)
 	{
 		/* a command holds the tables: try again after a nap */
@@ -806,7 +825,7 @@ es_worker_maintenance(EsWorkerState *state)
 	/* archiving moves whole streams: a batch is a number of streams */
 	done = es_worker_maintenance_step("SELECT eventstore._archive_step($1)",
 									  "eventstore: archive policies",
-									  Max(batch / 10, 1));
+									  Max(batch / 10, 1), 0);
 	if (done >= Max(batch / 10, 1))
 		state->more_maintenance = true;
 	if (done == ES_MAINTENANCE_BUSY)
