@@ -45,6 +45,8 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
+#include "storage/lmgr.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -68,6 +70,9 @@
 
 /* Columns of eventstore.stream_info. */
 #define Natts_es_stream_info			10
+
+static void es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
+							  bool need_head, EsStreamView *view);
 
 static void
 es_scan_key_stream(ScanKey key, Relation index, text *stream_id)
@@ -164,9 +169,16 @@ void
 es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 			   bool need_head, EsStreamView *view)
 {
-	EsStreamRules *r = &view->rules;
+	es_stream_rules(cat, stream_id, snapshot, &view->rules);
+	es_stream_view_of(cat, stream_id, snapshot, need_head, view);
+}
 
-	es_stream_rules(cat, stream_id, snapshot, r);
+/* es_stream_view() with view->rules already read. */
+static void
+es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
+				  bool need_head, EsStreamView *view)
+{
+	EsStreamRules *r = &view->rules;
 
 	view->heap_relid = r->archived ? cat->archive_relid : cat->events_relid;
 	view->index_relid = r->archived ? cat->archive_index_relid : cat->stream_index_relid;
@@ -198,7 +210,12 @@ es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		}
 	}
 
-	if (need_head || r->max_count > 0 || r->deleted)
+	/*
+	 * The head is needed for max_count; a deleted stream's events hide
+	 * through min_version, so only callers that report the version
+	 * (need_head) learn whether it is absent.
+	 */
+	if (need_head || r->max_count > 0)
 	{
 		Relation	heap = table_open(view->heap_relid, AccessShareLock);
 		Relation	index = index_open(view->index_relid, AccessShareLock);
@@ -217,7 +234,7 @@ es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		view->has_head = true;
 		view->head = head;
 		if (r->deleted && head == r->deleted_version)
-			view->absent = true;
+			view->absent = true;	/* nothing appended since the delete */
 		if (r->max_count > 0 && head - r->max_count + 1 > view->min_version)
 			view->min_version = head - r->max_count + 1;
 		view->version = view->absent ? 0 : head;
@@ -233,21 +250,36 @@ es_view_hides(const EsStreamView *view, int64 version, TimestampTz created_at)
 }
 
 /*
- * A cache of views by stream id, for one read across streams.  When the
- * streams table is empty, no stream has a row and nothing is looked up.
+ * Reads across streams (read_all, async projections) look up the rules of
+ * every stream they meet.  Two caches keep that cheap:
+ *
+ *	- a backend-lifetime cache of the rows of eventstore.streams, "no row"
+ *	  included, filled with the latest committed state and emptied by the
+ *	  relcache invalidation that every change of the table sends (statement
+ *	  trigger streams_changed, as for the projections);
+ *	- per read, the views of the streams that do have a row (their head,
+ *	  for max_count, is read with the reader's snapshot).
+ *
+ * A stream without a row -- most of them -- costs a hash lookup.
  */
-typedef struct EsViewCacheKey
+typedef struct EsStreamKey
 {
 	uint32		hash;
 	uint32		len;
 	const char *id;
-} EsViewCacheKey;
+} EsStreamKey;
 
-typedef struct EsViewCacheEntry
+typedef struct EsRulesEntry
 {
-	EsViewCacheKey key;
+	EsStreamKey key;
+	EsStreamRules rules;
+} EsRulesEntry;
+
+typedef struct EsViewEntry
+{
+	EsStreamKey key;
 	EsStreamView view;
-} EsViewCacheEntry;
+} EsViewEntry;
 
 struct EsViewCache
 {
@@ -255,24 +287,129 @@ struct EsViewCache
 	Snapshot	snapshot;
 	bool		any;			/* some stream may have a row */
 	MemoryContext cxt;
-	HTAB	   *htab;
+	HTAB	   *views;
 };
 
+/* Forget the cached rules when this many streams are cached. */
+#define ES_RULES_CACHE_MAX	100000
+
+static MemoryContext es_rules_cxt = NULL;
+static HTAB *es_rules = NULL;
+static Oid	es_rules_relid = InvalidOid;	/* eventstore.streams they are of */
+static bool es_rules_callback_registered = false;
+
 static uint32
-es_view_cache_hash(const void *key, Size keysize)
+es_stream_key_hash(const void *key, Size keysize)
 {
-	return ((const EsViewCacheKey *) key)->hash;
+	return ((const EsStreamKey *) key)->hash;
 }
 
 static int
-es_view_cache_match(const void *key1, const void *key2, Size keysize)
+es_stream_key_match(const void *key1, const void *key2, Size keysize)
 {
-	const EsViewCacheKey *a = key1;
-	const EsViewCacheKey *b = key2;
+	const EsStreamKey *a = key1;
+	const EsStreamKey *b = key2;
 
 	if (a->hash != b->hash || a->len != b->len)
 		return 1;
 	return memcmp(a->id, b->id, a->len);
+}
+
+static HTAB *
+es_stream_hash(const char *name, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(EsStreamKey);
+	ctl.entrysize = entrysize;
+	ctl.hash = es_stream_key_hash;
+	ctl.match = es_stream_key_match;
+	ctl.hcxt = cxt;
+	return hash_create(name, 256, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+static void
+es_stream_key(EsStreamKey *key, text *stream_id)
+{
+	key->len = VARSIZE_ANY_EXHDR(stream_id);
+	key->id = VARDATA_ANY(stream_id);
+	key->hash = hash_bytes((const unsigned char *) key->id, key->len);
+}
+
+static void
+es_rules_forget(void)
+{
+	if (es_rules_cxt != NULL)
+		MemoryContextReset(es_rules_cxt);
+	es_rules = NULL;
+}
+
+static void
+es_rules_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == es_rules_relid)
+		es_rules_forget();
+}
+
+/*
+ * The rules of a stream as the latest committed state has them.  The read
+ * happens before the entry is made: taking a lock may process invalidations,
+ * which empty the cache.  Both locks are taken before the snapshot, so an
+ * invalidation processed by them is of a change the snapshot sees; one that
+ * comes later empties the cache again.
+ */
+static const EsStreamRules *
+es_cached_rules(const EsCatalog *cat, text *stream_id)
+{
+	EsStreamKey key;
+	EsRulesEntry *entry;
+	EsStreamRules rules;
+	Snapshot	latest;
+
+	if (!es_rules_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(es_rules_relcache_callback, (Datum) 0);
+		es_rules_callback_registered = true;
+	}
+
+	es_stream_key(&key, stream_id);
+	if (es_rules != NULL && es_rules_relid == cat->streams_relid)
+	{
+		entry = hash_search(es_rules, &key, HASH_FIND, NULL);
+		if (entry != NULL)
+			return &entry->rules;
+	}
+
+	LockRelationOid(cat->streams_relid, AccessShareLock);
+	LockRelationOid(cat->streams_pkey_relid, AccessShareLock);
+	latest = RegisterSnapshot(GetLatestSnapshot());
+	es_stream_rules(cat, stream_id, latest, &rules);
+	UnregisterSnapshot(latest);
+
+	if (es_rules != NULL &&
+		(es_rules_relid != cat->streams_relid ||
+		 hash_get_num_entries(es_rules) >= ES_RULES_CACHE_MAX))
+		es_rules_forget();
+	if (es_rules == NULL)
+	{
+		if (es_rules_cxt == NULL)
+			es_rules_cxt = AllocSetContextCreate(TopMemoryContext,
+												 "eventstore stream rules",
+												 ALLOCSET_DEFAULT_SIZES);
+		es_rules = es_stream_hash("eventstore stream rules", sizeof(EsRulesEntry),
+								  es_rules_cxt);
+		es_rules_relid = cat->streams_relid;
+	}
+	{
+		char	   *copy = MemoryContextAlloc(es_rules_cxt, Max(key.len, 1));
+
+		memcpy(copy, key.id, key.len);
+		key.id = copy;
+	}
+	entry = hash_search(es_rules, &key, HASH_ENTER, NULL);
+	entry->rules = rules;
+	return &entry->rules;
 }
 
 EsViewCache *
@@ -289,11 +426,15 @@ es_view_cache_create(const EsCatalog *cat, Snapshot snapshot)
 		cache->any = RelationGetNumberOfBlocks(rel) > 0;
 		table_close(rel, AccessShareLock);
 	}
-	/* in the caller's context: lookups may happen in shorter-lived ones */
 	if (cache->any)
+	{
+		/* changes committed since the cached rules were read */
+		AcceptInvalidationMessages();
+		/* in the caller's context: lookups may happen in shorter-lived ones */
 		cache->cxt = AllocSetContextCreate(CurrentMemoryContext,
 										   "eventstore stream views",
 										   ALLOCSET_DEFAULT_SIZES);
+	}
 	return cache;
 }
 
@@ -301,43 +442,36 @@ bool
 es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
 					TimestampTz created_at)
 {
-	EsViewCacheKey key;
-	EsViewCacheEntry *entry;
+	const EsStreamRules *rules;
+	EsStreamKey key;
+	EsViewEntry *entry;
 	bool		found;
 
 	if (!cache->any)
 		return false;
+	rules = es_cached_rules(cache->cat, stream_id);
+	if (!rules->found)
+		return false;
 
-	if (cache->htab == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(EsViewCacheKey);
-		ctl.entrysize = sizeof(EsViewCacheEntry);
-		ctl.hash = es_view_cache_hash;
-		ctl.match = es_view_cache_match;
-		ctl.hcxt = cache->cxt;
-		cache->htab = hash_create("eventstore stream views", 256, &ctl,
-								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	}
-
-	key.len = VARSIZE_ANY_EXHDR(stream_id);
-	key.id = VARDATA_ANY(stream_id);
-	key.hash = hash_bytes((const unsigned char *) key.id, key.len);
-	entry = hash_search(cache->htab, &key, HASH_ENTER, &found);
-	if (!found)
+	if (cache->views == NULL)
+		cache->views = es_stream_hash("eventstore stream views", sizeof(EsViewEntry),
+									  cache->cxt);
+	es_stream_key(&key, stream_id);
+	entry = hash_search(cache->views, &key, HASH_FIND, NULL);
+	if (entry == NULL)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(cache->cxt);
-		char	   *copy = palloc(key.len);
-		text	   *id = cstring_to_text_with_len(key.id, key.len);
+		EsStreamView view;
+		char	   *copy = palloc(Max(key.len, 1));
 
+		view.rules = *rules;
+		es_stream_view_of(cache->cat, stream_id, cache->snapshot, false, &view);
 		memcpy(copy, key.id, key.len);
-		entry->key.id = copy;
-		es_stream_view(cache->cat, id, cache->snapshot, false, &entry->view);
+		key.id = copy;
+		entry = hash_search(cache->views, &key, HASH_ENTER, &found);
+		entry->view = view;
 		MemoryContextSwitchTo(oldcxt);
 	}
-	if (!entry->view.rules.found)
-		return false;
 	return es_view_hides(&entry->view, version, created_at);
 }
 
