@@ -30,14 +30,18 @@ CREATE TABLE eventstore.streams (
 COMMENT ON TABLE eventstore.streams IS 'Per-stream settings (max age, max count, truncate before) and lifecycle state (deleted, tombstoned, archived)';
 
 -- Reads across streams cache the rows of this table in every backend
--- (lifecycle.c); any change of it tells them to forget the cache.
+-- (lifecycle.c); a change of what decides what reads see tells them to
+-- forget the cache (the worker's bookkeeping, removed_through and
+-- retention_checked, does not).
 CREATE FUNCTION eventstore.streams_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'eventstore_projections_changed'
     LANGUAGE C;
 COMMENT ON FUNCTION eventstore.streams_changed() IS 'Trigger telling every backend to forget its cached stream settings';
 REVOKE ALL ON FUNCTION eventstore.streams_changed() FROM PUBLIC;
 CREATE TRIGGER streams_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON eventstore.streams
+    AFTER INSERT
+       OR UPDATE OF max_age, max_count, truncate_before, deleted_version, tombstoned_at, archived_at
+       OR DELETE OR TRUNCATE ON eventstore.streams
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore.streams_changed();
 ALTER TABLE eventstore.streams ENABLE ALWAYS TRIGGER streams_changed;
 SELECT pg_catalog.pg_extension_config_dump('eventstore.streams', '');
