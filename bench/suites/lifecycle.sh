@@ -49,7 +49,7 @@ LC_ROUNDS=${LC_ROUNDS:-2}
 LC_RESTORE=${BENCH_LC_RESTORE:-1000}
 LC_HOT_CLIENTS=${BENCH_LC_HOT_CLIENTS:-1 8}
 LC_HOT_STREAMS=10000
-LC_HOT_CASES=${BENCH_LC_HOT_CASES:-none settings event_id}
+LC_HOT_CASES=${BENCH_LC_HOT_CASES:-none other settings event_id}
 LC_LOOP_CALLS=${BENCH_LC_LOOP_CALLS:-${LC_QUICK:+2000}}
 LC_LOOP_CALLS=${LC_LOOP_CALLS:-20000}
 LC_READ_CASES=${BENCH_LC_READ_CASES:-empty other all}
@@ -127,7 +127,7 @@ lc_pgbench_run() {
 	[ "$ckpt" = 0 ] || bench_log "WARNING: $tag: $ckpt checkpoint(s) started during the run"
 	[ "$failed" = 0 ] || bench_log "WARNING: $tag: $failed failed transactions"
 	echo "$tps $tx $failed $lat" \
-		"$(awk -v a="$cpu0" -v b="$cpu1" -v n="$tx" 'BEGIN { printf "%.1f", n > 0 ? (b - a) * 1e6 / n : 0 }')" \
+		"$(awk -v a="$cpu0" -v b="$cpu1" -v n="$tx" 'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0) }')" \
 		"$(bench_value "SELECT round(pg_wal_lsn_diff('$wal1', '$wal0') / greatest($tx, 1))")" "$ckpt"
 }
 
@@ -135,12 +135,12 @@ lc_pgbench_run() {
 # Part 1: archiving 90 % of 1M events
 # ---------------------------------------------------------------------------
 
-# lc_sizes CSV STAGE: the sizes of eventstore.events (heap, total, each
+# lc_sizes CSV STAGE [PASS]: the sizes of eventstore.events (heap, total, each
 # index), of the archive and of eventstore.streams, and the live rows.
 lc_sizes() {
-	local BENCH_DB=$LC_DB csv=$1 stage=$2 what bytes
+	local BENCH_DB=$LC_DB csv=$1 stage=$2 pass=${3:-sizes} what bytes
 	while IFS='|' read -r what bytes; do
-		lc_csv archive "$stage" size "" "" what="$what" bytes="$bytes" >>"$csv"
+		lc_csv archive "$stage" size "" "$pass" what="$what" bytes="$bytes" >>"$csv"
 	done < <(bench_psql -At <<'SQL'
 SELECT 'events_heap', pg_relation_size('eventstore.events')
 UNION ALL SELECT 'events_total', pg_total_relation_size('eventstore.events')
@@ -183,12 +183,13 @@ lc_append_stage() {
 	LC_STAGE_NO=$((LC_STAGE_NO + 1))
 }
 
-lc_archive_run() {
-	local BENCH_DB=$LC_DB csv=$1 n=$LC_STREAMS groups cold ms moved total=0 calls=0 t0 events
+# lc_load WITH_PLAIN_COPY: a fresh extension and the 1M events (see the
+# top); with WITH_PLAIN_COPY = 1 also the same rows in bench_plain.events
+# and an empty bench_plain.archived_events, for the plain move.
+lc_load() {
+	local BENCH_DB=$LC_DB n=$LC_STREAMS groups cold t0
 	groups=$((n / 1000))
 	cold=$((n * 9 / 10))
-	LC_STAGE_NO=0
-	LC_V_OFFSET=0
 	lc_recreate
 	bench_psql -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" >/dev/null
 	# Streams acct-1 .. acct-N of 10 events, in groups of 1000 growing side
@@ -197,7 +198,7 @@ lc_archive_run() {
 	# a stream's events a minute apart.  So archive_streams('12 days')
 	# takes exactly acct-1 .. acct-(0.9 N), and the active 10 % are the
 	# newest rows at the end of the table.
-	bench_log "lifecycle archive: writing $((n * 10)) events in $n streams (and a plain copy)"
+	bench_log "lifecycle archive: writing $((n * 10)) events in $n streams${1:+ (and a plain copy)}"
 	t0=$(date +%s)
 	bench_psql -v data="$LC_DATA" -v metadata="$LC_METADATA" <<SQL >/dev/null
 INSERT INTO eventstore.events
@@ -209,25 +210,58 @@ SELECT nextval('eventstore.global_position_seq'), v,
   FROM generate_series(0, $groups - 1) AS g, generate_series(1, 10) AS v,
        LATERAL generate_series(g * 1000 + 1, g * 1000 + 1000) AS k
  ORDER BY g, v, k;
+SQL
+	if [ -n "${1:-}" ]; then
+		bench_psql <<'SQL' >/dev/null
 CREATE SCHEMA bench_plain;
 CREATE TABLE bench_plain.events (LIKE eventstore.events INCLUDING ALL);
 INSERT INTO bench_plain.events SELECT * FROM eventstore.events ORDER BY global_position;
 CREATE TABLE bench_plain.archived_events (LIKE eventstore.archived_events INCLUDING ALL);
 SQL
+	fi
 	bench_psql -c "VACUUM (ANALYZE)" -c "CHECKPOINT" >/dev/null
 	bench_log "lifecycle archive: loaded in $(($(date +%s) - t0)) s"
 	bench_wait_worker
 	lc_check "load" "events" "$(bench_value "SELECT count(*) FROM eventstore.events WHERE stream_id LIKE 'acct-%'")" $((n * 10))
-	bench_psql -c "SELECT pg_prewarm('eventstore.events'), pg_prewarm('eventstore.events_pkey')" >/dev/null
+	bench_psql -c "SELECT pg_prewarm('eventstore.events'), pg_prewarm('eventstore.events_pkey'), pg_prewarm('eventstore.events_stream_version_key')" >/dev/null
+}
 
+# lc_archive CSV PASS: archive_streams('12 days', NULL, LC_ARCHIVE_BATCH)
+# until it returns 0, one transaction per call, timed.
+lc_archive() {
+	local BENCH_DB=$LC_DB csv=$1 pass=$2 ms=0 total=0 calls=0 moved out events cold=$((LC_STREAMS * 9 / 10))
+	bench_log "lifecycle archive ($pass): archive_streams('12 days', max_streams => $LC_ARCHIVE_BATCH), one transaction per call"
+	while :; do
+		out=$(bench_psql -At -c '\timing on' -c "SELECT eventstore.archive_streams('12 days', NULL, $LC_ARCHIVE_BATCH)")
+		moved=$(head -1 <<<"$out")
+		ms=$(awk -v a="$ms" -v b="$(awk '/^Time: / { print $2 }' <<<"$out")" 'BEGIN { printf "%.1f", a + b }')
+		calls=$((calls + 1))
+		[ "${moved:-0}" -gt 0 ] || break
+		total=$((total + moved))
+	done
+	events=$(bench_value "SELECT count(*) FROM eventstore.archived_events")
+	lc_csv archive move extension 1 "$pass" ms="$ms" events="$events" what="calls=$calls;streams=$total" >>"$csv"
+	lc_check "archive ($pass)" "streams archived" "$total" "$cold"
+	lc_check "archive ($pass)" "events archived" "$events" $((cold * 10))
+	bench_psql -c "CHECKPOINT" >/dev/null
+}
+
+# Part 1 runs twice on the same data: pass "sizes" without appends (so the
+# sizes show what archiving and vacuuming did, nothing else; and the times
+# of the archiving, the VACUUMs, the reads and the restore), pass "appends"
+# with the append runs at each stage (which add rows between the stages).
+lc_archive_run() {
+	local BENCH_DB=$LC_DB csv=$1 cold=$((LC_STREAMS * 9 / 10)) ms moved total=0 calls=0 out
+	LC_STAGE_NO=0
+	LC_V_OFFSET=0
+
+	# --- pass "sizes"
+	lc_load 1
 	lc_sizes "$csv" before
-	lc_append_stage "$csv" before
-
 	# The baseline: the same selection and move by plain SQL, on the copy.
 	bench_log "lifecycle archive: plain SQL move of the idle streams, $LC_ARCHIVE_BATCH per transaction"
 	ms=0
 	while :; do
-		local out
 		out=$(bench_psql -At -c '\timing on' -c "
 			WITH s AS (SELECT stream_id FROM bench_plain.events GROUP BY stream_id
 			            HAVING max(created_at) < now() - interval '12 days'
@@ -241,45 +275,22 @@ SQL
 		[ "${moved:-0}" -gt 0 ] || break
 		total=$((total + moved))
 	done
-	lc_csv archive move plain 1 1 ms="$ms" events="$total" what="calls=$calls" >>"$csv"
+	lc_csv archive move plain 1 sizes ms="$ms" events="$total" what="calls=$calls" >>"$csv"
 	lc_check "plain move" "events moved" "$total" $((cold * 10))
 	bench_psql -c "DROP SCHEMA bench_plain CASCADE" -c "CHECKPOINT" >/dev/null
 
-	bench_log "lifecycle archive: archive_streams('12 days', max_streams => $LC_ARCHIVE_BATCH), one transaction per call"
-	ms=0
-	total=0
-	calls=0
-	while :; do
-		local out
-		out=$(bench_psql -At -c '\timing on' -c "SELECT eventstore.archive_streams('12 days', NULL, $LC_ARCHIVE_BATCH)")
-		moved=$(head -1 <<<"$out")
-		ms=$(awk -v a="$ms" -v b="$(awk '/^Time: / { print $2 }' <<<"$out")" 'BEGIN { printf "%.1f", a + b }')
-		calls=$((calls + 1))
-		[ "${moved:-0}" -gt 0 ] || break
-		total=$((total + moved))
-	done
-	events=$(bench_value "SELECT count(*) FROM eventstore.archived_events")
-	lc_csv archive move extension 1 1 ms="$ms" events="$events" what="calls=$calls;streams=$total" >>"$csv"
-	lc_check "archive" "streams archived" "$total" "$cold"
-	lc_check "archive" "events archived" "$events" $((cold * 10))
+	lc_archive "$csv" sizes
 	# The selection alone (a GROUP BY over the hot table), once, now that
 	# nothing is left to select: what each call pays before it moves.
-	lc_csv archive select extension 1 1 ms="$(lc_ms "SELECT count(*) FROM eventstore._inactive_streams('12 days', NULL, $LC_ARCHIVE_BATCH)")" >>"$csv"
-	bench_psql -c "CHECKPOINT" >/dev/null
-
+	lc_csv archive select extension 1 sizes ms="$(lc_ms "SELECT count(*) FROM eventstore._inactive_streams('12 days', NULL, $LC_ARCHIVE_BATCH)")" >>"$csv"
 	lc_sizes "$csv" archived
-	lc_append_stage "$csv" archived
-
 	bench_log "lifecycle archive: VACUUM eventstore.events"
-	lc_csv archive vacuum extension 1 1 ms="$(lc_ms "VACUUM eventstore.events")" >>"$csv"
+	lc_csv archive vacuum extension 1 sizes ms="$(lc_ms "VACUUM eventstore.events")" >>"$csv"
 	lc_sizes "$csv" vacuumed
-	lc_append_stage "$csv" vacuumed
-
 	bench_log "lifecycle archive: VACUUM FULL eventstore.events"
-	lc_csv archive vacuum_full extension 1 1 ms="$(lc_ms "VACUUM FULL eventstore.events")" >>"$csv"
-	bench_psql -c "VACUUM (ANALYZE) eventstore.events" -c "CHECKPOINT" >/dev/null
+	lc_csv archive vacuum_full extension 1 sizes ms="$(lc_ms "VACUUM FULL eventstore.events")" >>"$csv"
 	lc_sizes "$csv" vacuum_full
-	lc_append_stage "$csv" vacuum_full
+	bench_psql -c "VACUUM (ANALYZE) eventstore.events" -c "CHECKPOINT" >/dev/null
 
 	lc_read_archived "$csv"
 
@@ -288,12 +299,26 @@ SQL
 	before=$(bench_value "SELECT count(*) FROM eventstore.archived_events")
 	ms=$(lc_ms "SELECT sum(eventstore.restore_stream('acct-' || k)) FROM generate_series(1, $LC_RESTORE) k")
 	lc_check "restore" "events restored" "$((before - $(bench_value "SELECT count(*) FROM eventstore.archived_events")))" $((LC_RESTORE * 10))
-	lc_csv archive restore extension 1 1 ms="$ms" events=$((LC_RESTORE * 10)) what="streams=$LC_RESTORE" >>"$csv"
+	lc_csv archive restore extension 1 sizes ms="$ms" events=$((LC_RESTORE * 10)) what="streams=$LC_RESTORE" >>"$csv"
 	local stmts=() k
 	for k in $(seq $((LC_RESTORE + 1)) $((LC_RESTORE + 20))); do
 		stmts+=("SELECT eventstore.restore_stream('acct-$k')")
 	done
-	lc_csv archive restore_one extension 1 1 ms="$(lc_ms "${stmts[@]}")" events=200 what="streams=20" >>"$csv"
+	lc_csv archive restore_one extension 1 sizes ms="$(lc_ms "${stmts[@]}")" events=200 what="streams=20" >>"$csv"
+
+	# --- pass "appends"
+	lc_load
+	lc_append_stage "$csv" before
+	lc_archive "$csv" appends
+	lc_sizes "$csv" archived appends
+	lc_append_stage "$csv" archived
+	bench_psql -c "VACUUM eventstore.events" >/dev/null
+	lc_sizes "$csv" vacuumed appends
+	lc_append_stage "$csv" vacuumed
+	bench_psql -c "VACUUM FULL eventstore.events" -c "VACUUM (ANALYZE) eventstore.events" -c "CHECKPOINT" >/dev/null
+	lc_sizes "$csv" vacuum_full appends
+	lc_append_stage "$csv" vacuum_full
+	lc_sizes "$csv" end appends
 }
 
 # lc_read_archived CSV: read_stream of an archived stream and of a hot one,
@@ -344,6 +369,9 @@ SQL
 	if [ "$1" = extension ] && [ "$2" = settings ]; then
 		bench_psql -c "SELECT count(eventstore.set_stream_metadata('set-' || k, max_count => 1000000)) FROM generate_series(1, $LC_HOT_STREAMS) k" >/dev/null
 	fi
+	if [ "$1" = extension ] && [ "$2" = other ]; then
+		bench_psql -c "SELECT count(eventstore.set_stream_metadata('other-' || k, max_count => 1000000)) FROM generate_series(1, $LC_HOT_STREAMS) k" >/dev/null
+	fi
 	if [ "$1" = extension ]; then
 		bench_wait_worker
 	fi
@@ -370,7 +398,7 @@ lc_hot_run() {
 					script=hot
 					[ "$case" = event_id ] && script=hot_id
 					lc_hot_reset "$c" "$case"
-					[ "$c" != extension ] || [ "$case" != settings ] ||
+					[ "$c" != extension ] || [ "$case" = none ] || [ "$case" = event_id ] ||
 						lc_check "hot settings" "rows in eventstore.streams" "$(bench_value "SELECT count(*) FROM eventstore.streams")" "$LC_HOT_STREAMS"
 					before=$(bench_value "SELECT count(*) FROM $(lc_hot_table "$c")")
 					bench_log "lifecycle hot: round $round/$LC_ROUNDS, $case, $clients client(s), $c (${LC_SECONDS}s)"
@@ -468,7 +496,8 @@ lc_med() {
 
 lc_mib() { awk -v b="${1:-}" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f\n", b / 1048576 }'; }
 
-lc_size() { bench_csv_values "$1" bytes part=archive stage="$2" contender=size what="$3" | head -1; }
+# lc_size CSV STAGE WHAT [PASS]: a size recorded by lc_sizes.
+lc_size() { bench_csv_values "$1" bytes part=archive stage="$2" contender=size what="$3" round="${4:-sizes}" | head -1; }
 
 lifecycle_report() {
 	local csv=$1 stage
@@ -481,7 +510,7 @@ lifecycle_report() {
 		"WAL = bytes of WAL per transaction."
 	if lc_part archive; then
 		local idx
-		idx=$(bench_csv_values "$csv" what part=archive stage=before contender=size | grep '^index:' | sed 's/^index://')
+		idx=$(bench_csv_values "$csv" what part=archive stage=before contender=size round=sizes | grep '^index:' | sed 's/^index://')
 		echo
 		echo "### 1. Archiving 90 % of $((LC_STREAMS * 10)) events ($LC_STREAMS streams of 10)"
 		echo
@@ -489,8 +518,8 @@ lifecycle_report() {
 		echo
 		local head="| stage | rows in events | heap | total |" sep="|---|---:|---:|---:|" i
 		for i in $idx; do head="$head $i |"; sep="$sep---:|"; done
-		echo "$head archived_events total | eventstore.streams rows |"
-		echo "$sep---:|---:|"
+		echo "$head archived_events total | eventstore.streams rows | heap with the appends of the earlier stages (pass 2) |"
+		echo "$sep---:|---:|---:|"
 		local b_heap b_total
 		b_heap=$(lc_size "$csv" before events_heap)
 		b_total=$(lc_size "$csv" before events_total)
@@ -500,7 +529,10 @@ lifecycle_report() {
 			total=$(lc_size "$csv" $stage events_total)
 			line="| $stage | $(lc_size "$csv" $stage events_rows) | $(lc_mib "$heap") ($(bench_ratio "$heap" "$b_heap")x) | $(lc_mib "$total") ($(bench_ratio "$total" "$b_total")x) |"
 			for i in $idx; do line="$line $(lc_mib "$(lc_size "$csv" $stage "index:$i")") |"; done
-			echo "$line $(lc_mib "$(lc_size "$csv" $stage archive_total)") | $(lc_size "$csv" $stage streams_rows) |"
+			local h2
+			h2=$(lc_size "$csv" $stage events_heap appends)
+			[ $stage = before ] && h2=$heap
+			echo "$line $(lc_mib "$(lc_size "$csv" $stage archive_total)") | $(lc_size "$csv" $stage streams_rows) | $(lc_mib "$h2") |"
 		done
 		echo
 		echo "Appends at each stage: $LC_APPEND_CLIENTS clients, one event to a random new stream, expected_version NULL" \
@@ -527,18 +559,18 @@ lifecycle_report() {
 		echo "|---|---:|---:|---:|---:|"
 		local ms ev what
 		for c in extension plain; do
-			ms=$(bench_csv_values "$csv" ms part=archive stage=move contender=$c)
-			ev=$(bench_csv_values "$csv" events part=archive stage=move contender=$c)
-			what=$(bench_csv_values "$csv" what part=archive stage=move contender=$c)
+			ms=$(bench_csv_values "$csv" ms part=archive stage=move contender=$c round=sizes)
+			ev=$(bench_csv_values "$csv" events part=archive stage=move contender=$c round=sizes)
+			what=$(bench_csv_values "$csv" what part=archive stage=move contender=$c round=sizes)
 			local label="eventstore.archive_streams('12 days', NULL, $LC_ARCHIVE_BATCH)"
 			[ $c = plain ] && label="plain SQL: same selection, DELETE ... RETURNING into a copy"
-			echo "| $label | $ev | ${what%%;*} | $(awk -v m="$ms" 'BEGIN { printf "%.1f", m / 1000 }') | $(awk -v m="$ms" -v e="$ev" 'BEGIN { printf "%.0f", m > 0 ? e * 1000 / m : 0 }') |" | sed 's/calls=//'
+			echo "| $label | $ev | ${what%%;*} | $(awk -v m="$ms" 'BEGIN { printf "%.1f", m / 1000 }') | $(awk -v m="$ms" -v e="$ev" 'BEGIN { printf "%.0f", (m > 0 ? e * 1000 / m : 0) }') |" | sed 's/calls=//'
 		done
 		echo
 		echo "- archive_streams/plain move rate: $(bench_ratio \
-			"$(awk -v m="$(bench_csv_values "$csv" ms part=archive stage=move contender=plain)" 'BEGIN { print m }')" \
-			"$(bench_csv_values "$csv" ms part=archive stage=move contender=extension)")x" \
-			"(time of plain / time of extension)"
+			"$(bench_csv_values "$csv" ms part=archive stage=move contender=plain round=sizes)" \
+			"$(bench_csv_values "$csv" ms part=archive stage=move contender=extension round=sizes)")x" \
+			"(time of plain / time of extension); archive_streams in the second pass (the same data): $(awk -v m="$(bench_csv_values "$csv" ms part=archive stage=move contender=extension round=appends)" 'BEGIN { printf "%.1f", m / 1000 }') s"
 		echo "- the selection alone (_inactive_streams: a GROUP BY over the hot table, paid by every call): $(bench_csv_values "$csv" ms part=archive stage=select) ms after archiving"
 		echo "- VACUUM eventstore.events: $(bench_csv_values "$csv" ms part=archive stage=vacuum) ms; VACUUM FULL: $(bench_csv_values "$csv" ms part=archive stage=vacuum_full) ms (ACCESS EXCLUSIVE: appends wait that long)"
 		ms=$(bench_csv_values "$csv" ms part=archive stage=restore)
@@ -566,7 +598,8 @@ lifecycle_report() {
 		echo
 		echo "### 2. The hot path: one event, expected_version NULL, to 10000 streams (events/s)"
 		echo
-		echo "none: eventstore.streams empty; settings: every target stream has a row (max_count 1000000);" \
+		echo "none: eventstore.streams empty; other: 10000 rows of other streams (the probe misses in a non-empty table);" \
+			"settings: every target stream has a row (max_count 1000000, the probe hits);" \
 			"event_id: no settings, each call carries an event id (the idempotency check reads the stream's newest event)."
 		echo
 		echo "| case | clients | plain | plpgsql | extension | extension/plain | extension/plpgsql | extension vs none | CPU µs/append plain / plpgsql / extension | WAL B/append extension |"
@@ -589,7 +622,7 @@ lifecycle_report() {
 	fi
 	if lc_part hot; then
 		echo
-		echo "The append path in one backend, no commit, no client ($LC_LOOP_CALLS appends in one transaction, bench_lc.loop_us, µs per append, median of $LC_ROUNDS):"
+		echo "The append path in one backend, no commit, no client ($LC_LOOP_CALLS appends in one transaction, bench_lc.loop_us: the backend's CPU time from /proc/self/schedstat, µs per append, median of $LC_ROUNDS):"
 		echo
 		echo "| case | plain | plpgsql | extension | extension/plain | extension/plpgsql | extension vs none |"
 		echo "|---|---:|---:|---:|---:|---:|---:|"
