@@ -4,7 +4,7 @@
 # removed at the end.  Works as root (the server runs as "postgres") and as a
 # normal user.  Uses the eventstore that is installed; it does not build.
 #
-#   bash bench/run.sh                 # every suite (append ... state)
+#   bash bench/run.sh                 # every suite (append ... lifecycle)
 #   bash bench/run.sh global          # named suites
 #   BENCH_QUICK=1 bash bench/run.sh   # smoke test: 3 s per run, 1 round
 #
@@ -13,8 +13,9 @@
 # reported), BENCH_CLIENTS ("1 8"), BENCH_JOBS (2), BENCH_CONTENDERS,
 # BENCH_APPEND_WORKLOADS, BENCH_PRELOAD_EVENTS, BENCH_PLPGSQL_NOTIFY,
 # BENCH_SHARED_BUFFERS, BENCH_MAX_WAL_SIZE, BENCH_SYNCHRONOUS_COMMIT,
-# BENCH_KEEP, and BENCH_GLOBAL_* (global), BENCH_PROJ_* (projections) and
-# BENCH_STATE_* (state) for those suites: see bench/README.md.
+# BENCH_KEEP, and BENCH_GLOBAL_* (global), BENCH_PROJ_* (projections),
+# BENCH_STATE_* (state) and BENCH_LC_* (lifecycle) for those suites: see
+# bench/README.md.
 # PG_CONFIG or PGBIN: another PostgreSQL 15 installation than the system's.
 set -euo pipefail
 BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +31,7 @@ BENCH_DURATION=${BENCH_DURATION:-15}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_CLIENTS=${BENCH_CLIENTS:-1 8}
 BENCH_RESULTS=$BENCH_ROOT/bench/results
-suites=${*:-append global peer hot reads memory scale projections state}
+suites=${*:-append global peer hot reads memory scale projections state lifecycle}
 
 for s in $suites; do
 	[ -f "bench/suites/$s.sh" ] || { echo "unknown suite: $s (see bench/suites/)" >&2; exit 2; }
