@@ -72,7 +72,8 @@
 #define Natts_es_stream_info			10
 
 static void es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
-							  bool need_head, EsStreamView *view);
+							  bool need_head, EsStreamView *view, EsViewCache *cache);
+static int64 es_view_cache_head(EsViewCache *cache, text *stream_id);
 
 static void
 es_scan_key_stream(ScanKey key, Relation index, text *stream_id)
@@ -170,13 +171,16 @@ es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 			   bool need_head, EsStreamView *view)
 {
 	es_stream_rules(cat, stream_id, snapshot, &view->rules);
-	es_stream_view_of(cat, stream_id, snapshot, need_head, view);
+	es_stream_view_of(cat, stream_id, snapshot, need_head, view, NULL);
 }
 
-/* es_stream_view() with view->rules already read. */
+/*
+ * es_stream_view() with view->rules already read; a read across streams
+ * passes its cache, which keeps the hot table's index open for the heads.
+ */
 static void
 es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
-				  bool need_head, EsStreamView *view)
+				  bool need_head, EsStreamView *view, EsViewCache *cache)
 {
 	EsStreamRules *r = &view->rules;
 
@@ -217,15 +221,21 @@ es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 	 */
 	if (need_head || r->max_count > 0)
 	{
-		Relation	heap = table_open(view->heap_relid, AccessShareLock);
-		Relation	index = index_open(view->index_relid, AccessShareLock);
-		TupleTableSlot *slot = table_slot_create(heap, NULL);
 		int64		head;
 
-		head = es_stream_head(heap, index, stream_id, snapshot, slot);
-		ExecDropSingleTupleTableSlot(slot);
-		index_close(index, AccessShareLock);
-		table_close(heap, AccessShareLock);
+		if (cache != NULL && !r->archived)
+			head = es_view_cache_head(cache, stream_id);
+		else
+		{
+			Relation	heap = table_open(view->heap_relid, AccessShareLock);
+			Relation	index = index_open(view->index_relid, AccessShareLock);
+			TupleTableSlot *slot = table_slot_create(heap, NULL);
+
+			head = es_stream_head(heap, index, stream_id, snapshot, slot);
+			ExecDropSingleTupleTableSlot(slot);
+			index_close(index, AccessShareLock);
+			table_close(heap, AccessShareLock);
+		}
 
 		if (r->removed_through > head)
 			head = r->removed_through;
@@ -288,6 +298,10 @@ struct EsViewCache
 	bool		any;			/* some stream may have a row */
 	MemoryContext cxt;
 	HTAB	   *views;
+	/* for heads in the hot table, opened at first use */
+	Relation	heap;
+	Relation	index;
+	TupleTableSlot *slot;
 };
 
 /* Forget the cached rules when this many streams are cached. */
@@ -465,7 +479,7 @@ es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
 		char	   *copy = palloc(Max(key.len, 1));
 
 		view.rules = *rules;
-		es_stream_view_of(cache->cat, stream_id, cache->snapshot, false, &view);
+		es_stream_view_of(cache->cat, stream_id, cache->snapshot, false, &view, cache);
 		memcpy(copy, key.id, key.len);
 		key.id = copy;
 		entry = hash_search(cache->views, &key, HASH_ENTER, &found);
@@ -475,9 +489,28 @@ es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
 	return es_view_hides(&entry->view, version, created_at);
 }
 
+/* The head of a stream in the hot table, as the read's snapshot sees it. */
+static int64
+es_view_cache_head(EsViewCache *cache, text *stream_id)
+{
+	if (cache->heap == NULL)
+	{
+		cache->heap = table_open(cache->cat->events_relid, AccessShareLock);
+		cache->index = index_open(cache->cat->stream_index_relid, AccessShareLock);
+		cache->slot = table_slot_create(cache->heap, NULL);
+	}
+	return es_stream_head(cache->heap, cache->index, stream_id, cache->snapshot, cache->slot);
+}
+
 void
 es_view_cache_destroy(EsViewCache *cache)
 {
+	if (cache->heap != NULL)
+	{
+		ExecDropSingleTupleTableSlot(cache->slot);
+		index_close(cache->index, AccessShareLock);
+		table_close(cache->heap, AccessShareLock);
+	}
 	if (cache->cxt != NULL)
 		MemoryContextDelete(cache->cxt);
 	pfree(cache);
