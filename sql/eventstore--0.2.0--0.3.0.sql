@@ -551,15 +551,16 @@ REVOKE ALL ON FUNCTION eventstore._retention_bounds(eventstore.streams) FROM PUB
 -- Remove at most batch_size events that the streams' settings exclude,
 -- each stream's oldest first.  Never waits for a lock an appender holds:
 -- the removed rows are old, appends add new ones.  Returns the number of
--- events removed.
+-- events removed, and whether it looked at every stream it had to (not when
+-- it stopped at batch_size or skipped a stream whose row was locked).
 --
 -- Which streams it looks at: those whose settings changed since their last
 -- complete removal (retention_checked is false), those with max_age (time
 -- passes), and those with max_count or truncate_before that got events
 -- after after_position (the worker passes the horizon of its last complete
--- pass; 0 looks at all of them).
-CREATE FUNCTION eventstore._retention_step(batch_size integer, after_position bigint DEFAULT 0)
-RETURNS bigint
+-- pass; with 0, those of them that hold events to remove).
+CREATE FUNCTION eventstore._retention_step(batch_size integer, after_position bigint DEFAULT 0,
+                                           OUT removed bigint, OUT complete boolean)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -567,9 +568,10 @@ DECLARE
     st eventstore.streams;
     b record;
     r record;
-    total bigint := 0;
     want integer;
 BEGIN
+    removed := 0;
+    complete := true;
     FOR st IN WITH fresh AS MATERIALIZED (
                   SELECT DISTINCT e.stream_id FROM eventstore.events e
                    WHERE e.global_position > after_position)
@@ -577,11 +579,27 @@ BEGIN
                WHERE s.archived_at IS NULL
                  AND (NOT s.retention_checked
                       OR s.max_age IS NOT NULL
-                      OR ((s.max_count IS NOT NULL OR s.truncate_before IS NOT NULL)
-                          AND s.stream_id IN (SELECT f.stream_id FROM fresh f)))
+                      -- got events since the last complete pass
+                      OR (after_position > 0
+                          AND (s.max_count IS NOT NULL OR s.truncate_before IS NOT NULL)
+                          AND s.stream_id IN (SELECT f.stream_id FROM fresh f))
+                      -- no such pass (the worker just started): one index
+                      -- probe per stream instead of a scan of the whole log
+                      OR (after_position = 0 AND s.max_count IS NOT NULL
+                          AND EXISTS (SELECT FROM eventstore.events e
+                                       WHERE e.stream_id = s.stream_id
+                                         AND e.stream_version > s.removed_through + s.max_count))
+                      OR (after_position = 0 AND s.truncate_before IS NOT NULL
+                          AND EXISTS (SELECT FROM eventstore.events e
+                                       WHERE e.stream_id = s.stream_id
+                                         AND e.stream_version > s.removed_through
+                                         AND e.stream_version < s.truncate_before)))
                ORDER BY s.stream_id
     LOOP
-        EXIT WHEN total >= batch_size;
+        IF removed >= batch_size THEN
+            complete := false;
+            EXIT;
+        END IF;
         b := eventstore._retention_bounds(st);
         IF (b.through IS NULL OR b.through <= st.removed_through) AND b.cutoff IS NULL THEN
             -- nothing to remove
@@ -596,11 +614,15 @@ BEGIN
         -- settings as they are now, not as the loop's snapshot saw them.
         SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = st.stream_id
             FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND OR st.archived_at IS NOT NULL THEN
+        IF NOT FOUND THEN
+            complete := false;  -- busy: the next pass looks again
+            CONTINUE;
+        END IF;
+        IF st.archived_at IS NOT NULL THEN
             CONTINUE;
         END IF;
         b := eventstore._retention_bounds(st);
-        want := (batch_size - total)::integer;
+        want := (batch_size - removed)::integer;
         r := eventstore._remove_events(st.stream_id, false, b.through, b.cutoff, want);
         -- in the same transaction as the removal: appends number on from
         -- here even when no event is left
@@ -608,9 +630,11 @@ BEGIN
            SET removed_through = greatest(s.removed_through, r.last_version),
                retention_checked = (r.removed < want)
          WHERE s.stream_id = st.stream_id;
-        total := total + r.removed;
+        removed := removed + r.removed;
+        IF r.removed >= want THEN
+            complete := false;
+        END IF;
     END LOOP;
-    RETURN total;
 END $$;
 REVOKE ALL ON FUNCTION eventstore._retention_step(integer, bigint) FROM PUBLIC;
 

@@ -698,7 +698,7 @@ es_maintenance_locks(const EsCatalog *cat)
  */
 static int64
 es_worker_maintenance_step(const char *sql, const char *activity, int batch,
-						   int64 after)
+						   int64 after, bool *complete)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile int64 done = -1;
@@ -733,6 +733,14 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch,
 											   1, &isnull));
 			if (isnull)
 				done = 0;
+			/* a second column tells whether the step saw all it had to */
+			if (complete != NULL && SPI_tuptable->tupdesc->natts >= 2)
+			{
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  2, &isnull);
+
+				*complete = !isnull && DatumGetBool(d);
+			}
 			SPI_finish();
 		}
 		PopActiveSnapshot();
@@ -804,17 +812,21 @@ es_worker_maintenance(EsWorkerState *state)
 	 */
 	for (int i = 0; i < ES_WORKER_BATCHES_PER_PASS; i++)
 	{
+		bool		complete = false;
+
 		CHECK_FOR_INTERRUPTS();
-		done = es_worker_maintenance_step("SELECT eventstore._retention_step($1, $2)",
+		done = es_worker_maintenance_step("SELECT removed, complete FROM eventstore._retention_step($1, $2)",
 										  "eventstore: stream retention", batch,
-										  state->retention_after);
-		if (done < batch)
-			break;
+										  state->retention_after, &complete);
+		if (done >= batch)
+			continue;
+		/* a stream skipped for a lock keeps the horizon where it was */
+		if (done >= 0 && complete)
+			state->retention_after = Max(state->retention_after, upto);
+		break;
 	}
 	if (done >= batch)
 		state->more_maintenance = true;
-	else if (done >= 0)
-		state->retention_after = Max(state->retention_after, upto);
 	if (done == ES_MAINTENANCE_BUSY)
 	{
 		/* a command holds the tables: try again after a nap */
@@ -825,7 +837,7 @@ es_worker_maintenance(EsWorkerState *state)
 	/* archiving moves whole streams: a batch is a number of streams */
 	done = es_worker_maintenance_step("SELECT eventstore._archive_step($1)",
 									  "eventstore: archive policies",
-									  Max(batch / 10, 1), 0);
+									  Max(batch / 10, 1), 0, NULL);
 	if (done >= Max(batch / 10, 1))
 		state->more_maintenance = true;
 	if (done == ES_MAINTENANCE_BUSY)
