@@ -693,6 +693,27 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION eventstore._archive_step(integer) FROM PUBLIC;
 
+-- ---------------------------------------------------------------------
+-- Observability
+-- ---------------------------------------------------------------------
+
+-- One row of counters for dashboards: streams by lifecycle state, what the
+-- worker still has to look at, and the size of both tables.
+CREATE VIEW eventstore.lifecycle_status AS
+SELECT count(*) FILTER (WHERE s.max_age IS NOT NULL OR s.max_count IS NOT NULL
+                          OR s.truncate_before IS NOT NULL)            AS streams_with_settings,
+       count(*) FILTER (WHERE s.deleted_version IS NOT NULL AND s.tombstoned_at IS NULL)
+                                                                        AS deleted_streams,
+       count(*) FILTER (WHERE s.tombstoned_at IS NOT NULL)             AS tombstoned_streams,
+       count(*) FILTER (WHERE s.archived_at IS NOT NULL)               AS archived_streams,
+       count(*) FILTER (WHERE NOT s.retention_checked AND s.archived_at IS NULL)
+                                                                        AS streams_pending_retention,
+       (SELECT count(*) FROM eventstore.archive_candidates)            AS streams_pending_archive,
+       pg_catalog.pg_total_relation_size('eventstore.events')          AS hot_table_bytes,
+       pg_catalog.pg_total_relation_size('eventstore.archived_events') AS archive_table_bytes
+  FROM eventstore.streams s;
+COMMENT ON VIEW eventstore.lifecycle_status IS 'Counters of the stream lifecycle: streams by state, pending work, table sizes';
+
 -- Nothing is open to PUBLIC (see README, "Roles").
 REVOKE ALL ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.stream_info(text) FROM PUBLIC;
@@ -703,3 +724,4 @@ REVOKE ALL ON FUNCTION eventstore.restore_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.archive_streams(interval, text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.create_archive_policy(text, interval, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.drop_archive_policy(text, boolean) FROM PUBLIC;
+REVOKE ALL ON TABLE eventstore.lifecycle_status FROM PUBLIC;

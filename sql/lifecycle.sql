@@ -619,6 +619,18 @@ SELECT f AS call, try('SELECT ' || f) AS result FROM unnest(ARRAY[
 SELECT count(*) AS rows_for_x FROM eventstore.streams WHERE stream_id IN ('x', '');
 
 --
+-- lifecycle_status counts streams by state, as the streams table has them.
+--
+SELECT l.streams_with_settings = (SELECT count(*) FROM eventstore.streams
+                                   WHERE max_age IS NOT NULL OR max_count IS NOT NULL
+                                      OR truncate_before IS NOT NULL) AS settings_ok,
+       l.tombstoned_streams = (SELECT count(*) FROM eventstore.streams WHERE tombstoned_at IS NOT NULL) AS tombstoned_ok,
+       l.archived_streams = (SELECT count(*) FROM eventstore.streams WHERE archived_at IS NOT NULL) AS archived_ok,
+       l.tombstoned_streams > 0 AS some_tombstoned,
+       l.hot_table_bytes > 0 AND l.archive_table_bytes > 0 AS sizes_ok
+  FROM eventstore.lifecycle_status l;
+
+--
 -- Privileges: nothing new is open to PUBLIC.
 --
 SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute,
@@ -634,7 +646,7 @@ SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 
 SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
 SELECT t AS "table", has_table_privilege('public', t, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') AS public_any
-  FROM unnest(ARRAY['eventstore.streams', 'eventstore.archived_events', 'eventstore.archive_policies', 'eventstore.archive_candidates']::regclass[]) t;
+  FROM unnest(ARRAY['eventstore.streams', 'eventstore.archived_events', 'eventstore.archive_policies', 'eventstore.archive_candidates', 'eventstore.lifecycle_status']::regclass[]) t;
 -- A role with EXECUTE on stream_info only can read a stream's state, not change it.
 CREATE ROLE regress_es_lifecycle NOLOGIN;
 GRANT USAGE ON SCHEMA eventstore TO regress_es_lifecycle;
