@@ -286,6 +286,17 @@ RETURNS eventstore.stream_info
 COMMENT ON FUNCTION eventstore.stream_info(text) IS
     'Settings and lifecycle state of a stream (absent, active, deleted, tombstoned, archived)';
 
+CREATE FUNCTION eventstore.get_stream_metadata(
+    stream_id           text,
+    OUT max_age         interval,
+    OUT max_count       bigint,
+    OUT truncate_before bigint)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT i.max_age, i.max_count, i.truncate_before FROM eventstore.stream_info(stream_id) i $$;
+COMMENT ON FUNCTION eventstore.get_stream_metadata(text) IS
+    'A stream''s settings as set_stream_metadata set them (NULL: no limit)';
+
 -- Soft delete (hard = false) or tombstone (hard = true).  The events of an
 -- archived stream go at once (they are not in the hot table, where the
 -- worker's retention works); the others are left to the worker.
@@ -717,6 +728,7 @@ COMMENT ON VIEW eventstore.lifecycle_status IS 'Counters of the stream lifecycle
 -- Nothing is open to PUBLIC (see README, "Roles").
 REVOKE ALL ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.stream_info(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.get_stream_metadata(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.delete_stream(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.tombstone_stream(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.archive_stream(text) FROM PUBLIC;

@@ -360,6 +360,10 @@ SELECT (eventstore.set_stream_metadata('rb-', max_count => 3, truncate_before =>
 SELECT 'max_count 3, truncate_before 2' AS setting, * FROM reads('rb-');
 SELECT (eventstore.set_stream_metadata('rb-', max_count => 3, truncate_before => 9)).truncate_before;
 SELECT 'max_count 3, truncate_before 9' AS setting, * FROM reads('rb-');
+-- get_stream_metadata reads the settings back; a stream without any reads NULLs.
+SELECT * FROM eventstore.get_stream_metadata('rb-');
+SELECT * FROM eventstore.get_stream_metadata('no-such-stream');
+SELECT try('SELECT eventstore.get_stream_metadata(NULL)') AS null_id;
 -- truncate_before beyond the head: nothing reads, the version stays; a new
 -- event below the limit is hidden too, one at it reads.
 SELECT (eventstore.set_stream_metadata('rz-', truncate_before => 12)).stream_version;
@@ -641,7 +645,7 @@ SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 
                      'restore_stream', 'archive_streams', 'create_archive_policy', 'drop_archive_policy',
                      '_lock_stream', '_stored_head', '_move_stream', '_remove_events', '_check_stream_id',
                      '_stream_for_change', '_check_expected', '_forget_snapshots', '_archive_stream',
-                     '_inactive_streams', '_retention_step', '_archive_step', '_delete_stream', '_retention_bounds')
+                     '_inactive_streams', '_retention_step', '_archive_step', '_delete_stream', '_retention_bounds', 'get_stream_metadata')
  ORDER BY 1::text;
 SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
