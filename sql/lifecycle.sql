@@ -368,6 +368,15 @@ SELECT try('SELECT eventstore.get_stream_metadata(NULL)') AS null_id;
 -- event below the limit is hidden too, one at it reads.
 SELECT (eventstore.set_stream_metadata('rz-', truncate_before => 12)).stream_version;
 SELECT 'truncate_before 12' AS setting, * FROM reads('rz-');
+-- handle_command expects the stream's version (10), not that of the last
+-- event it could fold (none): the command goes through at once.
+BEGIN;
+CREATE FUNCTION odd_n(c jsonb, s bigint) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_array(jsonb_build_object('type', 'Odd', 'data', c)) $$;
+SELECT version, state, appended
+  FROM eventstore.handle_command('rz-', 'odd_n(jsonb,bigint)', '{"n": 11}',
+                                 'sum_n(bigint,eventstore.event)', 0::bigint, max_retries => 0);
+ROLLBACK;
 SELECT stream_version FROM eventstore.append('rz-', 'Odd', '{"n": 11}', expected_version => 10);
 SELECT vers('rz-') AS read_stream, eventstore.stream_version('rz-') AS version;
 SELECT stream_version FROM eventstore.append('rz-', 'Even', '{"n": 12}', expected_version => 11);

@@ -200,13 +200,16 @@ es_fold_event(EsFold *f, Datum event)
 
 /*
  * Fold the events of a stream after f->version up to the target, as seen
- * by "snapshot".  As of a time, the fold stops at the first event created
- * later: the state is that of the longest prefix of the stream created at
- * or before the time.
+ * by "snapshot", which "view" describes (es_stream_view with the same
+ * snapshot): events the stream's settings hide are skipped, but the
+ * version goes on past them, so that it is the stream's version an append
+ * expects.  As of a time, the fold stops at the first event created later:
+ * the state is that of the longest prefix of the stream created at or
+ * before the time.
  */
 static void
 es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
-			   const EsTarget *target, Snapshot snapshot)
+			   const EsTarget *target, Snapshot snapshot, const EsStreamView *view)
 {
 	Relation	heap;
 	Relation	index;
@@ -214,18 +217,13 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
-	EsStreamView view;
+	bool		stopped = false;
 
-	if (f->version >= target->to_version)
+	if (f->version >= target->to_version || view->absent)
 		return;
 
-	/* what read_stream would read: lifecycle state and settings apply */
-	es_stream_view(cat, stream_id, snapshot, false, &view);
-	if (view.absent)
-		return;
-
-	heap = table_open(view.heap_relid, AccessShareLock);
-	index = index_open(view.index_relid, AccessShareLock);
+	heap = table_open(view->heap_relid, AccessShareLock);
+	index = index_open(view->index_relid, AccessShareLock);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(stream_id));
@@ -252,10 +250,11 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 		if (target->has_as_of && created_at > target->as_of)
 		{
 			MemoryContextSwitchTo(oldcxt);
+			stopped = true;
 			break;
 		}
-		if (view.rules.found &&
-			es_view_hides(&view, DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]),
+		if (view->rules.found &&
+			es_view_hides(view, DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]),
 						  created_at))
 		{
 			MemoryContextSwitchTo(oldcxt);
@@ -280,6 +279,10 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 	MemoryContextDelete(row_cxt);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
+
+	/* hidden or removed events at the end still count */
+	if (!stopped && view->has_head && view->version > f->version)
+		f->version = Min(view->version, target->to_version);
 }
 
 /*
@@ -551,13 +554,11 @@ es_load_args(FunctionCallInfo fcinfo, EsLoadArgs *a, int to_version_arg,
  * taken.
  */
 static bool
-es_stream_windowed(const EsCatalog *cat, text *stream_id, Snapshot snapshot)
+es_view_windowed(const EsStreamView *view)
 {
-	EsStreamRules rules;
+	const EsStreamRules *r = &view->rules;
 
-	es_stream_rules(cat, stream_id, snapshot, &rules);
-	return rules.found &&
-		(rules.max_count > 0 || rules.truncate_before > 0 || rules.has_max_age);
+	return r->found && (r->max_count > 0 || r->truncate_before > 0 || r->has_max_age);
 }
 
 /*
@@ -569,12 +570,17 @@ es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a, Snapshot snapshot,
 		bool *snapshots_usable)
 {
 	int64		snapshot_version = 0;
-	bool		usable = !es_stream_windowed(cat, a->stream_id, snapshot);
+	EsStreamView view;
+	bool		usable;
+
+	/* what read_stream would read: lifecycle state and settings apply */
+	es_stream_view(cat, a->stream_id, snapshot, false, &view);
+	usable = !es_view_windowed(&view);
 
 	es_fold_init(f, cat, a->evolve, a->state_type, a->initial, a->initial_isnull);
 	if (a->tag != NULL && usable)
 		snapshot_version = es_fold_from_snapshot(f, a->stream_id, a->tag, &a->target, snapshot);
-	es_fold_stream(f, cat, a->stream_id, &a->target, snapshot);
+	es_fold_stream(f, cat, a->stream_id, &a->target, snapshot, &view);
 	if (snapshots_usable != NULL)
 		*snapshots_usable = usable;
 	return snapshot_version;
@@ -931,9 +937,12 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 			if (appended > 0)
 			{
 				/* fold what was appended: our own inserts, seen after a CCI */
+				EsStreamView view;
+
 				CommandCounterIncrement();
 				snapshot = RegisterSnapshot(GetLatestSnapshot());
-				es_fold_stream(&f, cat, a.stream_id, &a.target, snapshot);
+				es_stream_view(cat, a.stream_id, snapshot, false, &view);
+				es_fold_stream(&f, cat, a.stream_id, &a.target, snapshot, &view);
 				UnregisterSnapshot(snapshot);
 			}
 			ReleaseCurrentSubTransaction();

@@ -156,8 +156,8 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 
 /*
  * What a reader with "snapshot" may see of a stream: where its events are,
- * the lowest readable version, the age cutoff and, with need_head (or when
- * max_count needs it), its head version.
+ * the lowest readable version, the age cutoff and, with need_head or when
+ * the stream has a row in eventstore.streams, its head version.
  *
  *	- tombstoned: nothing (absent);
  *	- soft-deleted at version d: versions <= d are gone; while nothing was
@@ -171,7 +171,8 @@ es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 			   bool need_head, EsStreamView *view)
 {
 	es_stream_rules(cat, stream_id, snapshot, &view->rules);
-	es_stream_view_of(cat, stream_id, snapshot, need_head, view, NULL);
+	/* with a row, the head is always known: numbering goes on past hidden events */
+	es_stream_view_of(cat, stream_id, snapshot, need_head || view->rules.found, view, NULL);
 }
 
 /*
