@@ -8,6 +8,7 @@ OBJS = \
 	src/aggregate.o \
 	src/append.o \
 	src/eventstore.o \
+	src/guard.o \
 	src/horizon.o \
 	src/lifecycle.o \
 	src/projection.o \

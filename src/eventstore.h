@@ -201,6 +201,26 @@ typedef struct EsShared
 
 extern EsShared *es_shared;
 
+/*
+ * guard.c: the extension's own queries and users' functions (the lowest
+ * layer; every file that runs SQL or user code goes through it).
+ */
+typedef struct EsGuard
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+	bool		switched;
+} EsGuard;
+
+extern int	es_pin_search_path(void);
+extern void es_unpin_search_path(int nestlevel);
+extern void es_spi_begin(EsGuard *g, Oid as_user);
+extern void es_spi_end(EsGuard *g);
+extern void es_check_user_function(Oid fn, Oid role, const char *what);
+extern void es_user_code_begin(EsGuard *g, Oid role, const char *search_path);
+extern void es_user_code_end(EsGuard *g);
+
 /* horizon.c */
 extern int	es_max_databases;
 extern void es_horizon_shmem_init(void);
