@@ -21,6 +21,17 @@ ALTER TABLE eventstore.projections
 -- under the old scheme could have been forged.  Snapshots are a cache.
 DELETE FROM eventstore.snapshots;
 
+CREATE FUNCTION eventstore.snapshot_tag(
+    evolve       regprocedure,
+    initial      anyelement,
+    snapshot_tag text DEFAULT NULL)
+RETURNS text
+    AS 'MODULE_PATHNAME', 'eventstore_snapshot_tag'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore.snapshot_tag(regprocedure, anyelement, text) IS
+    'The tag (eventstore.snapshots.tag) under which the snapshots of the fold evolve from initial, with an optional explicit tag, are stored';
+REVOKE ALL ON FUNCTION eventstore.snapshot_tag(regprocedure, anyelement, text) FROM PUBLIC;
+
 -- (end of section 1)
 --
 --

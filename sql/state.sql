@@ -390,7 +390,8 @@ SELECT l.*,
        l.state = (SELECT eventstore.fold(e, 'evolve_tag(numeric, eventstore.event)', 0::numeric ORDER BY stream_version)
                     FROM eventstore.read_stream('tag-1') e) AS equals_new_fold
   FROM eventstore.load_state('tag-1', 'evolve_tag(numeric, eventstore.event)', 0::numeric) l;
--- an explicit tag is used as it is: 15 from the old fold at 5, then 2 * (6 + 7 + 8)
+-- an explicit tag only adds to what names the fold: the replaced evolve
+-- does not start from the old fold's snapshot under 'v1' either
 SELECT * FROM eventstore.load_state('tag-1', 'evolve_tag(numeric, eventstore.event)', 0::numeric,
                                     snapshot_tag => 'v1');
 SELECT eventstore.aggregate_stream('tag-1', 'evolve_tag(numeric, eventstore.event)', 0::numeric,
@@ -806,7 +807,7 @@ SELECT eventstore.wait_for_projection('snapshot:accounts') AS accounts,
 SELECT name, state, lag_events, error_count, last_error FROM eventstore.projection_status
  WHERE name LIKE 'snapshot:%' ORDER BY name;
 -- the snapshots taken, each equal to a full replay to its version
-SELECT s.stream_id, s.stream_version, s.state_type, s.tag = 'closing' AS closing_tag, s.state,
+SELECT s.stream_id, s.stream_version, s.state_type, s.tag = eventstore.snapshot_tag('account_evolve(account, eventstore.event)', ROW(false, 0, 0, 0)::account, 'closing') AS closing_tag, s.state,
        s.state = (CASE s.state_type
                   WHEN 'account'::regtype THEN
                       eventstore.aggregate_stream(s.stream_id, 'account_evolve(account, eventstore.event)',
@@ -907,8 +908,12 @@ SELECT stream_version FROM eventstore.append_events('pacct-1',
        FROM generate_series(1, 8) g));
 SELECT stream_version FROM eventstore.append('pacct-1', 'Closed', '{}');
 SELECT eventstore.wait_for_projection('snapshot:closing');
-SELECT stream_version, tag = 'closing' AS closing_tag FROM eventstore.snapshots
- WHERE stream_id = 'pacct-1' ORDER BY tag = 'closing', stream_version;
+SELECT stream_version, closing_tag
+  FROM (SELECT stream_version,
+               tag = eventstore.snapshot_tag('account_evolve(account, eventstore.event)',
+                                             ROW(false, 0, 0, 0)::account, 'closing') AS closing_tag
+          FROM eventstore.snapshots WHERE stream_id = 'pacct-1') s
+ ORDER BY closing_tag, stream_version;
 SELECT * FROM eventstore.load_state('pacct-1', 'account_evolve(account, eventstore.event)', ROW(false, 0, 0, 0)::account);
 SELECT eventstore.drop_snapshot_policy('closing');
 SELECT eventstore.drop_snapshot_policy('counts');

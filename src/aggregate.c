@@ -32,7 +32,8 @@
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "common/md5.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -114,6 +115,8 @@ es_check_evolve(Oid evolve, Oid state_type, Oid event_typid)
 				 errmsg("evolve function %s must take (%s, eventstore.event) and return %s",
 						format_procedure(evolve), format_type_be(state_type),
 						format_type_be(state_type))));
+	/* the fold calls it for the caller, who must be entitled to */
+	es_check_user_function(evolve, GetUserId(), "evolve function");
 }
 
 static void
@@ -317,19 +320,26 @@ es_state_io_end(int nestlevel)
 }
 
 /*
- * The default snapshot tag of a fold: MD5 of the evolve function's
- * signature and source (for an SQL-standard body, the parsed body), the
- * state type and the initial state.
+ * The tag under which a fold's snapshots are stored: SHA-256 of what
+ * decides the state -- the evolve function's qualified signature and
+ * source (for an SQL-standard body, the parsed body), the state type and
+ * the initial state -- and of the caller's explicit tag, if any.  An
+ * explicit tag only tells versions of a fold apart (a C evolve, or one
+ * whose callees change); it can never name another fold's snapshots, so a
+ * snapshot one role takes can never change what another role's fold
+ * returns.
  */
 static char *
-es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
+es_snapshot_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull,
+				const char *explicit_tag)
 {
 	StringInfoData buf;
 	HeapTuple	tuple;
 	Datum		src;
 	bool		isnull;
-	char	   *hex = palloc(33);
-	const char *errstr = NULL;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+	pg_cryptohash_ctx *ctx;
 
 	initStringInfo(&buf);
 	/* qualified names: the tag must not depend on the search_path */
@@ -359,14 +369,26 @@ es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
 		Oid			typoutput;
 		bool		typisvarlena;
 		int			nestlevel;
+		char	   *text;
 
 		getTypeOutputInfo(state_type, &typoutput, &typisvarlena);
 		nestlevel = es_state_io_begin();
-		appendStringInfoString(&buf, OidOutputFunctionCall(typoutput, initial));
+		text = OidOutputFunctionCall(typoutput, initial);
 		es_state_io_end(nestlevel);
+		/* length first: no initial state can run into the explicit tag */
+		appendStringInfo(&buf, "%zu:%s", strlen(text), text);
 	}
-	if (!pg_md5_hash(buf.data, buf.len, hex, &errstr))
-		elog(ERROR, "could not compute MD5: %s", errstr ? errstr : "out of memory");
+	if (explicit_tag != NULL)
+		appendStringInfo(&buf, "|tag:%s", explicit_tag);
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) buf.data, buf.len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	hex_encode((char *) digest, sizeof(digest), hex);
+	hex[PG_SHA256_DIGEST_LENGTH * 2] = '\0';
 	pfree(buf.data);
 	return hex;
 }
@@ -374,30 +396,21 @@ es_default_tag(Oid evolve, Oid state_type, Datum initial, bool initial_isnull)
 /*
  * Snapshots are read and written as the owner of eventstore.snapshots:
  * whoever may call the functions needs no privileges on the table, as for
- * the events table.  (An error in between is cleaned up by the
- * (sub)transaction abort, which restores the user.)
+ * the events table.  Only the extension's own queries run as the owner:
+ * states are converted from and to text (which may run a domain's checks)
+ * as the caller, outside those queries.
  */
-static void
-es_as_snapshots_owner(bool enter)
+static Oid
+es_snapshots_owner(void)
 {
-	static Oid	save_userid;
-	static int	save_sec_context;
+	const EsCatalog *cat = es_catalog();
+	Oid			relid = get_relname_relid("snapshots", cat->namespace_oid);
 
-	if (enter)
-	{
-		const EsCatalog *cat = es_catalog();
-		Oid			relid = get_relname_relid("snapshots", cat->namespace_oid);
-
-		if (!OidIsValid(relid))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("relation \"eventstore.snapshots\" does not exist")));
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(es_relation_owner(relid),
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	}
-	else
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"eventstore.snapshots\" does not exist")));
+	return es_relation_owner(relid);
 }
 
 /*
@@ -412,6 +425,10 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, REGTYPEOID};
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int64		version = 0;
+	char	   *state_text = NULL;
+	TimestampTz last_event_at = 0;
+	MemoryContext callercxt = CurrentMemoryContext;
+	EsGuard		guard;
 	int			ret;
 
 	args[0] = PointerGetDatum(stream_id);
@@ -426,16 +443,16 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 	 * An explicit tag may be shared by folds of different state types: a
 	 * snapshot is only ever read as the type it was written as.
 	 */
-	SPI_connect();
-	es_as_snapshots_owner(true);
+	es_spi_begin(&guard, es_snapshots_owner());
 	if (es_snapshot_lookup_plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare("SELECT stream_version, state, last_event_at"
 									   "  FROM eventstore.snapshots"
-									   " WHERE stream_id = $1 AND tag = $2"
-									   "   AND stream_version <= $3"
-									   "   AND ($4 IS NULL OR last_event_at <= $4)"
-									   "   AND state_type = $5"
+									   " WHERE stream_id OPERATOR(pg_catalog.=) $1"
+									   "   AND tag OPERATOR(pg_catalog.=) $2"
+									   "   AND stream_version OPERATOR(pg_catalog.<=) $3"
+									   "   AND ($4 IS NULL OR last_event_at OPERATOR(pg_catalog.<=) $4)"
+									   "   AND state_type OPERATOR(pg_catalog.=) $5"
 									   " ORDER BY stream_version DESC LIMIT 1",
 									   5, argtypes);
 
@@ -448,7 +465,6 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 	}
 	ret = SPI_execute_snapshot(es_snapshot_lookup_plan, args, nulls, snapshot,
 							   InvalidSnapshot, true, false, 1);
-	es_as_snapshots_owner(false);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read eventstore.snapshots: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)
@@ -456,29 +472,37 @@ es_fold_from_snapshot(EsFold *f, text *stream_id, const char *tag,
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		bool		state_isnull;
-		Datum		state_text = SPI_getbinval(tup, desc, 2, &state_isnull);
-		Oid			typinput;
-		Oid			typioparam;
-		Datum		state = (Datum) 0;
+		Datum		d;
+		MemoryContext oldcxt = MemoryContextSwitchTo(callercxt);
 
 		version = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		if (!state_isnull)
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		if (!isnull)
+			state_text = TextDatumGetCString(d);
+		last_event_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		MemoryContextSwitchTo(oldcxt);
+	}
+	es_spi_end(&guard);
+
+	if (version > 0)
+	{
+		Datum		state = (Datum) 0;
+
+		if (state_text != NULL)
 		{
+			Oid			typinput;
+			Oid			typioparam;
 			int			nestlevel;
 
 			getTypeInputInfo(f->state_type, &typinput, &typioparam);
 			nestlevel = es_state_io_begin();
-			state = OidInputFunctionCall(typinput, TextDatumGetCString(state_text),
-										 typioparam, -1);
+			state = OidInputFunctionCall(typinput, state_text, typioparam, -1);
 			es_state_io_end(nestlevel);
 		}
-		/* SPI memory goes away at SPI_finish: copy now */
-		es_fold_set_state(f, state, state_isnull);
+		es_fold_set_state(f, state, state_text == NULL);
 		f->version = version;
-		f->last_event_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		f->last_event_at = last_event_at;
 	}
-	SPI_finish();
 	return version;
 }
 
@@ -493,6 +517,24 @@ typedef struct EsLoadArgs
 	EsTarget	target;
 	char	   *tag;			/* NULL: no snapshots */
 } EsLoadArgs;
+
+/* The snapshot tag of a fold, from its snapshot_tag argument (or none). */
+static char *
+es_tag_arg(FunctionCallInfo fcinfo, int tag_arg, const EsLoadArgs *a)
+{
+	char	   *explicit_tag = NULL;
+
+	if (tag_arg >= 0 && !PG_ARGISNULL(tag_arg))
+	{
+		explicit_tag = text_to_cstring(PG_GETARG_TEXT_PP(tag_arg));
+		if (explicit_tag[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("snapshot_tag must not be empty")));
+	}
+	return es_snapshot_tag(a->evolve, a->state_type, a->initial,
+						   a->initial_isnull, explicit_tag);
+}
 
 static void
 es_load_args(FunctionCallInfo fcinfo, EsLoadArgs *a, int to_version_arg,
@@ -533,16 +575,7 @@ es_load_args(FunctionCallInfo fcinfo, EsLoadArgs *a, int to_version_arg,
 	if (use_snapshots_arg < 0 || PG_ARGISNULL(use_snapshots_arg) ||
 		PG_GETARG_BOOL(use_snapshots_arg))
 	{
-		if (tag_arg >= 0 && !PG_ARGISNULL(tag_arg))
-		{
-			a->tag = text_to_cstring(PG_GETARG_TEXT_PP(tag_arg));
-			if (a->tag[0] == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("snapshot_tag must not be empty")));
-		}
-		else
-			a->tag = es_default_tag(a->evolve, a->state_type, a->initial, a->initial_isnull);
+		a->tag = es_tag_arg(fcinfo, tag_arg, a);
 	}
 }
 
@@ -644,6 +677,7 @@ es_store_snapshot(text *stream_id, const char *tag, EsFold *f)
 	Oid			argtypes[6] = {TEXTOID, TEXTOID, INT8OID, REGTYPEOID, TEXTOID, TIMESTAMPTZOID};
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
+	EsGuard		guard;
 
 	args[0] = PointerGetDatum(stream_id);
 	args[1] = CStringGetTextDatum(tag);
@@ -667,17 +701,15 @@ es_store_snapshot(text *stream_id, const char *tag, EsFold *f)
 	}
 	args[5] = TimestampTzGetDatum(f->last_event_at);
 
-	SPI_connect();
-	es_as_snapshots_owner(true);
+	es_spi_begin(&guard, es_snapshots_owner());
 	ret = SPI_execute_with_args("INSERT INTO eventstore.snapshots"
 								" (stream_id, tag, stream_version, state_type, state, last_event_at)"
 								" VALUES ($1, $2, $3, $4, $5, $6)"
 								" ON CONFLICT (stream_id, tag, state_type, stream_version) DO NOTHING",
 								6, argtypes, args, nulls, false, 0);
-	es_as_snapshots_owner(false);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not store a snapshot: %s", SPI_result_code_string(ret));
-	SPI_finish();
+	es_spi_end(&guard);
 }
 
 /*
@@ -705,6 +737,31 @@ eventstore_take_snapshot(PG_FUNCTION_ARGS)
 	if (f.version > 0 && f.version != snapshot_version)
 		es_store_snapshot(a.stream_id, a.tag, &f);
 	PG_RETURN_INT64(f.version);
+}
+
+/*
+ * eventstore.snapshot_tag(evolve, initial anyelement, snapshot_tag) returns
+ * text: the tag the snapshots of that fold are stored under.
+ */
+PG_FUNCTION_INFO_V1(eventstore_snapshot_tag);
+Datum
+eventstore_snapshot_tag(PG_FUNCTION_ARGS)
+{
+	EsLoadArgs	a;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("evolve must not be NULL")));
+	a.evolve = PG_GETARG_OID(0);
+	a.state_type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	if (!OidIsValid(a.state_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("could not determine the type of the initial state")));
+	a.initial_isnull = PG_ARGISNULL(1);
+	a.initial = a.initial_isnull ? (Datum) 0 : PG_GETARG_DATUM(1);
+	PG_RETURN_TEXT_P(cstring_to_text(es_tag_arg(fcinfo, 2, &a)));
 }
 
 /* ---------------------------------------------------------------------
@@ -794,6 +851,7 @@ es_check_decide(Oid decide, Oid state_type)
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
 				 errmsg("decide function %s must take (jsonb, %s) and return jsonb",
 						format_procedure(decide), format_type_be(state_type))));
+	es_check_user_function(decide, GetUserId(), "decide function");
 }
 
 /*
@@ -863,15 +921,7 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 	a.target.as_of = 0;
 	a.tag = NULL;
 	if (PG_ARGISNULL(6) || PG_GETARG_BOOL(6))
-	{
-		a.tag = PG_ARGISNULL(7) ?
-			es_default_tag(a.evolve, a.state_type, a.initial, a.initial_isnull) :
-			text_to_cstring(PG_GETARG_TEXT_PP(7));
-		if (a.tag[0] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("snapshot_tag must not be empty")));
-	}
+		a.tag = es_tag_arg(fcinfo, 7, &a);
 
 	es_check_decide(decide, a.state_type);
 	fmgr_info(decide, &decide_flinfo);

@@ -531,6 +531,78 @@ es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 	return version;
 }
 
+/*
+ * The appends in progress in this backend, innermost last: an inline
+ * handler (or a trigger) may append, but never to a stream that an
+ * enclosing call is appending to -- that call's next versions are already
+ * decided.  Entries point into the callers' frames and are only compared
+ * while those frames are live; an abort drops the entries of what it
+ * aborts.
+ */
+#define ES_MAX_APPEND_DEPTH 64
+
+typedef struct EsActiveAppend
+{
+	text	   *stream_id;
+	SubTransactionId subxid;
+} EsActiveAppend;
+
+static EsActiveAppend es_active[ES_MAX_APPEND_DEPTH];
+static int	es_nactive = 0;
+static bool es_active_callbacks = false;
+
+static void
+es_active_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		es_nactive = 0;
+}
+
+static void
+es_active_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (es_nactive > 0 && es_active[es_nactive - 1].subxid >= mySubid)
+			es_nactive--;
+	}
+}
+
+static void
+es_active_push(text *stream_id)
+{
+	Size		len = VARSIZE_ANY_EXHDR(stream_id);
+
+	if (!es_active_callbacks)
+	{
+		RegisterXactCallback(es_active_xact_callback, NULL);
+		RegisterSubXactCallback(es_active_subxact_callback, NULL);
+		es_active_callbacks = true;
+	}
+	for (int i = 0; i < es_nactive; i++)
+	{
+		text	   *other = es_active[i].stream_id;
+
+		if (VARSIZE_ANY_EXHDR(other) == len &&
+			memcmp(VARDATA_ANY(other), VARDATA_ANY(stream_id), len) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("cannot append to stream \"%s\" while an append to it is in progress",
+							text_to_cstring(stream_id)),
+					 errdetail("An inline projection handler or a trigger of an append to the stream tried to append to the same stream."),
+					 errhint("Append to another stream, or append in a later statement.")));
+	}
+	if (es_nactive >= ES_MAX_APPEND_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+				 errmsg("appends nested more than %d deep", ES_MAX_APPEND_DEPTH),
+				 errdetail("Inline projection handlers append from within appends.")));
+	es_active[es_nactive].stream_id = stream_id;
+	es_active[es_nactive].subxid = GetCurrentSubTransactionId();
+	es_nactive++;
+}
+
 static void
 es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected,
 				const pg_uuid_t *ids, int nids)
@@ -550,6 +622,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	ap->cat = cat;
 	ap->cxt = CurrentMemoryContext;
 
+	es_active_push(stream_id);
 	es_inline_projections_begin(ap);
 	(void) es_lock_stream(stream_id, true);
 
@@ -899,7 +972,7 @@ es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls, int64 positi
 			event = es_event_datum(ap->event_desc, values, nulls);
 		}
 		if (!OidIsValid(ap->handlers[i].fn_oid))
-			es_handler_init(p, &ap->handlers[i], ap->cxt);
+			es_handler_init(p, GetUserId(), &ap->handlers[i], ap->cxt);
 		es_handler_call(p, &ap->handlers[i], event, position);
 	}
 
@@ -924,6 +997,9 @@ es_append_end(EsAppend *ap)
 	ExecResetTupleTable(ap->estate->es_tupleTable, false);
 	FreeExecutorState(ap->estate);
 	table_close(ap->rel, NoLock);
+
+	Assert(es_nactive > 0);
+	es_nactive--;
 }
 
 /* Build the eventstore.append_result of the call. */

@@ -151,6 +151,7 @@ typedef struct EsProjection
 	bool		enabled;
 	bool		catching_up;	/* inline, but the worker replays for now */
 	bool		pass_name;		/* the handler takes the name as 2nd argument */
+	char	   *search_path;	/* the async handler runs under it (NULL: as is) */
 } EsProjection;
 
 /*
@@ -263,7 +264,7 @@ extern int	es_projection_retry_delay;
 extern uint64 es_projection_generation;
 extern int64 es_projecting_position;
 extern EsProjection *es_projections(const EsCatalog *cat, int *n);
-extern void es_handler_init(const EsProjection *p, struct FmgrInfo *flinfo,
+extern void es_handler_init(const EsProjection *p, Oid role, struct FmgrInfo *flinfo,
 							MemoryContext cxt);
 extern void es_handler_call(const EsProjection *p, struct FmgrInfo *flinfo,
 							Datum event, int64 position);

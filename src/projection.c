@@ -166,8 +166,9 @@ es_projections_load(const EsCatalog *cat)
 	SPIPlanPtr	plan;
 	Snapshot	snapshot;
 	int			ret;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsGuard		guard;
+	uint64		generation;
+	bool		has_search_path;
 
 	if (es_proj_cxt != NULL)
 	{
@@ -181,28 +182,37 @@ es_projections_load(const EsCatalog *cat)
 										ALLOCSET_SMALL_SIZES);
 
 	/*
-	 * Valid from now: an invalidation that arrives while we read makes the
-	 * next caller read again.
+	 * The cache becomes valid only once the load has succeeded, and only if
+	 * no invalidation arrived meanwhile (the next caller reads again then).
+	 * An error part-way leaves it invalid: a failed load must never pass
+	 * for "no projections".
 	 */
+	es_proj_valid = false;
 	es_proj_relid = cat->projections_relid;
-	es_proj_valid = true;
 	es_projs = NULL;
 	es_nprojs = 0;
+	generation = es_projection_generation;
+
+	/* before version 0.4.0 handlers ran under the worker's own path */
+	has_search_path = get_attnum(cat->projections_relid, "search_path") != InvalidAttrNumber;
 
 	/*
 	 * Appending roles need no privileges on the table: read it as its
 	 * owner, as the RI triggers read referenced tables.
 	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(es_relation_owner(cat->projections_relid),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare("SELECT name, handler::oid, event_types, stream_prefix,"
-					   "       mode = 'inline', enabled, catching_up, owner::oid,"
-					   "       coalesce((SELECT pronargs = 2 FROM pg_catalog.pg_proc"
-					   "                  WHERE oid = handler), false)"
+	es_spi_begin(&guard, es_relation_owner(cat->projections_relid));
+	plan = SPI_prepare(has_search_path ?
+					   "SELECT name, handler::oid, event_types, stream_prefix,"
+					   "       mode OPERATOR(pg_catalog.=) 'inline', enabled, catching_up, owner::oid,"
+					   "       coalesce((SELECT pronargs OPERATOR(pg_catalog.=) 2 FROM pg_catalog.pg_proc"
+					   "                  WHERE oid OPERATOR(pg_catalog.=) handler), false),"
+					   "       search_path"
+					   "  FROM eventstore.projections ORDER BY priority, name" :
+					   "SELECT name, handler::oid, event_types, stream_prefix,"
+					   "       mode OPERATOR(pg_catalog.=) 'inline', enabled, catching_up, owner::oid,"
+					   "       coalesce((SELECT pronargs OPERATOR(pg_catalog.=) 2 FROM pg_catalog.pg_proc"
+					   "                  WHERE oid OPERATOR(pg_catalog.=) handler), false),"
+					   "       NULL::text"
 					   "  FROM eventstore.projections ORDER BY priority, name",
 					   0, NULL);
 	if (plan == NULL)
@@ -219,13 +229,14 @@ es_projections_load(const EsCatalog *cat)
 	if (SPI_processed > 0)
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+		EsProjection *projs;
 
-		es_projs = MemoryContextAllocZero(es_proj_cxt,
-										  SPI_processed * sizeof(EsProjection));
+		projs = MemoryContextAllocZero(es_proj_cxt,
+									   SPI_processed * sizeof(EsProjection));
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
-			EsProjection *p = &es_projs[i];
+			EsProjection *p = &projs[i];
 			bool		isnull;
 			Datum		d;
 			int			len;
@@ -264,12 +275,16 @@ es_projections_load(const EsCatalog *cat)
 			p->catching_up = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 			p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 			p->pass_name = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+			d = SPI_getbinval(tup, desc, 10, &isnull);
+			p->search_path = isnull ? NULL : es_cache_text(d, &len);
 		}
+		es_projs = projs;
 		es_nprojs = (int) SPI_processed;
 	}
 	SPI_freeplan(plan);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	es_spi_end(&guard);
+
+	es_proj_valid = (generation == es_projection_generation);
 }
 
 /*
@@ -325,19 +340,25 @@ es_handler_error_callback(void *arg)
 }
 
 /*
- * Look up a projection's handler for calls made while "cxt" lives.  A
- * handler dropped behind the projection's back is an error, never a reason
- * to skip events.
+ * Look up a projection's handler for calls made while "cxt" lives, by
+ * "role" (the appender for inline handlers, the creator for the worker's
+ * runs): it needs EXECUTE, as for a direct call.  A handler dropped behind
+ * the projection's back is an error, never a reason to skip events.
  */
 void
-es_handler_init(const EsProjection *p, FmgrInfo *flinfo, MemoryContext cxt)
+es_handler_init(const EsProjection *p, Oid role, FmgrInfo *flinfo, MemoryContext cxt)
 {
+	char	   *what;
+
 	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the handler of projection \"%s\" does not exist", p->name),
 				 errdetail("The function it was created with has been dropped."),
 				 errhint("Drop or disable the projection, or re-create it with a new handler.")));
+	what = psprintf("handler of projection \"%s\"", p->name);
+	es_check_user_function(p->handler, role, what);
+	pfree(what);
 	fmgr_info_cxt(p->handler, flinfo, cxt);
 }
 
@@ -442,8 +463,7 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	FmgrInfo	flinfo;
 	MemoryContext event_cxt;
 	MemoryContext oldcxt;
-	Oid			save_userid;
-	int			save_sec_context;
+	EsGuard		guard;
 	int64		count = 0;
 	int64		last = cp->position;
 	int64		new_position;
@@ -456,7 +476,7 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	heap = table_open(cat->events_relid, AccessShareLock);
 	index = index_open(cat->position_index_relid, AccessShareLock);
 	event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
-	es_handler_init(p, &flinfo, CurrentMemoryContext);
+	es_handler_init(p, p->owner, &flinfo, CurrentMemoryContext);
 
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GT, Int64GetDatum(cp->position));
@@ -469,9 +489,11 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	/* events that stream settings or deletes exclude are not projected */
 	views = es_view_cache_create(cat, snapshot);
 
-	/* Handlers run with the rights of the role that created the projection. */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(p->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	/*
+	 * Handlers run with the rights of the role that created the projection,
+	 * under the search_path it had, and leave nothing behind for the next.
+	 */
+	es_user_code_begin(&guard, p->owner, p->search_path);
 
 	scan = index_beginscan(heap, index, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
@@ -514,7 +536,7 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	index_endscan(scan);
 	es_view_cache_destroy(views);
 
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	es_user_code_end(&guard);
 
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(event_cxt);
@@ -592,6 +614,7 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 	int64		limit;
 	int64		count;
 	bool		done;
+	EsGuard		guard;
 
 	*caught_up = true;
 	*needs_live = false;
@@ -604,10 +627,10 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 	if (p == NULL || !p->enabled || (p->is_inline && !p->catching_up))
 		return -1;
 
-	SPI_connect();
+	es_spi_begin(&guard, InvalidOid);
 	if (!es_read_checkpoint(p->name, &cp))
 	{
-		SPI_finish();
+		es_spi_end(&guard);
 		return -1;
 	}
 
@@ -620,7 +643,7 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 	count = es_project_range(cat, p, &cp, limit, snapshot,
 							 es_projection_batch_size, &done);
 	UnregisterSnapshot(snapshot);
-	SPI_finish();
+	es_spi_end(&guard);
 
 	*caught_up = done;
 	*needs_live = done && limit == horizon && p->catching_up;
@@ -643,6 +666,7 @@ es_projection_go_live(const char *name)
 	Datum		arg;
 	Oid			argtype = TEXTOID;
 	int			ret;
+	EsGuard		guard;
 
 	/* Waiting holds up every appender queued behind us: keep it short. */
 	(void) set_config_option("lock_timeout", "500", PGC_USERSET, PGC_S_SESSION,
@@ -653,10 +677,10 @@ es_projection_go_live(const char *name)
 	if (p == NULL || !p->enabled || !p->is_inline || !p->catching_up)
 		return false;
 
-	SPI_connect();
+	es_spi_begin(&guard, InvalidOid);
 	if (!es_read_checkpoint(p->name, &cp))
 	{
-		SPI_finish();
+		es_spi_end(&guard);
 		return false;
 	}
 
@@ -672,7 +696,7 @@ es_projection_go_live(const char *name)
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not make projection \"%s\" live: %s",
 			 p->name, SPI_result_code_string(ret));
-	SPI_finish();
+	es_spi_end(&guard);
 	return true;
 }
 
@@ -686,13 +710,14 @@ es_projection_record_error(const char *name, int64 position, const char *message
 	Datum		args[4];
 	Oid			argtypes[4] = {TEXTOID, INT8OID, TEXTOID, INT8OID};
 	int			ret;
+	EsGuard		guard;
 
 	args[0] = CStringGetTextDatum(name);
 	args[1] = Int64GetDatum(position);
 	args[2] = CStringGetTextDatum(message ? message : "unknown error");
 	args[3] = Int64GetDatum(es_projection_retry_delay);
 
-	SPI_connect();
+	es_spi_begin(&guard, InvalidOid);
 	ret = SPI_execute_with_args("UPDATE eventstore.projection_checkpoints"
 								"   SET error_count = error_count + 1,"
 								"       error_position = $2, last_error = $3,"
@@ -704,7 +729,7 @@ es_projection_record_error(const char *name, int64 position, const char *message
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the error of projection \"%s\": %s",
 			 name, SPI_result_code_string(ret));
-	SPI_finish();
+	es_spi_end(&guard);
 }
 
 /*
@@ -721,6 +746,7 @@ es_projections_for_worker(TimestampTz *next_retry, bool *busy)
 	EsProjection *projs;
 	int			n;
 	int			ret;
+	EsGuard		guard;
 
 	/* from now on, every change of a definition bumps the generation */
 	es_projection_callbacks();
@@ -743,7 +769,7 @@ es_projections_for_worker(TimestampTz *next_retry, bool *busy)
 	if (names == NIL)
 		return NIL;
 
-	SPI_connect();
+	es_spi_begin(&guard, InvalidOid);
 	ret = SPI_execute("SELECT min(retry_at) FROM eventstore.projection_checkpoints"
 					  " WHERE retry_at > now()", true, 0);
 	if (ret == SPI_OK_SELECT && SPI_processed == 1)
@@ -754,7 +780,7 @@ es_projections_for_worker(TimestampTz *next_retry, bool *busy)
 		if (!isnull)
 			*next_retry = DatumGetTimestampTz(d);
 	}
-	SPI_finish();
+	es_spi_end(&guard);
 	return names;
 }
 
