@@ -7,6 +7,7 @@ MODULE_big = eventstore
 OBJS = \
 	src/aggregate.o \
 	src/append.o \
+	src/caller.o \
 	src/eventstore.o \
 	src/horizon.o \
 	src/lifecycle.o \
