@@ -999,17 +999,18 @@ BEGIN
         RETURN;
     END IF;
     IF value > max_value OR value < -max_value THEN
-        RAISE EXCEPTION '% must be at most %, not %', what, max_value, value
-            USING ERRCODE = '22023';
+        RAISE EXCEPTION '% is out of range: %', what, value
+            USING ERRCODE = '22023',
+                  DETAIL = format('It must be within %s either way.', max_value);
     END IF;
     months := extract(year FROM value) * 12 + extract(month FROM value);
     days := extract(day FROM value);
     seconds := extract(epoch FROM value) - months * 30 * 86400 - days * 86400;
     IF abs(months) * 30 * 86400 > max_seconds OR abs(days) * 86400 > max_seconds
        OR abs(seconds) > max_seconds THEN
-        RAISE EXCEPTION '% must be at most %, not %', what, max_value, value
+        RAISE EXCEPTION '% is out of range: %', what, value
             USING ERRCODE = '22023',
-                  DETAIL = 'Each part of the interval (months, days, time) must be within the limit.';
+                  DETAIL = format('Each part of it (months, days, time) must be within %s either way.', max_value);
     END IF;
 END $$;
 COMMENT ON FUNCTION eventstore._check_interval(text, interval, interval) IS
