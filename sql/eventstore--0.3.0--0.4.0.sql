@@ -75,6 +75,16 @@ BEGIN
     END LOOP;
 END $$;
 
+-- The first statement of every implementation: 42501 unless called by
+-- src/caller.c for this caller (never directly, with a forged caller).
+CREATE FUNCTION eventstore._check_caller(caller regrole)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_check_caller'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._check_caller(regrole) IS
+    'Raise 42501 unless the calling implementation was called through its public function for this caller (internal)';
+REVOKE ALL ON FUNCTION eventstore._check_caller(regrole) FROM PUBLIC;
+
 -- Is caller the role owner, a member of it, or a superuser?  A dropped
 -- owner leaves its projections to superusers.
 CREATE FUNCTION eventstore._is_member(caller regrole, owner regrole)
@@ -185,6 +195,7 @@ RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
+    PERFORM eventstore._check_caller(caller);
     PERFORM eventstore._register_projection(caller, caller_search_path, true, name, handler,
                                             event_types, stream_prefix, mode, replay, priority);
 END $$;
@@ -216,6 +227,7 @@ RETURNS void
 DECLARE
     p_owner regrole;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
     IF name IS NULL THEN
         RAISE EXCEPTION 'projection name must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -248,8 +260,10 @@ RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    p eventstore.projections := eventstore._get_projection(name, true);
+    p eventstore.projections;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, true);
     PERFORM eventstore._check_owner(caller, p.owner, format('projection "%s"', p.name));
     IF NOT p.enabled THEN
         RETURN;
@@ -281,10 +295,13 @@ RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    p eventstore.projections := eventstore._get_projection(name, true);
-    drawn bigint := eventstore._drawn_position();
+    p eventstore.projections;
+    drawn bigint;
     behind boolean;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, true);
+    drawn := eventstore._drawn_position();
     PERFORM eventstore._check_owner(caller, p.owner, format('projection "%s"', p.name));
     IF catch_up IS NULL THEN
         RAISE EXCEPTION 'catch_up must not be NULL' USING ERRCODE = '22004';
@@ -326,8 +343,10 @@ RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    p eventstore.projections := eventstore._get_projection(name, true);
+    p eventstore.projections;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, true);
     PERFORM eventstore._check_owner(caller, p.owner, format('projection "%s"', p.name));
     PERFORM eventstore._need_worker(format('rebuilding projection "%s"', p.name));
     UPDATE eventstore.projection_checkpoints c
@@ -357,8 +376,10 @@ RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    p eventstore.projections := eventstore._get_projection(name, false);
+    p eventstore.projections;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, false);
     PERFORM eventstore._check_owner(caller, p.owner, format('projection "%s"', p.name));
     PERFORM eventstore._need_worker(format('projection "%s"', p.name));
     UPDATE eventstore.projection_checkpoints c
@@ -387,11 +408,13 @@ RETURNS boolean
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    p eventstore.projections := eventstore._get_projection(name, false);
+    p eventstore.projections;
     target bigint;
     deadline timestamptz;
     st record;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, false);
     IF timeout IS NULL THEN
         RAISE EXCEPTION 'timeout must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -458,6 +481,7 @@ RETURNS void
     SET DateStyle = 'ISO' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 SET TimeZone = 'UTC'
     AS $$
 BEGIN
+    PERFORM eventstore._check_caller(caller);
     IF name IS NULL OR evolve IS NULL THEN
         RAISE EXCEPTION 'name and evolve must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -524,6 +548,7 @@ RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
+    PERFORM eventstore._check_caller(caller);
     IF name IS NULL THEN
         RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -560,16 +585,21 @@ COMMENT ON FUNCTION eventstore.drop_snapshot_policy(text, boolean) IS
 CREATE FUNCTION eventstore.__snapshot_policy(caller regrole, caller_search_path text,
                                              projection text)
 RETURNS eventstore.snapshot_policies
-    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p.*
-      FROM eventstore.snapshot_policies p
+DECLARE
+    p eventstore.snapshot_policies;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    SELECT pol.* INTO p
+      FROM eventstore.snapshot_policies pol
       JOIN eventstore.projections q ON q.name = projection
      WHERE starts_with(projection, 'snapshot:')
-       AND p.name = substr(projection, length('snapshot:') + 1)
-       AND eventstore._is_member(caller, q.owner)
-$$;
+       AND pol.name = substr(projection, length('snapshot:') + 1)
+       AND eventstore._is_member(caller, q.owner);
+    RETURN p;
+END $$;
 COMMENT ON FUNCTION eventstore.__snapshot_policy(regrole, text, text) IS
     'Implementation of eventstore._snapshot_policy (internal)';
 REVOKE ALL ON FUNCTION eventstore.__snapshot_policy(regrole, text, text) FROM PUBLIC;
@@ -727,6 +757,7 @@ DECLARE
     v_got      bigint;
     v_last     bigint;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
     PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
     PERFORM eventstore.subscription_check_name(consumer, 'consumer');
     IF max_count IS NULL THEN
@@ -854,6 +885,7 @@ AS $$
 DECLARE
     v_count integer;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
     PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
     PERFORM eventstore.subscription_check_name(consumer, 'consumer');
     IF positions IS NULL THEN
@@ -910,6 +942,7 @@ DECLARE
     v_now   timestamptz;
     v_count integer;
 BEGIN
+    PERFORM eventstore._check_caller(caller);
     PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
     PERFORM eventstore.subscription_check_name(consumer, 'consumer');
     IF positions IS NULL THEN

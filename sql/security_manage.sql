@@ -101,6 +101,22 @@ REVOKE regress_es_mgr_a FROM regress_es_mgr_b;
 SELECT eventstore.drop_projection('mine');
 SELECT count(*) AS projections FROM eventstore.projections;
 
+-- Even a careless GRANT on every function does not let a role call an
+-- implementation with a forged caller (42501, nothing written).
+GRANT USAGE ON SCHEMA eventstore TO regress_es_cons_b;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventstore TO regress_es_cons_b;
+SET ROLE regress_es_cons_b;
+SELECT eventstore._create_projection('postgres', 'public', 'forged', 'record_run(eventstore.event, text)',
+                                     NULL, NULL, 'async', true, 0);
+\echo :SQLSTATE
+SELECT eventstore._drop_projection(NULL, NULL, 'mine', false);
+\echo :SQLSTATE
+SELECT eventstore._snapshot_policy('snapshot:x') IS NULL AS none;
+RESET ROLE;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA eventstore FROM regress_es_cons_b;
+REVOKE USAGE ON SCHEMA eventstore FROM regress_es_cons_b;
+SELECT count(*) AS forged FROM eventstore.projections WHERE name = 'forged';
+
 --
 -- Item 12: a snapshot policy's evolve runs in the worker as the policy's
 -- creator, under the creator's search_path: the README's example with an

@@ -39,9 +39,17 @@
  *						   pinned one, so it cannot read it any more
  *
  * followed by the caller's arguments, NULLs included.  EXECUTE on the public
- * function is the only gate: the implementation is called through fmgr, not
+ * function is the gate: the implementation is called through fmgr, not
  * through the executor, so its own (revoked) EXECUTE privilege is not
- * checked -- which is the point: nobody can call it with a forged caller.
+ * checked.
+ *
+ * Nobody may call an implementation directly with a forged caller, even
+ * after a careless GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventstore: each
+ * implementation starts with eventstore._check_caller(caller), which passes
+ * only while eventstore_as_caller is calling an implementation for that
+ * very role.  Implementations run no user code (that is the rule for
+ * everything that runs as the extension's owner), so while the check
+ * passes, no user code can be on the stack above the implementation.
  *
  * Set-returning implementations get the caller's ReturnSetInfo (PL/pgSQL
  * materialises into it), and the implementation gets an fn_expr built from
@@ -72,6 +80,12 @@
 
 /* The hidden arguments every implementation takes first. */
 #define ES_CALLER_HIDDEN_ARGS	2
+
+/*
+ * The role eventstore_as_caller is calling an implementation for, while it
+ * does (InvalidOid otherwise); restored on the way out, errors included.
+ */
+static Oid	es_caller_active = InvalidOid;
 
 /* What a public function remembers of its implementation, per call site. */
 typedef struct EsCallerTarget
@@ -220,7 +234,8 @@ eventstore_as_caller(PG_FUNCTION_ARGS)
 	FmgrInfo   *flinfo = fcinfo->flinfo;
 	EsCallerTarget *target = (EsCallerTarget *) flinfo->fn_extra;
 	LOCAL_FCINFO(inner, FUNC_MAX_ARGS);
-	Datum		result;
+	Datum		result = (Datum) 0;
+	Oid			save_active;
 	int			i;
 
 	if (target == NULL || target->outer_oid != flinfo->fn_oid)
@@ -251,7 +266,37 @@ eventstore_as_caller(PG_FUNCTION_ARGS)
 	for (i = 0; i < target->nargs; i++)
 		inner->args[i + ES_CALLER_HIDDEN_ARGS] = fcinfo->args[i];
 
-	result = FunctionCallInvoke(inner);
+	save_active = es_caller_active;
+	es_caller_active = GetUserId();
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(inner);
+	}
+	PG_FINALLY();
+	{
+		es_caller_active = save_active;
+	}
+	PG_END_TRY();
 	fcinfo->isnull = inner->isnull;
 	return result;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_check_caller);
+
+/*
+ * eventstore._check_caller(caller regrole) RETURNS boolean: true when the
+ * implementation calling it was called by eventstore_as_caller for caller;
+ * otherwise 42501.  See the header comment.
+ */
+Datum
+eventstore_check_caller(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || !OidIsValid(es_caller_active) ||
+		PG_GETARG_OID(0) != es_caller_active)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied: an implementation function of eventstore was called directly"),
+				 errdetail("Functions of eventstore whose names start with an underscore are internal."),
+				 errhint("Call the public function (without the underscore); grant EXECUTE on public functions only.")));
+	PG_RETURN_BOOL(true);
 }
