@@ -80,7 +80,7 @@ END $$;
 CREATE FUNCTION eventstore._check_caller(caller regrole)
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'eventstore_check_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore._check_caller(regrole) IS
     'Raise 42501 unless the calling implementation was called through its public function for this caller (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_caller(regrole) FROM PUBLIC;
