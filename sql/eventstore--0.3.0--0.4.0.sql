@@ -38,7 +38,9 @@ DELETE FROM eventstore.snapshots;
 -- eventstore_as_caller, which calls eventstore._<name>(caller regrole,
 -- caller_search_path text, <the same arguments>) with the role it runs as
 -- and that role's search_path prepended.  The implementations are revoked
--- from PUBLIC: the caller cannot be forged.
+-- from PUBLIC and each starts with eventstore._check_caller(caller), which
+-- fails unless src/caller.c is calling it for that role: the caller cannot
+-- be forged, even by a role granted EXECUTE on every function.
 --
 -- Who a handler runs as comes from here only: a projection's owner is the
 -- role that called create_projection (or create_snapshot_policy), and only
