@@ -656,7 +656,10 @@ SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 
                      '_stream_for_change', '_check_expected', '_forget_snapshots', '_archive_stream',
                      '_inactive_streams', '_retention_step', '_archive_step', '_delete_stream', '_retention_bounds', 'get_stream_metadata')
  ORDER BY 1::text;
-SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
+-- Executable by PUBLIC, which has no USAGE on the schema: only a snapshot
+-- policy's step and its lookup, which return a caller only its own policies.
+SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text)
+         FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
 SELECT t AS "table", has_table_privilege('public', t, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') AS public_any
   FROM unnest(ARRAY['eventstore.streams', 'eventstore.archived_events', 'eventstore.archive_policies', 'eventstore.archive_candidates', 'eventstore.lifecycle_status']::regclass[]) t;

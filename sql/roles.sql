@@ -21,8 +21,11 @@ SELECT has_schema_privilege('public', 'eventstore', 'USAGE') AS schema_usage,
                            'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') AS events_table,
        has_sequence_privilege('public', 'eventstore.global_position_seq',
                               'USAGE, SELECT, UPDATE') AS position_sequence;
+-- Executable by PUBLIC, which has no USAGE on the schema: only a snapshot
+-- policy's step and its lookup, which return a caller only its own policies.
 SELECT count(*) > 0 AS has_functions,
-       count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
+       array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text)
+         FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
 
 CREATE ROLE regress_es_nobody NOLOGIN;

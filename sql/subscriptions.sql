@@ -366,9 +366,11 @@ SELECT eventstore.drop_subscription('seen');
 
 --
 -- Catalog: every subscription function is revoked from PUBLIC; those that
--- touch the tables are SECURITY DEFINER with a fixed search_path; writers
--- are VOLATILE and PARALLEL UNSAFE.  Subscriptions and their outstanding
--- events are dumped by pg_dump.
+-- touch the tables are SECURITY DEFINER with a fixed search_path, or (fetch,
+-- ack, nack: they need their caller) C entry points that run as the caller
+-- and call their SECURITY DEFINER implementation _<name> (src/caller.c);
+-- writers are VOLATILE and PARALLEL UNSAFE.  Subscriptions and their
+-- outstanding events are dumped by pg_dump.
 --
 SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,
        p.proconfig AS config, p.provolatile AS volatility, p.proparallel AS parallel,

@@ -55,9 +55,51 @@ SELECT eventstore.restore_stream('old-1') AS restored;
 SELECT count(*) AS unchanged_old_1_events
   FROM (SELECT * FROM eventstore.events WHERE stream_id = 'old-1'
         INTERSECT SELECT * FROM upgrade_events WHERE stream_id = 'old-1') x;
-SELECT count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS executable_by_public
-  FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace;
--- the objects of 0.2.0 + update, to compare with a fresh install
+
+-- Updating from 0.3.0 to 0.4.0: projections, snapshot policies and leases
+-- are managed through SECURITY DEFINER functions that know their caller.
+-- The table privileges earlier READMEs told administrators to grant to
+-- projection managers are revoked (reading stays); a lease taken before
+-- the update belongs to no role: nobody can ack it, it expires and is
+-- delivered again.
+CREATE ROLE regress_es_upgrade_mgr NOLOGIN;
+GRANT USAGE ON SCHEMA eventstore TO regress_es_upgrade_mgr;
+GRANT SELECT, INSERT, UPDATE, DELETE ON eventstore.projections, eventstore.projection_checkpoints
+   TO regress_es_upgrade_mgr;
+GRANT INSERT, UPDATE ON eventstore.snapshot_policies, eventstore.subscription_events TO PUBLIC;
+CREATE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO seen VALUES (e.stream_id, e.stream_version) $$;
+SELECT eventstore.create_projection('old_p', 'remember(eventstore.event)', replay => false);
+SELECT eventstore.create_subscription('old_sub');
+SELECT stream_id, stream_version FROM eventstore.subscription_fetch('old_sub', 'c1', 1);
+
+ALTER EXTENSION eventstore UPDATE TO '0.4.0';
+SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
+SELECT r AS role, t AS table_name,
+       has_table_privilege(r, t, 'SELECT') AS may_read,
+       has_table_privilege(r, t, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') AS may_write
+  FROM unnest(ARRAY['regress_es_upgrade_mgr', 'public']) r,
+       unnest(ARRAY['eventstore.projections', 'eventstore.projection_checkpoints',
+                    'eventstore.snapshot_policies', 'eventstore.subscription_events']) t
+ ORDER BY 1, 2;
+SELECT name, owner, search_path FROM eventstore.projections;
+SELECT state, consumer, consumer_role FROM eventstore.subscription_events;
+SELECT eventstore.subscription_ack('old_sub', 'c1', (SELECT array_agg(global_position)
+                                                      FROM eventstore.subscription_events)) AS acked;
+SELECT stream_version FROM eventstore.append('old-1', 'D', '{}');
+SELECT * FROM seen WHERE stream_id = 'old-1';
+SELECT eventstore.drop_projection('old_p');
+SELECT eventstore.drop_subscription('old_sub');
+DROP FUNCTION remember(eventstore.event);
+DROP OWNED BY regress_es_upgrade_mgr;
+DROP ROLE regress_es_upgrade_mgr;
+
+-- Executable by PUBLIC (which has no USAGE on the schema): only a snapshot
+-- policy's step and its lookup, which return a caller only its own policies.
+SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) AS executable_by_public
+  FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace
+   AND has_function_privilege('public', p.oid, 'EXECUTE');
+-- the objects of 0.2.0 + updates, to compare with a fresh install
 CREATE TABLE upgrade_objects AS
 SELECT pg_describe_object(classid, objid, objsubid) AS object
   FROM pg_depend
@@ -70,7 +112,7 @@ DROP TABLE upgrade_events;
 DROP EXTENSION eventstore;
 CREATE EXTENSION eventstore;
 SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
--- ... and has the same objects as 0.2.0 + update to 0.3.0
+-- ... and has the same objects as 0.2.0 + updates to 0.4.0
 SELECT 'only after update' AS side, object FROM
   (SELECT object FROM upgrade_objects
    EXCEPT SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
