@@ -247,6 +247,37 @@ SELECT stream_version FROM eventstore.append('loud-3', 'Shout', '{}');
 SELECT stream_version FROM eventstore.append('loud-3', 'Other', '{}');
 SELECT count(*) AS caught FROM seen WHERE position = -2;
 
+--
+-- Item 12: the worker runs an async handler as its creator, under the
+-- search_path the creator had (here: unqualified names in schema app),
+-- and whatever the handler sets is gone before the next one runs.
+--
+GRANT EXECUTE ON FUNCTION eventstore.create_projection(text, regprocedure, text[], text, text, boolean, integer),
+                          eventstore.wait_for_projection(text, interval),
+                          eventstore.drop_projection(text, boolean)
+   TO regress_sc_writer;
+CREATE SCHEMA app AUTHORIZATION regress_sc_writer;
+SET ROLE regress_sc_writer;
+CREATE TABLE app.tally (who name, path text);
+CREATE FUNCTION app.count_it(e eventstore.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO tally VALUES (current_user, current_setting('search_path'));
+    PERFORM set_config('search_path', 'regress_sc_evil, pg_catalog', false);
+END $$;
+SET search_path = app, public;
+SELECT eventstore.create_projection('tally', 'count_it(eventstore.event)',
+                                    event_types => '{Tallied}', mode => 'async');
+RESET search_path;
+RESET ROLE;
+SELECT stream_version FROM eventstore.append('t-1', 'Tallied', '{}');
+SELECT eventstore.wait_for_projection('tally');
+SELECT stream_version FROM eventstore.append('t-1', 'Tallied', '{}');
+SELECT eventstore.wait_for_projection('tally');
+SELECT who, path FROM app.tally;
+SELECT name, state, error_count FROM eventstore.projection_status WHERE name = 'tally';
+SELECT eventstore.drop_projection('tally');
+DROP SCHEMA app CASCADE;
+
 -- Roles are cluster-wide: remove them.
 SELECT eventstore.drop_projection(name) FROM eventstore.projections ORDER BY name;
 DROP OWNED BY regress_sc_reader, regress_sc_writer;
