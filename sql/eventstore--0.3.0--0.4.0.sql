@@ -135,6 +135,53 @@ COMMENT ON FUNCTION eventstore._check_owner(regrole, regrole, text) IS
     'Raise 42501 unless the caller is a member of the owner or a superuser (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_owner(regrole, regrole, text) FROM PUBLIC;
 
+-- The one check of an event-type filter given to a projection or policy:
+-- NULL (all types) or a non-empty one-dimensional array of non-empty types.
+CREATE FUNCTION eventstore._check_event_types(what text, types text[])
+RETURNS void
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF types IS NOT NULL AND (pg_catalog.array_ndims(types) IS DISTINCT FROM 1
+                              OR pg_catalog.array_position(types, NULL) IS NOT NULL
+                              OR pg_catalog.array_position(types, '') IS NOT NULL) THEN
+        RAISE EXCEPTION '% must be NULL (all types) or a non-empty one-dimensional array of non-empty types', what
+            USING ERRCODE = '22023';
+    END IF;
+END $$;
+COMMENT ON FUNCTION eventstore._check_event_types(text, text[]) IS
+    'Raise 22023 unless an event-type filter is NULL or a non-empty one-dimensional array of non-empty types (internal)';
+REVOKE ALL ON FUNCTION eventstore._check_event_types(text, text[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._check_projection_args(
+    handler regprocedure, event_types text[], stream_prefix text)
+RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p pg_catalog.pg_proc;
+BEGIN
+    IF handler IS NULL THEN
+        RAISE EXCEPTION 'handler must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO p FROM pg_catalog.pg_proc WHERE oid = handler;
+    IF p.pronargs NOT IN (1, 2) OR p.proargtypes[0] <> 'eventstore.event'::regtype
+       OR (p.pronargs = 2 AND p.proargtypes[1] <> 'text'::regtype) THEN
+        RAISE EXCEPTION 'projection handler % must take (eventstore.event) or (eventstore.event, text)', handler
+            USING ERRCODE = '42P13';
+    END IF;
+    IF p.prokind <> 'f' OR p.proretset THEN
+        RAISE EXCEPTION 'projection handler % must be a function returning one value (usually void)', handler
+            USING ERRCODE = '42P13';
+    END IF;
+    PERFORM eventstore._check_event_types('event_types', event_types);
+    IF stream_prefix = '' THEN
+        RAISE EXCEPTION 'stream_prefix must be NULL (all streams) or non-empty' USING ERRCODE = '22023';
+    END IF;
+END $$;
+
 -- Register a projection owned by owner, whose handler runs under
 -- search_path.  check_execute: the owner must be able to EXECUTE the
 -- handler (false only for the extension's own handlers).
@@ -504,8 +551,9 @@ BEGIN
     IF every IS NULL AND on_event_types IS NULL THEN
         RAISE EXCEPTION 'a snapshot policy needs every or on_event_types' USING ERRCODE = '22023';
     END IF;
-    IF every <= 0 OR cardinality(on_event_types) = 0 OR stream_prefix = '' OR snapshot_tag = '' THEN
-        RAISE EXCEPTION 'every must be positive; on_event_types, stream_prefix and snapshot_tag must not be empty'
+    PERFORM eventstore._check_event_types('on_event_types', on_event_types);
+    IF every <= 0 OR stream_prefix = '' OR snapshot_tag = '' THEN
+        RAISE EXCEPTION 'every must be positive; stream_prefix and snapshot_tag must not be empty'
             USING ERRCODE = '22023';
     END IF;
     -- the snapshots are taken as the caller, with the caller's evolve

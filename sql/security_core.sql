@@ -248,6 +248,26 @@ SELECT stream_version FROM eventstore.append('loud-3', 'Other', '{}');
 SELECT count(*) AS caught FROM seen WHERE position = -2;
 
 --
+-- Item 13: a multi-dimensional event-type filter is 22023 everywhere.
+--
+\set VERBOSITY terse
+SELECT eventstore.create_projection('md', 'note_event(eventstore.event)', event_types => '{{A},{B}}');
+\echo :SQLSTATE
+SELECT eventstore.create_projection('md', 'note_event(eventstore.event)', event_types => '{A,NULL}');
+\echo :SQLSTATE
+SELECT eventstore.create_snapshot_policy('md', 'count_events(bigint, eventstore.event)', 0::bigint,
+                                         on_event_types => '{{A},{B}}');
+\echo :SQLSTATE
+SELECT eventstore.create_subscription('md', event_types => '{{A},{B}}');
+\echo :SQLSTATE
+SELECT count(*) FROM eventstore.read_all(0, 10, '{{A},{B}}');
+\echo :SQLSTATE
+\set VERBOSITY default
+SELECT (SELECT count(*) FROM eventstore.projections WHERE name = 'md') AS projections,
+       (SELECT count(*) FROM eventstore.snapshot_policies) AS policies,
+       (SELECT count(*) FROM eventstore.subscriptions) AS subscriptions;
+
+--
 -- Item 12: the worker runs an async handler as its creator, under the
 -- search_path the creator had (here: unqualified names in schema app),
 -- and whatever the handler sets is gone before the next one runs.
