@@ -1248,4 +1248,21 @@ COMMENT ON FUNCTION eventstore.create_archive_policy(text, interval, text) IS
 -- Section 5: parallel safety and the worker
 -- =====================================================================
 
+-- Parallel safety (tested by security_parallel).  Nothing is RESTRICTED: a
+-- restricted function runs in the leader while the query is in parallel
+-- mode, where PostgreSQL forbids what these functions do.  read_all and
+-- global_horizon compute the horizon and then take the latest snapshot
+-- (GetLatestSnapshot: "cannot update SecondarySnapshot during a parallel
+-- operation", XX000, under any parallel plan).  aggregate_stream and
+-- load_state call the user's evolve, which may write or be parallel unsafe
+-- itself.  The SAFE readers (read_stream, stream_version, stream_info,
+-- get_stream_metadata, subscription_parked) keep their label: they read
+-- only what the statement's snapshot shows and work in a worker.
+ALTER FUNCTION eventstore.read_all(bigint, bigint, text[], text) PARALLEL UNSAFE;
+ALTER FUNCTION eventstore.global_horizon() PARALLEL UNSAFE;
+ALTER FUNCTION eventstore.aggregate_stream(text, regprocedure, anyelement, bigint, timestamptz, boolean, text)
+    PARALLEL UNSAFE;
+ALTER FUNCTION eventstore.load_state(text, regprocedure, anyelement, bigint, timestamptz, boolean, text)
+    PARALLEL UNSAFE;
+
 -- (end of section 5)

@@ -1,0 +1,294 @@
+--
+-- Parallel safety (issue 12, item 9): every function and view of the
+-- extension, called in a parallel plan, works, and its label is the one
+-- documented:
+--
+--   PARALLEL SAFE    read-only, reads only what the statement's snapshot
+--                    shows, runs in a worker: read_stream, stream_version,
+--                    stream_info, get_stream_metadata, subscription_parked and
+--                    the internal subscription_check_name,
+--                    subscription_not_found, subscription_deliverable
+--   PARALLEL UNSAFE  everything else: it writes, takes locks, draws
+--                    positions, takes a newer snapshot than the statement's
+--                    (read_all and global_horizon compute the horizon and
+--                    then take the latest snapshot, which PostgreSQL forbids
+--                    in parallel mode), or calls a user's function whose
+--                    safety it cannot know (aggregate_stream, load_state,
+--                    fold, handle_command)
+--
+-- Nothing is RESTRICTED: a restricted function runs in the leader while the
+-- query is in parallel mode, where none of the above is allowed either.
+--
+-- Each call runs twice: alone under force_parallel_mode = regress (a SAFE
+-- function then runs in a worker), and as an InitPlan of a parallel scan
+-- (the leader is in parallel mode when it evaluates it).  Output: violations
+-- only.
+--
+CREATE EXTENSION eventstore;
+\set VERBOSITY terse
+-- The fixture: a schema of helpers, a stream of each kind, a projection of
+-- each mode, a snapshot, a snapshot policy, a subscription with leased and
+-- parked events, an archive policy.
+CREATE SCHEMA regress_sec;
+CREATE FUNCTION regress_sec.evolve(s bigint, e eventstore.event) RETURNS bigint
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog RETURN s OPERATOR(pg_catalog.+) 1;
+CREATE FUNCTION regress_sec.decide(c jsonb, s bigint) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog
+    RETURN '[{"type": "SecDecided", "data": {}}]'::jsonb;
+CREATE TABLE regress_sec.seen (n bigint);
+CREATE FUNCTION regress_sec.handler(e eventstore.event) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog
+    RETURN NULL;
+GRANT USAGE ON SCHEMA regress_sec TO PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA regress_sec TO PUBLIC;
+
+-- An SQL call of f with plausible arguments: every input argument given,
+-- positionally, as a constant of a pg_catalog type (nothing in the call
+-- itself resolves through the search_path).
+CREATE FUNCTION regress_sec.arg(f regprocedure, argname text, argtype regtype) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
+SELECT coalesce(
+    (SELECT v FROM (VALUES
+        ('restore_stream', 'stream_id', '''sec-arch'''),
+        ('archive_stream', 'stream_id', '''sec-2'''),
+        ('set_stream_metadata', 'max_count', '100::pg_catalog.int8'),
+        ('read_all', 'max_count', '10::pg_catalog.int8'),
+        ('read_stream', 'max_count', '10::pg_catalog.int8'),
+        ('create_projection', 'name', '''sec_new'''),
+        ('create_projection', 'event_types', '''{SecEvent}''::pg_catalog.text[]'),
+        ('create_subscription', 'name', '''sec_sub_new'''),
+        ('create_subscription', 'event_types', '''{SecEvent}''::pg_catalog.text[]'),
+        ('create_snapshot_policy', 'name', '''sec_pol_new'''),
+        ('create_archive_policy', 'name', '''sec_arch_new''')
+     ) AS o(fn, a, v)
+     WHERE o.fn = (SELECT proname FROM pg_proc WHERE oid = f) AND o.a = argname),
+    (SELECT v FROM (VALUES
+        ('stream_id', '''sec-1'''), ('p_stream_id', '''sec-1'''),
+        ('event_type', '''SecEvent'''),
+        ('data', '''{"n": 1}''::pg_catalog.jsonb'), ('command', '''{"n": 1}''::pg_catalog.jsonb'),
+        ('metadata', '''{"m": 1}''::pg_catalog.jsonb'),
+        ('events', '''[{"type": "SecEvent", "data": {}}]''::pg_catalog.jsonb'),
+        ('evolve', '''regress_sec.evolve(pg_catalog.int8, eventstore.event)''::pg_catalog.regprocedure'),
+        ('decide', '''regress_sec.decide(pg_catalog.jsonb, pg_catalog.int8)''::pg_catalog.regprocedure'),
+        ('handler', '''regress_sec.handler(eventstore.event)''::pg_catalog.regprocedure'),
+        ('initial', '0::pg_catalog.int8'),
+        ('name', CASE WHEN (SELECT proname FROM pg_proc WHERE oid = f) ~ 'subscription' THEN '''sec_sub'''
+                      WHEN (SELECT proname FROM pg_proc WHERE oid = f) ~ 'snapshot_policy' THEN '''sec_pol'''
+                      WHEN (SELECT proname FROM pg_proc WHERE oid = f) ~ 'archive_polic' THEN '''sec_arch_pol'''
+                      ELSE '''sec_inline''' END),
+        ('projection', '''sec_inline'''),
+        ('subscription', '''sec_sub'''), ('consumer', '''sec_consumer'''),
+        ('positions', '''{1,2,3,4,5,6}''::pg_catalog.int8[]'),
+        ('stream_prefix', '''sec-'''),
+        ('event_types', 'NULL::pg_catalog.text[]'),
+        ('on_event_types', 'NULL::pg_catalog.text[]'),
+        ('mode', '''inline'''), ('replay', 'false'), ('catch_up', 'false'),
+        ('timeout', '''10ms''::pg_catalog.interval'),
+        ('lease_timeout', '''30s''::pg_catalog.interval'),
+        ('retry_after', '''0''::pg_catalog.interval'),
+        ('max_age', '''1 day''::pg_catalog.interval'),
+        ('inactive_for', '''1 day''::pg_catalog.interval'),
+        ('error', '''sec error'''),
+        ('snapshot_tag', 'NULL::pg_catalog.text'),
+        ('use_snapshots', 'true'), ('start_from', '0::pg_catalog.int8'),
+        ('e', '''(1,sec-1,1,00000000-0000-4000-8000-000000000001,SecEvent,{},,2000-01-01)''::eventstore.event'),
+        ('what', '''async projections''')
+     ) AS d(a, v) WHERE d.a = argname),
+    CASE argtype
+        WHEN 'text'::regtype THEN '''sec'''
+        WHEN 'bigint'::regtype THEN 'NULL::pg_catalog.int8'
+        WHEN 'integer'::regtype THEN '10::pg_catalog.int4'
+        WHEN 'boolean'::regtype THEN 'false'
+        WHEN 'jsonb'::regtype THEN '''{}''::pg_catalog.jsonb'
+        WHEN 'interval'::regtype THEN '''1 hour''::pg_catalog.interval'
+        WHEN 'timestamptz'::regtype THEN 'NULL::pg_catalog.timestamptz'
+        WHEN 'bigint[]'::regtype THEN '''{1}''::pg_catalog.int8[]'
+        WHEN 'text[]'::regtype THEN '''{SecEvent}''::pg_catalog.text[]'
+        WHEN 'anyelement'::regtype THEN '0::pg_catalog.int8'
+        WHEN 'regprocedure'::regtype THEN '''regress_sec.evolve(pg_catalog.int8, eventstore.event)''::pg_catalog.regprocedure'
+        WHEN 'eventstore.event'::regtype THEN '''(1,sec-1,1,00000000-0000-4000-8000-000000000001,SecEvent,{},,2000-01-01)''::eventstore.event'
+        ELSE 'NULL'
+    END)
+$$;
+CREATE FUNCTION regress_sec.call(f regprocedure, args text[] DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
+SELECT CASE WHEN p.prokind = 'a' THEN 'SELECT ' ELSE 'SELECT NULL FROM ' END
+       || quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '('
+       || coalesce((SELECT string_agg(coalesce(args[i + 1],
+                                                regress_sec.arg(f, p.proargnames[i + 1], p.proargtypes[i])), ', '
+                                       ORDER BY i)
+                      FROM generate_series(0, p.pronargs - 1) AS i), '')
+       || ')'
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.oid = f
+$$;
+-- Every function of the extension.
+CREATE VIEW regress_sec.functions AS
+SELECT p.oid::regprocedure AS f, p.proname::text AS name
+  FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+ WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+   AND d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'eventstore');
+CREATE VIEW regress_sec.relations AS
+SELECT c.oid::regclass AS r, c.relname::text AS name, c.relkind
+  FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+ WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+   AND d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'eventstore');
+
+SELECT stream_version FROM eventstore.append_events('sec-1',
+    '[{"type": "SecEvent", "data": {"n": 1}}, {"type": "SecEvent", "data": {"n": 2}},
+      {"type": "Other", "data": {}}]');
+SELECT stream_version FROM eventstore.append('sec-2', 'SecEvent', '{}');
+SELECT stream_version FROM eventstore.append('sec-arch', 'SecEvent', '{}');
+SELECT stream_version FROM eventstore.append('sec-set', 'SecEvent', '{}');
+SELECT eventstore.archive_stream('sec-arch');
+SELECT (eventstore.set_stream_metadata('sec-set', max_count => 5)).state;
+SELECT eventstore.create_projection('sec_inline', 'regress_sec.handler(eventstore.event)', replay => false);
+SELECT eventstore.create_projection('sec_async', 'regress_sec.handler(eventstore.event)', mode => 'async');
+SELECT eventstore.take_snapshot('sec-1', 'regress_sec.evolve(bigint,eventstore.event)', 0::bigint);
+SELECT eventstore.create_snapshot_policy('sec_pol', 'regress_sec.evolve(bigint,eventstore.event)', 0::bigint,
+                                         stream_prefix => 'sec-', every => 2);
+SELECT eventstore.create_archive_policy('sec_arch_pol', '100 years');
+SELECT eventstore.create_subscription('sec_sub', max_attempts => 1);
+SELECT eventstore.wait_for_projection('sec_async');
+SELECT count(*) AS leased FROM eventstore.subscription_fetch('sec_sub', 'sec_consumer', 2);
+SELECT eventstore.subscription_nack('sec_sub', 'sec_consumer', '{1}') AS parked;
+SELECT count(*) AS leased FROM eventstore.subscription_fetch('sec_sub', 'sec_consumer', 2);
+
+-- A table that is scanned in parallel.
+CREATE TABLE regress_sec.big AS SELECT g AS n FROM generate_series(1, 10000) AS g;
+ANALYZE regress_sec.big;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+
+-- The labels documented: SAFE ones listed, every other function UNSAFE.
+CREATE TABLE regress_sec.labels (name text PRIMARY KEY, label "char" NOT NULL);
+INSERT INTO regress_sec.labels VALUES
+    ('read_stream', 's'), ('stream_version', 's'), ('stream_info', 's'),
+    ('get_stream_metadata', 's'), ('subscription_parked', 's'),
+    ('subscription_check_name', 's'), ('subscription_not_found', 's'),
+    ('subscription_deliverable', 's');
+
+SELECT f AS function, p.proparallel AS label,
+       coalesce(l.label, 'u') AS documented
+  FROM regress_sec.functions JOIN pg_proc p ON p.oid = f
+  LEFT JOIN regress_sec.labels l USING (name)
+ WHERE p.proparallel <> coalesce(l.label, 'u')
+ ORDER BY 1::text;
+
+-- Every function and view, in both kinds of parallel plan.
+CREATE TABLE regress_sec.results (what text, form text, parallel boolean,
+                                  sqlstate text, message text);
+DO $$
+DECLARE
+    r record;
+    q text;
+    plan text;
+    line text;
+BEGIN
+    FOR r IN
+        SELECT f::text AS what, regress_sec.call(f) AS call,
+               p.proparallel <> 'u' AS may_be_parallel
+          FROM regress_sec.functions JOIN pg_proc p ON p.oid = f
+         WHERE p.prorettype <> 'trigger'::regtype
+           AND NOT ('internal'::regtype = ANY (p.proargtypes))
+        UNION ALL
+        SELECT v.r::text, 'SELECT * FROM ' || v.r::text, true
+          FROM regress_sec.relations AS v WHERE v.relkind = 'v'
+         ORDER BY 1
+    LOOP
+        FOR form IN 1..2 LOOP
+            IF form = 1 THEN
+                q := r.call;
+            ELSE
+                q := 'SELECT count(*) FROM regress_sec.big WHERE n > (SELECT count(*) FROM ('
+                     || r.call || ') AS c)';
+            END IF;
+            BEGIN
+                -- "regress" hides the Gather from EXPLAIN, "on" shows it
+                PERFORM set_config('force_parallel_mode', CASE form WHEN 1 THEN 'on' ELSE 'off' END, true);
+                plan := '';
+                FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+                    plan := plan || line || E'\n';
+                END LOOP;
+                PERFORM set_config('force_parallel_mode', CASE form WHEN 1 THEN 'regress' ELSE 'off' END, true);
+                EXECUTE q;
+                RAISE EXCEPTION USING ERRCODE = 'ZZ999';   -- undo what the call did
+            EXCEPTION WHEN OTHERS THEN
+                INSERT INTO regress_sec.results
+                     VALUES (r.what, CASE form WHEN 1 THEN 'forced' ELSE 'initplan' END,
+                             plan ~ 'Gather', nullif(SQLSTATE, 'ZZ999'),
+                             CASE WHEN SQLSTATE <> 'ZZ999' THEN SQLERRM END);
+            END;
+        END LOOP;
+    END LOOP;
+END $$;
+
+-- No call fails because of the parallel plan (XX000 or "... during a
+-- parallel operation").  The fixture makes every call succeed, except
+-- subscription_not_found, which exists to raise 42704.
+SELECT what, form, sqlstate, message FROM regress_sec.results
+ WHERE sqlstate IS NOT NULL ORDER BY 1, 2;
+-- SAFE functions run in a worker (forced) and SAFE or RESTRICTED ones next
+-- to a parallel scan (initplan); UNSAFE ones keep the plan serial.
+SELECT what, form, parallel FROM regress_sec.results AS r
+  JOIN regress_sec.functions AS f ON f.f::text = r.what
+  JOIN pg_proc AS p ON p.oid = f.f
+ WHERE r.sqlstate IS NULL
+   AND r.parallel <> CASE r.form WHEN 'forced' THEN p.proparallel = 's' ELSE p.proparallel <> 'u' END
+ ORDER BY 1, 2;
+SELECT count(DISTINCT what) > 60 AS functions_and_views_tested FROM regress_sec.results;
+
+-- The reported cases.  read_all as an InitPlan of a parallel scan (this
+-- failed with XX000 "cannot update SecondarySnapshot during a parallel
+-- operation"):
+SELECT count(*) FROM regress_sec.big
+ WHERE n > (SELECT max(stream_version) FROM eventstore.read_all(0, NULL));
+SELECT count(*) FROM regress_sec.big WHERE n > (SELECT eventstore.global_horizon()) + 9990;
+-- subscription_status under force_parallel_mode (it calls global_horizon):
+SET force_parallel_mode = regress;
+SELECT name, position IS NOT NULL AS has_position FROM eventstore.subscription_status ORDER BY 1;
+SELECT stream_version, event_type FROM eventstore.read_all(0, 3) ORDER BY 1;
+RESET force_parallel_mode;
+
+-- An evolve that writes, folded next to a parallel scan: a user's function
+-- may do anything, so the fold must keep the plan serial (it failed with
+-- "cannot execute INSERT during a parallel operation").
+CREATE TABLE regress_sec.log (v bigint);
+CREATE FUNCTION regress_sec.evolve_logging(s bigint, e eventstore.event) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO regress_sec.log VALUES (e.stream_version);
+    RETURN s + 1;
+END $$;
+SELECT count(*) FROM regress_sec.big
+ WHERE n > (SELECT eventstore.aggregate_stream('sec-1', 'regress_sec.evolve_logging(bigint,eventstore.event)',
+                                               0::bigint, use_snapshots => false));
+SELECT count(*) FROM regress_sec.big
+ WHERE n > (SELECT (eventstore.load_state('sec-1', 'regress_sec.evolve_logging(bigint,eventstore.event)',
+                                          0::bigint, use_snapshots => false)).state);
+SELECT count(*) FROM regress_sec.big
+ WHERE n > (SELECT eventstore.fold(e, 'regress_sec.evolve_logging(bigint,eventstore.event)', 0::bigint
+                                   ORDER BY e.stream_version)
+              FROM eventstore.read_stream('sec-1') AS e);
+SELECT count(*) AS evolve_calls FROM regress_sec.log;
+
+-- SAFE reads in a worker, on streams with settings, archived, deleted.
+SELECT eventstore.delete_stream('sec-2');
+SET force_parallel_mode = regress;
+SELECT s, eventstore.stream_version(s) AS version,
+       (SELECT count(*) FROM eventstore.read_stream(s)) AS events,
+       (eventstore.stream_info(s)).state
+  FROM unnest(ARRAY['sec-1', 'sec-2', 'sec-arch', 'sec-set', 'sec-none']) AS s ORDER BY 1;
+SELECT * FROM eventstore.get_stream_metadata('sec-set');
+RESET force_parallel_mode;
+
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+DROP SCHEMA regress_sec CASCADE;
+DROP EXTENSION eventstore CASCADE;
