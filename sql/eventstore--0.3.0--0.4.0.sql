@@ -90,10 +90,11 @@ END $$;
 
 -- The first statement of every implementation: 42501 unless called by
 -- src/caller.c for this caller (never directly, with a forged caller).
+-- It reads the backend's own state: never in a parallel worker.
 CREATE FUNCTION eventstore._check_caller(caller regrole)
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'eventstore_check_caller'
-    LANGUAGE C VOLATILE PARALLEL SAFE;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._check_caller(regrole) IS
     'Raise 42501 unless the calling implementation was called through its public function for this caller (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_caller(regrole) FROM PUBLIC;
@@ -646,7 +647,7 @@ COMMENT ON FUNCTION eventstore.drop_snapshot_policy(text, boolean) IS
 CREATE FUNCTION eventstore.__snapshot_policy(caller regrole, caller_search_path text,
                                              projection text)
 RETURNS eventstore.snapshot_policies
-    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -668,7 +669,7 @@ REVOKE ALL ON FUNCTION eventstore.__snapshot_policy(regrole, text, text) FROM PU
 CREATE FUNCTION eventstore._snapshot_policy(projection text)
 RETURNS eventstore.snapshot_policies
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C STABLE PARALLEL SAFE;
+    LANGUAGE C STABLE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._snapshot_policy(text) IS
     'The snapshot policy of a "snapshot:<name>" projection, for members of its owner (internal)';
 REVOKE ALL ON FUNCTION eventstore._snapshot_policy(text) FROM PUBLIC;
