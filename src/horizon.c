@@ -148,6 +148,9 @@ es_xact_callback(XactEvent event, void *arg)
 						pg_atomic_write_u32(&es_xact_wake->maintenance_wanted, 1);
 					if (es_xact_wake->worker_latch != NULL)
 						SetLatch(es_xact_wake->worker_latch);
+					/* a projection to run: the projector's business */
+					if (es_xact_wake->projector_latch != NULL)
+						SetLatch(es_xact_wake->projector_latch);
 				}
 				es_xact_wake = NULL;
 				es_xact_wake_maintenance = false;
@@ -194,6 +197,7 @@ es_horizon_shmem_init(void)
 		{
 			pg_atomic_init_u64(&es_shared->databases[i].drawn_max, 0);
 			pg_atomic_init_u32(&es_shared->databases[i].maintenance_wanted, 0);
+			pg_atomic_init_u64(&es_shared->databases[i].published, 0);
 		}
 		for (int i = 0; i < es_shared->nslots; i++)
 			pg_atomic_init_u64(&es_shared->slots[i].min_position, 0);
@@ -294,6 +298,9 @@ es_database_state(const EsCatalog *cat, Oid dboid, bool create)
 		db->worker_wanted = false;
 		db->worker_pid = 0;
 		db->worker_latch = NULL;
+		db->projector_pid = 0;
+		db->projector_latch = NULL;
+		pg_atomic_write_u64(&db->published, 0);
 	}
 	if (!db->initialized || db->seq_relid != cat->position_seq_relid)
 	{
