@@ -22,7 +22,7 @@ DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).
-REGRESS = append append_events read_stream errors roles read_all projections subscriptions state lifecycle upgrade
+REGRESS = append append_events read_stream errors roles read_all projections subscriptions state lifecycle upgrade security_worker
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.conf
 
 ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \

@@ -359,9 +359,10 @@ es_horizon_enter(const EsCatalog *cat)
 }
 
 /*
- * Make sure this database has a worker, and wake it when the transaction
- * commits: it has work the transaction prepared for it (a projection to
- * run).  Errors out when no worker can run.
+ * Make sure this database has a worker and a projector, and wake them when
+ * the transaction commits: they have work the transaction prepared for
+ * them (a projection to run, a retention pass).  Errors out when they
+ * cannot run.
  */
 void
 es_worker_wake_at_commit(const EsCatalog *cat, const char *what, bool maintenance)
@@ -372,7 +373,7 @@ es_worker_wake_at_commit(const EsCatalog *cat, const char *what, bool maintenanc
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs the eventstore background worker", what),
-				 errdetail("The worker runs async projections, catch-ups, retention and archive policies; it runs only when the library is preloaded."),
+				 errdetail("The background processes run async projections, catch-ups, retention and archive policies; they run only when the library is preloaded."),
 				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server, or create an inline projection with replay => false.")));
 
 	db = es_database_state(cat, MyDatabaseId, true);

@@ -2,7 +2,8 @@
 #
 # Writers append in a loop (single events, batches, two streams in one
 # transaction, appends rolled back to a savepoint or entirely) while the
-# server or the background worker is killed.  Every read model is checked
+# server or the background projector (which runs the projections) is
+# killed.  Every read model is checked
 # against a recomputation from eventstore.events: per stream, the number of
 # matching events and the sum of their amounts, so that an event lost or
 # applied twice shows.
