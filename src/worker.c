@@ -1282,6 +1282,7 @@ eventstore_projector_main(Datum main_arg)
 
 		state.recorded = (int64) pg_atomic_read_u64(&es_worker_db->published);
 		es_worker_projections(&state);
+		pgstat_report_stat(false);
 		if (state.more_work)
 			continue;
 		es_worker_sleep(&state, es_worker_naptime);
