@@ -135,6 +135,17 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventstore.handler_timeout",
+							"Longest time one batch of an async projection may run in the background projector.",
+							"The batch is canceled and the projection fails with a backoff, as for any handler error; 0 means no limit.",
+							&es_handler_timeout,
+							60 * 1000,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	/* PGC_POSTMASTER variables can only be defined while preloading. */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("eventstore.max_databases",

@@ -181,6 +181,11 @@ typedef struct EsDatabaseState
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	Latch	   *worker_latch;	/* set by committing appenders */
 	pg_atomic_uint32 maintenance_wanted;	/* run retention/archiving soon */
+	/* the projector: runs the async projections (user code) */
+	pid_t		projector_pid;	/* 0 when no projector runs */
+	Latch	   *projector_latch;	/* set when the horizon moves or */
+									/* a definition changes */
+	pg_atomic_uint64 published; /* horizon the worker last recorded */
 } EsDatabaseState;
 
 typedef struct EsBackendSlot
@@ -282,6 +287,7 @@ extern int	es_worker_naptime;
 extern int	es_maintenance_interval;
 extern int	es_maintenance_batch_size;
 extern int	es_notify_interval;
+extern int	es_handler_timeout;
 extern void es_worker_register_launcher(void);
 extern void es_worker_request(EsDatabaseState *db);
 extern void es_worker_install_hooks(void);

@@ -148,6 +148,9 @@ es_xact_callback(XactEvent event, void *arg)
 						pg_atomic_write_u32(&es_xact_wake->maintenance_wanted, 1);
 					if (es_xact_wake->worker_latch != NULL)
 						SetLatch(es_xact_wake->worker_latch);
+					/* a projection to run: the projector's business */
+					if (es_xact_wake->projector_latch != NULL)
+						SetLatch(es_xact_wake->projector_latch);
 				}
 				es_xact_wake = NULL;
 				es_xact_wake_maintenance = false;
@@ -194,6 +197,7 @@ es_horizon_shmem_init(void)
 		{
 			pg_atomic_init_u64(&es_shared->databases[i].drawn_max, 0);
 			pg_atomic_init_u32(&es_shared->databases[i].maintenance_wanted, 0);
+			pg_atomic_init_u64(&es_shared->databases[i].published, 0);
 		}
 		for (int i = 0; i < es_shared->nslots; i++)
 			pg_atomic_init_u64(&es_shared->slots[i].min_position, 0);
@@ -294,6 +298,9 @@ es_database_state(const EsCatalog *cat, Oid dboid, bool create)
 		db->worker_wanted = false;
 		db->worker_pid = 0;
 		db->worker_latch = NULL;
+		db->projector_pid = 0;
+		db->projector_latch = NULL;
+		pg_atomic_write_u64(&db->published, 0);
 	}
 	if (!db->initialized || db->seq_relid != cat->position_seq_relid)
 	{
@@ -352,9 +359,10 @@ es_horizon_enter(const EsCatalog *cat)
 }
 
 /*
- * Make sure this database has a worker, and wake it when the transaction
- * commits: it has work the transaction prepared for it (a projection to
- * run).  Errors out when no worker can run.
+ * Make sure this database has a worker and a projector, and wake them when
+ * the transaction commits: they have work the transaction prepared for
+ * them (a projection to run, a retention pass).  Errors out when they
+ * cannot run.
  */
 void
 es_worker_wake_at_commit(const EsCatalog *cat, const char *what, bool maintenance)
@@ -365,7 +373,7 @@ es_worker_wake_at_commit(const EsCatalog *cat, const char *what, bool maintenanc
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs the eventstore background worker", what),
-				 errdetail("The worker runs async projections, catch-ups, retention and archive policies; it runs only when the library is preloaded."),
+				 errdetail("The background processes run async projections, catch-ups, retention and archive policies; they run only when the library is preloaded."),
 				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server, or create an inline projection with replay => false.")));
 
 	db = es_database_state(cat, MyDatabaseId, true);

@@ -1,15 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The background workers: a launcher, and one worker per database that
- *	  uses eventstore.
+ *	  The background processes: a launcher, and per database that uses
+ *	  eventstore a worker and a projector.
  *
  * The launcher is registered when the library is preloaded.  At start it
  * starts a worker in every connectable database; a worker that finds no
- * eventstore extension in its database exits at once.  Later, the first
- * append in a database asks for a worker if none is wanted there
- * (es_worker_request), so CREATE EXTENSION needs no restart.  The launcher
- * restarts a worker that died, after a one second pause.
+ * eventstore extension in its database exits at once, one that stays asks
+ * the launcher for the database's projector.  Later, the first append in a
+ * database asks for both if none is wanted there (es_worker_request), so
+ * CREATE EXTENSION needs no restart.  The launcher restarts a process that
+ * died, after a one second pause.
  *
  * A database's worker sleeps on its latch.  Appending transactions set the
  * latch when they commit or abort; the worker then computes the live
@@ -17,11 +18,25 @@
  * the horizon as payload and records the horizon in eventstore.recorded_horizon
  * (for hot standbys and REPEATABLE READ readers), both in one transaction.
  * Bursts of commits coalesce into one notification; appenders never touch
- * the notification queue or its lock.
+ * the notification queue or its lock.  The worker also runs retention and
+ * archive policies.  It never runs a user's code: nothing a handler does
+ * can delay the horizon, the notifications or the maintenance.
+ *
+ * The projector runs the async projections (and snapshot policies, and the
+ * replays of inline projections), woken by the worker when the horizon
+ * moved and by committed definition changes.  Each batch runs within
+ * eventstore.handler_timeout, enforced by a timer of our own.
+ *
+ * Both pin their session's search_path at connection, and every query of
+ * their own runs through es_spi_begin() (guard.c), under a search_path
+ * pinned for its duration, whatever a database or role setting or a
+ * handler set.
  *
  * Commands that need a database without connections (DROP DATABASE,
  * ALTER DATABASE RENAME / SET TABLESPACE, CREATE DATABASE ... TEMPLATE) stop
- * that database's worker first, through a ProcessUtility hook.
+ * that database's processes first, through a ProcessUtility hook, once the
+ * command's own permission checks are known to pass; if the command fails,
+ * or leaves the database in place, the launcher starts them again at once.
  *
  * src/worker.c
  *
@@ -53,12 +68,15 @@
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -66,6 +84,7 @@
 
 PGDLLEXPORT void eventstore_launcher_main(Datum main_arg);
 PGDLLEXPORT void eventstore_worker_main(Datum main_arg);
+PGDLLEXPORT void eventstore_projector_main(Datum main_arg);
 
 /* GUC: longest a worker sleeps between two looks at the horizon (ms). */
 int			es_worker_naptime = 1000;
@@ -74,6 +93,9 @@ int			es_maintenance_batch_size = 1000;
 
 /* GUC: shortest time between two looks at the horizon (ms). */
 int			es_notify_interval = 5;
+
+/* GUC: longest a projector's batch may run (ms); 0: no limit. */
+int			es_handler_timeout = 60 * 1000;
 
 /* The prepared UPDATE of eventstore.recorded_horizon, per worker. */
 static SPIPlanPtr es_record_plan = NULL;
@@ -121,12 +143,27 @@ es_worker_request(EsDatabaseState *db)
  * ---------------------------------------------------------------------
  */
 
-/* The launcher's own record of a worker it started. */
+/* The two processes the launcher runs per database. */
+typedef enum EsProcKind
+{
+	ES_PROC_WORKER,				/* horizon, notifications, maintenance */
+	ES_PROC_PROJECTOR,			/* async projections (user code) */
+	ES_NUM_PROC_KINDS
+} EsProcKind;
+
+static const char *const es_proc_function[ES_NUM_PROC_KINDS] = {
+	"eventstore_worker_main", "eventstore_projector_main"
+};
+static const char *const es_proc_type[ES_NUM_PROC_KINDS] = {
+	"eventstore worker", "eventstore projector"
+};
+
+/* The launcher's own record of the processes it started for a database. */
 typedef struct EsLaunchedWorker
 {
 	Oid			dboid;
-	BackgroundWorkerHandle *handle; /* NULL once it has stopped */
-	TimestampTz not_before;		/* restart pause */
+	BackgroundWorkerHandle *handle[ES_NUM_PROC_KINDS];	/* NULL once stopped */
+	TimestampTz not_before[ES_NUM_PROC_KINDS];	/* restart pause */
 } EsLaunchedWorker;
 
 static List *es_launched = NIL;		/* of EsLaunchedWorker * */
@@ -196,7 +233,7 @@ es_launched_worker(Oid dboid)
 }
 
 static bool
-es_launcher_start_worker(EsLaunchedWorker *lw)
+es_launcher_start(EsLaunchedWorker *lw, EsProcKind kind)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
@@ -206,26 +243,27 @@ es_launcher_start_worker(EsLaunchedWorker *lw)
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "eventstore");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "eventstore_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "eventstore worker for database %u", lw->dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "eventstore worker");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "%s", es_proc_function[kind]);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "%s for database %u",
+			 es_proc_type[kind], lw->dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", es_proc_type[kind]);
 	bgw.bgw_main_arg = ObjectIdGetDatum(lw->dboid);
 	bgw.bgw_notify_pid = MyProcPid;
 
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 	{
 		ereport(LOG,
-				(errmsg("eventstore launcher could not start a worker for database %u",
-						lw->dboid),
+				(errmsg("eventstore launcher could not start the %s for database %u",
+						kind == ES_PROC_WORKER ? "worker" : "projector", lw->dboid),
 				 errhint("Raise max_worker_processes.")));
 		return false;
 	}
-	lw->handle = handle;	/* allocated in TopMemoryContext */
+	lw->handle[kind] = handle;	/* allocated in TopMemoryContext */
 	return true;
 }
 
 /*
- * Reap stopped workers, start the ones that are wanted, and the pending
+ * Reap stopped processes, start the ones that are wanted, and the pending
  * probes.  Returns how long the launcher may sleep (ms).
  */
 static long
@@ -239,18 +277,20 @@ es_launcher_scan(void)
 	foreach(lc, es_launched)
 	{
 		EsLaunchedWorker *lw = (EsLaunchedWorker *) lfirst(lc);
-		pid_t		pid;
 
-		if (lw->handle != NULL &&
-			GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
+		for (int kind = 0; kind < ES_NUM_PROC_KINDS; kind++)
 		{
+			pid_t		pid;
 			bool		wanted = false;
 
-			pfree(lw->handle);
-			lw->handle = NULL;
+			if (lw->handle[kind] == NULL ||
+				GetBackgroundWorkerPid(lw->handle[kind], &pid) != BGWH_STOPPED)
+				continue;
+			pfree(lw->handle[kind]);
+			lw->handle[kind] = NULL;
 
 			/*
-			 * A worker that stopped while its database still wants one died:
+			 * A process that stopped while its database still wants one died:
 			 * restart it after a pause.  One that retired starts at once
 			 * when it is wanted again.
 			 */
@@ -261,7 +301,7 @@ es_launcher_scan(void)
 					wanted = es_shared->databases[i].worker_wanted;
 			}
 			LWLockRelease(es_shared->lock);
-			lw->not_before = wanted ? TimestampTzPlusMilliseconds(now, 1000) : 0;
+			lw->not_before[kind] = wanted ? TimestampTzPlusMilliseconds(now, 1000) : 0;
 		}
 	}
 
@@ -270,49 +310,55 @@ es_launcher_scan(void)
 		EsLaunchedWorker *lw;
 		Oid			dboid;
 		bool		wanted;
-		pid_t		worker_pid;
+		pid_t		pids[ES_NUM_PROC_KINDS];
 
 		LWLockAcquire(es_shared->lock, LW_SHARED);
 		dboid = es_shared->databases[i].dboid;
 		wanted = es_shared->databases[i].worker_wanted;
-		worker_pid = es_shared->databases[i].worker_pid;
+		pids[ES_PROC_WORKER] = es_shared->databases[i].worker_pid;
+		pids[ES_PROC_PROJECTOR] = es_shared->databases[i].projector_pid;
 		LWLockRelease(es_shared->lock);
 
 		if (!OidIsValid(dboid) || !wanted)
 			continue;
 		lw = es_launched_worker(dboid);
-		if (lw->handle != NULL)
-			continue;
-
-		/*
-		 * A worker started by an earlier launcher (which died) still runs:
-		 * adopt it.  Without a handle we hear of its exit only by looking,
-		 * so look again soon.
-		 */
-		if (worker_pid != 0 && kill(worker_pid, 0) == 0)
+		for (int kind = 0; kind < ES_NUM_PROC_KINDS; kind++)
 		{
-			sleep_ms = Min(sleep_ms, 1000);
-			continue;
-		}
+			if (lw->handle[kind] != NULL)
+				continue;
 
-		if (now < lw->not_before)
-		{
-			long		secs;
-			int			usecs;
+			/*
+			 * A process started by an earlier launcher (which died) still
+			 * runs: adopt it.  Without a handle we hear of its exit only by
+			 * looking, so look again soon.
+			 */
+			if (pids[kind] != 0 && kill(pids[kind], 0) == 0)
+			{
+				sleep_ms = Min(sleep_ms, 1000);
+				continue;
+			}
 
-			TimestampDifference(now, lw->not_before, &secs, &usecs);
-			sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
-			continue;
+			if (now < lw->not_before[kind])
+			{
+				long		secs;
+				int			usecs;
+
+				TimestampDifference(now, lw->not_before[kind], &secs, &usecs);
+				sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
+				continue;
+			}
+			if (!es_launcher_start(lw, kind))
+				sleep_ms = Min(sleep_ms, 1000);
 		}
-		if (!es_launcher_start_worker(lw))
-			sleep_ms = Min(sleep_ms, 1000);
 	}
 
+	/* a probe starts the worker; it asks for the projector if it stays */
 	foreach(lc, es_probe_pending)
 	{
 		EsLaunchedWorker *lw = es_launched_worker(lfirst_oid(lc));
 
-		if (lw->handle == NULL && !es_launcher_start_worker(lw))
+		if (lw->handle[ES_PROC_WORKER] == NULL &&
+			!es_launcher_start(lw, ES_PROC_WORKER))
 		{
 			MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -370,6 +416,7 @@ eventstore_launcher_main(Datum main_arg)
  * ---------------------------------------------------------------------
  */
 
+/* This process's database entry (worker or projector). */
 static EsDatabaseState *es_worker_db = NULL;
 
 static void
@@ -383,7 +430,28 @@ es_worker_exit(int code, Datum arg)
 		es_worker_db->worker_pid = 0;
 		es_worker_db->worker_latch = NULL;
 	}
+	if (es_worker_db->projector_pid == MyProcPid)
+	{
+		es_worker_db->projector_pid = 0;
+		es_worker_db->projector_latch = NULL;
+	}
 	LWLockRelease(es_shared->lock);
+}
+
+/*
+ * Connect to the database and pin this session's search_path: settings of
+ * the database or role (ALTER DATABASE / ALTER ROLE ... SET search_path, which
+ * a database owner may set) are overridden.  A later SET still wins, but
+ * every query of the extension pins the path again for its own duration
+ * (es_spi_begin), and user code runs inside a GUC nest level that is rolled
+ * back (es_user_code_begin, es_worker_project).
+ */
+static void
+es_worker_connect(Oid dboid, const char *appname)
+{
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname(appname);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*
@@ -415,6 +483,9 @@ es_worker_retire(void)
 	{
 		es_worker_db->worker_pid = 0;
 		es_worker_db->worker_latch = NULL;
+		/* the projector sees worker_wanted unset and retires too */
+		if (es_worker_db->projector_latch != NULL)
+			SetLatch(es_worker_db->projector_latch);
 	}
 	LWLockRelease(es_shared->lock);
 
@@ -541,8 +612,9 @@ es_worker_cycle(EsWorkerState *state)
 		Oid			argtype = INT8OID;
 		int64		newest;
 		int			ret;
+		EsGuard		g;
 
-		SPI_connect();
+		es_spi_begin(&g, InvalidOid);
 		if (es_record_plan == NULL)
 		{
 			SPIPlanPtr	plan = SPI_prepare("UPDATE eventstore.recorded_horizon"
@@ -561,7 +633,7 @@ es_worker_cycle(EsWorkerState *state)
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not record the log horizon: %s",
 				 SPI_result_code_string(ret));
-		SPI_finish();
+		es_spi_end(&g);
 		state->recorded = horizon;
 
 		newest = es_newest_committed(cat, state->notified, horizon);
@@ -579,6 +651,16 @@ es_worker_cycle(EsWorkerState *state)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/* committed: the projector may run the projections up to it */
+	if ((uint64) state->recorded != pg_atomic_read_u64(&es_worker_db->published))
+	{
+		Latch	   *latch = es_worker_db->projector_latch;
+
+		pg_atomic_write_u64(&es_worker_db->published, (uint64) state->recorded);
+		if (latch != NULL)
+			SetLatch(latch);
+	}
 	return true;
 }
 
@@ -590,10 +672,63 @@ typedef enum EsStepResult
 } EsStepResult;
 
 /*
+ * eventstore.handler_timeout: a timer of our own (not statement_timeout,
+ * which a handler could SET) cancels the batch that runs too long.  Once
+ * it has fired it fires again every second until the batch is over, so a
+ * handler that catches query_canceled is canceled again.
+ */
+static TimeoutId es_handler_timeout_id = MAX_TIMEOUTS;
+static volatile sig_atomic_t es_handler_timed_out = false;
+
+#define ES_HANDLER_RECANCEL_MS	1000
+
+static void
+es_handler_timeout_handler(void)
+{
+	es_handler_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+es_handler_timer_start(void)
+{
+	es_handler_timed_out = false;
+	if (es_handler_timeout > 0)
+		enable_timeout_every(es_handler_timeout_id,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 es_handler_timeout),
+							 ES_HANDLER_RECANCEL_MS);
+}
+
+/* Returns whether the timer fired. */
+static bool
+es_handler_timer_stop(void)
+{
+	bool		fired;
+
+	if (es_handler_timeout_id != MAX_TIMEOUTS)
+		disable_timeout(es_handler_timeout_id, false);
+	fired = es_handler_timed_out;
+	es_handler_timed_out = false;
+	/* a cancel that came too late to interrupt anything is void */
+	if (fired)
+		QueryCancelPending = false;
+	return fired;
+}
+
+/*
  * Run one step of a projection in a transaction of its own: a batch, or
  * (go_live) the switch of a caught-up inline projection to live.  An error
  * rolls the step back; a handler's error is recorded with its position, so
- * that the projection is retried after a backoff.
+ * that the projection is retried after a backoff.  A step that runs longer
+ * than eventstore.handler_timeout is canceled and recorded as such.
+ *
+ * Whatever the step changes in the session's settings (a handler's
+ * set_config(..., false), say) is rolled back with a GUC nest level of its
+ * own, so no step leaves settings behind for the next one or for the
+ * queries of the extension.
  */
 static EsStepResult
 es_worker_project(const char *name, bool go_live, int64 *handled,
@@ -610,14 +745,20 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 	StartTransactionCommand();
 	PG_TRY();
 	{
+		int			nestlevel;
+
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, go_live ?
 							   "eventstore: making a projection live" :
 							   "eventstore: running a projection");
+		nestlevel = es_pin_search_path();
+		es_handler_timer_start();
 		if (go_live)
 			(void) es_projection_go_live(name);
 		else
 			*handled = es_projection_run_batch(name, caught_up, needs_live);
+		(void) es_handler_timer_stop();
+		AtEOXact_GUC(false, nestlevel);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -625,6 +766,8 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 	{
 		ErrorData  *edata;
 		int64		position = es_projecting_position;
+		bool		timed_out = es_handler_timer_stop();
+		char	   *message;
 
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
@@ -632,15 +775,21 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 		AbortCurrentTransaction();
 		es_projecting_position = 0;
 
+		if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			message = psprintf("eventstore.handler_timeout exceeded: the batch ran longer than %d ms and was canceled",
+							   es_handler_timeout);
+		else
+			message = pstrdup(edata->message);
+
 		if (position > 0)
 		{
 			ereport(LOG,
 					(errmsg("eventstore projection \"%s\" failed at global position " INT64_FORMAT ": %s",
-							name, position, edata->message)));
+							name, position, message)));
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
-			es_projection_record_error(name, position, edata->message);
+			es_projection_record_error(name, position, message);
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			result = ES_STEP_HANDLER_FAILED;
@@ -649,9 +798,10 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 		{
 			ereport(LOG,
 					(errmsg("eventstore projection \"%s\" could not run: %s",
-							name, edata->message)));
+							name, message)));
 			result = ES_STEP_FAILED;
 		}
+		pfree(message);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -721,11 +871,12 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch,
 			done = ES_MAINTENANCE_BUSY;
 		if (done == -1)
 		{
+			EsGuard		g;
+
 			args[0] = Int32GetDatum(batch);
 			args[1] = Int64GetDatum(after);
 			pgstat_report_activity(STATE_RUNNING, activity);
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
+			es_spi_begin(&g, InvalidOid);
 			if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
 				SPI_processed != 1)
 				elog(ERROR, "could not run %s", sql);
@@ -741,7 +892,7 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch,
 
 				*complete = !isnull && DatumGetBool(d);
 			}
-			SPI_finish();
+			es_spi_end(&g);
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -869,7 +1020,7 @@ es_worker_projections(EsWorkerState *state)
 	bool		busy;
 
 	if (!state->more_work &&
-		(state->recorded <= state->projected || !state->any_projections) &&
+		(state->recorded == state->projected || !state->any_projections) &&
 		state->generation == es_projection_generation &&
 		(state->next_retry == 0 || GetCurrentTimestamp() < state->next_retry))
 		return;
@@ -944,18 +1095,41 @@ es_worker_projections(EsWorkerState *state)
 	}
 }
 
+/* Sleep until the latch is set or "timeout" (ms), bounded by a due retry. */
+static void
+es_worker_sleep(EsWorkerState *state, long timeout)
+{
+	if (state->next_retry != 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), state->next_retry, &secs, &usecs);
+		timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
+	}
+	(void) WaitLatch(MyLatch,
+					 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 timeout, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+}
+
+/*
+ * The worker: publishes the horizon, notifies, runs retention and archive
+ * policies.  It never runs user code, so a slow handler never holds up
+ * what readers, standbys and listeners wait for.
+ */
 void
 eventstore_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, false, 0, NULL};
+	Latch	   *launcher_latch;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("eventstore worker");
+	es_worker_connect(dboid, "eventstore worker");
 
 	/*
 	 * The recorded horizon may lag after a crash without harm: it only ever
@@ -986,14 +1160,13 @@ eventstore_worker_main(Datum main_arg)
 	es_worker_db->worker_wanted = true;
 	es_worker_db->worker_pid = MyProcPid;
 	es_worker_db->worker_latch = MyLatch;
+	launcher_latch = es_shared->launcher_latch;
 	LWLockRelease(es_shared->lock);
 	before_shmem_exit(es_worker_exit, (Datum) 0);
 
-	state.pass_cxt = AllocSetContextCreate(TopMemoryContext,
-										   "eventstore worker projections",
-										   ALLOCSET_SMALL_SIZES);
-	/* run the projections once at start: some may be due */
-	state.more_work = true;
+	/* the database is wanted: the launcher starts its projector too */
+	if (launcher_latch != NULL)
+		SetLatch(launcher_latch);
 
 	for (;;)
 	{
@@ -1009,19 +1182,10 @@ eventstore_worker_main(Datum main_arg)
 		if (!es_worker_cycle(&state) && es_worker_retire())
 			proc_exit(0);
 
-		es_worker_projections(&state);
 		es_worker_maintenance(&state);
-		if (state.more_work || state.more_maintenance)
+		if (state.more_maintenance)
 			continue;
 		timeout = Min(timeout, es_maintenance_interval);
-		if (state.next_retry != 0)
-		{
-			long		secs;
-			int			usecs;
-
-			TimestampDifference(GetCurrentTimestamp(), state.next_retry, &secs, &usecs);
-			timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
-		}
 
 		/*
 		 * Space cycles at least eventstore.notify_interval apart.  The latch
@@ -1034,10 +1198,94 @@ eventstore_worker_main(Datum main_arg)
 			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 es_notify_interval, PG_WAIT_EXTENSION);
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		es_worker_sleep(&state, timeout);
+	}
+}
+
+/*
+ * The projector: runs the async projections (snapshot policies among them)
+ * and the replays of inline ones, as their owners, each batch within
+ * eventstore.handler_timeout.  The worker wakes it when the horizon moves,
+ * committed definition changes wake it directly.  It retires with the
+ * worker when the extension is dropped.
+ */
+void
+eventstore_projector_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, false, 0, NULL};
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	es_worker_connect(dboid, "eventstore projector");
+	es_handler_timeout_id = RegisterTimeout(USER_TIMEOUT, es_handler_timeout_handler);
+
+	StartTransactionCommand();
+	{
+		const EsCatalog *cat = es_catalog_lookup(true);
+
+		if (cat != NULL)
+			es_worker_db = es_database_state(cat, dboid, true);
+	}
+	CommitTransactionCommand();
+	if (es_worker_db == NULL)
+		proc_exit(0);
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	if (es_worker_db->projector_pid != 0 && es_worker_db->projector_pid != MyProcPid &&
+		kill(es_worker_db->projector_pid, 0) == 0)
+	{
+		/* another projector serves this database already */
+		LWLockRelease(es_shared->lock);
+		proc_exit(0);
+	}
+	es_worker_db->projector_pid = MyProcPid;
+	es_worker_db->projector_latch = MyLatch;
+	LWLockRelease(es_shared->lock);
+	before_shmem_exit(es_worker_exit, (Datum) 0);
+
+	state.pass_cxt = AllocSetContextCreate(TopMemoryContext,
+										   "eventstore projector",
+										   ALLOCSET_SMALL_SIZES);
+	/* run the projections once at start: some may be due */
+	state.more_work = true;
+
+	for (;;)
+	{
+		bool		present;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		StartTransactionCommand();
+		present = (es_catalog_lookup(true) != NULL);
+		CommitTransactionCommand();
+		if (!present)
+		{
+			bool		wanted;
+
+			/* the extension is gone: leave with the worker */
+			LWLockAcquire(es_shared->lock, LW_SHARED);
+			wanted = es_worker_db->worker_wanted;
+			LWLockRelease(es_shared->lock);
+			if (!wanted)
+				proc_exit(0);
+			es_worker_sleep(&state, es_worker_naptime);
+			continue;
+		}
+
+		state.recorded = (int64) pg_atomic_read_u64(&es_worker_db->published);
+		es_worker_projections(&state);
+		pgstat_report_stat(false);
+		if (state.more_work)
+			continue;
+		es_worker_sleep(&state, es_worker_naptime);
 	}
 }
 
@@ -1046,22 +1294,105 @@ eventstore_worker_main(Datum main_arg)
  * ---------------------------------------------------------------------
  */
 
-/*
- * Stop the worker of a database and wait until it has gone.  With forget,
- * give its entry back too (the database is being dropped).
- */
-static void
-es_release_database(const char *dbname, bool forget)
+/* pg_database_ownercheck() became object_ownercheck() in PostgreSQL 16. */
+static bool
+es_database_owner(Oid dboid)
 {
-	Oid			dboid;
-	EsDatabaseState *db = NULL;
-	pid_t		pid = 0;
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(DatabaseRelationId, dboid, GetUserId());
+#else
+	return pg_database_ownercheck(dboid, GetUserId());
+#endif
+}
 
+/*
+ * The database whose eventstore processes a utility command needs gone,
+ * if the command is one that needs the database without connections
+ * (DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE, CREATE
+ * DATABASE ... TEMPLATE) and the current user passes the command's own
+ * permission checks -- the same ones, made first, so that nobody can stop
+ * the processes with a command that is then refused.  InvalidOid
+ * otherwise.  *dropping: the command removes the database.
+ */
+static Oid
+es_database_to_release(Node *parsetree, bool *dropping)
+{
+	const char *dbname = NULL;
+	Oid			dboid;
+	bool		allowed = false;
+
+	*dropping = false;
+	if (IsA(parsetree, DropdbStmt))
+	{
+		dbname = ((DropdbStmt *) parsetree)->dbname;
+		*dropping = true;
+	}
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+		dbname = ((RenameStmt *) parsetree)->subname;
+	else if (IsA(parsetree, AlterDatabaseStmt))
+	{
+		ListCell   *lc;
+
+		/* CONNECTION LIMIT, ALLOW_CONNECTIONS, IS_TEMPLATE need nobody gone */
+		foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+		{
+			DefElem    *opt = lfirst_node(DefElem, lc);
+
+			if (strcmp(opt->defname, "tablespace") == 0)
+				dbname = ((AlterDatabaseStmt *) parsetree)->dbname;
+		}
+	}
+	else if (IsA(parsetree, CreatedbStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *opt = lfirst_node(DefElem, lc);
+
+			if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+				dbname = defGetString(opt);
+		}
+	}
 	if (dbname == NULL)
-		return;
+		return InvalidOid;
 	dboid = get_database_oid(dbname, true);
 	if (!OidIsValid(dboid))
-		return;
+		return InvalidOid;
+
+	if (IsA(parsetree, DropdbStmt) || IsA(parsetree, AlterDatabaseStmt))
+		allowed = es_database_owner(dboid);
+	else if (IsA(parsetree, RenameStmt))
+		allowed = es_database_owner(dboid) && have_createdb_privilege();
+	else if (IsA(parsetree, CreatedbStmt))
+	{
+		/* a template may be copied by anyone who may create databases */
+		HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+
+		if (HeapTupleIsValid(tup))
+		{
+			bool		istemplate = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+
+			ReleaseSysCache(tup);
+			allowed = have_createdb_privilege() &&
+				(istemplate || es_database_owner(dboid));
+		}
+	}
+	return allowed ? dboid : InvalidOid;
+}
+
+/*
+ * Stop the worker and projector of a database and wait until they have
+ * gone.  Returns whether the database wanted them (to restore with
+ * es_resume_database).
+ */
+static bool
+es_stop_database(Oid dboid)
+{
+	EsDatabaseState *db = NULL;
+	bool		was_wanted = false;
+	pid_t		pids[ES_NUM_PROC_KINDS] = {0, 0};
 
 	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < es_shared->max_databases; i++)
@@ -1071,31 +1402,74 @@ es_release_database(const char *dbname, bool forget)
 	}
 	if (db != NULL)
 	{
+		was_wanted = db->worker_wanted;
 		db->worker_wanted = false;
-		pid = db->worker_pid;
-		if (forget)
-			db->dboid = InvalidOid;
+		pids[ES_PROC_WORKER] = db->worker_pid;
+		pids[ES_PROC_PROJECTOR] = db->projector_pid;
 	}
 	LWLockRelease(es_shared->lock);
+	if (db == NULL)
+		return false;
 
-	if (pid == 0)
-		return;
-
-	kill(pid, SIGTERM);
+	for (int kind = 0; kind < ES_NUM_PROC_KINDS; kind++)
+	{
+		if (pids[kind] != 0)
+			kill(pids[kind], SIGTERM);
+	}
 	for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10)
 	{
-		bool		gone;
+		bool		gone = true;
 
 		LWLockAcquire(es_shared->lock, LW_SHARED);
-		gone = (db->worker_pid != pid);
+		for (int kind = 0; kind < ES_NUM_PROC_KINDS; kind++)
+		{
+			pid_t		now_pid = (kind == ES_PROC_WORKER ? db->worker_pid : db->projector_pid);
+
+			if (pids[kind] != 0 && now_pid == pids[kind] && kill(pids[kind], 0) == 0)
+				gone = false;
+		}
 		LWLockRelease(es_shared->lock);
-		if (gone || kill(pid, 0) != 0)
+		if (gone)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	return was_wanted;
+}
+
+/*
+ * After a command that stopped them and then failed, or succeeded without
+ * removing the database: have the launcher start the processes again.
+ * With forget (the database was dropped), give the entry back instead.
+ */
+static void
+es_resume_database(Oid dboid, bool was_wanted, bool forget)
+{
+	Latch	   *launcher_latch = NULL;
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < es_shared->max_databases; i++)
+	{
+		EsDatabaseState *db = &es_shared->databases[i];
+
+		if (db->dboid != dboid)
+			continue;
+		if (forget)
+		{
+			db->worker_wanted = false;
+			db->dboid = InvalidOid;
+		}
+		else if (was_wanted)
+		{
+			db->worker_wanted = true;
+			launcher_latch = es_shared->launcher_latch;
+		}
+	}
+	LWLockRelease(es_shared->lock);
+	if (launcher_latch != NULL)
+		SetLatch(launcher_latch);
 }
 
 static void
@@ -1105,36 +1479,35 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			dboid = InvalidOid;
+	bool		dropping = false;
+	bool		was_wanted = false;
 
 	if (es_shared != NULL)
+		dboid = es_database_to_release(parsetree, &dropping);
+	if (OidIsValid(dboid))
+		was_wanted = es_stop_database(dboid);
+
+	PG_TRY();
 	{
-		if (IsA(parsetree, DropdbStmt))
-			es_release_database(((DropdbStmt *) parsetree)->dbname, true);
-		else if (IsA(parsetree, RenameStmt) &&
-				 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
-			es_release_database(((RenameStmt *) parsetree)->subname, false);
-		else if (IsA(parsetree, AlterDatabaseStmt))
-			es_release_database(((AlterDatabaseStmt *) parsetree)->dbname, false);
-		else if (IsA(parsetree, CreatedbStmt))
-		{
-			ListCell   *lc;
-
-			foreach(lc, ((CreatedbStmt *) parsetree)->options)
-			{
-				DefElem    *opt = lfirst_node(DefElem, lc);
-
-				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
-					es_release_database(defGetString(opt), false);
-			}
-		}
-	}
-
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		/* the command failed: the database is still there, bring them back */
+		if (OidIsValid(dboid))
+			es_resume_database(dboid, was_wanted, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (OidIsValid(dboid))
+		es_resume_database(dboid, was_wanted, dropping);
 }
 
 void

@@ -2,7 +2,8 @@
 #
 # Writers append in a loop (single events, batches, two streams in one
 # transaction, appends rolled back to a savepoint or entirely) while the
-# server or the background worker is killed.  Every read model is checked
+# server or the background projector (which runs the projections) is
+# killed.  Every read model is checked
 # against a recomputation from eventstore.events: per stream, the number of
 # matching events and the sum of their amounts, so that an event lost or
 # applied twice shows.
@@ -161,7 +162,7 @@ SELECT eventstore.create_projection('async_proj', 'project_async(eventstore.even
 });
 
 my $worker_query =
-  "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'postgres'";
+  "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore projector' AND datname = 'postgres'";
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -404,10 +405,10 @@ for my $round (1 .. 6)
 # a killed one was running.
 my $log = slurp_file($node->logfile, $log_offset);
 my $in_handler = () = $log =~
-  /terminating background worker "eventstore worker" due to administrator command\n(?:\t.*\n|.*CONTEXT:.*\n)*?\tprojection "async_proj", event at global position \d+\n/g;
+  /terminating background worker "eventstore projector" due to administrator command\n(?:\t.*\n|.*CONTEXT:.*\n)*?\tprojection "async_proj", event at global position \d+\n/g;
 is($in_handler, 3, 'the three SIGTERMs reached the worker inside the handler');
 my $in_batch = () = $log =~
-  /"eventstore worker" \(PID \d+\) was terminated by signal 9: Killed\n.*Failed process was running: eventstore: running a projection\n/g;
+  /"eventstore projector" \(PID \d+\) was terminated by signal 9: Killed\n.*Failed process was running: eventstore: running a projection\n/g;
 is($in_batch, 3, 'the three SIGKILLs hit the worker while it ran a batch');
 ok($node->log_contains(qr/all server processes terminated; reinitializing/, $log_offset),
 	'the postmaster went through crash recovery');
@@ -555,7 +556,7 @@ for my $round (1 .. 3)
 		{
 			ok(wait_new_worker($pid), "rebuild round $round: the terminated worker is replaced");
 			ok($node->log_contains(
-					qr/terminating background worker "eventstore worker" due to administrator command\n(?:\t.*\n|.*CONTEXT:.*\n)*?\tprojection "inline_proj", event at global position \d+\n/,
+					qr/terminating background worker "eventstore projector" due to administrator command\n(?:\t.*\n|.*CONTEXT:.*\n)*?\tprojection "inline_proj", event at global position \d+\n/,
 					$log_offset),
 				"rebuild round $round: the worker was terminated inside the handler");
 		}
