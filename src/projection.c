@@ -193,7 +193,10 @@ es_projections_load(const EsCatalog *cat)
 	es_nprojs = 0;
 	generation = es_projection_generation;
 
-	/* before version 0.4.0 handlers ran under the worker's own path */
+	/*
+	 * Before version 0.4.0 nothing was recorded: handlers ran under the
+	 * server's default path, and do so until the update.
+	 */
 	has_search_path = get_attnum(cat->projections_relid, "search_path") != InvalidAttrNumber;
 
 	/*
@@ -212,7 +215,7 @@ es_projections_load(const EsCatalog *cat)
 					   "       mode OPERATOR(pg_catalog.=) 'inline', enabled, catching_up, owner::oid,"
 					   "       coalesce((SELECT pronargs OPERATOR(pg_catalog.=) 2 FROM pg_catalog.pg_proc"
 					   "                  WHERE oid OPERATOR(pg_catalog.=) handler), false),"
-					   "       NULL::text"
+					   "       '\"$user\", public'::text"
 					   "  FROM eventstore.projections ORDER BY priority, name",
 					   0, NULL);
 	if (plan == NULL)
