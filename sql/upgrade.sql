@@ -72,6 +72,15 @@ CREATE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE sql AS $$
 SELECT eventstore.create_projection('old_p', 'remember(eventstore.event)', replay => false);
 SELECT eventstore.create_subscription('old_sub');
 SELECT stream_id, stream_version FROM eventstore.subscription_fetch('old_sub', 'c1', 1);
+-- the 0.4.0 library runs an async handler of a database still at 0.3.0
+-- under the server's default search_path (unqualified "seen" in public):
+-- one row from the inline old_p, one from old_async
+SELECT eventstore.create_projection('old_async', 'remember(eventstore.event)',
+                                    stream_prefix => 'async-', mode => 'async');
+SELECT stream_version FROM eventstore.append('async-1', 'D', '{}');
+SELECT eventstore.wait_for_projection('old_async');
+SELECT * FROM seen WHERE stream_id = 'async-1';
+SELECT eventstore.drop_projection('old_async');
 
 ALTER EXTENSION eventstore UPDATE TO '0.4.0';
 SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
