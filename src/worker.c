@@ -1114,30 +1114,38 @@ es_worker_sleep(EsWorkerState *state, long timeout)
 }
 
 /*
- * The worker: publishes the horizon, notifies, runs retention and archive
- * policies.  It never runs user code, so a slow handler never holds up
- * what readers, standbys and listeners wait for.
+ * The start of a worker or projector (kind) for database dboid: signals,
+ * connection, then this process's entry in shared memory, claimed unless
+ * another live process of the kind holds it.  Returns with es_worker_db
+ * set and es_worker_exit registered to give the entry back; exits when the
+ * database has no extension or is served already.
  */
-void
-eventstore_worker_main(Datum main_arg)
+static void
+es_process_start(Oid dboid, EsProcKind kind)
 {
-	Oid			dboid = DatumGetObjectId(main_arg);
-	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, false, 0, NULL};
+	pid_t	   *pid;
+	Latch	  **latch;
 	Latch	   *launcher_latch;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	es_worker_connect(dboid, "eventstore worker");
+	es_worker_connect(dboid, es_proc_type[kind]);
 
-	/*
-	 * The recorded horizon may lag after a crash without harm: it only ever
-	 * understates.  So the worker's commits need not wait for a flush.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	if (kind == ES_PROC_WORKER)
+	{
+		/*
+		 * The recorded horizon may lag after a crash without harm: it only
+		 * ever understates.  So the worker's commits need not wait for a
+		 * flush.
+		 */
+		SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	}
+	else
+		es_handler_timeout_id = RegisterTimeout(USER_TIMEOUT, es_handler_timeout_handler);
 
-	/* A database without the extension needs no worker. */
+	/* A database without the extension needs neither process. */
 	StartTransactionCommand();
 	{
 		const EsCatalog *cat = es_catalog_lookup(true);
@@ -1149,24 +1157,48 @@ eventstore_worker_main(Datum main_arg)
 	if (es_worker_db == NULL)
 		proc_exit(0);
 
-	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
-	if (es_worker_db->worker_pid != 0 && es_worker_db->worker_pid != MyProcPid &&
-		kill(es_worker_db->worker_pid, 0) == 0)
+	if (kind == ES_PROC_WORKER)
 	{
-		/* another worker serves this database already */
+		pid = &es_worker_db->worker_pid;
+		latch = &es_worker_db->worker_latch;
+	}
+	else
+	{
+		pid = &es_worker_db->projector_pid;
+		latch = &es_worker_db->projector_latch;
+	}
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	if (*pid != 0 && *pid != MyProcPid && kill(*pid, 0) == 0)
+	{
+		/* another process of the kind serves this database already */
 		LWLockRelease(es_shared->lock);
 		proc_exit(0);
 	}
-	es_worker_db->worker_wanted = true;
-	es_worker_db->worker_pid = MyProcPid;
-	es_worker_db->worker_latch = MyLatch;
+	if (kind == ES_PROC_WORKER)
+		es_worker_db->worker_wanted = true;
+	*pid = MyProcPid;
+	*latch = MyLatch;
 	launcher_latch = es_shared->launcher_latch;
 	LWLockRelease(es_shared->lock);
 	before_shmem_exit(es_worker_exit, (Datum) 0);
 
-	/* the database is wanted: the launcher starts its projector too */
-	if (launcher_latch != NULL)
+	/* a worker: the database is wanted, the launcher starts its projector too */
+	if (kind == ES_PROC_WORKER && launcher_latch != NULL)
 		SetLatch(launcher_latch);
+}
+
+/*
+ * The worker: publishes the horizon, notifies, runs retention and archive
+ * policies.  It never runs user code, so a slow handler never holds up
+ * what readers, standbys and listeners wait for.
+ */
+void
+eventstore_worker_main(Datum main_arg)
+{
+	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, false, 0, NULL};
+
+	es_process_start(DatumGetObjectId(main_arg), ES_PROC_WORKER);
 
 	for (;;)
 	{
@@ -1212,39 +1244,9 @@ eventstore_worker_main(Datum main_arg)
 void
 eventstore_projector_main(Datum main_arg)
 {
-	Oid			dboid = DatumGetObjectId(main_arg);
 	EsWorkerState state = {InvalidOid, 0, 0, 0, 0, false, false, 0, NULL};
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	es_worker_connect(dboid, "eventstore projector");
-	es_handler_timeout_id = RegisterTimeout(USER_TIMEOUT, es_handler_timeout_handler);
-
-	StartTransactionCommand();
-	{
-		const EsCatalog *cat = es_catalog_lookup(true);
-
-		if (cat != NULL)
-			es_worker_db = es_database_state(cat, dboid, true);
-	}
-	CommitTransactionCommand();
-	if (es_worker_db == NULL)
-		proc_exit(0);
-
-	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
-	if (es_worker_db->projector_pid != 0 && es_worker_db->projector_pid != MyProcPid &&
-		kill(es_worker_db->projector_pid, 0) == 0)
-	{
-		/* another projector serves this database already */
-		LWLockRelease(es_shared->lock);
-		proc_exit(0);
-	}
-	es_worker_db->projector_pid = MyProcPid;
-	es_worker_db->projector_latch = MyLatch;
-	LWLockRelease(es_shared->lock);
-	before_shmem_exit(es_worker_exit, (Datum) 0);
+	es_process_start(DatumGetObjectId(main_arg), ES_PROC_PROJECTOR);
 
 	state.pass_cxt = AllocSetContextCreate(TopMemoryContext,
 										   "eventstore projector",
