@@ -106,13 +106,14 @@ es_check_user_function(Oid fn, Oid role, const char *what)
 	if (aclresult != ACLCHECK_OK)
 	{
 		char	   *fname = get_func_name(fn);
+		char	   *rolename = GetUserNameFromId(role, true);
 
+		/* a dropped role (a projection's former owner) may run nothing */
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", fname ? fname : "(dropped)"),
 				 errdetail("Role \"%s\" needs EXECUTE on the %s.",
-						   GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
-						   what)));
+						   rolename ? rolename : "(dropped)", what)));
 	}
 	InvokeFunctionExecuteHook(fn);
 }
