@@ -84,7 +84,8 @@ BEGIN
         EXECUTE pg_catalog.format(
             'REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLE %s FROM %s CASCADE',
             r.rel, CASE WHEN r.grantee = 0 THEN 'PUBLIC'
-                        ELSE pg_catalog.quote_ident(r.grantee::regrole::text) END);
+                        ELSE (SELECT pg_catalog.quote_ident(ro.rolname::text)
+                                FROM pg_catalog.pg_roles ro WHERE ro.oid = r.grantee) END);
     END LOOP;
 END $$;
 

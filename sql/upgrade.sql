@@ -63,9 +63,10 @@ SELECT count(*) AS unchanged_old_1_events
 -- the update belongs to no role: nobody can ack it, it expires and is
 -- delivered again.
 CREATE ROLE regress_es_upgrade_mgr NOLOGIN;
+CREATE ROLE "regress_es_Upgrade mgr" NOLOGIN;   -- a name that needs quoting
 GRANT USAGE ON SCHEMA eventstore TO regress_es_upgrade_mgr;
 GRANT SELECT, INSERT, UPDATE, DELETE ON eventstore.projections, eventstore.projection_checkpoints
-   TO regress_es_upgrade_mgr;
+   TO regress_es_upgrade_mgr, "regress_es_Upgrade mgr";
 GRANT INSERT, UPDATE ON eventstore.snapshot_policies, eventstore.subscription_events TO PUBLIC;
 CREATE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE sql AS $$
     INSERT INTO seen VALUES (e.stream_id, e.stream_version) $$;
@@ -87,7 +88,7 @@ SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
 SELECT r AS role, t AS table_name,
        has_table_privilege(r, t, 'SELECT') AS may_read,
        has_table_privilege(r, t, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') AS may_write
-  FROM unnest(ARRAY['regress_es_upgrade_mgr', 'public']) r,
+  FROM unnest(ARRAY['regress_es_upgrade_mgr', 'regress_es_Upgrade mgr', 'public']) r,
        unnest(ARRAY['eventstore.projections', 'eventstore.projection_checkpoints',
                     'eventstore.snapshot_policies', 'eventstore.subscription_events']) t
  ORDER BY 1, 2;
@@ -100,8 +101,8 @@ SELECT * FROM seen WHERE stream_id = 'old-1';
 SELECT eventstore.drop_projection('old_p');
 SELECT eventstore.drop_subscription('old_sub');
 DROP FUNCTION remember(eventstore.event);
-DROP OWNED BY regress_es_upgrade_mgr;
-DROP ROLE regress_es_upgrade_mgr;
+DROP OWNED BY regress_es_upgrade_mgr, "regress_es_Upgrade mgr";
+DROP ROLE regress_es_upgrade_mgr, "regress_es_Upgrade mgr";
 
 -- Executable by PUBLIC (which has no USAGE on the schema): only a snapshot
 -- policy's step and its lookup, which return a caller only its own policies.
