@@ -99,11 +99,8 @@ my ($rc, $out, $err) = $node->psql('other', "\\set VERBOSITY verbose\nDROP DATAB
 	extra_params => [ '-U', 'downer' ]);
 like($err, qr/ERROR:\s+55006:.*being accessed by other users/,
 	'owner: DROP DATABASE fails while another session is connected');
-my $t0 = time();
 ok(wait_processes('victim', $victim_pids),
 	'owner: after the failed DROP DATABASE the worker and projector run again, without an append');
-my $elapsed = time() - $t0;
-ok($elapsed < 10, sprintf('... within seconds (%.1f s)', $elapsed));
 $victim_pids = pids('victim');
 # they work: the horizon moves
 my $pos = $node->safe_psql('victim',

@@ -80,16 +80,13 @@ $node->poll_query_until('postgres', $projector_sleeps)
   or die 'the slow handler did not start';
 pass('the projector sleeps in the slow handler');
 
-my $t0 = time();
+# No timing: the proof is the order.  The handler sleeps 15 s once; the
+# horizon and the notification must both arrive while that sleep goes on.
 my $pos = append_one('X');
 ok($node->poll_query_until('postgres',
 		"SELECT position >= $pos FROM eventstore.recorded_horizon"),
 	'an append made while the handler sleeps reaches the recorded horizon');
-my $horizon_after = time() - $t0;
-ok(wait_notification($pos, 10), 'and the listener is notified of it');
-my $notify_after = time() - $t0;
-ok($horizon_after < 5, sprintf('the horizon moved within seconds (%.1f s)', $horizon_after));
-ok($notify_after < 5, sprintf('the notification came within seconds (%.1f s)', $notify_after));
+ok(wait_notification($pos, 60), 'and the listener is notified of it');
 is($node->safe_psql('postgres', $projector_sleeps), 't',
 	'... while the slow handler still sleeps');
 is($node->safe_psql('postgres',
@@ -136,12 +133,9 @@ my $slow_pos = append_one('Slow');
 my $stubborn_pos = append_one('Stubborn');
 my $after = append_one('X');
 
-$t0 = time();
 ok($node->poll_query_until('postgres',
 		"SELECT state = 'failing' FROM eventstore.projection_status WHERE name = 'slow'"),
 	'the slow projection fails once the handler runs over eventstore.handler_timeout');
-my $failed_after = time() - $t0;
-ok($failed_after < 10, sprintf('... after about the timeout (%.1f s)', $failed_after));
 like($node->safe_psql('postgres',
 		"SELECT last_error FROM eventstore.projection_status WHERE name = 'slow'"),
 	qr/eventstore\.handler_timeout/, 'its last_error names eventstore.handler_timeout');
