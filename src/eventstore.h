@@ -186,6 +186,9 @@ typedef struct EsDatabaseState
 	Latch	   *projector_latch;	/* set when the horizon moves or */
 									/* a definition changes */
 	pg_atomic_uint64 published; /* horizon the worker last recorded */
+	pg_atomic_uint32 projector_idle;	/* its last pass found nothing to
+										 * run: a moving horizon need not
+										 * wake it (definition changes do) */
 } EsDatabaseState;
 
 typedef struct EsBackendSlot

@@ -198,6 +198,7 @@ es_horizon_shmem_init(void)
 			pg_atomic_init_u64(&es_shared->databases[i].drawn_max, 0);
 			pg_atomic_init_u32(&es_shared->databases[i].maintenance_wanted, 0);
 			pg_atomic_init_u64(&es_shared->databases[i].published, 0);
+			pg_atomic_init_u32(&es_shared->databases[i].projector_idle, 0);
 		}
 		for (int i = 0; i < es_shared->nslots; i++)
 			pg_atomic_init_u64(&es_shared->slots[i].min_position, 0);
@@ -301,6 +302,7 @@ es_database_state(const EsCatalog *cat, Oid dboid, bool create)
 		db->projector_pid = 0;
 		db->projector_latch = NULL;
 		pg_atomic_write_u64(&db->published, 0);
+		pg_atomic_write_u32(&db->projector_idle, 0);
 	}
 	if (!db->initialized || db->seq_relid != cat->position_seq_relid)
 	{

@@ -658,7 +658,8 @@ es_worker_cycle(EsWorkerState *state)
 		Latch	   *latch = es_worker_db->projector_latch;
 
 		pg_atomic_write_u64(&es_worker_db->published, (uint64) state->recorded);
-		if (latch != NULL)
+		/* with nothing to run, appends cost the projector no wake-up */
+		if (latch != NULL && pg_atomic_read_u32(&es_worker_db->projector_idle) == 0)
 			SetLatch(latch);
 	}
 	return true;
@@ -1284,6 +1285,9 @@ eventstore_projector_main(Datum main_arg)
 
 		state.recorded = (int64) pg_atomic_read_u64(&es_worker_db->published);
 		es_worker_projections(&state);
+		pg_atomic_write_u32(&es_worker_db->projector_idle,
+							!state.any_projections && !state.more_work &&
+							state.next_retry == 0);
 		pgstat_report_stat(false);
 		if (state.more_work)
 			continue;
