@@ -7,6 +7,7 @@ MODULE_big = eventstore
 OBJS = \
 	src/aggregate.o \
 	src/append.o \
+	src/catalog.o \
 	src/caller.o \
 	src/eventstore.o \
 	src/guard.o \
@@ -14,6 +15,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/projection.o \
 	src/read.o \
+	src/storage.o \
 	src/worker.o
 
 # The install script of 0.1.0 plus update scripts: CREATE EXTENSION installs

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 es_install_deps
 es_build_install
+# src/ in layers: nothing calls upward (floors in src/eventstore.h)
+bash test/layering.sh
 
 if [ -n "$ES_RUN_AS" ]; then
 	work=$(es_workdir)

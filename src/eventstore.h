@@ -211,6 +211,39 @@ typedef struct EsShared
 extern EsShared *es_shared;
 
 /*
+ * The files of src/, from the ground up; a file calls only files on lower
+ * floors (test/layering.sh checks it on the object files):
+ *
+ *	 0	catalog.c storage.c guard.c		objects, checks, stream lock and head,
+ *										how SQL and users' code are run
+ *	 1	horizon.c						shared memory, the global-log horizon
+ *	 2	lifecycle.c						what a reader may see of a stream
+ *	 3	projection.c read.c caller.c	handlers, reads, management callers
+ *	 4	append.c						the append path
+ *	 5	aggregate.c						folds, snapshots, commands
+ *	 6	worker.c						launcher, worker, projector, utility hook
+ *	 7	eventstore.c					_PG_init: GUCs and hooks
+ */
+
+/* catalog.c */
+extern const EsCatalog *es_catalog(void);
+extern const EsCatalog *es_catalog_lookup(bool missing_ok);
+extern Oid	es_relation_owner(Oid relid);
+extern void es_check_stream_id(text *stream_id);
+struct FunctionCallInfoBaseData;
+extern text *es_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
+extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
+							  int stream_len, const char *type, int type_len);
+extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
+							   Datum *out_values, bool *out_nulls);
+
+/* storage.c */
+struct TupleTableSlot;
+extern bool es_lock_stream(text *stream_id, bool wait);
+extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
+							Snapshot snapshot, struct TupleTableSlot *slot);
+
+/*
  * guard.c: the extension's own queries and users' functions (the lowest
  * layer; every file that runs SQL or user code goes through it).
  */
@@ -244,14 +277,12 @@ extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 							 bool exclude_self);
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
 extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
+extern void es_worker_request(EsDatabaseState *db);
 
 /* append.c */
-struct TupleTableSlot;
+extern int	es_max_event_size;
 extern int64 es_append_events_jsonb(text *stream_id, Jsonb *events,
 									bool has_expected, int64 expected);
-extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
-							Snapshot snapshot, struct TupleTableSlot *slot);
-extern bool es_lock_stream(text *stream_id, bool wait);
 
 /* lifecycle.c */
 extern void es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
@@ -265,7 +296,6 @@ extern bool es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 versi
 extern void es_view_cache_destroy(EsViewCache *cache);
 
 /* projection.c */
-extern Oid	es_relation_owner(Oid relid);
 struct FmgrInfo;
 extern int	es_projection_batch_size;
 extern int	es_projection_retry_delay;
@@ -292,19 +322,6 @@ extern int	es_maintenance_batch_size;
 extern int	es_notify_interval;
 extern int	es_handler_timeout;
 extern void es_worker_register_launcher(void);
-extern void es_worker_request(EsDatabaseState *db);
 extern void es_worker_install_hooks(void);
-
-/* eventstore.c */
-extern int	es_max_event_size;
-extern const EsCatalog *es_catalog(void);
-extern const EsCatalog *es_catalog_lookup(bool missing_ok);
-extern void es_check_stream_id(text *stream_id);
-struct FunctionCallInfoBaseData;
-extern text *es_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
-extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
-							  int stream_len, const char *type, int type_len);
-extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
-							   Datum *out_values, bool *out_nulls);
 
 #endif							/* EVENTSTORE_H */

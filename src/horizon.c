@@ -501,3 +501,18 @@ es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot)
 	*snapshot = RegisterSnapshot(GetLatestSnapshot());
 	return horizon;
 }
+
+/* An appender found no worker wanted for its database: ask the launcher. */
+void
+es_worker_request(EsDatabaseState *db)
+{
+	Latch	   *launcher_latch;
+
+	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
+	db->worker_wanted = true;
+	launcher_latch = es_shared->launcher_latch;
+	LWLockRelease(es_shared->lock);
+
+	if (launcher_latch != NULL)
+		SetLatch(launcher_latch);
+}

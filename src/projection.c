@@ -131,19 +131,6 @@ es_proj_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	es_projection_generation++;
 }
 
-Oid
-es_relation_owner(Oid relid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
 /* Copy a text Datum into the cache as a NUL-terminated string. */
 static char *
 es_cache_text(Datum d, int *len)

@@ -123,20 +123,6 @@ es_worker_register_launcher(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
-/* An appender found no worker wanted for its database: ask the launcher. */
-void
-es_worker_request(EsDatabaseState *db)
-{
-	Latch	   *launcher_latch;
-
-	LWLockAcquire(es_shared->lock, LW_EXCLUSIVE);
-	db->worker_wanted = true;
-	launcher_latch = es_shared->launcher_latch;
-	LWLockRelease(es_shared->lock);
-
-	if (launcher_latch != NULL)
-		SetLatch(launcher_latch);
-}
 
 /* ---------------------------------------------------------------------
  * Launcher

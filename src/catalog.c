@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  The ground floor: the extension's objects in the current database
+ *	  (looked up once per backend, forgotten on invalidation), the checks
+ *	  of arguments every path shares, event filters, the output form of an
+ *	  event, and the trigger that keeps the events table append-only.
+ *	  It calls nothing of the extension above it.
+ *
+ * src/catalog.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "eventstore.h"
+
+static EsCatalog es_catalog_cache;
+static bool es_catalog_valid = false;
+static bool es_callback_registered = false;
+
+/*
+ * Forget the cached OIDs when the events relation (or every relation) is
+ * invalidated.  Dropping the extension drops the relation, so a later
+ * CREATE EXTENSION is picked up by the next call.
+ */
+static void
+es_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == es_catalog_cache.events_relid)
+		es_catalog_valid = false;
+	/* an older version may be updated: look for the newer objects again */
+	if (!OidIsValid(es_catalog_cache.streams_relid))
+		es_catalog_valid = false;
+}
+
+static Oid
+es_lookup_relation(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, es_catalog_cache.namespace_oid);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"eventstore.%s\" does not exist", relname),
+				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
+	return relid;
+}
+
+const EsCatalog *
+es_catalog(void)
+{
+	return es_catalog_lookup(false);
+}
+
+/* With missing_ok, NULL when the extension is not installed. */
+const EsCatalog *
+es_catalog_lookup(bool missing_ok)
+{
+	if (es_catalog_valid)
+		return &es_catalog_cache;
+
+	if (!es_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(es_relcache_callback, (Datum) 0);
+		es_callback_registered = true;
+	}
+
+	es_catalog_cache.namespace_oid = get_namespace_oid("eventstore", true);
+	if (!OidIsValid(es_catalog_cache.namespace_oid) ||
+		!OidIsValid(get_extension_oid("eventstore", true)))
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"eventstore\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION eventstore.")));
+	}
+
+	es_catalog_cache.events_relid = es_lookup_relation("events");
+	es_catalog_cache.stream_index_relid = es_lookup_relation("events_stream_version_key");
+	es_catalog_cache.position_seq_relid = es_lookup_relation("global_position_seq");
+	es_catalog_cache.position_index_relid = es_lookup_relation("events_pkey");
+	es_catalog_cache.horizon_relid = es_lookup_relation("recorded_horizon");
+	es_catalog_cache.event_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+												   CStringGetDatum("event"),
+												   ObjectIdGetDatum(es_catalog_cache.namespace_oid));
+	/* added by version 0.2.0 */
+	es_catalog_cache.projections_relid = get_relname_relid("projections",
+														   es_catalog_cache.namespace_oid);
+	/* added by version 0.3.0 */
+	es_catalog_cache.streams_relid = get_relname_relid("streams",
+													   es_catalog_cache.namespace_oid);
+	es_catalog_cache.streams_pkey_relid = get_relname_relid("streams_pkey",
+															es_catalog_cache.namespace_oid);
+	es_catalog_cache.archive_relid = get_relname_relid("archived_events",
+													   es_catalog_cache.namespace_oid);
+	es_catalog_cache.archive_index_relid = get_relname_relid("archived_events_stream_version_key",
+															 es_catalog_cache.namespace_oid);
+	if (!OidIsValid(es_catalog_cache.streams_pkey_relid) ||
+		!OidIsValid(es_catalog_cache.archive_relid) ||
+		!OidIsValid(es_catalog_cache.archive_index_relid))
+		es_catalog_cache.streams_relid = InvalidOid;
+	es_catalog_valid = true;
+
+	return &es_catalog_cache;
+}
+
+/*
+ * Stream ids are compared bytewise and must fit in an index entry with room
+ * to spare.
+ */
+/* The stream id argument of a SQL function, checked. */
+text *
+es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream_id;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be NULL")));
+	stream_id = PG_GETARG_TEXT_PP(argno);
+	es_check_stream_id(stream_id);
+	return stream_id;
+}
+
+void
+es_check_stream_id(text *stream_id)
+{
+	Size		len = VARSIZE_ANY_EXHDR(stream_id);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream_id must not be empty")));
+	if (len > ES_MAX_STREAM_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("stream_id is too long"),
+				 errdetail("The stream_id has %zu bytes; the limit is %d.",
+						   len, ES_MAX_STREAM_ID_BYTES)));
+}
+
+/* Does an event of this stream and type pass the filter? */
+bool
+es_filter_matches(const EsFilter *filter, const char *stream_id, int stream_len,
+				  const char *type, int type_len)
+{
+	if (filter->prefix != NULL &&
+		(stream_len < filter->prefix_len ||
+		 memcmp(stream_id, filter->prefix, filter->prefix_len) != 0))
+		return false;
+	if (filter->has_types)
+	{
+		for (int i = 0; i < filter->ntypes; i++)
+		{
+			if (filter->type_lens[i] == type_len &&
+				memcmp(filter->types[i], type, type_len) == 0)
+				return true;
+		}
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Reorder one row of eventstore.events into the column order of the
+ * eventstore.event type.
+ */
+void
+es_event_to_output(const Datum *row_values, const bool *row_nulls,
+				   Datum *out_values, bool *out_nulls)
+{
+	static const AttrNumber map[Natts_es_event_type] = {
+		Anum_es_global_position,
+		Anum_es_stream_id,
+		Anum_es_stream_version,
+		Anum_es_event_id,
+		Anum_es_event_type,
+		Anum_es_data,
+		Anum_es_metadata,
+		Anum_es_created_at,
+	};
+
+	for (int i = 0; i < Natts_es_event_type; i++)
+	{
+		out_values[i] = row_values[map[i] - 1];
+		out_nulls[i] = row_nulls[map[i] - 1];
+	}
+}
+
+/*
+ * Statement-level trigger on eventstore.events: events are immutable.  Only
+ * the owner could try UPDATE/DELETE/TRUNCATE at all; this makes the
+ * append-only rule hold for the owner and superusers too.
+ */
+PG_FUNCTION_INFO_V1(eventstore_forbid_change);
+Datum
+eventstore_forbid_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore_forbid_change() was not called by the trigger manager")));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore_forbid_change() must be fired BEFORE, FOR EACH STATEMENT")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		op = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		op = "DELETE";
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		op = "TRUNCATE";
+	else
+		op = "INSERT";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s on %s is not allowed", op,
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("Events are immutable: the events table is append-only."),
+			 errhint("Append with eventstore.append() or eventstore.append_events().")));
+
+	PG_RETURN_NULL();			/* keep compiler quiet */
+}
+
+/* The owner of a relation: the extension's queries on its tables run as it. */
+Oid
+es_relation_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
