@@ -21,6 +21,20 @@ ALTER TABLE eventstore.projections
 -- under the old scheme could have been forged.  Snapshots are a cache.
 DELETE FROM eventstore.snapshots;
 
+-- Each rule once: the lifecycle functions' stream-id and expected-version
+-- checks are the C ones the append path uses (were PL/pgSQL copies).
+CREATE OR REPLACE FUNCTION eventstore._check_stream_id(stream_id text) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_check_stream_id'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore._check_stream_id(text) IS
+    'Raise 22004/22023/54000 for a NULL, empty or too long stream id (internal)';
+CREATE OR REPLACE FUNCTION eventstore._check_expected(p_stream_id text, expected bigint, actual bigint)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_check_expected'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore._check_expected(text, bigint, bigint) IS
+    'Raise 22023 for an invalid expected version, ST001 when it does not match the actual one (internal)';
+
 CREATE FUNCTION eventstore.snapshot_tag(
     evolve       regprocedure,
     initial      anyelement,

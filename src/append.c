@@ -119,7 +119,6 @@ typedef struct EsElementContext
 
 static void es_check_event_type(Size len);
 static void es_check_event_size(Size data_size, Size metadata_size);
-static void es_check_expected_version(bool has_expected, int64 expected);
 static void es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev);
 static void es_element_error_callback(void *arg);
 static void es_append_begin(EsAppend *ap, text *stream_id,
@@ -205,7 +204,7 @@ eventstore_append(PG_FUNCTION_ARGS)
 	}
 
 	es_check_event_size(toast_raw_datum_size(ev.data) - VARHDRSZ, metadata_size);
-	es_check_expected_version(has_expected, expected);
+	es_check_expected_arg(has_expected, expected);
 
 	ev.has_event_id = !PG_ARGISNULL(5);
 	if (ev.has_event_id)
@@ -278,7 +277,7 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 	int			nids = 0;
 
 	es_check_stream_id(stream_id);
-	es_check_expected_version(has_expected, expected);
+	es_check_expected_arg(has_expected, expected);
 
 	if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
 		ereport(ERROR,
@@ -371,16 +370,6 @@ es_check_event_size(Size data_size, Size metadata_size)
 				 errdetail("The event's data and metadata take %zu bytes; the limit is %d.",
 						   data_size + metadata_size, es_max_event_size),
 				 errhint("The limit is set by eventstore.max_event_size.")));
-}
-
-static void
-es_check_expected_version(bool has_expected, int64 expected)
-{
-	if (has_expected && expected < -1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("expected_version must be NULL, -1, 0 or a positive version"),
-				 errdetail("The value given was " INT64_FORMAT ".", expected)));
 }
 
 /*
@@ -649,27 +638,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 		return;
 	}
 
-	if (has_expected &&
-		((expected == 0 && current != 0) ||
-		 (expected == -1 && current == 0) ||
-		 (expected > 0 && current != expected)))
-	{
-		char		expected_str[64];
-
-		if (expected == 0)
-			snprintf(expected_str, sizeof(expected_str), "0 (no stream)");
-		else if (expected == -1)
-			snprintf(expected_str, sizeof(expected_str), "-1 (any existing stream)");
-		else
-			snprintf(expected_str, sizeof(expected_str), INT64_FORMAT, expected);
-
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
-				 errmsg("wrong expected version for stream \"%s\"",
-						text_to_cstring(stream_id)),
-				 errdetail("Stream \"%s\": expected version %s, actual version " INT64_FORMAT ".",
-						   text_to_cstring(stream_id), expected_str, current)));
-	}
+	es_check_expected_matches(stream_id, has_expected, expected, current);
 
 	ap->next_version = head + 1;
 	ap->first_version = head + 1;

@@ -258,3 +258,74 @@ es_relation_owner(Oid relid)
 	ReleaseSysCache(tuple);
 	return owner;
 }
+
+/*
+ * The expected-version rule, for appends (C) and the lifecycle functions
+ * (through eventstore._check_expected): NULL is any; 0 no stream; -1 an
+ * existing stream; N exactly version N.  Below -1 is 22023.
+ */
+void
+es_check_expected_arg(bool has_expected, int64 expected)
+{
+	if (has_expected && expected < -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_version must be NULL, -1, 0 or a positive version"),
+				 errdetail("The value given was " INT64_FORMAT ".", expected)));
+}
+
+/* ST001 unless the stream's current version is what the caller expected. */
+void
+es_check_expected_matches(text *stream_id, bool has_expected, int64 expected,
+						  int64 current)
+{
+	char		expected_str[64];
+
+	if (!has_expected ||
+		!((expected == 0 && current != 0) ||
+		  (expected == -1 && current == 0) ||
+		  (expected > 0 && current != expected)))
+		return;
+
+	if (expected == 0)
+		snprintf(expected_str, sizeof(expected_str), "0 (no stream)");
+	else if (expected == -1)
+		snprintf(expected_str, sizeof(expected_str), "-1 (any existing stream)");
+	else
+		snprintf(expected_str, sizeof(expected_str), INT64_FORMAT, expected);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
+			 errmsg("wrong expected version for stream \"%s\"",
+					text_to_cstring(stream_id)),
+			 errdetail("Stream \"%s\": expected version %s, actual version " INT64_FORMAT ".",
+					   text_to_cstring(stream_id), expected_str, current)));
+}
+
+/* eventstore._check_stream_id(stream_id): the C rule, for PL/pgSQL */
+PG_FUNCTION_INFO_V1(eventstore_check_stream_id);
+Datum
+eventstore_check_stream_id(PG_FUNCTION_ARGS)
+{
+	(void) es_stream_id_arg(fcinfo, 0);
+	PG_RETURN_VOID();
+}
+
+/* eventstore._check_expected(stream_id, expected, actual), for PL/pgSQL */
+PG_FUNCTION_INFO_V1(eventstore_check_expected);
+Datum
+eventstore_check_expected(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_VOID();
+	stream_id = es_stream_id_arg(fcinfo, 0);
+	es_check_expected_arg(true, PG_GETARG_INT64(1));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the actual version must not be NULL")));
+	es_check_expected_matches(stream_id, true, PG_GETARG_INT64(1), PG_GETARG_INT64(2));
+	PG_RETURN_VOID();
+}

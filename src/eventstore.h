@@ -236,6 +236,9 @@ extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
 							  int stream_len, const char *type, int type_len);
 extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
 							   Datum *out_values, bool *out_nulls);
+extern void es_check_expected_arg(bool has_expected, int64 expected);
+extern void es_check_expected_matches(text *stream_id, bool has_expected,
+									  int64 expected, int64 current);
 
 /* storage.c */
 struct TupleTableSlot;
