@@ -14,6 +14,8 @@ BEGIN
                     WHERE datname = current_database()
                       AND backend_type IN ('eventstore worker', 'eventstore projector')) = 2;
         PERFORM pg_sleep(0.1);
+        -- pg_stat_activity is read once per transaction unless cleared
+        PERFORM pg_stat_clear_snapshot();
     END LOOP;
 END $$;
 SELECT backend_type, application_name FROM pg_stat_activity
