@@ -258,8 +258,6 @@ typedef struct EsGuard
 	bool		switched;
 } EsGuard;
 
-extern int	es_pin_search_path(void);
-extern void es_unpin_search_path(int nestlevel);
 extern void es_spi_begin(EsGuard *g, Oid as_user);
 extern void es_spi_end(EsGuard *g);
 extern void es_check_user_function(Oid fn, Oid role, const char *what);

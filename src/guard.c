@@ -48,7 +48,7 @@
  * Pin the search_path in a new GUC nest level; es_unpin_search_path()
  * (or the abort of the (sub)transaction) restores the previous one.
  */
-int
+static int
 es_pin_search_path(void)
 {
 	int			nestlevel = NewGUCNestLevel();
@@ -59,7 +59,7 @@ es_pin_search_path(void)
 	return nestlevel;
 }
 
-void
+static void
 es_unpin_search_path(int nestlevel)
 {
 	AtEOXact_GUC(true, nestlevel);

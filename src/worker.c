@@ -712,10 +712,10 @@ es_handler_timer_stop(void)
  * that the projection is retried after a backoff.  A step that runs longer
  * than eventstore.handler_timeout is canceled and recorded as such.
  *
- * Whatever the step changes in the session's settings (a handler's
- * set_config(..., false), say) is rolled back with a GUC nest level of its
- * own, so no step leaves settings behind for the next one or for the
- * queries of the extension.
+ * Whatever a handler changes in the session's settings (a plain SET or
+ * set_config(..., false), say) is rolled back when its batch ends
+ * (es_user_code_end in guard.c), so no step leaves settings behind for the
+ * next one or for the queries of the extension.
  */
 static EsStepResult
 es_worker_project(const char *name, bool go_live, int64 *handled,
@@ -732,20 +732,16 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		int			nestlevel;
-
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, go_live ?
 							   "eventstore: making a projection live" :
 							   "eventstore: running a projection");
-		nestlevel = es_pin_search_path();
 		es_handler_timer_start();
 		if (go_live)
 			(void) es_projection_go_live(name);
 		else
 			*handled = es_projection_run_batch(name, caught_up, needs_live);
 		(void) es_handler_timer_stop();
-		AtEOXact_GUC(false, nestlevel);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
