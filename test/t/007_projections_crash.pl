@@ -289,10 +289,26 @@ sub worker_pid
 sub wait_new_worker
 {
 	my ($old) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM ($worker_query) w WHERE pid <> $old")
+	poll_through_restart("SELECT count(*) = 1 FROM ($worker_query) w WHERE pid <> $old")
 	  or return undef;
 	return worker_pid();
+}
+
+# poll_query_until across a crash restart: after a SIGKILL the postmaster
+# restarts every process, and a psql started in that window can find no
+# server and exit before IPC::Run has written its query ("Broken pipe").
+# Such attempts are repeated; a real timeout is not.
+sub poll_through_restart
+{
+	my ($query) = @_;
+	for my $attempt (1 .. 20)
+	{
+		my $found = eval { $node->poll_query_until('postgres', $query) };
+		return $found if defined $found;
+		die $@ unless $@ =~ /Broken pipe|connection to server|No such file or directory/;
+		usleep(100_000);
+	}
+	return 0;
 }
 
 # Send $signal to the worker while it is inside the handler of projection
@@ -490,7 +506,7 @@ ok($victim, "inline: found a writer backend in an appending transaction ($victim
 $log_offset = -s $node->logfile;
 kill 'KILL', $victim if $victim;
 $node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
-ok($node->poll_query_until('postgres',
+ok(poll_through_restart(
 		"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'CALL load(%'"),
 	'inline: the writers are back after crash recovery');
 $n = events_count();
