@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "access/sdir.h"
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -240,8 +241,31 @@ extern void es_check_expected_arg(bool has_expected, int64 expected);
 extern void es_check_expected_matches(text *stream_id, bool has_expected,
 									  int64 expected, int64 current);
 
-/* storage.c */
+/*
+ * storage.c.  EsEventScan: an ordered index scan of stored events (see
+ * es_scan_stream_begin and es_scan_positions_begin); es_scan_next returns
+ * each row in scan->slot, NULL at the end; es_scan_end releases it all.
+ */
 struct TupleTableSlot;
+struct IndexScanDescData;
+typedef struct EsEventScan
+{
+	struct IndexScanDescData *desc;
+	struct TupleTableSlot *slot;	/* the current row */
+	bool		own_slot;		/* made by the scan, dropped at its end */
+	ScanDirection direction;
+} EsEventScan;
+
+extern void es_scan_stream_begin(EsEventScan *scan, Relation heap, Relation index,
+								 Snapshot snapshot, text *stream_id,
+								 int64 from_version, int64 to_version,
+								 ScanDirection direction, struct TupleTableSlot *slot);
+extern void es_scan_positions_begin(EsEventScan *scan, Relation heap, Relation index,
+									Snapshot snapshot, int64 from_position,
+									int64 to_position, ScanDirection direction,
+									struct TupleTableSlot *slot);
+extern struct TupleTableSlot *es_scan_next(EsEventScan *scan);
+extern void es_scan_end(EsEventScan *scan);
 extern bool es_lock_stream(text *stream_id, bool wait);
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);
