@@ -216,8 +216,7 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 {
 	Relation	heap;
 	Relation	index;
-	ScanKeyData keys[3];
-	IndexScanDesc scan;
+	EsEventScan scan;
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
 	bool		stopped = false;
@@ -227,20 +226,12 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 
 	heap = table_open(view->heap_relid, AccessShareLock);
 	index = index_open(view->index_relid, AccessShareLock);
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(stream_id));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GT, Int64GetDatum(f->version));
-	ScanKeyEntryInitialize(&keys[2], 0, 2, BTLessEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8LE, Int64GetDatum(target->to_version));
-	slot = table_slot_create(heap, NULL);
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold row",
 									ALLOCSET_DEFAULT_SIZES);
 
-	scan = index_beginscan(heap, index, snapshot, 3, 0);
-	index_rescan(scan, keys, 3, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	es_scan_stream_begin(&scan, heap, index, snapshot, stream_id,
+						 f->version + 1, target->to_version, ForwardScanDirection, NULL);
+	while ((slot = es_scan_next(&scan)) != NULL)
 	{
 		MemoryContext oldcxt;
 		TimestampTz created_at;
@@ -277,8 +268,7 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(row_cxt);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	es_scan_end(&scan);
 	MemoryContextDelete(row_cxt);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
