@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "fmgr.h"
 #include "access/sdir.h"
 #include "port/atomics.h"
 #include "storage/latch.h"
@@ -215,13 +216,14 @@ extern EsShared *es_shared;
  * The files of src/, from the ground up; a file calls only files on lower
  * floors (test/layering.sh checks it on the object files):
  *
- *	 0	catalog.c storage.c guard.c		objects, checks, stream lock and head,
- *										how SQL and users' code are run
+ *	 0	catalog.c storage.c guard.c		objects, checks, stream lock, event scan
+ *										and head, how SQL and users' code are run
  *	 1	horizon.c						shared memory, the global-log horizon
  *	 2	lifecycle.c						what a reader may see of a stream
- *	 3	projection.c read.c caller.c	handlers, reads, management callers
- *	 4	append.c						the append path
- *	 5	aggregate.c						folds, snapshots, commands
+ *	 3	projection.c read.c caller.c snapshot.c	handlers, reads, management
+ *										callers, stored snapshots of state
+ *	 4	append.c fold.c					the append path; folds of a stream
+ *	 5	command.c						handle_command: load, decide, append
  *	 6	worker.c						launcher, worker, projector, utility hook
  *	 7	eventstore.c					_PG_init: GUCs and hooks
  */
@@ -320,6 +322,34 @@ extern bool es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 versi
 								TimestampTz created_at);
 extern void es_view_cache_destroy(EsViewCache *cache);
 
+/*
+ * snapshot.c: stored snapshots of folded state.  What a fold reads of a
+ * stream (EsTarget) and a snapshot's row (EsSnapshotRow).
+ */
+typedef struct EsTarget
+{
+	int64		to_version;		/* PG_INT64_MAX: to the end */
+	bool		has_as_of;
+	TimestampTz as_of;
+} EsTarget;
+
+typedef struct EsSnapshotRow
+{
+	int64		version;		/* 0: none */
+	Oid			state_type;
+	Datum		state;
+	bool		isnull;
+	TimestampTz last_event_at;	/* newest created_at folded in */
+} EsSnapshotRow;
+
+extern char *es_snapshot_tag_arg(struct FunctionCallInfoBaseData *fcinfo, int tag_arg,
+								 Oid evolve, Oid state_type, Datum initial,
+								 bool initial_isnull);
+extern bool es_snapshots_usable(const EsStreamView *view);
+extern void es_snapshot_find(text *stream_id, const char *tag, const EsTarget *target,
+							 Snapshot snapshot, EsSnapshotRow *row);
+extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshotRow *row);
+
 /* projection.c */
 struct FmgrInfo;
 extern int	es_projection_batch_size;
@@ -339,6 +369,47 @@ extern bool es_projection_go_live(const char *name);
 extern void es_projection_record_error(const char *name, int64 position,
 									   const char *message);
 extern struct List *es_projections_for_worker(TimestampTz *next_retry, bool *busy);
+
+/* fold.c: a fold in progress, and the arguments of a load. */
+typedef struct EsFold
+{
+	FmgrInfo	evolve;
+	Oid			state_type;
+	int16		typlen;
+	bool		typbyval;
+	Datum		state;
+	bool		isnull;
+	MemoryContext state_cxt[2]; /* the state lives in state_cxt[cur] */
+	int			cur;
+	MemoryContext event_cxt;	/* reset per event */
+	TupleDesc	event_desc;
+	int64		version;		/* last version folded in (or snapshot's) */
+	TimestampTz last_event_at;	/* newest created_at folded in */
+	int64		events;			/* events folded by this fold */
+} EsFold;
+
+typedef struct EsLoadArgs
+{
+	text	   *stream_id;
+	Oid			evolve;
+	Oid			state_type;
+	Datum		initial;
+	bool		initial_isnull;
+	EsTarget	target;
+	char	   *tag;			/* NULL: no snapshots */
+} EsLoadArgs;
+
+extern bool es_function_fits(Oid fn, const char *what, Oid state_type, Oid arg0,
+							 Oid arg1, Oid rettype);
+extern void es_fmgr_info_typed(Oid fn, Oid rettype, Oid arg0, Oid arg1,
+							   struct FmgrInfo *flinfo);
+extern void es_fold_args(struct FunctionCallInfoBaseData *fcinfo, int evolve_arg,
+						 int initial_arg, EsLoadArgs *a);
+extern void es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
+						   const EsTarget *target, Snapshot snapshot,
+						   const EsStreamView *view);
+extern int64 es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a,
+					 Snapshot snapshot, bool *snapshots_usable);
 
 /* worker.c */
 extern int	es_worker_naptime;
