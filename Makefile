@@ -5,16 +5,18 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 
 MODULE_big = eventstore
 OBJS = \
-	src/aggregate.o \
 	src/append.o \
 	src/catalog.o \
 	src/caller.o \
+	src/command.o \
 	src/eventstore.o \
+	src/fold.o \
 	src/guard.o \
 	src/horizon.o \
 	src/lifecycle.o \
 	src/projection.o \
 	src/read.o \
+	src/snapshot.o \
 	src/storage.o \
 	src/worker.o
 

@@ -43,7 +43,6 @@
 #include "nodes/makefuncs.h"
 #include "storage/bufmgr.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "storage/lmgr.h"
 #include "utils/inval.h"
@@ -75,14 +74,6 @@ static void es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot sn
 							  bool need_head, EsStreamView *view, EsViewCache *cache);
 static int64 es_view_cache_head(EsViewCache *cache, text *stream_id);
 
-static void
-es_scan_key_stream(ScanKey key, Relation index, text *stream_id)
-{
-	ScanKeyEntryInitialize(key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(stream_id));
-}
-
 /*
  * Read the row of a stream in eventstore.streams as "snapshot" sees it.
  * Before version 0.3.0 there is no such table and no stream has a row.
@@ -93,8 +84,7 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 {
 	Relation	heap;
 	Relation	index;
-	ScanKeyData key;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	TupleTableSlot *slot;
 
 	memset(rules, 0, sizeof(EsStreamRules));
@@ -106,12 +96,11 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		elog(ERROR, "eventstore.streams has %d columns, expected %d",
 			 RelationGetDescr(heap)->natts, Natts_es_streams);
 	index = index_open(cat->streams_pkey_relid, AccessShareLock);
-	slot = table_slot_create(heap, NULL);
-	es_scan_key_stream(&key, index, stream_id);
 
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	/* the primary key is the stream id: the scan of a stream fits it */
+	es_scan_stream_begin(&scan, heap, index, snapshot, stream_id, 0, PG_INT64_MAX,
+						 ForwardScanDirection, NULL);
+	if ((slot = es_scan_next(&scan)) != NULL)
 	{
 		Datum	   *v;
 		bool	   *n;
@@ -148,8 +137,7 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		}
 		rules->removed_through = DatumGetInt64(v[Anum_es_streams_removed_through - 1]);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	es_scan_end(&scan);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 }
@@ -698,8 +686,7 @@ eventstore_move_stream(PG_FUNCTION_ARGS)
 	ResultRelInfo *rri;
 	TupleTableSlot *src_slot;
 	TupleTableSlot *dst_slot;
-	ScanKeyData key;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	CommandId	cid;
 	int64		moved = 0;
 
@@ -727,13 +714,11 @@ eventstore_move_stream(PG_FUNCTION_ARGS)
 	InitResultRelInfo(rri, dst, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 
-	src_slot = table_slot_create(src, NULL);
 	dst_slot = table_slot_create(dst, NULL);
-	es_scan_key_stream(&key, src_index, stream_id);
-	scan = index_beginscan(src, src_index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	es_scan_stream_begin(&scan, src, src_index, snapshot, stream_id, 0, PG_INT64_MAX,
+						 ForwardScanDirection, NULL);
 
-	while (index_getnext_slot(scan, ForwardScanDirection, src_slot))
+	while ((src_slot = es_scan_next(&scan)) != NULL)
 	{
 		CHECK_FOR_INTERRUPTS();
 		ResetPerTupleExprContext(estate);
@@ -747,8 +732,7 @@ eventstore_move_stream(PG_FUNCTION_ARGS)
 		moved++;
 	}
 
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(src_slot);
+	es_scan_end(&scan);
 	ExecDropSingleTupleTableSlot(dst_slot);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
@@ -787,8 +771,7 @@ eventstore_remove_events(PG_FUNCTION_ARGS)
 	Relation	heap;
 	Relation	index;
 	TupleTableSlot *slot;
-	ScanKeyData key;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	int64		removed = 0;
 	int64		last_version = 0;
 	TupleDesc	tupdesc;
@@ -805,13 +788,11 @@ eventstore_remove_events(PG_FUNCTION_ARGS)
 	heap = table_open(archived ? cat->archive_relid : cat->events_relid, RowExclusiveLock);
 	index = index_open(archived ? cat->archive_index_relid : cat->stream_index_relid,
 					   RowExclusiveLock);
-	slot = table_slot_create(heap, NULL);
-	es_scan_key_stream(&key, index, stream_id);
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	es_scan_stream_begin(&scan, heap, index, snapshot, stream_id, 0, PG_INT64_MAX,
+						 ForwardScanDirection, NULL);
 
 	while ((!has_max || removed < max_rows) &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+		   (slot = es_scan_next(&scan)) != NULL)
 	{
 		bool		isnull;
 		int64		version;
@@ -828,8 +809,7 @@ eventstore_remove_events(PG_FUNCTION_ARGS)
 		last_version = version;
 	}
 
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	es_scan_end(&scan);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	UnregisterSnapshot(snapshot);
