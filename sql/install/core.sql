@@ -1,5 +1,34 @@
--- eventstore 0.1.0: streams with optimistic concurrency on PostgreSQL.
+-- eventstore core: the events and what every part of the extension shares.
+--
+-- sql/install/ holds the hand-edited sources of the current version, one
+-- file per concern.  The Makefile concatenates them, in this order, into
+-- the install script eventstore--<version>.sql:
+--
+--   core.sql           types, the events table, appending, reading, the
+--                      global log and its horizon; the argument and caller
+--                      checks the other files use
+--   projections.sql    projections (read models) and their management
+--   subscriptions.sql  durable subscriptions
+--   state.sql          folds, snapshots, command handling, snapshot policies
+--   lifecycle.sql      stream settings, soft delete, tombstones, archiving,
+--                      retention and archive policies
+--
+-- A database created by an earlier version reaches the same objects through
+-- the frozen update scripts of sql/versions/; test/t/014_upgrade_chain.pl
+-- checks that both paths give the same catalog.  So every change made here
+-- is also made in the newest update script.
+--
+-- Conventions: every function states its volatility, strictness and
+-- parallel label (see sql/security_parallel.sql for the rule) and has a
+-- COMMENT; nothing is executable by PUBLIC unless said so (see README,
+-- "Roles"); every SQL and PL/pgSQL function pins its search_path to
+-- pg_catalog, pg_temp and schema-qualifies what it calls.  Columns added to
+-- a table in a later version come last in its CREATE TABLE: the physical
+-- column order is the one the update chain gives.
 
+-- ---------------------------------------------------------------------
+-- Types
+-- ---------------------------------------------------------------------
 
 -- What every read returns (DESIGN section 1).
 CREATE TYPE eventstore.event AS (
@@ -19,6 +48,10 @@ CREATE TYPE eventstore.append_result AS (
     global_position bigint
 );
 COMMENT ON TYPE eventstore.append_result IS 'Version and global position of the last event an append wrote';
+
+-- ---------------------------------------------------------------------
+-- The events
+-- ---------------------------------------------------------------------
 
 -- Global positions.  CACHE 1 keeps positions increasing in the order they
 -- are drawn across all sessions, which the global log relies on.
@@ -53,7 +86,7 @@ REVOKE ALL ON SEQUENCE eventstore.global_position_seq FROM PUBLIC;
 
 CREATE FUNCTION eventstore.forbid_change() RETURNS trigger
     AS 'MODULE_PATHNAME', 'eventstore_forbid_change'
-    LANGUAGE C;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.forbid_change() IS 'Trigger keeping eventstore.events append-only';
 REVOKE ALL ON FUNCTION eventstore.forbid_change() FROM PUBLIC;
 
@@ -67,6 +100,10 @@ CREATE TRIGGER events_no_truncate
 ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_append_only;
 ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
 
+-- ---------------------------------------------------------------------
+-- Appending and reading
+-- ---------------------------------------------------------------------
+
 -- Appending.  Not STRICT: NULL arguments get a clear error (or mean "any
 -- version" / "no metadata" / "generate an id").
 CREATE FUNCTION eventstore.append(
@@ -78,10 +115,9 @@ CREATE FUNCTION eventstore.append(
     event_id         uuid   DEFAULT NULL)
 RETURNS eventstore.append_result
     AS 'MODULE_PATHNAME', 'eventstore_append'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.append(text, text, jsonb, jsonb, bigint, uuid) IS
     'Append one event to a stream; expected_version NULL = any, 0 = no stream, -1 = stream exists, N = exactly N';
-
 -- Access is granted per function (see README, "Roles"): nothing is open to
 -- PUBLIC.
 REVOKE ALL ON FUNCTION eventstore.append(text, text, jsonb, jsonb, bigint, uuid) FROM PUBLIC;
@@ -92,7 +128,7 @@ CREATE FUNCTION eventstore.append_events(
     expected_version bigint DEFAULT NULL)
 RETURNS eventstore.append_result
     AS 'MODULE_PATHNAME', 'eventstore_append_events'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.append_events(text, jsonb, bigint) IS
     'Append a JSON array of {type, data, metadata?, id?} to a stream, all or nothing';
 REVOKE ALL ON FUNCTION eventstore.append_events(text, jsonb, bigint) FROM PUBLIC;
@@ -105,7 +141,7 @@ CREATE FUNCTION eventstore.read_stream(
     backward     boolean DEFAULT false)
 RETURNS SETOF eventstore.event
     AS 'MODULE_PATHNAME', 'eventstore_read_stream'
-    LANGUAGE C STABLE PARALLEL SAFE ROWS 100;
+    LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE ROWS 100;
 COMMENT ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) IS
     'Events of one stream: forward from from_version ascending, or backward from from_version descending';
 REVOKE ALL ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) FROM PUBLIC;
@@ -113,12 +149,16 @@ REVOKE ALL ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) FRO
 CREATE FUNCTION eventstore.stream_version(stream_id text)
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'eventstore_stream_version'
-    LANGUAGE C STABLE PARALLEL SAFE;
+    LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore.stream_version(text) IS
     'Version of the newest event of a stream; 0 when it has none';
 REVOKE ALL ON FUNCTION eventstore.stream_version(text) FROM PUBLIC;
 
--- The global log.  The background worker records the safe horizon here;
+-- ---------------------------------------------------------------------
+-- The global log
+-- ---------------------------------------------------------------------
+
+-- The background worker records the safe horizon here;
 -- hot standbys and REPEATABLE READ readers read up to it.
 CREATE TABLE eventstore.recorded_horizon (
     position    bigint      NOT NULL,
@@ -135,44 +175,63 @@ CREATE FUNCTION eventstore.read_all(
     stream_prefix  text   DEFAULT NULL)
 RETURNS SETOF eventstore.event
     AS 'MODULE_PATHNAME', 'eventstore_read_all'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 1000;
 COMMENT ON FUNCTION eventstore.read_all(bigint, bigint, text[], text) IS
     'Events of the global log after a position, ascending; never skips an event that commits later';
-
 REVOKE ALL ON FUNCTION eventstore.read_all(bigint, bigint, text[], text) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.global_horizon()
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'eventstore_global_horizon'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.global_horizon() IS
     'Position up to which the global log is complete: read_all never returns a later position';
 REVOKE ALL ON FUNCTION eventstore.global_horizon() FROM PUBLIC;
 
 
--- Each rule once: the lifecycle functions' stream-id and expected-version
--- checks are the C ones the append path uses (were PL/pgSQL copies).
+-- ---------------------------------------------------------------------
+-- Shared checks (internal)
+-- ---------------------------------------------------------------------
+
+-- The checks of the append path, in C, for the PL/pgSQL functions of the
+-- other files: each rule, message and SQLSTATE is written once (catalog.c).
 CREATE FUNCTION eventstore._check_stream_id(stream_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_check_stream_id'
-    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore._check_stream_id(text) IS
     'Raise 22004/22023/54000 for a NULL, empty or too long stream id (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_stream_id(text) FROM PUBLIC;
+
 CREATE FUNCTION eventstore._check_expected(p_stream_id text, expected bigint, actual bigint)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_check_expected'
-    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore._check_expected(text, bigint, bigint) IS
     'Raise 22023 for an invalid expected version, ST001 when it does not match the actual one (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_expected(text, bigint, bigint) FROM PUBLIC;
 
+-- Management functions run as the extension's owner (SECURITY DEFINER, so
+-- the tables need not be writable by anyone else) and learn their caller
+-- from src/caller.c: each public function is the C entry point
+-- eventstore_as_caller, which calls eventstore._<name>(caller regrole,
+-- caller_search_path text, <the same arguments>) with the role it runs as
+-- and that role's search_path prepended.  The implementations are revoked
+-- from PUBLIC and each starts with eventstore._check_caller(caller), which
+-- fails unless src/caller.c is calling it for that role: the caller cannot
+-- be forged, even by a role granted EXECUTE on every function.
+--
+-- Who a handler runs as comes from the tables only: a projection's owner is
+-- the role that called create_projection (or create_snapshot_policy), and
+-- only a member of that role (or a superuser) may change the projection.
+-- No role but the owner of the extension may write any of its tables.
+--
 -- The first statement of every implementation: 42501 unless called by
 -- src/caller.c for this caller (never directly, with a forged caller).
 -- It reads the backend's own state: never in a parallel worker.
 CREATE FUNCTION eventstore._check_caller(caller regrole)
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'eventstore_check_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._check_caller(regrole) IS
     'Raise 42501 unless the calling implementation was called through its public function for this caller (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_caller(regrole) FROM PUBLIC;
@@ -181,7 +240,7 @@ REVOKE ALL ON FUNCTION eventstore._check_caller(regrole) FROM PUBLIC;
 -- owner leaves its projections to superusers.
 CREATE FUNCTION eventstore._is_member(caller regrole, owner regrole)
 RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
@@ -199,7 +258,7 @@ REVOKE ALL ON FUNCTION eventstore._is_member(regrole, regrole) FROM PUBLIC;
 -- 42501 unless caller may change what owner owns.
 CREATE FUNCTION eventstore._check_owner(caller regrole, owner regrole, what text)
 RETURNS void
-    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -218,7 +277,7 @@ REVOKE ALL ON FUNCTION eventstore._check_owner(regrole, regrole, text) FROM PUBL
 -- NULL (all types) or a non-empty one-dimensional array of non-empty types.
 CREATE FUNCTION eventstore._check_event_types(what text, types text[])
 RETURNS void
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
@@ -233,17 +292,6 @@ COMMENT ON FUNCTION eventstore._check_event_types(text, text[]) IS
     'Raise 22023 unless an event-type filter is NULL or a non-empty one-dimensional array of non-empty types (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_event_types(text, text[]) FROM PUBLIC;
 
--- (end of section 3)
---
---
---
---
---
-
--- =====================================================================
--- Section 4: stream lifecycle and argument ranges
--- =====================================================================
-
 -- Every interval, count and size argument is range-checked where it is
 -- given, before anything is written: a value that is accepted must never
 -- make a later computation fail (a lease timeout of 170000000 years made
@@ -256,7 +304,7 @@ REVOKE ALL ON FUNCTION eventstore._check_event_types(text, text[]) FROM PUBLIC;
 CREATE FUNCTION eventstore._check_interval(what text, value interval,
                                            max_value interval DEFAULT interval '100 years')
 RETURNS void
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -290,7 +338,7 @@ REVOKE ALL ON FUNCTION eventstore._check_interval(text, interval, interval) FROM
 -- Counts: at most max_value (lower bounds stay with each function).
 CREATE FUNCTION eventstore._check_count(what text, value bigint, max_value bigint)
 RETURNS void
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

@@ -1,7 +1,6 @@
--- eventstore 0.2.0 -> 0.3.0: stream lifecycle.  Per-stream retention
--- settings, soft delete and tombstones, archiving out of the hot table;
--- idempotent appends need no new objects (see README, "Idempotent appends").
-
+-- eventstore stream lifecycle: per-stream retention settings, soft delete
+-- and tombstones, archiving out of the hot table, and the background
+-- worker's share (retention and archive policies in bounded batches).
 
 -- ---------------------------------------------------------------------
 -- Stream states
@@ -34,7 +33,7 @@ COMMENT ON TABLE eventstore.streams IS 'Per-stream settings (max age, max count,
 -- retention_checked, does not).
 CREATE FUNCTION eventstore.streams_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'eventstore_projections_changed'
-    LANGUAGE C;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.streams_changed() IS 'Trigger telling every backend to forget its cached stream settings';
 REVOKE ALL ON FUNCTION eventstore.streams_changed() FROM PUBLIC;
 CREATE TRIGGER streams_changed
@@ -123,8 +122,9 @@ COMMENT ON TYPE eventstore.stream_info IS 'Settings and lifecycle state of a str
 CREATE FUNCTION eventstore._lock_stream(stream_id text, wait boolean)
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'eventstore_lock_stream'
-    LANGUAGE C VOLATILE STRICT;
-
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._lock_stream(text, boolean) IS
+    'Take the transaction-scoped lock appends take on a stream; without wait, false instead of waiting (internal)';
 REVOKE ALL ON FUNCTION eventstore._lock_stream(text, boolean) FROM PUBLIC;
 
 -- The highest version stored for the stream in the hot table (or, with
@@ -132,7 +132,9 @@ REVOKE ALL ON FUNCTION eventstore._lock_stream(text, boolean) FROM PUBLIC;
 CREATE FUNCTION eventstore._stored_head(stream_id text, archived boolean)
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'eventstore_stored_head'
-    LANGUAGE C VOLATILE STRICT;
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._stored_head(text, boolean) IS
+    'The highest version stored for a stream in the hot table or the archive, as of now (internal)';
 REVOKE ALL ON FUNCTION eventstore._stored_head(text, boolean) FROM PUBLIC;
 
 -- Move every event of a stream between the hot table and the archive,
@@ -140,7 +142,9 @@ REVOKE ALL ON FUNCTION eventstore._stored_head(text, boolean) FROM PUBLIC;
 CREATE FUNCTION eventstore._move_stream(stream_id text, to_archive boolean)
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'eventstore_move_stream'
-    LANGUAGE C VOLATILE STRICT;
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._move_stream(text, boolean) IS
+    'Move every event of a stream between eventstore.events and eventstore.archived_events, unchanged; returns the number moved (internal)';
 REVOKE ALL ON FUNCTION eventstore._move_stream(text, boolean) FROM PUBLIC;
 
 -- Remove at most max_rows events of a stream from storage (the hot table,
@@ -156,7 +160,9 @@ CREATE FUNCTION eventstore._remove_events(
     OUT removed     bigint,
     OUT last_version bigint)
     AS 'MODULE_PATHNAME', 'eventstore_remove_events'
-    LANGUAGE C VOLATILE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._remove_events(text, boolean, bigint, timestamptz, integer) IS
+    'Remove at most max_rows events of a stream, oldest first, up to a version or created before a time; returns the number removed and the highest version removed (internal)';
 REVOKE ALL ON FUNCTION eventstore._remove_events(text, boolean, bigint, timestamptz, integer) FROM PUBLIC;
 
 -- Lock the stream, read its row (locked) and its versions as of now.
@@ -164,7 +170,7 @@ REVOKE ALL ON FUNCTION eventstore._remove_events(text, boolean, bigint, timestam
 CREATE FUNCTION eventstore._stream_for_change(
     p_stream_id text, allow_tombstoned boolean,
     OUT st eventstore.streams, OUT head bigint, OUT visible bigint)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -181,13 +187,17 @@ BEGIN
     visible := CASE WHEN st.tombstoned_at IS NOT NULL OR head = st.deleted_version THEN 0
                     ELSE head END;
 END $$;
+COMMENT ON FUNCTION eventstore._stream_for_change(text, boolean) IS
+    'Lock a stream and read its row and versions for a lifecycle change; ST002 for a tombstoned stream unless allowed (internal)';
 REVOKE ALL ON FUNCTION eventstore._stream_for_change(text, boolean) FROM PUBLIC;
 
 -- Snapshots are derived from the events: they leave with them.
 CREATE FUNCTION eventstore._forget_snapshots(p_stream_id text) RETURNS void
-    LANGUAGE sql
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$ DELETE FROM eventstore.snapshots WHERE stream_id = p_stream_id $$;
+COMMENT ON FUNCTION eventstore._forget_snapshots(text) IS
+    'Delete the snapshots of a stream whose events go (internal)';
 REVOKE ALL ON FUNCTION eventstore._forget_snapshots(text) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.set_stream_metadata(
@@ -196,7 +206,7 @@ CREATE FUNCTION eventstore.set_stream_metadata(
     max_count       bigint   DEFAULT NULL,
     truncate_before bigint   DEFAULT NULL)
 RETURNS eventstore.stream_info
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -232,13 +242,12 @@ END $$;
 COMMENT ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) IS
     'Set a stream''s max age, max count and truncate-before (NULL: no limit); reads honour them at once, the worker removes what they exclude';
 
--- Nothing is open to PUBLIC (see README, "Roles").
 REVOKE ALL ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.stream_info(stream_id text)
 RETURNS eventstore.stream_info
     AS 'MODULE_PATHNAME', 'eventstore_stream_info'
-    LANGUAGE C STABLE PARALLEL SAFE;
+    LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore.stream_info(text) IS
     'Settings and lifecycle state of a stream (absent, active, deleted, tombstoned, archived)';
 REVOKE ALL ON FUNCTION eventstore.stream_info(text) FROM PUBLIC;
@@ -248,7 +257,7 @@ CREATE FUNCTION eventstore.get_stream_metadata(
     OUT max_age         interval,
     OUT max_count       bigint,
     OUT truncate_before bigint)
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT i.max_age, i.max_count, i.truncate_before FROM eventstore.stream_info(stream_id) i $$;
 COMMENT ON FUNCTION eventstore.get_stream_metadata(text) IS
@@ -260,7 +269,7 @@ REVOKE ALL ON FUNCTION eventstore.get_stream_metadata(text) FROM PUBLIC;
 -- worker's retention works); the others are left to the worker.
 CREATE FUNCTION eventstore._delete_stream(p_stream_id text, expected_version bigint, hard boolean)
 RETURNS bigint
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -287,11 +296,13 @@ BEGIN
     PERFORM eventstore._need_worker('stream retention');
     RETURN c.head;
 END $$;
+COMMENT ON FUNCTION eventstore._delete_stream(text, bigint, boolean) IS
+    'Soft delete (hard = false) or tombstone (hard = true) a stream: the implementation of delete_stream and tombstone_stream (internal)';
 REVOKE ALL ON FUNCTION eventstore._delete_stream(text, bigint, boolean) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.delete_stream(stream_id text, expected_version bigint DEFAULT NULL)
 RETURNS bigint
-    LANGUAGE sql VOLATILE SECURITY DEFINER
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT eventstore._delete_stream(stream_id, expected_version, false) $$;
 COMMENT ON FUNCTION eventstore.delete_stream(text, bigint) IS
@@ -300,7 +311,7 @@ REVOKE ALL ON FUNCTION eventstore.delete_stream(text, bigint) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.tombstone_stream(stream_id text, expected_version bigint DEFAULT NULL)
 RETURNS bigint
-    LANGUAGE sql VOLATILE SECURITY DEFINER
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT eventstore._delete_stream(stream_id, expected_version, true) $$;
 COMMENT ON FUNCTION eventstore.tombstone_stream(text, bigint) IS
@@ -316,7 +327,7 @@ REVOKE ALL ON FUNCTION eventstore.tombstone_stream(text, bigint) FROM PUBLIC;
 CREATE FUNCTION eventstore._archive_stream(p_stream_id text, wait boolean,
                                            inactive_for interval DEFAULT NULL)
 RETURNS bigint
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -352,11 +363,13 @@ BEGIN
     PERFORM eventstore._forget_snapshots(p_stream_id);
     RETURN moved;
 END $$;
+COMMENT ON FUNCTION eventstore._archive_stream(text, boolean, interval) IS
+    'Move one stream''s events to eventstore.archived_events; without wait a busy stream, with inactive_for an active one, is left alone (internal)';
 REVOKE ALL ON FUNCTION eventstore._archive_stream(text, boolean, interval) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.archive_stream(stream_id text)
 RETURNS bigint
-    LANGUAGE sql VOLATILE SECURITY DEFINER
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT eventstore._archive_stream(stream_id, true) $$;
 COMMENT ON FUNCTION eventstore.archive_stream(text) IS
@@ -365,7 +378,7 @@ REVOKE ALL ON FUNCTION eventstore.archive_stream(text) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.restore_stream(stream_id text)
 RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -395,7 +408,7 @@ REVOKE ALL ON FUNCTION eventstore.restore_stream(text) FROM PUBLIC;
 -- Streams with a stored event but none for inactive_for, oldest first.
 CREATE FUNCTION eventstore._inactive_streams(inactive_for interval, stream_prefix text, max_streams integer)
 RETURNS SETOF text
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT e.stream_id
@@ -412,6 +425,8 @@ AS $$
      ORDER BY max(e.created_at), e.stream_id
      LIMIT max_streams
 $$;
+COMMENT ON FUNCTION eventstore._inactive_streams(interval, text, integer) IS
+    'Streams with a stored event but none for inactive_for, oldest first (internal)';
 REVOKE ALL ON FUNCTION eventstore._inactive_streams(interval, text, integer) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.archive_streams(
@@ -419,7 +434,7 @@ CREATE FUNCTION eventstore.archive_streams(
     stream_prefix text    DEFAULT NULL,
     max_streams   integer DEFAULT 1000)
 RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -460,7 +475,7 @@ CREATE FUNCTION eventstore.create_archive_policy(
     inactive_for  interval,
     stream_prefix text DEFAULT NULL)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -486,7 +501,7 @@ REVOKE ALL ON FUNCTION eventstore.create_archive_policy(text, interval, text) FR
 
 CREATE FUNCTION eventstore.drop_archive_policy(name text, if_exists boolean DEFAULT false)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -509,7 +524,7 @@ REVOKE ALL ON FUNCTION eventstore.drop_archive_policy(text, boolean) FROM PUBLIC
 -- result, and (max_age) every event created before the second.
 CREATE FUNCTION eventstore._retention_bounds(st eventstore.streams, OUT through bigint,
                                              OUT cutoff timestamptz)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -525,6 +540,8 @@ BEGIN
                         CASE WHEN st.tombstoned_at IS NOT NULL THEN head ELSE 0 END);
     cutoff := now() - st.max_age;
 END $$;
+COMMENT ON FUNCTION eventstore._retention_bounds(eventstore.streams) IS
+    'The version through which, and the time before which, a stream''s settings exclude its events (internal)';
 REVOKE ALL ON FUNCTION eventstore._retention_bounds(eventstore.streams) FROM PUBLIC;
 
 -- Remove at most batch_size events that the streams' settings exclude,
@@ -540,7 +557,7 @@ REVOKE ALL ON FUNCTION eventstore._retention_bounds(eventstore.streams) FROM PUB
 -- pass; with 0, those of them that hold events to remove).
 CREATE FUNCTION eventstore._retention_step(batch_size integer, after_position bigint DEFAULT 0,
                                            OUT removed bigint, OUT complete boolean)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -615,6 +632,8 @@ BEGIN
         END IF;
     END LOOP;
 END $$;
+COMMENT ON FUNCTION eventstore._retention_step(integer, bigint) IS
+    'Remove at most batch_size events that the streams'' settings exclude; run by the background worker (internal)';
 REVOKE ALL ON FUNCTION eventstore._retention_step(integer, bigint) FROM PUBLIC;
 
 -- Archive at most max_streams streams for the archive policies; returns
@@ -624,7 +643,7 @@ REVOKE ALL ON FUNCTION eventstore._retention_step(integer, bigint) FROM PUBLIC;
 -- again under its lock.
 CREATE FUNCTION eventstore._archive_step(max_streams integer)
 RETURNS bigint
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -670,6 +689,8 @@ BEGIN
     END LOOP;
     RETURN total;
 END $$;
+COMMENT ON FUNCTION eventstore._archive_step(integer) IS
+    'Archive at most max_streams streams for the archive policies; run by the background worker (internal)';
 REVOKE ALL ON FUNCTION eventstore._archive_step(integer) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------

@@ -1,10 +1,9 @@
--- eventstore 0.1.0 -> 0.2.0: read models.  Projections run inside the append
--- transaction or by the background worker; durable subscriptions are
--- consumed by clients.
-
+-- eventstore projections: read models fed by handlers.  Inline projections
+-- run inside the append transaction (src/projection.c), async ones are run
+-- by the background worker from a checkpoint (src/worker.c).
 
 -- ---------------------------------------------------------------------
--- Projections
+-- Tables
 -- ---------------------------------------------------------------------
 
 -- A projection feeds a read model: its handler, a function taking one
@@ -56,13 +55,17 @@ REVOKE ALL ON TABLE eventstore.projection_checkpoints FROM PUBLIC;
 
 CREATE FUNCTION eventstore.projections_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'eventstore_projections_changed'
-    LANGUAGE C;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.projections_changed() IS 'Trigger telling every backend to reload the projections';
 REVOKE ALL ON FUNCTION eventstore.projections_changed() FROM PUBLIC;
 CREATE TRIGGER projections_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON eventstore.projections
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore.projections_changed();
 ALTER TABLE eventstore.projections ENABLE ALWAYS TRIGGER projections_changed;
+
+-- ---------------------------------------------------------------------
+-- Helpers of the management functions (internal)
+-- ---------------------------------------------------------------------
 
 -- Every appending transaction holds ROW SHARE on eventstore.projections
 -- from its first append to its end, and reads the projections after taking
@@ -73,15 +76,17 @@ ALTER TABLE eventstore.projections ENABLE ALWAYS TRIGGER projections_changed;
 -- The highest position drawn so far.  Under that lock every position at
 -- or below it belongs to a transaction that has ended (or to the caller).
 CREATE FUNCTION eventstore._drawn_position() RETURNS bigint
-    LANGUAGE sql VOLATILE
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS $$ SELECT CASE WHEN is_called THEN last_value ELSE 0 END
             FROM eventstore.global_position_seq $$;
+COMMENT ON FUNCTION eventstore._drawn_position() IS
+    'The highest global position drawn so far, 0 when none (internal)';
 REVOKE ALL ON FUNCTION eventstore._drawn_position() FROM PUBLIC;
 
 CREATE FUNCTION eventstore._get_projection(projection text, lock boolean)
 RETURNS eventstore.projections
-    LANGUAGE plpgsql VOLATILE
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -99,14 +104,22 @@ BEGIN
     END IF;
     RETURN p;
 END $$;
+COMMENT ON FUNCTION eventstore._get_projection(text, boolean) IS
+    'A projection''s row, with lock under the EXCLUSIVE lock the management functions take; 42704 when there is none (internal)';
 REVOKE ALL ON FUNCTION eventstore._get_projection(text, boolean) FROM PUBLIC;
 
 -- Raises 55000 with a HINT when the background worker cannot run; else makes
 -- sure it runs and wakes it when the transaction commits.
 CREATE FUNCTION eventstore._need_worker(what text) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_need_worker'
-    LANGUAGE C VOLATILE STRICT;
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._need_worker(text) IS
+    'Raise 55000 when the background worker cannot run; else make sure it runs and wake it at commit (internal)';
 REVOKE ALL ON FUNCTION eventstore._need_worker(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Status
+-- ---------------------------------------------------------------------
 
 -- What each projection has done, and how far behind it is.
 CREATE VIEW eventstore.projection_status AS
@@ -136,10 +149,18 @@ SELECT p.name, p.mode, p.handler, p.event_types, p.stream_prefix, p.priority,
 COMMENT ON VIEW eventstore.projection_status IS 'Every projection with its state, checkpoint, lag and last error';
 REVOKE ALL ON TABLE eventstore.projection_status FROM PUBLIC;
 
+-- ---------------------------------------------------------------------
+-- Management: each public function (C, eventstore_as_caller) calls its
+-- SECURITY DEFINER implementation eventstore._<name> for its caller; see
+-- core.sql, "Shared checks"
+-- ---------------------------------------------------------------------
+
+-- The checks of a handler and a filter, shared by projections and snapshot
+-- policies.
 CREATE FUNCTION eventstore._check_projection_args(
     handler regprocedure, event_types text[], stream_prefix text)
 RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -163,6 +184,8 @@ BEGIN
         RAISE EXCEPTION 'stream_prefix must be NULL (all streams) or non-empty' USING ERRCODE = '22023';
     END IF;
 END $$;
+COMMENT ON FUNCTION eventstore._check_projection_args(regprocedure, text[], text) IS
+    'Raise 22004, 42P13 or 22023 unless a handler and an event filter are fit for a projection (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_projection_args(regprocedure, text[], text) FROM PUBLIC;
 
 -- Register a projection owned by owner, whose handler runs under
@@ -180,7 +203,7 @@ CREATE FUNCTION eventstore._register_projection(
     replay        boolean,
     priority      integer)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -234,7 +257,7 @@ CREATE FUNCTION eventstore._create_projection(
     replay             boolean,
     priority           integer)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
@@ -256,7 +279,7 @@ CREATE FUNCTION eventstore.create_projection(
     priority      integer DEFAULT 0)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.create_projection(text, regprocedure, text[], text, text, boolean, integer) IS
     'Register a handler for matching events: inline (in the append transaction) or async (by the background worker, as the caller, under the caller''s search_path)';
 
@@ -266,7 +289,7 @@ REVOKE ALL ON FUNCTION eventstore.create_projection(text, regprocedure, text[], 
 CREATE FUNCTION eventstore._drop_projection(caller regrole, caller_search_path text,
                                             name text, if_exists boolean)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -294,7 +317,7 @@ REVOKE ALL ON FUNCTION eventstore._drop_projection(regrole, text, text, boolean)
 CREATE FUNCTION eventstore.drop_projection(name text, if_exists boolean DEFAULT false)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.drop_projection(text, boolean) IS
     'Unregister a projection (its read model is left alone); for members of its owner';
 REVOKE ALL ON FUNCTION eventstore.drop_projection(text, boolean) FROM PUBLIC;
@@ -302,7 +325,7 @@ REVOKE ALL ON FUNCTION eventstore.drop_projection(text, boolean) FROM PUBLIC;
 -- disable_projection
 CREATE FUNCTION eventstore._disable_projection(caller regrole, caller_search_path text, name text)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -329,7 +352,7 @@ REVOKE ALL ON FUNCTION eventstore._disable_projection(regrole, text, text) FROM 
 CREATE FUNCTION eventstore.disable_projection(name text)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.disable_projection(text) IS
     'Stop running a projection; enable_projection() catches up from where it stopped';
 REVOKE ALL ON FUNCTION eventstore.disable_projection(text) FROM PUBLIC;
@@ -338,7 +361,7 @@ REVOKE ALL ON FUNCTION eventstore.disable_projection(text) FROM PUBLIC;
 CREATE FUNCTION eventstore._enable_projection(caller regrole, caller_search_path text,
                                               name text, catch_up boolean)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -379,7 +402,7 @@ REVOKE ALL ON FUNCTION eventstore._enable_projection(regrole, text, text, boolea
 CREATE FUNCTION eventstore.enable_projection(name text, catch_up boolean DEFAULT true)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.enable_projection(text, boolean) IS
     'Run a disabled projection again; with catch_up the worker first replays what it missed';
 REVOKE ALL ON FUNCTION eventstore.enable_projection(text, boolean) FROM PUBLIC;
@@ -387,7 +410,7 @@ REVOKE ALL ON FUNCTION eventstore.enable_projection(text, boolean) FROM PUBLIC;
 -- rebuild_projection
 CREATE FUNCTION eventstore._rebuild_projection(caller regrole, caller_search_path text, name text)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -413,7 +436,7 @@ REVOKE ALL ON FUNCTION eventstore._rebuild_projection(regrole, text, text) FROM 
 CREATE FUNCTION eventstore.rebuild_projection(name text)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.rebuild_projection(text) IS
     'Replay the whole log through a projection; clear its read model in the same transaction, after this call';
 REVOKE ALL ON FUNCTION eventstore.rebuild_projection(text) FROM PUBLIC;
@@ -421,7 +444,7 @@ REVOKE ALL ON FUNCTION eventstore.rebuild_projection(text) FROM PUBLIC;
 -- retry_projection
 CREATE FUNCTION eventstore._retry_projection(caller regrole, caller_search_path text, name text)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -444,7 +467,7 @@ REVOKE ALL ON FUNCTION eventstore._retry_projection(regrole, text, text) FROM PU
 CREATE FUNCTION eventstore.retry_projection(name text)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.retry_projection(text) IS
     'Retry a failing projection now instead of after its backoff';
 REVOKE ALL ON FUNCTION eventstore.retry_projection(text) FROM PUBLIC;
@@ -454,7 +477,7 @@ REVOKE ALL ON FUNCTION eventstore.retry_projection(text) FROM PUBLIC;
 CREATE FUNCTION eventstore._wait_for_projection(caller regrole, caller_search_path text,
                                                 name text, timeout interval)
 RETURNS boolean
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -502,7 +525,7 @@ REVOKE ALL ON FUNCTION eventstore._wait_for_projection(regrole, text, text, inte
 CREATE FUNCTION eventstore.wait_for_projection(name text, timeout interval DEFAULT '30 seconds')
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.wait_for_projection(text, interval) IS
     'Wait until a projection has handled every event readable when the call started (true), or time out (false)';
 REVOKE ALL ON FUNCTION eventstore.wait_for_projection(text, interval) FROM PUBLIC;

@@ -1,6 +1,9 @@
+-- eventstore state: folding a stream into a state (src/aggregate.c),
+-- snapshots of folded states, command handling, and snapshot policies,
+-- which the background worker runs as async projections.
 
 -- ---------------------------------------------------------------------
--- State: folding streams, snapshots, command handling
+-- Folds, snapshots, commands
 -- ---------------------------------------------------------------------
 
 -- Folded states of streams, by tag (which fold) and version.  The state is
@@ -31,7 +34,7 @@ CREATE FUNCTION eventstore.load_state(
     OUT version          bigint,
     OUT snapshot_version bigint)
     AS 'MODULE_PATHNAME', 'eventstore_load_state'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.load_state(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) IS
     'Fold a stream with evolve(state, event) from initial, starting at its newest usable snapshot; returns state, version and the snapshot used';
 
@@ -47,7 +50,7 @@ CREATE FUNCTION eventstore.aggregate_stream(
     snapshot_tag  text        DEFAULT NULL)
 RETURNS anyelement
     AS 'MODULE_PATHNAME', 'eventstore_aggregate_stream'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.aggregate_stream(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) IS
     'The state of a stream: evolve(state, event) folded over its events, up to a version or as of a time';
 REVOKE ALL ON FUNCTION eventstore.aggregate_stream(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) FROM PUBLIC;
@@ -60,20 +63,37 @@ CREATE FUNCTION eventstore.take_snapshot(
     snapshot_tag  text   DEFAULT NULL)
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'eventstore_take_snapshot'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text) IS
     'Store the folded state of a stream at its current (or a given) version; returns the version';
 REVOKE ALL ON FUNCTION eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text) FROM PUBLIC;
 
+-- The tag snapshots of a fold are stored under: it binds evolve, the state
+-- type and the initial state, so that no snapshot serves another fold.
+CREATE FUNCTION eventstore.snapshot_tag(
+    evolve       regprocedure,
+    initial      anyelement,
+    snapshot_tag text DEFAULT NULL)
+RETURNS text
+    AS 'MODULE_PATHNAME', 'eventstore_snapshot_tag'
+    LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore.snapshot_tag(regprocedure, anyelement, text) IS
+    'The tag (eventstore.snapshots.tag) under which the snapshots of the fold evolve from initial, with an optional explicit tag, are stored';
+REVOKE ALL ON FUNCTION eventstore.snapshot_tag(regprocedure, anyelement, text) FROM PUBLIC;
+
 CREATE FUNCTION eventstore._fold_step(internal, eventstore.event, regprocedure, anyelement)
 RETURNS internal
     AS 'MODULE_PATHNAME', 'eventstore_fold_step'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._fold_step(internal, eventstore.event, regprocedure, anyelement) IS
+    'State transition function of the aggregate eventstore.fold (internal)';
 REVOKE ALL ON FUNCTION eventstore._fold_step(internal, eventstore.event, regprocedure, anyelement) FROM PUBLIC;
 CREATE FUNCTION eventstore._fold_final(internal, eventstore.event, regprocedure, anyelement)
 RETURNS anyelement
     AS 'MODULE_PATHNAME', 'eventstore_fold_final'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._fold_final(internal, eventstore.event, regprocedure, anyelement) IS
+    'Final function of the aggregate eventstore.fold (internal)';
 REVOKE ALL ON FUNCTION eventstore._fold_final(internal, eventstore.event, regprocedure, anyelement) FROM PUBLIC;
 CREATE AGGREGATE eventstore.fold(eventstore.event, regprocedure, anyelement) (
     SFUNC = eventstore._fold_step,
@@ -98,10 +118,14 @@ CREATE FUNCTION eventstore.handle_command(
     OUT state     anyelement,
     OUT appended  bigint)
     AS 'MODULE_PATHNAME', 'eventstore_handle_command'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.handle_command(text, regprocedure, jsonb, regprocedure, anyelement, integer, boolean, text) IS
     'Load a stream''s state, decide(command, state) the events, append them expecting the loaded version; retry on conflicts';
 REVOKE ALL ON FUNCTION eventstore.handle_command(text, regprocedure, jsonb, regprocedure, anyelement, integer, boolean, text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Snapshot policies
+-- ---------------------------------------------------------------------
 
 -- Snapshot policies: the background worker takes snapshots of matching
 -- streams every N versions and/or after events of given types.  A policy
@@ -123,17 +147,6 @@ COMMENT ON TABLE eventstore.snapshot_policies IS 'When the background worker tak
 SELECT pg_catalog.pg_extension_config_dump('eventstore.snapshot_policies', '');
 REVOKE ALL ON TABLE eventstore.snapshot_policies FROM PUBLIC;
 
-CREATE FUNCTION eventstore.snapshot_tag(
-    evolve       regprocedure,
-    initial      anyelement,
-    snapshot_tag text DEFAULT NULL)
-RETURNS text
-    AS 'MODULE_PATHNAME', 'eventstore_snapshot_tag'
-    LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION eventstore.snapshot_tag(regprocedure, anyelement, text) IS
-    'The tag (eventstore.snapshots.tag) under which the snapshots of the fold evolve from initial, with an optional explicit tag, are stored';
-REVOKE ALL ON FUNCTION eventstore.snapshot_tag(regprocedure, anyelement, text) FROM PUBLIC;
-
 CREATE FUNCTION eventstore._create_snapshot_policy(
     caller             regrole,
     caller_search_path text,
@@ -145,7 +158,7 @@ CREATE FUNCTION eventstore._create_snapshot_policy(
     on_event_types     text[],
     snapshot_tag       text)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     -- the initial state is kept as text, read back by the worker: write it
     -- in a form that reads back the same under any settings
@@ -209,7 +222,7 @@ CREATE FUNCTION eventstore.create_snapshot_policy(
     snapshot_tag   text    DEFAULT NULL)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.create_snapshot_policy(text, regprocedure, anyelement, text, integer, text[], text) IS
     'Have the background worker snapshot matching streams every N versions and/or after given event types, as the caller';
 REVOKE ALL ON FUNCTION eventstore.create_snapshot_policy(text, regprocedure, anyelement, text, integer, text[], text) FROM PUBLIC;
@@ -217,7 +230,7 @@ REVOKE ALL ON FUNCTION eventstore.create_snapshot_policy(text, regprocedure, any
 CREATE FUNCTION eventstore._drop_snapshot_policy(caller regrole, caller_search_path text,
                                                  name text, if_exists boolean)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
@@ -246,7 +259,7 @@ REVOKE ALL ON FUNCTION eventstore._drop_snapshot_policy(regrole, text, text, boo
 CREATE FUNCTION eventstore.drop_snapshot_policy(name text, if_exists boolean DEFAULT false)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.drop_snapshot_policy(text, boolean) IS
     'Stop taking snapshots by a policy (the snapshots taken stay); for members of its owner';
 REVOKE ALL ON FUNCTION eventstore.drop_snapshot_policy(text, boolean) FROM PUBLIC;
@@ -259,7 +272,7 @@ REVOKE ALL ON FUNCTION eventstore.drop_snapshot_policy(text, boolean) FROM PUBLI
 CREATE FUNCTION eventstore.__snapshot_policy(caller regrole, caller_search_path text,
                                              projection text)
 RETURNS eventstore.snapshot_policies
-    LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -281,7 +294,7 @@ REVOKE ALL ON FUNCTION eventstore.__snapshot_policy(regrole, text, text) FROM PU
 CREATE FUNCTION eventstore._snapshot_policy(projection text)
 RETURNS eventstore.snapshot_policies
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C STABLE PARALLEL UNSAFE;
+    LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._snapshot_policy(text) IS
     'The snapshot policy of a "snapshot:<name>" projection, for members of its owner (internal)';
 REVOKE ALL ON FUNCTION eventstore._snapshot_policy(text) FROM PUBLIC;
@@ -296,7 +309,7 @@ GRANT EXECUTE ON FUNCTION eventstore._snapshot_policy(text) TO PUBLIC;
 -- member of, and takes their snapshots as itself.
 CREATE FUNCTION eventstore._snapshot_step(e eventstore.event, projection text)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE

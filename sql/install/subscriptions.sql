@@ -1,7 +1,4 @@
-
--- ---------------------------------------------------------------------
--- Durable subscriptions
--- ---------------------------------------------------------------------
+-- eventstore durable subscriptions.
 --
 -- Named subscriptions that clients consume with at-least-once delivery:
 -- competing consumers lease events, acknowledge or reject them; events of
@@ -93,7 +90,7 @@ REVOKE ALL ON TABLE eventstore.subscription_consumers FROM PUBLIC;
 -- Shared argument checks.  Not SECURITY DEFINER: they touch no table.
 CREATE FUNCTION eventstore.subscription_check_name(name text, what text)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -113,7 +110,7 @@ REVOKE ALL ON FUNCTION eventstore.subscription_check_name(text, text) FROM PUBLI
 
 CREATE FUNCTION eventstore.subscription_not_found(name text)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -128,7 +125,7 @@ REVOKE ALL ON FUNCTION eventstore.subscription_not_found(text) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.drop_subscription(name text, if_exists boolean DEFAULT false)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -156,7 +153,7 @@ REVOKE ALL ON FUNCTION eventstore.drop_subscription(text, boolean) FROM PUBLIC;
 CREATE FUNCTION eventstore.subscription_deliverable(
     subscription text, at timestamptz, max_count integer)
 RETURNS bigint[]
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(array_agg(d.global_position ORDER BY d.global_position), '{}')
@@ -180,7 +177,7 @@ CREATE FUNCTION eventstore.subscription_replay_parked(
     subscription text,
     positions    bigint[] DEFAULT NULL)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -210,7 +207,7 @@ CREATE FUNCTION eventstore.subscription_parked(subscription text)
 RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
                event_type text, attempts integer, last_error text,
                parked_at timestamptz)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -295,7 +292,7 @@ CREATE FUNCTION eventstore.create_subscription(
     lease_timeout interval DEFAULT '30 seconds',
     max_attempts  integer  DEFAULT 5)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -363,7 +360,7 @@ CREATE FUNCTION eventstore._subscription_fetch(
 RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
                event_id uuid, event_type text, data jsonb, metadata jsonb,
                created_at timestamptz, attempt integer)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 ROWS 100
 AS $$
@@ -490,7 +487,7 @@ RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
                event_id uuid, event_type text, data jsonb, metadata jsonb,
                created_at timestamptz, attempt integer)
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     ROWS 100;
 COMMENT ON FUNCTION eventstore.subscription_fetch(text, text, integer) IS
     'Lease up to max_count events of a subscription to a consumer (bound to the calling role), in position order, per-stream order kept';
@@ -503,7 +500,7 @@ CREATE FUNCTION eventstore._subscription_ack(
     consumer     text,
     positions    bigint[])
 RETURNS integer
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -545,7 +542,7 @@ CREATE FUNCTION eventstore.subscription_ack(
     positions    bigint[])
 RETURNS integer
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.subscription_ack(text, text, bigint[]) IS
     'Acknowledge events leased to the consumer by the calling role; returns how many were acknowledged';
 REVOKE ALL ON FUNCTION eventstore.subscription_ack(text, text, bigint[]) FROM PUBLIC;
@@ -559,7 +556,7 @@ CREATE FUNCTION eventstore._subscription_nack(
     error        text,
     retry_after  interval)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -617,7 +614,7 @@ CREATE FUNCTION eventstore.subscription_nack(
     retry_after  interval DEFAULT NULL)
 RETURNS integer
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
-    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.subscription_nack(text, text, bigint[], text, interval) IS
     'Reject events leased to the consumer by the calling role: retry after a delay, or park after max_attempts';
 REVOKE ALL ON FUNCTION eventstore.subscription_nack(text, text, bigint[], text, interval) FROM PUBLIC;
