@@ -118,8 +118,6 @@ RETURNS eventstore.append_result
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.append(text, text, jsonb, jsonb, bigint, uuid) IS
     'Append one event to a stream; expected_version NULL = any, 0 = no stream, -1 = stream exists, N = exactly N';
--- Access is granted per function (see README, "Roles"): nothing is open to
--- PUBLIC.
 REVOKE ALL ON FUNCTION eventstore.append(text, text, jsonb, jsonb, bigint, uuid) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.append_events(
@@ -133,7 +131,8 @@ COMMENT ON FUNCTION eventstore.append_events(text, jsonb, bigint) IS
     'Append a JSON array of {type, data, metadata?, id?} to a stream, all or nothing';
 REVOKE ALL ON FUNCTION eventstore.append_events(text, jsonb, bigint) FROM PUBLIC;
 
--- Reading.
+-- Reading one stream.  PARALLEL SAFE: it reads only what the statement's
+-- snapshot shows, and works in a parallel worker.
 CREATE FUNCTION eventstore.read_stream(
     stream_id    text,
     from_version bigint  DEFAULT NULL,
@@ -168,6 +167,8 @@ COMMENT ON TABLE eventstore.recorded_horizon IS 'The global-log horizon last pub
 INSERT INTO eventstore.recorded_horizon VALUES (0, now());
 REVOKE ALL ON TABLE eventstore.recorded_horizon FROM PUBLIC;
 
+-- read_all and global_horizon compute the horizon and then take the latest
+-- snapshot, which PostgreSQL forbids in parallel mode: PARALLEL UNSAFE.
 CREATE FUNCTION eventstore.read_all(
     after_position bigint DEFAULT 0,
     max_count      bigint DEFAULT 1000,
@@ -187,7 +188,6 @@ RETURNS bigint
 COMMENT ON FUNCTION eventstore.global_horizon() IS
     'Position up to which the global log is complete: read_all never returns a later position';
 REVOKE ALL ON FUNCTION eventstore.global_horizon() FROM PUBLIC;
-
 
 -- ---------------------------------------------------------------------
 -- Shared checks (internal)

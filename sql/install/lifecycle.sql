@@ -241,7 +241,6 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) IS
     'Set a stream''s max age, max count and truncate-before (NULL: no limit); reads honour them at once, the worker removes what they exclude';
-
 REVOKE ALL ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.stream_info(stream_id text)

@@ -27,7 +27,8 @@ CREATE TABLE eventstore.projections (
     catching_up   boolean NOT NULL DEFAULT false CHECK (NOT catching_up OR mode = 'inline'),
     owner         regrole NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    -- the search_path the handler runs under: its creator's (0.4.0)
+    -- added in 0.4.0, hence last: the search_path the handler runs
+    -- under, its creator's
     search_path   text NOT NULL DEFAULT '"$user", public'
 );
 COMMENT ON TABLE eventstore.projections IS 'Registered projections; change through eventstore.create_projection() and friends';
@@ -282,7 +283,6 @@ RETURNS void
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.create_projection(text, regprocedure, text[], text, text, boolean, integer) IS
     'Register a handler for matching events: inline (in the append transaction) or async (by the background worker, as the caller, under the caller''s search_path)';
-
 REVOKE ALL ON FUNCTION eventstore.create_projection(text, regprocedure, text[], text, text, boolean, integer) FROM PUBLIC;
 
 -- drop_projection

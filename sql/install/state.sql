@@ -22,6 +22,8 @@ CREATE TABLE eventstore.snapshots (
 COMMENT ON TABLE eventstore.snapshots IS 'Folded states of streams at versions; a cache for load_state and friends';
 REVOKE ALL ON TABLE eventstore.snapshots FROM PUBLIC;
 
+-- Every function that folds calls the user's evolve (and handle_command
+-- the user's decide), whose parallel safety it cannot know: PARALLEL UNSAFE.
 CREATE FUNCTION eventstore.load_state(
     stream_id     text,
     evolve        regprocedure,
@@ -37,7 +39,6 @@ CREATE FUNCTION eventstore.load_state(
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore.load_state(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) IS
     'Fold a stream with evolve(state, event) from initial, starting at its newest usable snapshot; returns state, version and the snapshot used';
-
 REVOKE ALL ON FUNCTION eventstore.load_state(text, regprocedure, anyelement, bigint, timestamptz, boolean, text) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.aggregate_stream(
@@ -139,7 +140,8 @@ CREATE TABLE eventstore.snapshot_policies (
     every          integer CHECK (every > 0),
     on_event_types text[] COLLATE "C" CHECK (cardinality(on_event_types) > 0),
     snapshot_tag   text COLLATE "C" CHECK (snapshot_tag <> ''),
-    -- the search_path evolve runs under: the policy creator's (0.4.0)
+    -- added in 0.4.0, hence last: the search_path evolve runs under,
+    -- the policy creator's
     search_path    text NOT NULL DEFAULT '"$user", public',
     CHECK (every IS NOT NULL OR on_event_types IS NOT NULL)
 );

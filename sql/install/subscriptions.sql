@@ -12,6 +12,10 @@
 -- not yet had acknowledged (leased, waiting, parked) are stored, in
 -- eventstore.subscription_events.
 
+-- ---------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------
+
 CREATE TABLE eventstore.subscriptions (
     name            text COLLATE "C" NOT NULL,
     event_types     text[] COLLATE "C",
@@ -49,7 +53,7 @@ CREATE TABLE eventstore.subscription_events (
     not_before       timestamptz,
     last_error       text,
     parked_at        timestamptz,
-    consumer_role    regrole,       -- the role holding the lease (0.4.0)
+    consumer_role    regrole,       -- added in 0.4.0, hence last
     CONSTRAINT subscription_events_pkey PRIMARY KEY (subscription, global_position),
     CONSTRAINT subscription_events_subscription_fkey FOREIGN KEY (subscription)
         REFERENCES eventstore.subscriptions (name) ON DELETE CASCADE,
@@ -87,7 +91,11 @@ REVOKE ALL ON TABLE eventstore.subscriptions FROM PUBLIC;
 REVOKE ALL ON TABLE eventstore.subscription_events FROM PUBLIC;
 REVOKE ALL ON TABLE eventstore.subscription_consumers FROM PUBLIC;
 
--- Shared argument checks.  Not SECURITY DEFINER: they touch no table.
+-- ---------------------------------------------------------------------
+-- Shared argument checks (internal)
+-- ---------------------------------------------------------------------
+
+-- Not SECURITY DEFINER: they touch no table.
 CREATE FUNCTION eventstore.subscription_check_name(name text, what text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
@@ -123,166 +131,9 @@ COMMENT ON FUNCTION eventstore.subscription_not_found(text) IS
     'Raise 42704 for a subscription that does not exist';
 REVOKE ALL ON FUNCTION eventstore.subscription_not_found(text) FROM PUBLIC;
 
-CREATE FUNCTION eventstore.drop_subscription(name text, if_exists boolean DEFAULT false)
-RETURNS void
-LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM eventstore.subscription_check_name(name, 'subscription name');
-    -- The cascade removes its outstanding events and consumers.
-    DELETE FROM eventstore.subscriptions s WHERE s.name = drop_subscription.name;
-    IF NOT FOUND THEN
-        IF coalesce(if_exists, false) THEN
-            RAISE NOTICE 'subscription "%" does not exist, skipping', name;
-        ELSE
-            PERFORM eventstore.subscription_not_found(name);
-        END IF;
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION eventstore.drop_subscription(text, boolean) IS
-    'Drop a durable subscription with its outstanding and parked events';
-REVOKE ALL ON FUNCTION eventstore.drop_subscription(text, boolean) FROM PUBLIC;
-
--- The events a fetch may lease now: in position order, at most max_count,
--- each one ready (pending and due, or leased with an expired lease) and
--- preceded in its stream only by ready events -- which this fetch then
--- leases too, being earlier.  Parked events do not count.  A stream with a
--- live lease or a retry not yet due is closed from that event on.
-CREATE FUNCTION eventstore.subscription_deliverable(
-    subscription text, at timestamptz, max_count integer)
-RETURNS bigint[]
-LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(array_agg(d.global_position ORDER BY d.global_position), '{}')
-      FROM (SELECT o.global_position
-              FROM (SELECT se.global_position,
-                           bool_and((se.state = 'pending'
-                                     AND (se.not_before IS NULL OR se.not_before <= $2))
-                                    OR (se.state = 'leased' AND se.lease_expires_at <= $2))
-                             OVER (PARTITION BY se.stream_id ORDER BY se.global_position) AS ready
-                      FROM eventstore.subscription_events se
-                     WHERE se.subscription = $1 AND se.state <> 'parked') o
-             WHERE o.ready
-             ORDER BY o.global_position
-             LIMIT $3) d
-$$;
-COMMENT ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) IS
-    'Positions a fetch of the subscription may lease at the given time (internal)';
-REVOKE ALL ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) FROM PUBLIC;
-
-CREATE FUNCTION eventstore.subscription_replay_parked(
-    subscription text,
-    positions    bigint[] DEFAULT NULL)
-RETURNS integer
-LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_count integer;
-BEGIN
-    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
-    -- A replayed event blocks its stream again: exclude fetches.
-    PERFORM FROM eventstore.subscriptions s
-      WHERE s.name = subscription_replay_parked.subscription FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        PERFORM eventstore.subscription_not_found(subscription);
-    END IF;
-    UPDATE eventstore.subscription_events se
-       SET state = 'pending', attempts = 0, parked_at = NULL, not_before = NULL
-     WHERE se.subscription = subscription_replay_parked.subscription
-       AND se.state = 'parked'
-       AND (positions IS NULL OR se.global_position = ANY (positions));
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
-END
-$$;
-COMMENT ON FUNCTION eventstore.subscription_replay_parked(text, bigint[]) IS
-    'Make parked events (all, or the given positions) pending again with their attempts reset';
-REVOKE ALL ON FUNCTION eventstore.subscription_replay_parked(text, bigint[]) FROM PUBLIC;
-
-CREATE FUNCTION eventstore.subscription_parked(subscription text)
-RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
-               event_type text, attempts integer, last_error text,
-               parked_at timestamptz)
-LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-BEGIN
-    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
-    PERFORM FROM eventstore.subscriptions s WHERE s.name = subscription_parked.subscription;
-    IF NOT FOUND THEN
-        PERFORM eventstore.subscription_not_found(subscription);
-    END IF;
-    RETURN QUERY
-    SELECT se.global_position, se.stream_id::text, e.stream_version, e.event_type::text,
-           se.attempts, se.last_error, se.parked_at
-      FROM eventstore.subscription_events se
-      JOIN eventstore.events e ON e.global_position = se.global_position
-     WHERE se.subscription = subscription_parked.subscription AND se.state = 'parked'
-     ORDER BY se.global_position;
-END
-$$;
-COMMENT ON FUNCTION eventstore.subscription_parked(text) IS
-    'The parked events of a subscription, in position order';
-REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
--- One row per subscription.  The checkpoint ("position") is just below the
--- lowest outstanding event that is not parked, or the pulled position when
--- there is none: every matching event at or below it was acknowledged or
--- parked.  The view calls global_horizon(): its readers need EXECUTE on it
--- (and shared_preload_libraries, else 55000).
-CREATE VIEW eventstore.subscription_status AS
-SELECT s.name,
-       s.event_types,
-       s.stream_prefix,
-       cp.position,
-       s.pulled_position,
-       lag.lag_events,
-       now() - lag.oldest_created_at AS lag_time,
-       o.in_flight,
-       o.pending_retry,
-       o.parked,
-       coalesce(c.consumers, '{}') AS consumers,
-       s.last_fetch_at,
-       s.lease_timeout,
-       s.max_attempts
-  FROM eventstore.subscriptions s
- CROSS JOIN (SELECT eventstore.global_horizon() AS horizon) h
- CROSS JOIN LATERAL (
-        SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
-               count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
-               count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
-               count(*) FILTER (WHERE se.state = 'parked') AS parked
-          FROM eventstore.subscription_events se
-         WHERE se.subscription = s.name) o
- CROSS JOIN LATERAL (
-        SELECT coalesce(o.first_open - 1, s.pulled_position) AS position) cp
- CROSS JOIN LATERAL (
-        -- Pulled events are committed even when the horizon this snapshot
-        -- sees is older (REPEATABLE READ).
-        SELECT count(*) AS lag_events,
-               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
-          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
-                  FROM eventstore.events e
-                 WHERE e.global_position > cp.position
-                   AND e.global_position <= greatest(h.horizon, s.pulled_position)
-                   AND (s.event_types IS NULL OR e.event_type = ANY (s.event_types))
-                   AND (s.stream_prefix IS NULL OR starts_with(e.stream_id, s.stream_prefix))) e) lag
- CROSS JOIN LATERAL (
-        SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
-          FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
-                 WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
-                UNION
-                SELECT se.consumer FROM eventstore.subscription_events se
-                 WHERE se.subscription = s.name AND se.state = 'leased'
-                   AND se.lease_expires_at > now()) x) c;
-COMMENT ON VIEW eventstore.subscription_status IS
-    'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';
-
-REVOKE ALL ON TABLE eventstore.subscription_status FROM PUBLIC;
+-- ---------------------------------------------------------------------
+-- Creating and dropping
+-- ---------------------------------------------------------------------
 
 CREATE FUNCTION eventstore.create_subscription(
     name          text,
@@ -350,6 +201,60 @@ $$;
 COMMENT ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) IS
     'Create a durable subscription; start_from 0 = origin, -1 = now, N = after position N';
 REVOKE ALL ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.drop_subscription(name text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.subscription_check_name(name, 'subscription name');
+    -- The cascade removes its outstanding events and consumers.
+    DELETE FROM eventstore.subscriptions s WHERE s.name = drop_subscription.name;
+    IF NOT FOUND THEN
+        IF coalesce(if_exists, false) THEN
+            RAISE NOTICE 'subscription "%" does not exist, skipping', name;
+        ELSE
+            PERFORM eventstore.subscription_not_found(name);
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.drop_subscription(text, boolean) IS
+    'Drop a durable subscription with its outstanding and parked events';
+REVOKE ALL ON FUNCTION eventstore.drop_subscription(text, boolean) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Consuming: fetch (lease), ack, nack
+-- ---------------------------------------------------------------------
+
+-- The events a fetch may lease now: in position order, at most max_count,
+-- each one ready (pending and due, or leased with an expired lease) and
+-- preceded in its stream only by ready events -- which this fetch then
+-- leases too, being earlier.  Parked events do not count.  A stream with a
+-- live lease or a retry not yet due is closed from that event on.
+CREATE FUNCTION eventstore.subscription_deliverable(
+    subscription text, at timestamptz, max_count integer)
+RETURNS bigint[]
+LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(d.global_position ORDER BY d.global_position), '{}')
+      FROM (SELECT o.global_position
+              FROM (SELECT se.global_position,
+                           bool_and((se.state = 'pending'
+                                     AND (se.not_before IS NULL OR se.not_before <= $2))
+                                    OR (se.state = 'leased' AND se.lease_expires_at <= $2))
+                             OVER (PARTITION BY se.stream_id ORDER BY se.global_position) AS ready
+                      FROM eventstore.subscription_events se
+                     WHERE se.subscription = $1 AND se.state <> 'parked') o
+             WHERE o.ready
+             ORDER BY o.global_position
+             LIMIT $3) d
+$$;
+COMMENT ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) IS
+    'Positions a fetch of the subscription may lease at the given time (internal)';
+REVOKE ALL ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) FROM PUBLIC;
 
 CREATE FUNCTION eventstore._subscription_fetch(
     caller             regrole,
@@ -618,3 +523,123 @@ RETURNS integer
 COMMENT ON FUNCTION eventstore.subscription_nack(text, text, bigint[], text, interval) IS
     'Reject events leased to the consumer by the calling role: retry after a delay, or park after max_attempts';
 REVOKE ALL ON FUNCTION eventstore.subscription_nack(text, text, bigint[], text, interval) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Parked events
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION eventstore.subscription_replay_parked(
+    subscription text,
+    positions    bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    -- A replayed event blocks its stream again: exclude fetches.
+    PERFORM FROM eventstore.subscriptions s
+      WHERE s.name = subscription_replay_parked.subscription FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    UPDATE eventstore.subscription_events se
+       SET state = 'pending', attempts = 0, parked_at = NULL, not_before = NULL
+     WHERE se.subscription = subscription_replay_parked.subscription
+       AND se.state = 'parked'
+       AND (positions IS NULL OR se.global_position = ANY (positions));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION eventstore.subscription_replay_parked(text, bigint[]) IS
+    'Make parked events (all, or the given positions) pending again with their attempts reset';
+REVOKE ALL ON FUNCTION eventstore.subscription_replay_parked(text, bigint[]) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.subscription_parked(subscription text)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_type text, attempts integer, last_error text,
+               parked_at timestamptz)
+LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    PERFORM FROM eventstore.subscriptions s WHERE s.name = subscription_parked.subscription;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    RETURN QUERY
+    SELECT se.global_position, se.stream_id::text, e.stream_version, e.event_type::text,
+           se.attempts, se.last_error, se.parked_at
+      FROM eventstore.subscription_events se
+      JOIN eventstore.events e ON e.global_position = se.global_position
+     WHERE se.subscription = subscription_parked.subscription AND se.state = 'parked'
+     ORDER BY se.global_position;
+END
+$$;
+COMMENT ON FUNCTION eventstore.subscription_parked(text) IS
+    'The parked events of a subscription, in position order';
+REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Status
+-- ---------------------------------------------------------------------
+
+-- One row per subscription.  The checkpoint ("position") is just below the
+-- lowest outstanding event that is not parked, or the pulled position when
+-- there is none: every matching event at or below it was acknowledged or
+-- parked.  The view calls global_horizon(): its readers need EXECUTE on it
+-- (and shared_preload_libraries, else 55000).
+CREATE VIEW eventstore.subscription_status AS
+SELECT s.name,
+       s.event_types,
+       s.stream_prefix,
+       cp.position,
+       s.pulled_position,
+       lag.lag_events,
+       now() - lag.oldest_created_at AS lag_time,
+       o.in_flight,
+       o.pending_retry,
+       o.parked,
+       coalesce(c.consumers, '{}') AS consumers,
+       s.last_fetch_at,
+       s.lease_timeout,
+       s.max_attempts
+  FROM eventstore.subscriptions s
+ CROSS JOIN (SELECT eventstore.global_horizon() AS horizon) h
+ CROSS JOIN LATERAL (
+        SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
+               count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
+               count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
+               count(*) FILTER (WHERE se.state = 'parked') AS parked
+          FROM eventstore.subscription_events se
+         WHERE se.subscription = s.name) o
+ CROSS JOIN LATERAL (
+        SELECT coalesce(o.first_open - 1, s.pulled_position) AS position) cp
+ CROSS JOIN LATERAL (
+        -- Pulled events are committed even when the horizon this snapshot
+        -- sees is older (REPEATABLE READ).
+        SELECT count(*) AS lag_events,
+               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
+          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
+                  FROM eventstore.events e
+                 WHERE e.global_position > cp.position
+                   AND e.global_position <= greatest(h.horizon, s.pulled_position)
+                   AND (s.event_types IS NULL OR e.event_type = ANY (s.event_types))
+                   AND (s.stream_prefix IS NULL OR starts_with(e.stream_id, s.stream_prefix))) e) lag
+ CROSS JOIN LATERAL (
+        SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
+          FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
+                 WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
+                UNION
+                SELECT se.consumer FROM eventstore.subscription_events se
+                 WHERE se.subscription = s.name AND se.state = 'leased'
+                   AND se.lease_expires_at > now()) x) c;
+COMMENT ON VIEW eventstore.subscription_status IS
+    'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';
+
+REVOKE ALL ON TABLE eventstore.subscription_status FROM PUBLIC;
