@@ -17,6 +17,7 @@ BENCH_PSQL=$PG_BINDIR/psql
 
 # BENCH_IS_QUICK: 1 when BENCH_QUICK asks for a smoke test (short runs, one
 # round, smaller data), else empty.
+# shellcheck disable=SC2034 # read by run.sh and the suites
 BENCH_IS_QUICK=
 if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then BENCH_IS_QUICK=1; fi
 

@@ -25,7 +25,6 @@ for c in ${BENCH_CONTENDERS:-}; do
 	esac
 done
 
-
 append_events_json() {
 	local i sep='' out='['
 	for i in $(seq 1 "$1"); do

@@ -36,7 +36,6 @@ MEMORY_COLS='global_position, stream_id, stream_version, event_id, event_type, d
 "$MEMORY_PYTHON" -c 'import ctypes; ctypes.CDLL("libpq.so.5")' 2>/dev/null ||
 	{ echo "suite memory needs $MEMORY_PYTHON and libpq.so.5 (Debian: libpq5; or set BENCH_PYTHON)" >&2; exit 1; }
 
-
 memory_setup() {
 	local BENCH_DB=$MEMORY_DB n total=0 start
 	bench_log "memory: creating database $MEMORY_DB: batches of $MEMORY_BATCHES events, streams of $MEMORY_STREAMS events"

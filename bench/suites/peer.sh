@@ -34,7 +34,6 @@ for c in $PEER_CONTENDERS; do
 	esac
 done
 
-
 # Set by peer_setup:
 PEER_CLIENT=        # node | pgbench: what measures extension and plain
 PEER_NODE_PATH=     # NODE_PATH for the driver ('' or Debian's /usr/share/nodejs)
