@@ -17,15 +17,28 @@ BENCH_PSQL=$PG_BINDIR/psql
 
 # BENCH_IS_QUICK: 1 when BENCH_QUICK asks for a smoke test (short runs, one
 # round, smaller data), else empty.
-# shellcheck disable=SC2034 # read by run.sh and the suites
 BENCH_IS_QUICK=
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then BENCH_IS_QUICK=1; fi
+if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
+	# shellcheck disable=SC2034 # read by run.sh and the suites
+	BENCH_IS_QUICK=1
+fi
 
 # The payload of every suite's events: ~100 bytes of data and ~70 of
 # metadata, passed to the server as text parameters (pgbench -D, psql -v) so
 # every transaction parses its JSON, as an application's append would.
 BENCH_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
 BENCH_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
+
+# bench_events_json N: the JSON array of N such events (type
+# MoneyDeposited), as append_events takes them.
+bench_events_json() {
+	local k sep='' out='['
+	for ((k = 0; k < $1; k++)); do
+		out="$out$sep{\"type\": \"MoneyDeposited\", \"data\": $BENCH_DATA, \"metadata\": $BENCH_METADATA}"
+		sep=', '
+	done
+	echo "$out]"
+}
 
 bench_log() { echo "== $*" >&2; }
 

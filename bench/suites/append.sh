@@ -25,15 +25,6 @@ for c in ${BENCH_CONTENDERS:-}; do
 	esac
 done
 
-append_events_json() {
-	local i sep='' out='['
-	for i in $(seq 1 "$1"); do
-		out="$out$sep{\"type\": \"MoneyDeposited\", \"data\": $BENCH_DATA, \"metadata\": $BENCH_METADATA}"
-		sep=', '
-	done
-	echo "$out]"
-}
-
 append_setup() {
 	bench_log "append: setting up the three contenders"
 	bench_psql -c "SET client_min_messages = warning" \
@@ -61,7 +52,7 @@ append_run() {
 	local -a contenders order
 	read -r -a contenders <<<"${BENCH_CONTENDERS:-$APPEND_ALL_CONTENDERS}"
 	local events_json
-	events_json=$(append_events_json 10)
+	events_json=$(bench_events_json 10)
 
 	echo "suite,workload,events_per_tx,clients,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints" >"$csv"
 	for round in $(seq 1 "$BENCH_ROUNDS"); do

@@ -212,13 +212,8 @@ peer_measure() {
 		[ -s "$log" ] && sed 's/^/   /' "$log" >&2
 		echo "$res node"
 	else
-		local events_json i sep=''
-		events_json='['
-		for i in $(seq 1 10); do
-			events_json="$events_json$sep{\"type\": \"MoneyDeposited\", \"data\": $BENCH_DATA, \"metadata\": $BENCH_METADATA}"
-			sep=', '
-		done
-		events_json="$events_json]"
+		local events_json
+		events_json=$(bench_events_json 10)
 		res=$(BENCH_DB=$PEER_DB bench_pgbench "$tag" "$clients" "$BENCH_DURATION" \
 			-f "$PEER_DIR/pgbench/$name.$contender.pgbench" \
 			-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA" -D "events=$events_json") || return 1
