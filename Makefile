@@ -65,3 +65,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 $(OBJS): src/eventstore.h
+
+# The TAP tests share the helpers of test/lib/EventStore/Test.pm.  After the
+# include (Makefile.global sets PROVE_FLAGS), and "override" so that a
+# PROVE_FLAGS given on the command line (e.g. --verbose) is appended to.
+override PROVE_FLAGS += -I $(srcdir)/test/lib

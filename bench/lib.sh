@@ -1,13 +1,44 @@
 # Helpers shared by the benchmark suites (bench/suites/*.sh), sourced by
 # bench/run.sh after scripts/common.sh.  Provides: a throwaway cluster
-# (bench_cluster_start / bench_cluster_stop), psql and pgbench wrappers, a
-# quiet point between runs, statistics and the machine description.
+# (bench_cluster_start / bench_cluster_stop), a database per suite
+# (bench_create_db), the contenders' tables (bench_table, bench_sequence,
+# bench_reset, bench_preload), psql and pgbench wrappers, a quiet point
+# between runs, the order of the contenders in a cell (bench_rotate), the
+# parts of a suite (bench_parts, bench_part), statistics and the machine
+# description.  Every suite writes its results to bench/results/SUITE.csv
+# and bench/results/SUITE.md (bench/run.sh; BENCH_RESULTS).
 #
-# Globals set here: BENCH_WORK (work dir), BENCH_PORT, BENCH_DB.
+# Globals set here: BENCH_WORK (work dir), BENCH_PORT, BENCH_DB, BENCH_DATA,
+# BENCH_METADATA, BENCH_IS_QUICK.
 
 BENCH_DB=bench
 BENCH_PGBENCH=$PG_BINDIR/pgbench
 BENCH_PSQL=$PG_BINDIR/psql
+
+# BENCH_IS_QUICK: 1 when BENCH_QUICK asks for a smoke test (short runs, one
+# round, smaller data), else empty.
+BENCH_IS_QUICK=
+if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
+	# shellcheck disable=SC2034 # read by run.sh and the suites
+	BENCH_IS_QUICK=1
+fi
+
+# The payload of every suite's events: ~100 bytes of data and ~70 of
+# metadata, passed to the server as text parameters (pgbench -D, psql -v) so
+# every transaction parses its JSON, as an application's append would.
+BENCH_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
+BENCH_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
+
+# bench_events_json N: the JSON array of N such events (type
+# MoneyDeposited), as append_events takes them.
+bench_events_json() {
+	local k sep='' out='['
+	for ((k = 0; k < $1; k++)); do
+		out="$out$sep{\"type\": \"MoneyDeposited\", \"data\": $BENCH_DATA, \"metadata\": $BENCH_METADATA}"
+		sep=', '
+	done
+	echo "$out]"
+}
 
 bench_log() { echo "== $*" >&2; }
 
@@ -44,6 +75,9 @@ checkpoint_timeout = 1h
 log_checkpoints = on
 autovacuum = off
 max_connections = 100
+# The suites that run in a database of their own leave it behind, and each
+# database with the extension has a worker and a projector: room for all.
+max_worker_processes = 32
 CONF
 	# BENCH_SERVER_ENV (diagnosis only): NAME=VALUE words added to the
 	# server's environment, e.g. GLIBC_TUNABLES=glibc.malloc.trim_threshold=...
@@ -81,6 +115,80 @@ bench_wait_worker() {
 	bench_log "WARNING: no eventstore worker after 30 s"
 }
 
+# bench_create_db DB [PSQL_ARGS...]: database DB created afresh with the
+# extension, then PSQL_ARGS (-f FILE, -c SQL) run in it.
+bench_create_db() {
+	local db=$1
+	shift
+	bench_psql_db postgres -c "SET client_min_messages = warning" \
+		-c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+	bench_psql_db "$db" -c "CREATE EXTENSION eventstore" "$@" >/dev/null
+}
+
+# bench_table CONTENDER, bench_sequence CONTENDER: the events table and the
+# position sequence of a contender: plain (bench/plain.sql), plpgsql
+# (bench/plpgsql_store.sql) or extension.
+bench_table() {
+	case $1 in
+	plain) echo bench_plain.events ;;
+	plpgsql) echo bench_plpgsql.events ;;
+	extension) echo eventstore.events ;;
+	*) echo "unknown contender $1" >&2; return 1 ;;
+	esac
+}
+
+bench_sequence() {
+	case $1 in
+	plain) echo bench_plain.global_position_seq ;;
+	plpgsql) echo bench_plpgsql.global_position_seq ;;
+	extension) echo eventstore.global_position_seq ;;
+	*) echo "unknown contender $1" >&2; return 1 ;;
+	esac
+}
+
+# bench_reset CONTENDER N [worker]: every run starts from the same state:
+# the contender's table holding N events (bench_preload), its position
+# sequence restarted.  The extension's table refuses TRUNCATE, so it is
+# recreated with the extension (with "worker", whose worker is then started
+# by bench_wait_worker).  bench_quiesce follows, by the caller.
+bench_reset() {
+	case $1 in
+	plain | plpgsql)
+		bench_psql -c "TRUNCATE $(bench_table "$1") RESTART IDENTITY" ;;
+	extension)
+		bench_psql -c "DROP EXTENSION eventstore" -c "CREATE EXTENSION eventstore"
+		[ "${3:-}" != worker ] || bench_wait_worker ;;
+	esac
+	bench_preload "$(bench_table "$1")" "$(bench_sequence "$1")" "$2" "$BENCH_DATA" "$BENCH_METADATA"
+}
+
+# bench_rotate K WORDS...: WORDS rotated left by K.  Within a cell the
+# contenders run back to back; rotating their order from cell to cell and
+# round to round (K = cell + round - 1), no contender always goes first or
+# last while the machine drifts.
+bench_rotate() {
+	local k=$1
+	shift
+	local -a w=("$@")
+	local i n=${#w[@]}
+	for ((i = 0; i < n; i++)); do printf '%s ' "${w[$(((i + k) % n))]}"; done
+}
+
+# bench_parts SUITE ALLOWED SELECTED: exit 2 unless each word of SELECTED
+# is one of ALLOWED (the parts of SUITE).
+bench_parts() {
+	local p
+	for p in $3; do
+		case " $2 " in
+		*" $p "*) ;;
+		*) echo "unknown part of suite $1: $p (${2// /, })" >&2; exit 2 ;;
+		esac
+	done
+}
+
+# bench_part SELECTED PART: whether PART is one of the words of SELECTED.
+bench_part() { case " $1 " in *" $2 "*) return 0 ;; *) return 1 ;; esac; }
+
 # bench_preload TABLE SEQUENCE N DATA METADATA: write N events straight into
 # TABLE (a table of eventstore.events' shape), positions from SEQUENCE, in
 # streams 'preload-K' of 4 events that no workload touches, type
@@ -109,6 +217,10 @@ bench_psql_db() {
 	"$BENCH_PSQL" -X -q -v ON_ERROR_STOP=1 -h "$BENCH_WORK" -p "$BENCH_PORT" \
 		-U postgres -d "$db" "$@"
 }
+
+# bench_dsn [DB]: the libpq connection string of a database of the bench
+# cluster (default $BENCH_DB), for the Python and Node.js clients.
+bench_dsn() { echo "host=$BENCH_WORK port=$BENCH_PORT user=postgres dbname=${1:-$BENCH_DB}"; }
 
 # bench_psql ARGS...: psql against the bench database.
 bench_psql() { bench_psql_db "$BENCH_DB" "$@"; }
@@ -153,16 +265,21 @@ bench_pgbench() {
 }
 
 # bench_median NUMBERS...: the median (mean of the middle two for an even
-# count), or empty without numbers.
-bench_median() {
+# count) with one decimal, or empty without numbers; bench_median_fmt FORMAT
+# NUMBERS...: the same in a printf FORMAT.
+bench_median_fmt() {
+	local fmt=$1
+	shift
 	[ $# -gt 0 ] || return 0
-	printf '%s\n' "$@" | sort -g | awk '
+	printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt\n" '
 		{ v[NR] = $1 }
 		END {
-			if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2]
-			else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+			if (NR % 2) printf fmt, v[(NR + 1) / 2]
+			else printf fmt, (v[NR / 2] + v[NR / 2 + 1]) / 2
 		}'
 }
+
+bench_median() { bench_median_fmt '%.1f' "$@"; }
 
 # bench_range NUMBERS...: "median (min-max)", two decimals, or "n/a".
 bench_range() {
@@ -198,6 +315,31 @@ bench_csv_values() {
 			for (j = 1; j <= n; j++) if ($idx[name[j]] != want[j]) next
 			if ($idx[col] != "") print $idx[col]
 		}' "$csv"
+}
+
+# bench_csv_line HEADER FIXED NAME=VALUE...: one CSV line of the columns
+# of HEADER: the first ones from FIXED (comma-separated), the NAMEd ones set,
+# the others empty.
+bench_csv_line() {
+	awk -v header="$1" -v fixed="$2" -v sets="${*:3}" 'BEGIN {
+		n = split(header, h, ",")
+		k = split(fixed, f, ",")
+		for (i = 1; i <= k; i++) v[h[i]] = f[i]
+		m = split(sets, s, " ")
+		for (i = 1; i <= m; i++) { j = index(s[i], "="); v[substr(s[i], 1, j - 1)] = substr(s[i], j + 1) }
+		line = v[h[1]]
+		for (i = 2; i <= n; i++) line = line "," v[h[i]]
+		print line
+	}'
+}
+
+# bench_check VAR TAG WHAT GOT WANT: warn when GOT is not WANT, and append
+# the line to the variable VAR for the suite's report.
+bench_check() {
+	local var=$1
+	[ "$4" != "$5" ] || return 0
+	bench_log "WARNING: $2: $3 = $4, expected $5"
+	printf -v "$var" '%s- %s: %s = %s, expected %s\n' "${!var}" "$2" "$3" "$4" "$5"
 }
 
 # bench_ratio A B: A/B with two decimals, "n/a" when B is missing or zero.

@@ -23,7 +23,7 @@ cd "$BENCH_ROOT"
 . scripts/common.sh
 . bench/lib.sh
 
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
+if [ -n "$BENCH_IS_QUICK" ]; then
 	BENCH_DURATION=${BENCH_DURATION:-3}
 	BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 fi

@@ -49,22 +49,27 @@ def main():
         checkpoint = cur.fetchone()[0]
     print("ready", flush=True)
 
-    count = 0
-    first = last = None
+    seen = {"count": 0, "first": None, "last": None}
+
+    def take_notifies():
+        """Count the notifications received so far; true if there were any."""
+        woke = bool(conn.notifies)
+        for n in conn.notifies:
+            seen["count"] += 1
+            position = int(n.payload)
+            if seen["first"] is None:
+                seen["first"] = position
+            seen["last"] = position
+        conn.notifies.clear()
+        return woke
+
     events_read = 0
     while not stop:
         readable, _, _ = select.select([conn], [], [], 0.1)
         if not readable:
             continue
         conn.poll()
-        woke = bool(conn.notifies)
-        for n in conn.notifies:
-            count += 1
-            position = int(n.payload)
-            if first is None:
-                first = position
-            last = position
-        conn.notifies.clear()
+        woke = take_notifies()
         if args.follow and woke:
             while True:
                 cur.execute("SELECT * FROM eventstore.read_all(%s, %s)",
@@ -78,14 +83,10 @@ def main():
 
     # Notifications that arrived just before the stop are counted too.
     conn.poll()
-    for n in conn.notifies:
-        count += 1
-        position = int(n.payload)
-        if first is None:
-            first = position
-        last = position
+    take_notifies()
+    first, last = seen["first"], seen["last"]
     print("notifications=%d first=%s last=%s events_read=%d"
-          % (count, first if first is not None else "", last if last is not None else "",
+          % (seen["count"], first if first is not None else "", last if last is not None else "",
              events_read), flush=True)
     conn.close()
     return 0

@@ -25,21 +25,6 @@ for c in ${BENCH_CONTENDERS:-}; do
 	esac
 done
 
-# ~100 bytes of data and ~70 of metadata per event, passed to the server as
-# text parameters (pgbench -D) so every transaction parses its JSON, as an
-# application's append would.
-APPEND_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-APPEND_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
-
-append_events_json() {
-	local i sep='' out='['
-	for i in $(seq 1 "$1"); do
-		out="$out$sep{\"type\": \"MoneyDeposited\", \"data\": $APPEND_DATA, \"metadata\": $APPEND_METADATA}"
-		sep=', '
-	done
-	echo "$out]"
-}
-
 append_setup() {
 	bench_log "append: setting up the three contenders"
 	bench_psql -c "SET client_min_messages = warning" \
@@ -49,53 +34,25 @@ append_setup() {
 		-c "ALTER DATABASE $BENCH_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'"
 }
 
-append_table() {
-	case $1 in
-	plain) echo bench_plain.events ;;
-	plpgsql) echo bench_plpgsql.events ;;
-	extension) echo eventstore.events ;;
-	*) echo "unknown contender $1" >&2; return 1 ;;
-	esac
-}
-
-append_sequence() {
-	case $1 in
-	plain) echo bench_plain.global_position_seq ;;
-	plpgsql) echo bench_plpgsql.global_position_seq ;;
-	extension) echo eventstore.global_position_seq ;;
-	esac
-}
-
-# append_reset CONTENDER: every run starts from the same state: the
-# contender's table holding BENCH_PRELOAD_EVENTS events (default 100000, in
-# streams of 4 events, ids "preload-N", which the workloads never touch), its
-# position sequence restarted.  The preload matters: on an empty table the
-# planner picks a sequential scan for the PL/pgSQL store's version lookup and
-# keeps that generic plan while the table grows, and an empty index is not
-# what an event store looks like.  The extension's table refuses TRUNCATE,
-# so it is recreated with the extension.  bench_quiesce follows.
-append_reset() {
-	local n=${BENCH_PRELOAD_EVENTS:-100000}
-	case $1 in
-	plain | plpgsql)
-		bench_psql -c "TRUNCATE $(append_table "$1") RESTART IDENTITY" ;;
-	extension)
-		bench_psql -c "DROP EXTENSION eventstore" -c "CREATE EXTENSION eventstore" ;;
-	esac
-	bench_preload "$(append_table "$1")" "$(append_sequence "$1")" "$n" "$APPEND_DATA" "$APPEND_METADATA"
-}
+# append_reset CONTENDER: every run starts from the same state
+# (bench_reset): the contender's table holding BENCH_PRELOAD_EVENTS events
+# (default 100000, in streams of 4 events, ids "preload-N", which the
+# workloads never touch), its position sequence restarted.  The preload
+# matters: on an empty table the planner picks a sequential scan for the
+# PL/pgSQL store's version lookup and keeps that generic plan while the
+# table grows, and an empty index is not what an event store looks like.
+append_reset() { bench_reset "$1" "${BENCH_PRELOAD_EVENTS:-100000}"; }
 
 # append_run: every workload x clients x contender, BENCH_ROUNDS times.
 # Within a cell the contenders run back to back; the order rotates from cell
 # to cell and round to round so that no contender always goes first or last
 # while the machine drifts.  One CSV line per run goes to $1.
 append_run() {
-	local csv=$1 round workload name per clients contender cell=0 i n
+	local csv=$1 round workload name per clients contender cell=0
 	local -a contenders order
 	read -r -a contenders <<<"${BENCH_CONTENDERS:-$APPEND_ALL_CONTENDERS}"
-	n=${#contenders[@]}
 	local events_json
-	events_json=$(append_events_json 10)
+	events_json=$(bench_events_json 10)
 
 	echo "suite,workload,events_per_tx,clients,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints" >"$csv"
 	for round in $(seq 1 "$BENCH_ROUNDS"); do
@@ -103,10 +60,7 @@ append_run() {
 			name=${workload%%:*}
 			per=${workload##*:}
 			for clients in $BENCH_CLIENTS; do
-				order=()
-				for ((i = 0; i < n; i++)); do
-					order+=("${contenders[$(((i + cell + round - 1) % n))]}")
-				done
+				read -r -a order <<<"$(bench_rotate $((cell + round - 1)) "${contenders[@]}")"
 				cell=$((cell + 1))
 				for contender in "${order[@]}"; do
 					local script=$BENCH_ROOT/bench/append/$name.$contender.pgbench
@@ -117,11 +71,11 @@ append_run() {
 					start=$(bench_log_lines)
 					bench_log "round $round/$BENCH_ROUNDS: $name, $clients client(s), $contender (${BENCH_DURATION}s)"
 					res=$(bench_pgbench "$tag" "$clients" "$BENCH_DURATION" -f "$script" \
-						-D v=0 -D "data=$APPEND_DATA" -D "metadata=$APPEND_METADATA" \
+						-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA" \
 						-D "events=$events_json")
 					read -r tps tx failed lat <<<"$res"
 					ckpt=$(bench_checkpoints_since "$start")
-					rows=$(bench_value "SELECT count(*) FROM $(append_table "$contender")")
+					rows=$(bench_value "SELECT count(*) FROM $(bench_table "$contender")")
 					rows=$((rows - ${BENCH_PRELOAD_EVENTS:-100000}))
 					if [ "$rows" != "$((tx * per))" ]; then
 						bench_log "WARNING: $tag: $rows rows in the table, expected $tx x $per"

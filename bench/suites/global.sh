@@ -13,8 +13,7 @@
 #
 # See bench/README.md, section "Suite global".
 
-GLOBAL_QUICK=
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then GLOBAL_QUICK=1; fi
+GLOBAL_QUICK=$BENCH_IS_QUICK
 
 GLOBAL_PYTHON=${BENCH_PYTHON:-/usr/bin/python3}
 # Many short runs, alternating between the two contenders of a cell, rather
@@ -41,28 +40,16 @@ GLOBAL_TAIL=20000
 GLOBAL_MAXSTART=$((GLOBAL_EVENTS - GLOBAL_TAIL))
 # The ten event types of the preloaded log, as a text[] literal (pgbench -D).
 GLOBAL_TYPES='{OrderPlaced,OrderPaid,OrderShipped,OrderCancelled,MoneyDeposited,MoneyWithdrawn,CustomerRegistered,CustomerMoved,ItemAdded,ItemRemoved}'
-# Payloads as in the append suite (bench/suites/append.sh): ~100 bytes of data
-# and ~70 of metadata.
-GLOBAL_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-GLOBAL_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
 
 [ "$GLOBAL_EVENTS" -gt $((GLOBAL_TAIL + 1000)) ] ||
 	{ echo "BENCH_GLOBAL_EVENTS must be above $((GLOBAL_TAIL + 1000))" >&2; exit 2; }
-for p in $GLOBAL_PARTS; do
-	case $p in
-	append | latency | read) ;;
-	*) echo "unknown part of suite global: $p (append, latency, read)" >&2; exit 2 ;;
-	esac
-done
-global_part() { case " $GLOBAL_PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+bench_parts global "append latency read" "$GLOBAL_PARTS"
 case $GLOBAL_LISTENER in
 count | follow) ;;
 *) echo "BENCH_GLOBAL_LISTENER must be count or follow" >&2; exit 2 ;;
 esac
 "$GLOBAL_PYTHON" -c 'import psycopg2' 2>/dev/null ||
 	{ echo "suite global needs $GLOBAL_PYTHON with psycopg2 (Debian: apt-get install python3-psycopg2; or set BENCH_PYTHON)" >&2; exit 1; }
-
-global_dsn() { echo "host=$BENCH_WORK port=$BENCH_PORT user=postgres dbname=$BENCH_DB"; }
 
 # global_sql_of FILE: the SQL statement of a pgbench script, with the
 # variables as the parameters pgbench -M prepared sends ($1 start, $2 types,
@@ -86,7 +73,7 @@ global_setup() {
 	bench_psql -c "SET client_min_messages = warning" \
 		-c "DROP EXTENSION IF EXISTS eventstore" -c "CREATE EXTENSION eventstore"
 	t0=$(date +%s)
-	bench_psql -v data="$GLOBAL_DATA" -v metadata="$GLOBAL_METADATA" -v types="$GLOBAL_TYPES" >/dev/null <<SQL
+	bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" -v types="$GLOBAL_TYPES" >/dev/null <<SQL
 INSERT INTO eventstore.events
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT g, (g - 1) / $streams + 1,
@@ -193,7 +180,7 @@ global_read_run() {
 global_listener_start() {
 	local out=$1 i follow=
 	[ "$GLOBAL_LISTENER" = follow ] && follow=--follow
-	"$GLOBAL_PYTHON" "$BENCH_ROOT/bench/global/listener.py" --dsn "$(global_dsn)" $follow \
+	"$GLOBAL_PYTHON" "$BENCH_ROOT/bench/global/listener.py" --dsn "$(bench_dsn)" $follow \
 		>"$out" 2>"$out.err" &
 	GLOBAL_LISTENER_PID=$!
 	for i in $(seq 1 150); do
@@ -226,7 +213,7 @@ global_append_run() {
 			bench_log "round $round/$GLOBAL_ROUNDS: append, $clients clients, $c listener (${GLOBAL_SECONDS}s)"
 			res=$(bench_pgbench "$tag" "$clients" "$GLOBAL_SECONDS" \
 				-f "$BENCH_ROOT/bench/append/single.extension.pgbench" \
-				-D v=0 -D "data=$GLOBAL_DATA" -D "metadata=$GLOBAL_METADATA")
+				-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA")
 			read -r tps tx failed lat <<<"$res"
 			after=$(bench_value "SELECT max(global_position) FROM eventstore.events")
 			if [ "$c" = listener ]; then
@@ -263,18 +250,18 @@ global_latency() {
 		bench_log "latency: $GLOBAL_LATENCY_SAMPLES samples while $clients clients append (${GLOBAL_LOAD_SECONDS}s)"
 		bench_pgbench global-latency-load "$clients" "$GLOBAL_LOAD_SECONDS" \
 			-f "$BENCH_ROOT/bench/append/single.extension.pgbench" \
-			-D v=0 -D "data=$GLOBAL_DATA" -D "metadata=$GLOBAL_METADATA" \
+			-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA" \
 			>"$BENCH_WORK/global-latency-load.res" &
 		pid=$!
 		sleep 2
-		res=$("$GLOBAL_PYTHON" "$BENCH_ROOT/bench/global/latency.py" --dsn "$(global_dsn)" \
+		res=$("$GLOBAL_PYTHON" "$BENCH_ROOT/bench/global/latency.py" --dsn "$(bench_dsn)" \
 			--samples "$GLOBAL_LATENCY_SAMPLES" --seconds $((GLOBAL_LOAD_SECONDS - 4)) \
 			--label load --csv "$samples")
 		wait "$pid" || bench_log "WARNING: the background pgbench failed"
 		tps=$(cut -d' ' -f1 "$BENCH_WORK/global-latency-load.res")
 	else
 		bench_log "latency: $GLOBAL_LATENCY_SAMPLES samples on an idle server"
-		res=$("$GLOBAL_PYTHON" "$BENCH_ROOT/bench/global/latency.py" --dsn "$(global_dsn)" \
+		res=$("$GLOBAL_PYTHON" "$BENCH_ROOT/bench/global/latency.py" --dsn "$(bench_dsn)" \
 			--samples "$GLOBAL_LATENCY_SAMPLES" --seconds 300 --label idle --csv "$samples")
 	fi
 	bench_log "latency ($case): $res"
@@ -294,9 +281,9 @@ global_run() {
 	local csv=$1
 	echo "suite,part,case,clients,round,tps,rows_per_s,transactions,failed,latency_ms,notifications,appends_per_notification,samples,timeouts,p50_ms,p95_ms,p99_ms,max_ms" >"$csv"
 	echo "label,sample,commit_ms,latency_ms" >"$BENCH_RESULTS/global_latency.csv"
-	if global_part read; then global_read_run "$csv"; fi
-	if global_part append; then global_append_run "$csv"; fi
-	if global_part latency; then
+	if bench_part "$GLOBAL_PARTS" read; then global_read_run "$csv"; fi
+	if bench_part "$GLOBAL_PARTS" append; then global_append_run "$csv"; fi
+	if bench_part "$GLOBAL_PARTS" latency; then
 		global_latency "$csv" idle
 		global_latency "$csv" load
 	fi
@@ -357,7 +344,7 @@ global_report() {
 		"the log is preloaded with $GLOBAL_EVENTS events ($((GLOBAL_EVENTS / 10)) streams of 10 interleaved, 10 event types, ~100-byte data, ~70-byte metadata), then VACUUM (ANALYZE) and pg_prewarm."
 	echo
 
-	if global_part append; then
+	if bench_part "$GLOBAL_PARTS" append; then
 		echo "### 1. Append throughput with one listener attached"
 		echo
 		echo "$clients clients, bench/append/single.extension.pgbench (one event per transaction, new streams), each run after VACUUM (ANALYZE) and CHECKPOINT," \
@@ -376,7 +363,7 @@ global_report() {
 		echo
 	fi
 
-	if global_part latency; then
+	if bench_part "$GLOBAL_PARTS" latency; then
 		echo "### 2. Commit → notification latency (ms)"
 		echo
 		echo "bench/global/latency.py: one process, two connections; A appends one event in autocommit (t0 = the call returned, so committed)," \
@@ -399,7 +386,7 @@ global_report() {
 		echo
 	fi
 
-	if global_part read; then
+	if bench_part "$GLOBAL_PARTS" read; then
 		echo "### 3. read_all vs a plain primary-key range scan"
 		echo
 		echo "Pages of 1000 events after a random position in [0, $GLOBAL_MAXSTART] (so every page is full), every column;" \

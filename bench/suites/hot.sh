@@ -28,36 +28,15 @@ HOT_PRELOAD=${BENCH_PRELOAD_EVENTS:-100000}
 # bench/hot/WORKLOAD.CONTENDER[.VARIANT].pgbench ("hot" runs are wrapped).
 HOT_HOT_RUNS="hot:plain:wrapped hot:plpgsql:wrapped hot:extension:wrapped"
 HOT_OWN_RUNS="own:extension:direct own:extension:wrapped own:plpgsql:direct own:plpgsql:wrapped"
-# The append suite's payloads (bench/suites/append.sh): ~100 bytes of data,
-# ~70 of metadata, sent as text parameters.
-HOT_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-HOT_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
-
-hot_table() {
-	case $1 in
-	plain) echo bench_plain.events ;;
-	plpgsql) echo bench_plpgsql.events ;;
-	extension) echo eventstore.events ;;
-	esac
-}
-
-hot_sequence() {
-	case $1 in
-	plain) echo bench_plain.global_position_seq ;;
-	plpgsql) echo bench_plpgsql.global_position_seq ;;
-	extension) echo eventstore.global_position_seq ;;
-	esac
-}
 
 hot_setup() {
 	local BENCH_DB=$HOT_DB
 	bench_log "hot: creating database $HOT_DB with the three contenders and the wrappers"
-	bench_psql_db postgres -c "DROP DATABASE IF EXISTS $HOT_DB" -c "CREATE DATABASE $HOT_DB"
-	bench_psql -c "CREATE EXTENSION eventstore" \
+	bench_create_db "$HOT_DB" \
 		-f "$BENCH_ROOT/bench/plain.sql" \
 		-f "$BENCH_ROOT/bench/plpgsql_store.sql" \
 		-f "$BENCH_ROOT/bench/hot/wrappers.sql" \
-		-c "ALTER DATABASE $HOT_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'" >/dev/null
+		-c "ALTER DATABASE $HOT_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'"
 }
 
 # hot_reset CONTENDER: the contender's table emptied and preloaded with
@@ -65,16 +44,7 @@ hot_setup() {
 # suite: on an empty, analysed table the PL/pgSQL store's version lookup gets a
 # sequential-scan plan that it keeps while the table grows).  The extension's
 # table refuses TRUNCATE: it is recreated with the extension.
-hot_reset() {
-	case $1 in
-	plain | plpgsql)
-		bench_psql -c "TRUNCATE $(hot_table "$1") RESTART IDENTITY" ;;
-	extension)
-		bench_psql -c "DROP EXTENSION eventstore" -c "CREATE EXTENSION eventstore"
-		bench_wait_worker ;;
-	esac
-	bench_preload "$(hot_table "$1")" "$(hot_sequence "$1")" "$HOT_PRELOAD" "$HOT_DATA" "$HOT_METADATA"
-}
+hot_reset() { bench_reset "$1" "$HOT_PRELOAD" worker; }
 
 # hot_one CSV WORKLOAD CONTENDER VARIANT ROUND: one pgbench run and its CSV
 # line.  Successes are the rows the table gained (each successful
@@ -85,7 +55,7 @@ hot_one() {
 	[ "$workload" = hot ] || script=$BENCH_ROOT/bench/hot/$workload.$contender.$variant.pgbench
 	local tag=hot-$workload-$contender-$variant-r$round table
 	local before after start res tps tx failed lat ok conflicts ckpt gaps cpu0 cpu1
-	table=$(hot_table "$contender")
+	table=$(bench_table "$contender")
 	hot_reset "$contender"
 	bench_quiesce
 	before=$(bench_value "SELECT count(*) FROM $table")
@@ -93,7 +63,7 @@ hot_one() {
 	cpu0=$(bench_server_cpu)
 	bench_log "round $round/$BENCH_ROUNDS: $workload, $HOT_CLIENTS clients, $contender ($variant) (${BENCH_DURATION}s)"
 	res=$(bench_pgbench "$tag" "$HOT_CLIENTS" "$BENCH_DURATION" -f "$script" \
-		-D "streams=$HOT_STREAMS" -D "data=$HOT_DATA" -D "metadata=$HOT_METADATA")
+		-D "streams=$HOT_STREAMS" -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA")
 	read -r tps tx failed lat <<<"$res"
 	sleep 0.3 # the run's backends exit and are reaped
 	cpu1=$(bench_server_cpu)
@@ -120,15 +90,13 @@ hot_one() {
 # to round.
 hot_run() {
 	local BENCH_DB=$HOT_DB
-	local csv=$1 round cell i n run w c v
+	local csv=$1 round cell run w c v
 	local -a runs order
 	echo "suite,workload,contender,variant,clients,streams,round,tps,transactions,successes,conflicts,successes_per_s,conflicts_per_s,failed,latency_ms,unplanned_checkpoints,server_cpu_ms_per_tx" >"$csv"
 	for round in $(seq 1 "$BENCH_ROUNDS"); do
 		for cell in "$HOT_HOT_RUNS" "$HOT_OWN_RUNS"; do
 			read -r -a runs <<<"$cell"
-			n=${#runs[@]}
-			order=()
-			for ((i = 0; i < n; i++)); do order+=("${runs[$(((i + round - 1) % n))]}"); done
+			read -r -a order <<<"$(bench_rotate $((round - 1)) "${runs[@]}")"
 			for run in "${order[@]}"; do
 				IFS=: read -r w c v <<<"$run"
 				hot_one "$csv" "$w" "$c" "$v" "$round"
@@ -163,8 +131,8 @@ hot_loop() {
 		fi
 		for kind in "${kinds[@]}"; do
 			read -r wall cpu < <("$HOT_PYTHON" "$BENCH_ROOT/bench/hot/loop.py" \
-				"host=$BENCH_WORK port=$BENCH_PORT user=postgres dbname=$HOT_DB" \
-				"$kind" "$HOT_LOOP_CALLS" "$HOT_DATA" "$HOT_METADATA")
+				"$(bench_dsn "$HOT_DB")" \
+				"$kind" "$HOT_LOOP_CALLS" "$BENCH_DATA" "$BENCH_METADATA")
 			[ -n "$cpu" ] || { bench_log "hot: bench/hot/loop.py $kind failed"; return 1; }
 			echo "hot,loop,${kind%-*},${kind#*-},1,1,$round,$(awk -v u="$cpu" 'BEGIN { if (u > 0) printf "%.1f", 1e6 / u; else print 0 }'),$HOT_LOOP_CALLS,$HOT_LOOP_CALLS,0,,,0,$(awk -v u="$wall" 'BEGIN { printf "%.6f", u / 1000 }'),0,$(awk -v u="$cpu" 'BEGIN { printf "%.6f", u / 1000 }')" >>"$csv"
 		done
@@ -174,14 +142,8 @@ hot_loop() {
 # hot_cell CSV WORKLOAD CONTENDER VARIANT COLUMN: the median of COLUMN over
 # the rounds (mean of the middle two for an even count), four decimals.
 hot_cell() {
-	awk -F, -v w="$2" -v k="$3" -v v="$4" -v col="$5" '
-		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-		$2 == w && $3 == k && $4 == v && $c != "" { x[++n] = $c }
-		END {
-			if (n == 0) exit
-			for (i = 2; i <= n; i++) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t }
-			printf "%.4f\n", (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-		}' "$1"
+	# shellcheck disable=SC2046
+	bench_median_fmt '%.4f' $(bench_csv_values "$1" "$5" workload="$2" contender="$3" variant="$4")
 }
 
 # hot_min CSV WORKLOAD CONTENDER VARIANT COLUMN: the minimum over the rounds.

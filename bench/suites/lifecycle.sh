@@ -34,8 +34,7 @@
 # In a database of its own (LC_DB).  See bench/README.md, suite "lifecycle".
 
 LC_DB=lifecycle
-LC_QUICK=
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then LC_QUICK=1; fi
+LC_QUICK=$BENCH_IS_QUICK
 
 LC_PARTS=${BENCH_LC_PARTS:-archive hot read}
 LC_STREAMS=${BENCH_LC_STREAMS:-${LC_QUICK:+20000}}
@@ -57,38 +56,20 @@ LC_PRELOAD=${BENCH_PRELOAD_EVENTS:-100000}
 LC_READ_EVENTS=${BENCH_LC_READ_EVENTS:-${LC_QUICK:+100000}}
 LC_READ_EVENTS=${LC_READ_EVENTS:-200000}
 LC_READ_CLIENTS=${BENCH_LC_READ_CLIENTS:-1}
-LC_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-LC_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
 
 [ $((LC_STREAMS % 1000)) = 0 ] && [ "$LC_STREAMS" -ge 10000 ] ||
 	{ echo "BENCH_LC_STREAMS must be a multiple of 1000, at least 10000" >&2; exit 2; }
 for c in $LC_HOT_CLIENTS; do
 	[ $((LC_HOT_STREAMS % c)) = 0 ] || { echo "BENCH_LC_HOT_CLIENTS: $c does not divide $LC_HOT_STREAMS" >&2; exit 2; }
 done
-lc_part() { case " $LC_PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 LC_CSV_HEADER="suite,part,stage,contender,clients,round,tps,transactions,failed,latency_ms,server_cpu_us,wal_bytes,rows_ok,what,bytes,ms,events"
 
 # lc_csv PART STAGE CONTENDER CLIENTS ROUND NAME=VALUE...: one CSV line.
-lc_csv() {
-	awk -v header="$LC_CSV_HEADER" -v fixed="lifecycle,$1,$2,$3,$4,$5" -v sets="${*:6}" 'BEGIN {
-		n = split(header, h, ",")
-		split(fixed, f, ",")
-		for (i = 1; i <= 6; i++) v[h[i]] = f[i]
-		m = split(sets, s, " ")
-		for (i = 1; i <= m; i++) { k = index(s[i], "="); v[substr(s[i], 1, k - 1)] = substr(s[i], k + 1) }
-		line = v[h[1]]
-		for (i = 2; i <= n; i++) line = line "," v[h[i]]
-		print line
-	}'
-}
+lc_csv() { bench_csv_line "$LC_CSV_HEADER" "lifecycle,$1,$2,$3,$4,$5" "${@:6}"; }
 
 LC_FAILED_CHECKS=
-lc_check() {
-	[ "$3" != "$4" ] || return 0
-	bench_log "WARNING: $1: $2 = $3, expected $4"
-	LC_FAILED_CHECKS="$LC_FAILED_CHECKS- $1: $2 = $3, expected $4"$'\n'
-}
+lc_check() { bench_check LC_FAILED_CHECKS "$@"; }
 
 # lc_ms SQL...: run the statements (one transaction each, psql -c) and
 # print the server-reported time of each in ms (psql \timing), summed.
@@ -171,7 +152,7 @@ lc_append_stage() {
 			LC_V_OFFSET=$((LC_V_OFFSET + 10000000))
 			r=$(lc_pgbench_run "lc-$stage-$c-r$round" "$LC_APPEND_CLIENTS" \
 				"$BENCH_ROOT/bench/scale/append.$c.pgbench" \
-				-D v="$LC_V_OFFSET" -D "data=$LC_DATA" -D "metadata=$LC_METADATA")
+				-D v="$LC_V_OFFSET" -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA")
 			read -r tps tx failed lat cpu wal _ <<<"$r"
 			after=$(bench_value "SELECT count(*) FROM eventstore.events")
 			lc_check "$stage $c r$round" "rows appended" "$((after - before))" "$tx"
@@ -200,7 +181,7 @@ lc_load() {
 	# newest rows at the end of the table.
 	bench_log "lifecycle archive: writing $((n * 10)) events in $n streams${1:+ (and a plain copy)}"
 	t0=$(date +%s)
-	bench_psql -v data="$LC_DATA" -v metadata="$LC_METADATA" <<SQL >/dev/null
+	bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL >/dev/null
 INSERT INTO eventstore.events
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT nextval('eventstore.global_position_seq'), v,
@@ -350,16 +331,15 @@ lc_read_archived() {
 # eventstore.streams for each of those; VACUUM (ANALYZE) and CHECKPOINT.
 lc_hot_reset() {
 	local BENCH_DB=$LC_DB table seq
+	table=$(bench_table "$1") seq=$(bench_sequence "$1")
 	case $1 in
-	plain) table=bench_plain.events seq=bench_plain.global_position_seq
+	plain | plpgsql)
 		bench_psql -c "TRUNCATE $table RESTART IDENTITY" >/dev/null ;;
-	plpgsql) table=bench_plpgsql.events seq=bench_plpgsql.global_position_seq
-		bench_psql -c "TRUNCATE $table RESTART IDENTITY" >/dev/null ;;
-	extension) table=eventstore.events seq=eventstore.global_position_seq
+	extension)
 		bench_psql -c "DROP EXTENSION eventstore CASCADE" -c "CREATE EXTENSION eventstore" >/dev/null 2>&1 ;;
 	esac
-	bench_preload "$table" "$seq" "$LC_PRELOAD" "$LC_DATA" "$LC_METADATA" >/dev/null
-	bench_psql -v data="$LC_DATA" -v metadata="$LC_METADATA" <<SQL >/dev/null
+	bench_preload "$table" "$seq" "$LC_PRELOAD" "$BENCH_DATA" "$BENCH_METADATA" >/dev/null
+	bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL >/dev/null
 INSERT INTO $table
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT nextval('$seq'), v, now(), gen_random_uuid(), 'set-' || k, 'MoneyDeposited', :'data'::jsonb, :'metadata'::jsonb
@@ -390,12 +370,8 @@ lc_set_metadata() {
 	done
 }
 
-lc_hot_table() {
-	case $1 in plain) echo bench_plain.events ;; plpgsql) echo bench_plpgsql.events ;; extension) echo eventstore.events ;; esac
-}
-
 lc_hot_run() {
-	local BENCH_DB=$LC_DB csv=$1 round case clients c i cell=0 script before after r
+	local BENCH_DB=$LC_DB csv=$1 round case clients c cell=0 script before after r
 	local -a contenders=(plain plpgsql extension) order
 	lc_recreate
 	bench_psql -f "$BENCH_ROOT/bench/plain.sql" -f "$BENCH_ROOT/bench/plpgsql_store.sql" \
@@ -403,8 +379,7 @@ lc_hot_run() {
 	for round in $(seq 1 "$LC_ROUNDS"); do
 		for case in $LC_HOT_CASES; do
 			for clients in $LC_HOT_CLIENTS; do
-				order=()
-				for ((i = 0; i < 3; i++)); do order+=("${contenders[$(((i + cell + round - 1) % 3))]}"); done
+				read -r -a order <<<"$(bench_rotate $((cell + round - 1)) "${contenders[@]}")"
 				cell=$((cell + 1))
 				for c in "${order[@]}"; do
 					script=hot
@@ -412,14 +387,14 @@ lc_hot_run() {
 					lc_hot_reset "$c" "$case"
 					[ "$c" != extension ] || [ "$case" = none ] || [ "$case" = event_id ] ||
 						lc_check "hot settings" "rows in eventstore.streams" "$(bench_value "SELECT count(*) FROM eventstore.streams")" "$LC_HOT_STREAMS"
-					before=$(bench_value "SELECT count(*) FROM $(lc_hot_table "$c")")
+					before=$(bench_value "SELECT count(*) FROM $(bench_table "$c")")
 					bench_log "lifecycle hot: round $round/$LC_ROUNDS, $case, $clients client(s), $c (${LC_SECONDS}s)"
 					r=$(lc_pgbench_run "lc-hot-$case-c$clients-$c-r$round" "$clients" \
 						"$BENCH_ROOT/bench/lifecycle/$script.$c.pgbench" -D v=4 \
 						-D per=$((LC_HOT_STREAMS / clients)) -D nclients="$clients" \
-						-D "data=$LC_DATA" -D "metadata=$LC_METADATA")
+						-D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA")
 					read -r tps tx failed lat cpu wal _ <<<"$r"
-					after=$(bench_value "SELECT count(*) FROM $(lc_hot_table "$c")")
+					after=$(bench_value "SELECT count(*) FROM $(bench_table "$c")")
 					lc_check "hot $case c$clients $c r$round" "rows appended" "$((after - before))" "$tx"
 					lc_csv hot "$case" "$c" "$clients" "$round" tps="$tps" transactions="$tx" failed="$failed" \
 						latency_ms="$lat" server_cpu_us="$cpu" wal_bytes="$wal" \
@@ -427,7 +402,7 @@ lc_hot_run() {
 					# once per case, contender and round (not per client count): the
 					# append path's cost in one backend, no commit
 					if [ "$clients" = "${LC_HOT_CLIENTS%% *}" ]; then
-						bench_psql -c "VACUUM (ANALYZE) $(lc_hot_table "$c")" >/dev/null
+						bench_psql -c "VACUUM (ANALYZE) $(bench_table "$c")" >/dev/null
 						lc_csv hot "$case" "$c" loop "$round" ms="$(bench_value "SELECT round(bench_lc.loop_us('$c', $([ "$case" = event_id ] && echo true || echo false), $LC_LOOP_CALLS)::numeric, 2)")" \
 							events="$LC_LOOP_CALLS" >>"$csv"
 					fi
@@ -448,7 +423,7 @@ lc_read_run() {
 	lc_recreate
 	bench_psql -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" >/dev/null
 	bench_log "lifecycle read: writing $n events in $streams streams of 10, 1000 side by side"
-	bench_psql -v data="$LC_DATA" -v metadata="$LC_METADATA" <<SQL >/dev/null
+	bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL >/dev/null
 INSERT INTO eventstore.events
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT nextval('eventstore.global_position_seq'), v, now(), gen_random_uuid(), 'r-' || k,
@@ -488,9 +463,9 @@ SQL
 lifecycle_run() {
 	local csv=$1
 	echo "$LC_CSV_HEADER" >"$csv"
-	lc_part archive && lc_archive_run "$csv"
-	lc_part hot && lc_hot_run "$csv"
-	lc_part read && lc_read_run "$csv"
+	bench_part "$LC_PARTS" archive && lc_archive_run "$csv"
+	bench_part "$LC_PARTS" hot && lc_hot_run "$csv"
+	bench_part "$LC_PARTS" read && lc_read_run "$csv"
 	bench_psql_db postgres -c "DROP DATABASE IF EXISTS $LC_DB" >/dev/null
 }
 
@@ -520,7 +495,7 @@ lifecycle_report() {
 	echo "Runs of ${LC_SECONDS}s, median of $LC_ROUNDS round(s), pgbench -M prepared, durable commits;" \
 		"server CPU = user + system time of every server process (the worker included) per transaction;" \
 		"WAL = bytes of WAL per transaction."
-	if lc_part archive; then
+	if bench_part "$LC_PARTS" archive; then
 		local idx
 		idx=$(bench_csv_values "$csv" what part=archive stage=before contender=size round=sizes | grep '^index:' | sed 's/^index://')
 		echo
@@ -606,7 +581,7 @@ lifecycle_report() {
 				"$(lc_med "$csv" latency_ms part=archive stage="${c%%:*}" contender="${c##*:}") | $(bench_ratio "$t" "$hot") |"
 		done
 	fi
-	if lc_part hot; then
+	if bench_part "$LC_PARTS" hot; then
 		echo
 		echo "### 2. The hot path: one event, expected_version NULL, to 10000 streams (events/s)"
 		echo
@@ -632,7 +607,7 @@ lifecycle_report() {
 			done
 		done
 	fi
-	if lc_part hot; then
+	if bench_part "$LC_PARTS" hot; then
 		echo
 		echo "The append path in one backend, no commit, no client ($LC_LOOP_CALLS appends in one transaction, bench_lc.loop_us: the backend's CPU time from /proc/self/schedstat, µs per append, median of $LC_ROUNDS):"
 		echo
@@ -648,7 +623,7 @@ lifecycle_report() {
 			echo "| $case | $p | $q | $e | $(bench_ratio "$e" "$p") | $(bench_ratio "$e" "$q") | $(bench_ratio "$e" "$n0l") |"
 		done
 	fi
-	if lc_part read; then
+	if bench_part "$LC_PARTS" read; then
 		echo
 		echo "### 3. read_all of 1000 events (1000 distinct streams per page), rows/s"
 		echo

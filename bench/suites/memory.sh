@@ -26,33 +26,27 @@
 # "memory".
 
 MEMORY_DB=memory
-MEMORY_QUICK=
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then MEMORY_QUICK=1; fi
+MEMORY_QUICK=$BENCH_IS_QUICK
 MEMORY_PYTHON=${BENCH_PYTHON:-/usr/bin/python3}
 MEMORY_BATCHES=${BENCH_MEMORY_BATCHES:-10000 100000}
 MEMORY_STREAMS=${BENCH_MEMORY_STREAMS:-${MEMORY_QUICK:+100000 300000}}
 MEMORY_STREAMS=${MEMORY_STREAMS:-100000 1000000}
-MEMORY_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-MEMORY_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
 MEMORY_COLS='global_position, stream_id, stream_version, event_id, event_type, data, metadata, created_at'
 
 "$MEMORY_PYTHON" -c 'import ctypes; ctypes.CDLL("libpq.so.5")' 2>/dev/null ||
 	{ echo "suite memory needs $MEMORY_PYTHON and libpq.so.5 (Debian: libpq5; or set BENCH_PYTHON)" >&2; exit 1; }
 
-memory_dsn() { echo "host=$BENCH_WORK port=$BENCH_PORT user=postgres dbname=$MEMORY_DB"; }
-
 memory_setup() {
 	local BENCH_DB=$MEMORY_DB n total=0 start
 	bench_log "memory: creating database $MEMORY_DB: batches of $MEMORY_BATCHES events, streams of $MEMORY_STREAMS events"
-	bench_psql_db postgres -c "DROP DATABASE IF EXISTS $MEMORY_DB" -c "CREATE DATABASE $MEMORY_DB"
-	bench_psql -c "CREATE EXTENSION eventstore" \
+	bench_create_db "$MEMORY_DB" \
 		-f "$BENCH_ROOT/bench/plain.sql" \
 		-f "$BENCH_ROOT/bench/plpgsql_store.sql" \
 		-c "CREATE SCHEMA bench_memory" \
-		-c "CREATE TABLE bench_memory.batches (n int PRIMARY KEY, b jsonb NOT NULL)" >/dev/null
+		-c "CREATE TABLE bench_memory.batches (n int PRIMARY KEY, b jsonb NOT NULL)"
 	# The batches, as the append suite's events: {"type", "data", "metadata"}.
 	for n in $MEMORY_BATCHES; do
-		bench_psql -v data="$MEMORY_DATA" -v metadata="$MEMORY_METADATA" <<SQL
+		bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL
 INSERT INTO bench_memory.batches
 SELECT $n, jsonb_agg(jsonb_build_object('type', 'MoneyDeposited', 'data', :'data'::jsonb,
                                         'metadata', :'metadata'::jsonb))
@@ -62,7 +56,7 @@ SQL
 	# The streams to read, written straight into the table (as its owner;
 	# bench only): stream 'mem-read-N' holds N events.
 	for n in $MEMORY_STREAMS; do
-		bench_psql -v data="$MEMORY_DATA" -v metadata="$MEMORY_METADATA" <<SQL
+		bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL
 INSERT INTO eventstore.events
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT $total + v, v, now(), gen_random_uuid(), 'mem-read-$n', 'MoneyDeposited',
@@ -83,7 +77,7 @@ memory_one() {
 	shift 5
 	bench_log "memory: $name"
 	start=$(bench_log_lines)
-	line=$("$MEMORY_PYTHON" "$BENCH_ROOT/bench/memory/measure.py" --dsn "$(memory_dsn)" \
+	line=$("$MEMORY_PYTHON" "$BENCH_ROOT/bench/memory/measure.py" --dsn "$(bench_dsn "$MEMORY_DB")" \
 		--label "$name" --sql "$sql" --setup "SET log_temp_files = 0" "$@")
 	sleep 0.2 # the log line of the last temporary file
 	temp=$(tail -n +"$((start + 1))" "$BENCH_WORK/server.log" |

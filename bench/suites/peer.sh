@@ -34,10 +34,6 @@ for c in $PEER_CONTENDERS; do
 	esac
 done
 
-# The payload of the append suite: ~100 bytes of data, ~70 of metadata.
-PEER_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-PEER_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
-
 # Set by peer_setup:
 PEER_CLIENT=        # node | pgbench: what measures extension and plain
 PEER_NODE_PATH=     # NODE_PATH for the driver ('' or Debian's /usr/share/nodejs)
@@ -172,7 +168,7 @@ peer_reset() {
 		if [ "$1" = emmett ]; then
 			# The rows emt_append_to_stream would write (partition and
 			# is_archived from their defaults).
-			peer_psql -v data="$PEER_DATA" -v metadata="$PEER_METADATA" <<SQL
+			peer_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL
 INSERT INTO emt_messages
     (stream_id, stream_position, message_data, message_metadata, message_schema_version,
      message_type, message_kind, message_id, transaction_id)
@@ -187,7 +183,7 @@ SQL
 		else
 			local table
 			table=$(peer_table "$1")
-			peer_psql -v data="$PEER_DATA" -v metadata="$PEER_METADATA" <<SQL
+			peer_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL
 INSERT INTO $table
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT nextval(pg_get_serial_sequence('$table', 'global_position')), v, now(), gen_random_uuid(),
@@ -208,7 +204,7 @@ peer_measure() {
 	local log=$BENCH_WORK/$tag.log
 	if [ "$contender" = emmett ] || [ "$PEER_CLIENT" = node ]; then
 		if ! res=$(peer_node run "$contender" "$per" "$clients" "$jobs" "$BENCH_DURATION" \
-			"$PEER_DATA" "$PEER_METADATA" 2>"$log"); then
+			"$BENCH_DATA" "$BENCH_METADATA" 2>"$log"); then
 			bench_log "peer driver failed ($tag); its output:"
 			tail -n 30 "$log" >&2
 			return 1
@@ -216,16 +212,11 @@ peer_measure() {
 		[ -s "$log" ] && sed 's/^/   /' "$log" >&2
 		echo "$res node"
 	else
-		local events_json i sep=''
-		events_json='['
-		for i in $(seq 1 10); do
-			events_json="$events_json$sep{\"type\": \"MoneyDeposited\", \"data\": $PEER_DATA, \"metadata\": $PEER_METADATA}"
-			sep=', '
-		done
-		events_json="$events_json]"
+		local events_json
+		events_json=$(bench_events_json 10)
 		res=$(BENCH_DB=$PEER_DB bench_pgbench "$tag" "$clients" "$BENCH_DURATION" \
 			-f "$PEER_DIR/pgbench/$name.$contender.pgbench" \
-			-D v=0 -D "data=$PEER_DATA" -D "metadata=$PEER_METADATA" -D "events=$events_json") || return 1
+			-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA" -D "events=$events_json") || return 1
 		local tps tx failed lat
 		read -r tps tx failed lat <<<"$res"
 		echo "$tps $tx $failed $lat 0 pgbench"
@@ -235,24 +226,20 @@ peer_measure() {
 # peer_run CSV: every workload x clients x contender, BENCH_ROUNDS times,
 # the order of the contenders rotating from cell to cell and round to round.
 peer_run() {
-	local csv=$1 round workload name per clients contender cell=0 i n
+	local csv=$1 round workload name per clients contender cell=0
 	local -a contenders order
 	contenders=()
 	for c in $PEER_CONTENDERS; do
 		[ "$c" = emmett ] && [ -z "$PEER_EMMETT" ] && continue
 		contenders+=("$c")
 	done
-	n=${#contenders[@]}
 	echo "suite,workload,events_per_tx,clients,contender,client,round,tps,events_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints" >"$csv"
 	for round in $(seq 1 "$BENCH_ROUNDS"); do
 		for workload in $PEER_WORKLOADS; do
 			name=${workload%%:*}
 			per=${workload##*:}
 			for clients in $BENCH_CLIENTS; do
-				order=()
-				for ((i = 0; i < n; i++)); do
-					order+=("${contenders[$(((i + cell + round - 1) % n))]}")
-				done
+				read -r -a order <<<"$(bench_rotate $((cell + round - 1)) "${contenders[@]}")"
 				cell=$((cell + 1))
 				for contender in "${order[@]}"; do
 					local tag=peer-$name-c$clients-$contender-r$round

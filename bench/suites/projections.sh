@@ -33,8 +33,7 @@
 # See bench/README.md, suite "projections".
 
 PROJ_DB=projections
-PROJ_QUICK=
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then PROJ_QUICK=1; fi
+PROJ_QUICK=$BENCH_IS_QUICK
 
 # Many short runs rather than few long ones, as in the global suite: noise
 # on a shared machine comes in bursts of seconds.
@@ -65,55 +64,28 @@ PROJ_ASYNC_NAME=async_summary
 # Ten event types drawn per append (pgbench -D types), so the per-type read
 # model has ten rows.
 PROJ_TYPES='{OrderPlaced,OrderPaid,OrderShipped,OrderCancelled,MoneyDeposited,MoneyWithdrawn,CustomerRegistered,CustomerMoved,ItemAdded,ItemRemoved}'
-# The append suite's payloads (bench/suites/append.sh): ~100 bytes of data,
-# ~70 of metadata, sent as text parameters.
-PROJ_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-PROJ_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
 
-for p in $PROJ_PARTS; do
-	case $p in
-	inline | cpu | async) ;;
-	*) echo "unknown part of suite projections: $p (inline, cpu, async)" >&2; exit 2 ;;
-	esac
-done
+bench_parts projections "inline cpu async" "$PROJ_PARTS"
 for n in $PROJ_COUNTS; do
 	case $n in
 	0 | 1 | 2 | 3) ;;
 	*) echo "BENCH_PROJ_COUNTS: $n read models? (0 to 3)" >&2; exit 2 ;;
 	esac
 done
-projections_part() { case " $PROJ_PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-
-projections_table() {
-	case $1 in
-	plain) echo bench_plain.events ;;
-	plpgsql) echo bench_plpgsql.events ;;
-	extension) echo eventstore.events ;;
-	esac
-}
-
-projections_sequence() {
-	case $1 in
-	plain) echo bench_plain.global_position_seq ;;
-	plpgsql) echo bench_plpgsql.global_position_seq ;;
-	extension) echo eventstore.global_position_seq ;;
-	esac
-}
 
 projections_setup() {
 	local BENCH_DB=$PROJ_DB c
 	bench_log "projections: creating database $PROJ_DB with the three contenders and the read models"
-	bench_psql_db postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $PROJ_DB" -c "CREATE DATABASE $PROJ_DB"
-	bench_psql -c "CREATE EXTENSION eventstore" \
+	bench_create_db "$PROJ_DB" \
 		-f "$BENCH_ROOT/bench/plain.sql" \
 		-f "$BENCH_ROOT/bench/plpgsql_store.sql" \
 		-f "$BENCH_ROOT/bench/projections/readmodels.sql" \
 		-f "$BENCH_ROOT/bench/projections/handlers.sql" \
-		-c "ALTER DATABASE $PROJ_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'" >/dev/null
+		-c "ALTER DATABASE $PROJ_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'"
 	bench_log "projections: preloading $PROJ_PRELOAD events into each table"
 	for c in $PROJ_CONTENDERS; do
-		bench_preload "$(projections_table "$c")" "$(projections_sequence "$c")" \
-			"$PROJ_PRELOAD" "$PROJ_DATA" "$PROJ_METADATA"
+		bench_preload "$(bench_table "$c")" "$(bench_sequence "$c")" \
+			"$PROJ_PRELOAD" "$BENCH_DATA" "$BENCH_METADATA"
 	done
 	bench_wait_worker
 	PROJ_RUN=0
@@ -130,7 +102,7 @@ projections_arrange() {
 		SELECT eventstore.drop_projection(name) FROM eventstore.projections;"
 	case $contender in
 	plain | plpgsql)
-		sql="$sql SELECT bench_proj.set_triggers('$(projections_table "$contender")', $n);" ;;
+		sql="$sql SELECT bench_proj.set_triggers('$(bench_table "$contender")', $n);" ;;
 	extension)
 		if [ "$mode" = async ]; then
 			sql="$sql SELECT eventstore.create_projection('$PROJ_ASYNC_NAME', 'bench_proj_es.summary_timed(eventstore.event)', mode => 'async', replay => false);"
@@ -158,7 +130,7 @@ projections_arrange() {
 projections_measure() {
 	local tag=$1 clients=$2 seconds=$3 contender=$4
 	local table start cpu0 cpu1 before wal0 after wal1 tx
-	table=$(projections_table "$contender")
+	table=$(bench_table "$contender")
 	PROJ_RUN=$((PROJ_RUN + 1))
 	bench_quiesce "$table" bench_proj.stream_summary bench_proj.type_counts bench_proj.recent_events
 	start=$(bench_log_lines)
@@ -167,7 +139,7 @@ projections_measure() {
 	cpu0=$(bench_server_cpu)
 	res=$(bench_pgbench "$tag" "$clients" "$seconds" \
 		-f "$BENCH_ROOT/bench/projections/append.$contender.pgbench" \
-		-D v=0 -D "run=$PROJ_RUN" -D "types=$PROJ_TYPES" -D "data=$PROJ_DATA" -D "metadata=$PROJ_METADATA")
+		-D v=0 -D "run=$PROJ_RUN" -D "types=$PROJ_TYPES" -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA")
 	PROJ_LOAD_END=$(date +%s.%N)
 	[ -z "${PROJ_AFTER_LOAD:-}" ] || $PROJ_AFTER_LOAD
 	cpu1=$(bench_server_cpu)
@@ -255,10 +227,10 @@ projections_inline_run() {
 projections_cpu_one() {
 	local csv=$1 contender=$2 n=$3 round=$4 cpu wall models
 	projections_arrange "$contender" "$n"
-	bench_quiesce "$(projections_table "$contender")" bench_proj.stream_summary bench_proj.type_counts bench_proj.recent_events
+	bench_quiesce "$(bench_table "$contender")" bench_proj.stream_summary bench_proj.type_counts bench_proj.recent_events
 	PROJ_RUN=$((PROJ_RUN + 1))
 	IFS='|' read -r cpu wall models <<<"$(bench_psql -At -c "SET synchronous_commit = off" \
-		-c "CALL bench_proj.cpu_loop('$contender', $PROJ_RUN, $PROJ_CPU_ITERATIONS, '$PROJ_DATA', '$PROJ_METADATA', '$PROJ_TYPES')" \
+		-c "CALL bench_proj.cpu_loop('$contender', $PROJ_RUN, $PROJ_CPU_ITERATIONS, '$BENCH_DATA', '$BENCH_METADATA', '$PROJ_TYPES')" \
 		-c "SELECT (SELECT coalesce(sum(events), 0) FROM bench_proj.stream_summary) || ' ' ||
 		           (SELECT coalesce(sum(events), 0) FROM bench_proj.type_counts) || ' ' ||
 		           (SELECT count(*) FROM bench_proj.recent_events)" | paste -sd '|')"
@@ -372,9 +344,9 @@ projections_run() {
 	local BENCH_DB=$PROJ_DB
 	local csv=$1
 	echo "$PROJ_CSV_HEADER" >"$csv"
-	if projections_part inline; then projections_inline_run "$csv"; fi
-	if projections_part cpu; then projections_cells "$PROJ_CPU_ROUNDS" projections_cpu_one "$csv"; fi
-	if projections_part async; then projections_async_run "$csv"; fi
+	if bench_part "$PROJ_PARTS" inline; then projections_inline_run "$csv"; fi
+	if bench_part "$PROJ_PARTS" cpu; then projections_cells "$PROJ_CPU_ROUNDS" projections_cpu_one "$csv"; fi
+	if bench_part "$PROJ_PARTS" async; then projections_async_run "$csv"; fi
 }
 
 # projections_cell CSV COLUMN NAME=VALUE...: the median of COLUMN over the
@@ -400,7 +372,7 @@ projections_report() {
 	echo
 	echo "$BENCH_MACHINE"
 	echo
-	if projections_part inline; then
+	if bench_part "$PROJ_PARTS" inline; then
 		echo "### 1. Appends with 0, 1 and 3 read models kept in the appending transaction (events/s, median of $PROJ_ROUNDS round(s) of ${PROJ_SECONDS}s)"
 		echo
 		echo "pgbench -M prepared, -j min(${BENCH_JOBS:-2}, clients), synchronous_commit=$(bench_value 'SHOW synchronous_commit');" \
@@ -466,7 +438,7 @@ projections_report() {
 		done
 		echo
 	fi
-	if projections_part cpu; then
+	if bench_part "$PROJ_PARTS" cpu; then
 		echo "### 2. CPU per append in one backend, without client and disk (µs, median of $PROJ_CPU_ROUNDS round(s) of $PROJ_CPU_ITERATIONS appends)"
 		echo
 		echo "bench_proj.cpu_loop: one backend appends in a PL/pgSQL loop, one append per transaction, synchronous_commit = off" \
@@ -492,7 +464,7 @@ projections_report() {
 		echo "(CPU ratios: lower is cheaper, the reverse of the rate ratios of part 1. Cost: µs more than with no read model.)"
 		echo
 	fi
-	if projections_part async; then
+	if bench_part "$PROJ_PARTS" async; then
 		local none with
 		echo "### 3. An async projection under load ($PROJ_ASYNC_CLIENTS clients, median of $PROJ_ASYNC_ROUNDS round(s) of ${PROJ_ASYNC_SECONDS}s)"
 		echo

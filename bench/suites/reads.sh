@@ -22,8 +22,6 @@ READS_CONTENDERS="plain plpgsql extension"
 READS_PLAIN_OPTIONS='-c enable_bitmapscan=off'
 # WORKLOAD:ROWS_PER_TRANSACTION; scripts bench/reads/WORKLOAD.CONTENDER.pgbench.
 READS_WORKLOADS="full:$READS_EVENTS last10:10"
-READS_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-READS_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
 
 [ "$READS_EVENTS" -ge 10 ] || { echo "BENCH_READS_EVENTS must be at least 10" >&2; exit 2; }
 
@@ -44,9 +42,8 @@ reads_sql_of() {
 reads_setup() {
 	local BENCH_DB=$READS_DB n=$((READS_STREAMS * READS_EVENTS))
 	bench_log "reads: creating database $READS_DB with $READS_STREAMS streams of $READS_EVENTS events"
-	bench_psql_db postgres -c "DROP DATABASE IF EXISTS $READS_DB" -c "CREATE DATABASE $READS_DB"
-	bench_psql -c "CREATE EXTENSION eventstore" -f "$BENCH_ROOT/bench/reads/plpgsql_read.sql" >/dev/null
-	bench_psql -v data="$READS_DATA" -v metadata="$READS_METADATA" <<SQL
+	bench_create_db "$READS_DB" -f "$BENCH_ROOT/bench/reads/plpgsql_read.sql"
+	bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL
 INSERT INTO eventstore.events
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT g, (g - 1) / $READS_STREAMS + 1, now() - ($n - g) * interval '1 millisecond',
@@ -114,18 +111,16 @@ SQL
 # Nothing writes, so no quiesce between runs.
 reads_run() {
 	local BENCH_DB=$READS_DB
-	local csv=$1 round workload name per clients contender cell=0 i n res tps tx failed lat
+	local csv=$1 round workload name per clients contender cell=0 res tps tx failed lat
 	local -a contenders order
 	read -r -a contenders <<<"$READS_CONTENDERS"
-	n=${#contenders[@]}
 	echo "suite,workload,rows_per_tx,clients,contender,round,tps,rows_per_s,transactions,failed,latency_ms,server_cpu_ms_per_tx" >"$csv"
 	for round in $(seq 1 "$BENCH_ROUNDS"); do
 		for workload in $READS_WORKLOADS; do
 			name=${workload%%:*}
 			per=${workload##*:}
 			for clients in $READS_CLIENTS; do
-				order=()
-				for ((i = 0; i < n; i++)); do order+=("${contenders[$(((i + cell + round - 1) % n))]}"); done
+				read -r -a order <<<"$(bench_rotate $((cell + round - 1)) "${contenders[@]}")"
 				cell=$((cell + 1))
 				for contender in "${order[@]}"; do
 					bench_log "round $round/$BENCH_ROUNDS: read $name, $clients client(s), $contender (${BENCH_DURATION}s)"
@@ -148,14 +143,8 @@ reads_run() {
 # reads_cell CSV WORKLOAD CLIENTS CONTENDER COLUMN: median over the rounds
 # (mean of the middle two for an even count), four decimals.
 reads_cell() {
-	awk -F, -v w="$2" -v cl="$3" -v k="$4" -v col="$5" '
-		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) f = i; next }
-		$2 == w && $4 == cl && $5 == k && $f != "" { x[++n] = $f }
-		END {
-			if (n == 0) exit
-			for (i = 2; i <= n; i++) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t }
-			printf "%.4f\n", (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-		}' "$1"
+	# shellcheck disable=SC2046
+	bench_median_fmt '%.4f' $(bench_csv_values "$1" "$5" workload="$2" clients="$3" contender="$4")
 }
 
 reads_report() {

@@ -18,8 +18,7 @@
 # called).  See bench/README.md, suite "scale".
 
 SCALE_DB=scale
-SCALE_QUICK=
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then SCALE_QUICK=1; fi
+SCALE_QUICK=$BENCH_IS_QUICK
 SCALE_POINTS=${BENCH_SCALES:-${SCALE_QUICK:+0 100000 1000000}}
 SCALE_POINTS=${SCALE_POINTS:-0 1000000 10000000}
 SCALE_CLIENTS=${BENCH_SCALE_CLIENTS:-8}
@@ -36,8 +35,6 @@ SCALE_CHUNK=1000000
 SCALE_PROBE=$SCALE_BLOCK
 # The plain read is an index scan (as in the reads suite).
 SCALE_PLAIN_READ_OPTIONS='-c enable_bitmapscan=off'
-SCALE_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-SCALE_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
 
 # BENCH_SCALE_MAX caps the points.
 if [ -n "${BENCH_SCALE_MAX:-}" ]; then
@@ -57,8 +54,7 @@ SCALE_SERIAL=0   # pgbench runs so far (the plain contender's version offset)
 scale_setup() {
 	local BENCH_DB=$SCALE_DB
 	bench_log "scale: creating database $SCALE_DB (points: $SCALE_POINTS events)"
-	bench_psql_db postgres -c "DROP DATABASE IF EXISTS $SCALE_DB" -c "CREATE DATABASE $SCALE_DB"
-	bench_psql -c "CREATE EXTENSION eventstore" >/dev/null
+	bench_create_db "$SCALE_DB"
 }
 
 # scale_stored: events in the table.  Every event, loaded or appended by
@@ -72,15 +68,9 @@ scale_stored() {
 # TRUNCATE) with its worker running (started by a first append, so that its
 # start-up falls in no measured run).
 scale_reset() {
-	local i
-	bench_psql -c "DROP EXTENSION eventstore" -c "CREATE EXTENSION eventstore" \
-		-c "SELECT eventstore.append('bench-warmup', 'Warmup', '{}')" >/dev/null
+	bench_psql -c "DROP EXTENSION eventstore" -c "CREATE EXTENSION eventstore" >/dev/null
 	SCALE_LOADED=0
-	for i in $(seq 1 300); do
-		[ "$(bench_value "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = current_database()")" = 1 ] && return 0
-		sleep 0.1
-	done
-	bench_log "WARNING: no eventstore worker after 30 s"
+	bench_wait_worker
 }
 
 # scale_load N: write N more events (a multiple of SCALE_BLOCK) after the
@@ -102,7 +92,7 @@ scale_load() {
 			for ((a = k0 + j * SCALE_CHUNK; a < k0 + n; a += SCALE_LOAD_JOBS * SCALE_CHUNK)); do
 				b=$((a + SCALE_CHUNK))
 				[ "$b" -le $((k0 + n)) ] || b=$((k0 + n))
-				bench_psql -v data="$SCALE_DATA" -v metadata="$SCALE_METADATA" <<SQL
+				bench_psql -v data="$BENCH_DATA" -v metadata="$BENCH_METADATA" <<SQL
 INSERT INTO eventstore.events
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT $base + (k - $k0), (k - 1) % $SCALE_BLOCK / $SCALE_WINDOW + 1, now(),
@@ -142,7 +132,7 @@ scale_append() {
 	bench_log "scale $point, round $round/$BENCH_ROUNDS: append, $SCALE_CLIENTS clients, $contender, $before events stored (${BENCH_DURATION}s)"
 	res=$(bench_pgbench "$tag" "$SCALE_CLIENTS" "$BENCH_DURATION" \
 		-f "$BENCH_ROOT/bench/scale/append.$contender.pgbench" \
-		-D "v=$((SCALE_SERIAL * 100000000))" -D "data=$SCALE_DATA" -D "metadata=$SCALE_METADATA")
+		-D "v=$((SCALE_SERIAL * 100000000))" -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA")
 	read -r tps tx failed lat <<<"$res"
 	sleep 0.3 # the run's backends exit and are reaped
 	cpu1=$(bench_server_cpu)
@@ -236,14 +226,8 @@ scale_run() {
 # scale_cell CSV POINT KIND CONTENDER COLUMN: median over the rounds (four
 # decimals).
 scale_cell() {
-	awk -F, -v p="$2" -v k="$3" -v c="$4" -v col="$5" '
-		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) f = i; next }
-		$2 == p && $3 == k && $4 == c && $f != "" { x[++n] = $f }
-		END {
-			if (n == 0) exit
-			for (i = 2; i <= n; i++) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; j--) { t = x[j]; x[j] = x[j - 1]; x[j - 1] = t }
-			printf "%.4f\n", (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-		}' "$1"
+	# shellcheck disable=SC2046
+	bench_median_fmt '%.4f' $(bench_csv_values "$1" "$5" scale="$2" kind="$3" contender="$4")
 }
 
 scale_report() {

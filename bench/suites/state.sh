@@ -34,8 +34,7 @@
 # "state".
 
 STATE_DB=state
-STATE_QUICK=
-if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then STATE_QUICK=1; fi
+STATE_QUICK=$BENCH_IS_QUICK
 
 STATE_PARTS=${BENCH_STATE_PARTS:-load policy command}
 STATE_EVENTS=${BENCH_STATE_EVENTS:-100000}
@@ -66,66 +65,40 @@ STATE_CMD_CASES="extension:false plpgsql:false extension:true plpgsql:true"
 # The part-1 cases: the full replays, then the loads from snapshots.
 STATE_LOAD_FULL="ext_full ext_fold_agg plain_loop plpgsql_read_loop"
 STATE_LOAD_SNAP="ext_snap_head ext_snap_100 ext_policy_500 ext_policy_999 plain_snap_head plain_snap_100"
-# The append suite's payloads: ~100 bytes of data (with an "amount" the
-# evolve adds up), ~70 of metadata.
-STATE_DATA='{"account": "ACC-0001234567", "amount": 1250, "currency": "EUR", "reference": "invoice 2024-000123"}'
-STATE_METADATA='{"correlation_id": "7d6f5a1e-3c2b-4a19-9e8d-0b1c2d3e4f50", "user": "bench"}'
 
-for p in $STATE_PARTS; do
-	case $p in
-	load | policy | command) ;;
-	*) echo "unknown part of suite state: $p (load, policy, command)" >&2; exit 2 ;;
-	esac
-done
+bench_parts state "load policy command" "$STATE_PARTS"
 [ "$STATE_EVENTS" -ge 2000 ] || { echo "BENCH_STATE_EVENTS must be at least 2000" >&2; exit 2; }
 for c in $STATE_CLIENTS; do
 	[ $((STATE_CMD_STREAMS % c)) = 0 ] ||
 		{ echo "BENCH_STATE_CMD_STREAMS ($STATE_CMD_STREAMS) must be a multiple of every client count" >&2; exit 2; }
 done
-state_part() { case " $STATE_PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 STATE_CSV_HEADER="suite,part,case,clients,round,reps,wall_us,cpu_us,version,tps,transactions,failed,latency_ms,server_cpu_us,wal_bytes,snapshots,lag_events_p50,lag_events_p95,lag_events_max,lag_ms_p50,lag_ms_p95,lag_ms_max,drain_ms,start_anon_kb,peak_anon_kb,end_anon_kb,stream_events,tail_events"
 
 # state_csv PART CASE CLIENTS ROUND NAME=VALUE...: one CSV line, the named
 # columns set, the others empty.
-state_csv() {
-	awk -v header="$STATE_CSV_HEADER" -v fixed="state,$1,$2,$3,$4" -v sets="${*:5}" 'BEGIN {
-		n = split(header, h, ",")
-		split(fixed, f, ",")
-		for (i = 1; i <= 5; i++) v[h[i]] = f[i]
-		m = split(sets, s, " ")
-		for (i = 1; i <= m; i++) { k = index(s[i], "="); v[substr(s[i], 1, k - 1)] = substr(s[i], k + 1) }
-		line = v[h[1]]
-		for (i = 2; i <= n; i++) line = line "," v[h[i]]
-		print line
-	}'
-}
+state_csv() { bench_csv_line "$STATE_CSV_HEADER" "state,$1,$2,$3,$4" "${@:5}"; }
 
 # state_check TAG WHAT GOT WANT: warn when GOT is not WANT, and remember it
 # for the report.
 STATE_FAILED_CHECKS=
-state_check() {
-	[ "$3" != "$4" ] || return 0
-	bench_log "WARNING: $1: $2 = $3, expected $4"
-	STATE_FAILED_CHECKS="$STATE_FAILED_CHECKS- $1: $2 = $3, expected $4"$'\n'
-}
+state_check() { bench_check STATE_FAILED_CHECKS "$@"; }
 
 state_setup() {
 	local BENCH_DB=$STATE_DB n=$STATE_EVENTS t0
 	bench_log "state: creating database $STATE_DB"
-	bench_psql_db postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $STATE_DB" -c "CREATE DATABASE $STATE_DB"
-	bench_psql -c "CREATE EXTENSION eventstore" \
+	bench_create_db "$STATE_DB" \
 		-f "$BENCH_ROOT/bench/plain.sql" \
 		-f "$BENCH_ROOT/bench/reads/plpgsql_read.sql" \
 		-f "$BENCH_ROOT/bench/projections/readmodels.sql" \
-		-f "$BENCH_ROOT/bench/state/state.sql" >/dev/null
+		-f "$BENCH_ROOT/bench/state/state.sql"
 	# Written straight into the tables (as their owner; bench only): the
 	# long stream 'load-big' and a short one, 'load-small', of 1000 events,
 	# the same rows in bench_plain.events; the accounts of part 3, 10 to 30
 	# events each, growing side by side (a stream's events lie
 	# STATE_CMD_STREAMS rows apart, as when many accounts live at once).
 	bench_log "state: writing a stream of $n events, one of 1000 and $STATE_CMD_STREAMS accounts of 10-30 events"
-	bench_psql -v metadata="$STATE_METADATA" <<SQL >/dev/null
+	bench_psql -v metadata="$BENCH_METADATA" <<SQL >/dev/null
 INSERT INTO eventstore.events
     (global_position, stream_version, created_at, event_id, stream_id, event_type, data, metadata)
 SELECT nextval('eventstore.global_position_seq'), v, now(), gen_random_uuid(), s,
@@ -145,7 +118,7 @@ SELECT nextval('eventstore.global_position_seq'), v, now(), gen_random_uuid(), '
 SQL
 	bench_quiesce >/dev/null
 	bench_wait_worker
-	if state_part load; then
+	if bench_part "$STATE_PARTS" load; then
 		# The snapshots of part 1: the extension's with explicit tags, the
 		# hand-written ones at the same versions; then a policy every 1000
 		# events, built by the worker (timed).
@@ -163,7 +136,7 @@ SQL
 		state_check "policy build" "snapshots of load-big" "$(bench_value "SELECT count(*) FROM eventstore.snapshots WHERE stream_id = 'load-big' AND tag NOT IN ('at-head', 'behind-100')")" $((n / 1000))
 		bench_psql -c "SELECT eventstore.drop_snapshot_policy('loads')" >/dev/null
 	fi
-	if state_part command; then
+	if bench_part "$STATE_PARTS" command; then
 		state_command_snapshots
 	fi
 	bench_quiesce >/dev/null
@@ -174,21 +147,12 @@ SQL
 # Part 1: loading the long stream
 # ---------------------------------------------------------------------------
 
-# state_rotate K WORDS...: WORDS rotated left by K.
-state_rotate() {
-	local k=$1
-	shift
-	local -a w=("$@")
-	local i n=${#w[@]}
-	for ((i = 0; i < n; i++)); do printf '%s ' "${w[$(((i + k) % n))]}"; done
-}
-
 state_load_run() {
 	local csv=$1 round cases r how reps wall cpu version st ref='' states=''
 	state_csv load policy_build 1 1 wall_us="${STATE_POLICY_BUILD_MS:+${STATE_POLICY_BUILD_MS}000}" version="$STATE_EVENTS" snapshots=$((STATE_EVENTS / 1000)) >>"$csv"
 	for round in $(seq 1 "$STATE_LOAD_ROUNDS"); do
 		# shellcheck disable=SC2086 # word lists
-		cases="$(state_rotate $((round - 1)) $STATE_LOAD_FULL)$(state_rotate $((round - 1)) $STATE_LOAD_SNAP)"
+		cases="$(bench_rotate $((round - 1)) $STATE_LOAD_FULL)$(bench_rotate $((round - 1)) $STATE_LOAD_SNAP)"
 		bench_log "round $round/$STATE_LOAD_ROUNDS: loads of the $STATE_EVENTS-event stream ($cases)"
 		while IFS='|' read -r r how reps wall cpu version st; do
 			state_csv load "$how" 1 "$r" reps="$reps" wall_us="$wall" cpu_us="$cpu" version="$version" >>"$csv"
@@ -228,7 +192,7 @@ state_memory_run() {
 			[ -z "$rep" ] || [ "$how" = ext_full ] || continue
 			bench_log "state: memory of $how over $len events${rep:+ x$rep}"
 			line=$("$STATE_PYTHON" "$BENCH_ROOT/bench/memory/measure.py" \
-				--dsn "host=$BENCH_WORK port=$BENCH_PORT user=postgres dbname=$STATE_DB" \
+				--dsn "$(bench_dsn "$STATE_DB")" \
 				--label "$how" --sql "SELECT version FROM bench_state.load('$how', '$s', $len)" \
 				--setup "SELECT bench_state.load('$how', 'load-small', 1000)" --repeat "${rep:-1}")
 			# label,result,rows,seconds,param_bytes,start_rss_kb,start_anon_kb,start_shmem_kb,
@@ -274,7 +238,7 @@ state_policy_one() {
 	fi
 	cpu0=$(bench_server_cpu)
 	res=$(bench_pgbench "$tag" "$clients" "$STATE_POLICY_SECONDS" -f "$BENCH_ROOT/bench/state/append.pgbench" \
-		-D run="$STATE_RUN" -D streams="$STATE_POLICY_STREAMS" -D data="$STATE_DATA" -D metadata="$STATE_METADATA")
+		-D run="$STATE_RUN" -D streams="$STATE_POLICY_STREAMS" -D data="$BENCH_DATA" -D metadata="$BENCH_METADATA")
 	end_load=$(date +%s.%N)
 	read -r tps tx failed lat <<<"$res"
 	if [ -n "$every" ]; then
@@ -328,7 +292,7 @@ state_policy_run() {
 	for kind in $STATE_EVERY; do kinds+=("every$kind"); done
 	for clients in $STATE_CLIENTS; do
 		for round in $(seq 1 "$STATE_POLICY_ROUNDS"); do
-			for kind in $(state_rotate $((round - 1)) "${kinds[@]}"); do
+			for kind in $(bench_rotate $((round - 1)) "${kinds[@]}"); do
 				state_policy_one "$csv" "$clients" "$kind" "$round"
 			done
 		done
@@ -414,7 +378,7 @@ state_command_run() {
 	for clients in $STATE_CLIENTS; do
 		for round in $(seq 1 "$STATE_CMD_ROUNDS"); do
 			# shellcheck disable=SC2086 # word list
-			for c in $(state_rotate $((round - 1)) $STATE_CMD_CASES); do
+			for c in $(bench_rotate $((round - 1)) $STATE_CMD_CASES); do
 				state_command_one "$csv" "$clients" "$c" "$round"
 			done
 			state_command_snapshots
@@ -422,7 +386,7 @@ state_command_run() {
 	done
 	for round in $(seq 1 "$STATE_CMD_ROUNDS"); do
 		# shellcheck disable=SC2086 # word list
-		for c in $(state_rotate $((round - 1)) $STATE_CMD_CASES); do
+		for c in $(bench_rotate $((round - 1)) $STATE_CMD_CASES); do
 			state_command_cpu_one "$csv" "$c" "$round"
 		done
 	done
@@ -449,9 +413,9 @@ state_run() {
 	local BENCH_DB=$STATE_DB
 	local csv=$1
 	echo "$STATE_CSV_HEADER" >"$csv"
-	if state_part load; then state_load_run "$csv"; fi
-	if state_part policy; then state_policy_run "$csv"; fi
-	if state_part command; then state_command_run "$csv"; fi
+	if bench_part "$STATE_PARTS" load; then state_load_run "$csv"; fi
+	if bench_part "$STATE_PARTS" policy; then state_policy_run "$csv"; fi
+	if bench_part "$STATE_PARTS" command; then state_command_run "$csv"; fi
 }
 
 # ---------------------------------------------------------------------------
@@ -499,7 +463,7 @@ state_report() {
 		printf '%s' "$STATE_FAILED_CHECKS"
 	fi
 	echo
-	if state_part load; then
+	if bench_part "$STATE_PARTS" load; then
 		local w cpu full
 		echo "### 1. Loading a stream of $STATE_EVENTS events (median of $STATE_LOAD_ROUNDS round(s); time per load, inside the backend)"
 		echo
@@ -563,7 +527,7 @@ state_report() {
 			echo
 		fi
 	fi
-	if state_part policy; then
+	if bench_part "$STATE_PARTS" policy; then
 		echo "### 2. What a snapshot policy costs appends (median of $STATE_POLICY_ROUNDS round(s) of ${STATE_POLICY_SECONDS}s)"
 		echo
 		echo "pgbench -M prepared, synchronous_commit=$(bench_value 'SHOW synchronous_commit'): one event per transaction through" \
@@ -613,7 +577,7 @@ state_report() {
 			"\"per round\": appends/s with the policy / without in the same round, median (min-max).)"
 		echo
 	fi
-	if state_part command; then
+	if bench_part "$STATE_PARTS" command; then
 		local l0 l1
 		l0=$(bench_csv_values "$csv" stream_events part=lengths case=start)
 		l1=$(bench_csv_values "$csv" stream_events part=lengths case=end)

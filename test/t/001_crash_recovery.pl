@@ -35,6 +35,7 @@ use Test::More;
 use IPC::Open2;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(usleep);
+use EventStore::Test;
 
 my $nclients = 4;
 my $nrounds  = 4;
@@ -42,11 +43,7 @@ my $nrounds  = 4;
 my $min_acks = 50;
 my @own_suffixes = qw(a b c);
 
-my $node = PostgreSQL::Test::Cluster->new('primary');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'\n");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION eventstore; CREATE EXTENSION amcheck;');
+my $node = es_node('primary', extensions => [ 'eventstore', 'amcheck' ]);
 
 my $connstr = $node->connstr('postgres');
 my $workdir = PostgreSQL::Test::Utils::tempdir;
@@ -55,25 +52,6 @@ sub ack_file     { my ($r, $c) = @_; return "$workdir/ack.r$r.c$c"; }
 sub attempt_file { my ($r, $c) = @_; return "$workdir/attempt.r$r.c$c"; }
 sub err_file     { my ($r, $c) = @_; return "$workdir/stderr.r$r.c$c"; }
 
-sub append_line
-{
-	my ($file, $line) = @_;
-	open(my $fh, '>>', $file) or die "could not open $file: $!";
-	print $fh "$line\n";
-	close($fh) or die "could not close $file: $!";
-	return;
-}
-
-sub count_lines
-{
-	my ($file) = @_;
-	return 0 unless -e $file;
-	open(my $fh, '<', $file) or die "could not open $file: $!";
-	my $n = 0;
-	$n++ while <$fh>;
-	close($fh);
-	return $n;
-}
 
 # The JSON of one event of transaction "r-c-s": its index i among the
 # transaction's n events.
@@ -193,7 +171,7 @@ sub run_client
 		my $marker = "r$r-c$c-s$s";
 		my $total  = 0;
 		$total += $_ for values %count;
-		append_line(attempt_file($r, $c), "$marker $total");
+		append_to_file(attempt_file($r, $c), "$marker $total\n");
 
 		print $in "BEGIN;\n" . join("\n", @stmts) . "\nCOMMIT;\n\\echo ack $marker\n";
 
@@ -218,45 +196,12 @@ sub run_client
 			  . " during $marker\n";
 			POSIX::_exit(0);
 		}
-		append_line(ack_file($r, $c), "$marker $total");
+		append_to_file(ack_file($r, $c), "$marker $total\n");
 		for my $stream (keys %count)
 		{
 			$version{$stream} += $count{$stream} if exists $version{$stream};
 		}
 	}
-}
-
-# Wait for a condition checked in Perl, polling: $cond returns 1 when it
-# holds, 0 to go on waiting and -1 to give up.  False after $timeout seconds
-# or when given up.
-sub wait_for
-{
-	my ($what, $timeout, $cond) = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		my $res = $cond->();
-		return 1 if $res > 0;
-		if ($res < 0)
-		{
-			diag("gave up waiting for $what");
-			return 0;
-		}
-		usleep(50_000);
-	}
-	diag("timed out waiting for $what");
-	return 0;
-}
-
-sub slurp_lines
-{
-	my ($file) = @_;
-	return () unless -e $file;
-	open(my $fh, '<', $file) or die "could not open $file: $!";
-	my @lines = <$fh>;
-	close($fh);
-	chomp @lines;
-	return @lines;
 }
 
 sub query_rows
@@ -276,12 +221,12 @@ sub verify
 	{
 		for my $c (1 .. $nclients)
 		{
-			for (slurp_lines(ack_file($r, $c)))
+			for (es_slurp_lines(ack_file($r, $c)))
 			{
 				my ($m, $n) = split / /;
 				$acked{$m} = $n;
 			}
-			for (slurp_lines(attempt_file($r, $c)))
+			for (es_slurp_lines(attempt_file($r, $c)))
 			{
 				my ($m, $n) = split / /;
 				$attempted{$m} = $n;
@@ -298,7 +243,7 @@ sub verify
 	my @missing = grep { !exists $found{$_} } sort keys %acked;
 	is(scalar(@missing), 0,
 		"$label: every acknowledged transaction is present")
-	  or diag("missing: @missing[0 .. ($#missing < 9 ? $#missing : 9)]");
+	  or diag('missing: ' . join(' ', es_head(10, @missing)));
 
 	my @short = grep { exists $found{$_} && $found{$_}[0] != $acked{$_} }
 	  sort keys %acked;
@@ -406,7 +351,7 @@ for my $r (1 .. $nrounds)
 			next if waitpid($pid, WNOHANG) == 0;
 			my $status = $?;
 			diag("client $clients{$pid} exited early (wait status $status), stderr:\n"
-				  . join("\n", slurp_lines(err_file($r, $clients{$pid}))));
+				  . join("\n", es_slurp_lines(err_file($r, $clients{$pid}))));
 			delete $clients{$pid};
 			$ok = 0;
 		}
@@ -415,11 +360,11 @@ for my $r (1 .. $nrounds)
 	my $acks_reached = sub {
 		my ($min) = @_;
 		return -1 unless $alive->();
-		return (grep { count_lines(ack_file($r, $_)) < $min } 1 .. $nclients) ? 0 : 1;
+		return (grep { (() = es_slurp_lines(ack_file($r, $_))) < $min } 1 .. $nclients) ? 0 : 1;
 	};
 
 	# Load builds up: every client has committed enough transactions.
-	my $loaded = wait_for("round $r load", 60, sub { $acks_reached->($min_acks) });
+	my $loaded = es_wait_for("round $r load", 60, sub { $acks_reached->($min_acks) });
 	ok($loaded, "round $r: all $nclients clients are appending");
 
 	# In even rounds a checkpoint runs under load, so that recovery starts
@@ -427,7 +372,7 @@ for my $r (1 .. $nrounds)
 	if ($loaded && $r % 2 == 0)
 	{
 		$node->safe_psql('postgres', 'CHECKPOINT');
-		$loaded = wait_for("round $r load after the checkpoint",
+		$loaded = es_wait_for("round $r load after the checkpoint",
 			60, sub { $acks_reached->(2 * $min_acks) });
 		ok($loaded, "round $r: the clients go on appending after a checkpoint");
 	}
@@ -439,29 +384,9 @@ for my $r (1 .. $nrounds)
 	$node->stop('immediate');
 
 	# The clients notice that their connection is gone and stop.
-	my $stopped = wait_for(
-		"round $r clients to stop",
-		60,
-		sub {
-			for my $pid (keys %clients)
-			{
-				delete $clients{$pid} if waitpid($pid, WNOHANG) != 0;
-			}
-			return %clients ? 0 : 1;
-		});
-	ok($stopped, "round $r: all clients stopped after the crash");
-	for my $pid (keys %clients)
-	{
-		kill 'KILL', $pid;
-		waitpid($pid, 0);
-	}
-
-	# A client's psql may report the lost connection (FATAL, "server closed
-	# the connection", "connection refused"), never an ERROR of a statement.
-	my @errors =
-	  grep { /\bERROR:/ } map { slurp_lines(err_file($r, $_)) } 1 .. $nclients;
-	is(scalar(@errors), 0, "round $r: no client got a statement error")
-	  or diag(join("\n", @errors));
+	ok(es_reap_children(\%clients, 60), "round $r: all clients stopped after the crash");
+	es_no_errors_in("round $r: no client got a statement error",
+		map { err_file($r, $_) } 1 .. $nclients);
 
 	$node->start;
 	verify("after crash $r");

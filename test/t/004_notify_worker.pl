@@ -19,29 +19,12 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
+use EventStore::Test;
 
-my $node = PostgreSQL::Test::Cluster->new('notify');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventstore'
-restart_after_crash = on
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION eventstore');
+my $node = es_node('notify', conf => "restart_after_crash = on\n");
 
-my $worker_query =
-  "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'postgres'";
-my $launcher_query =
-  "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore launcher'";
-
-# BackgroundPsql notes every query in the test log; polling issues many.
-sub quiet_query
-{
-	my ($session, $sql) = @_;
-	no warnings 'redefine';
-	local *PostgreSQL::Test::BackgroundPsql::note = sub { };
-	return $session->query($sql);
-}
+my $worker_query = es_process_query('worker', 'postgres');
+my $launcher_query = es_process_query('launcher');
 
 # ---------------------------------------------------------------------------
 # The listener: a psql session that LISTENs.  psql prints notifications after
@@ -60,7 +43,7 @@ sub listen_connect
 
 sub poll_listener
 {
-	my $out = quiet_query($listener, 'SELECT 1');
+	my $out = es_quiet_query($listener, 'SELECT 1');
 	while ($out =~
 		/Asynchronous notification "eventstore_events" with payload "([^"]*)" received from server process with PID (\d+)\./g
 	  )
@@ -140,20 +123,15 @@ sub check_append_notified
 sub wait_worker
 {
 	my ($not_pid) = @_;
-	$not_pid //= 0;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM ($worker_query) w WHERE pid <> $not_pid")
-	  or return undef;
-	return $node->safe_psql('postgres', $worker_query);
+	return es_wait_process($node, 'worker', not => $not_pid);
 }
 
 # ---------------------------------------------------------------------------
 # The launcher and the worker.
 # ---------------------------------------------------------------------------
 
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($launcher_query) l"),
-	"the launcher shows in pg_stat_activity as 'eventstore launcher'");
-my $launcher = $node->safe_psql('postgres', $launcher_query);
+my $launcher = es_wait_process($node, 'launcher');
+ok($launcher, "the launcher shows in pg_stat_activity as 'eventstore launcher'");
 
 listen_connect();
 my ($first, $first_appender) = append_one('first');
@@ -255,10 +233,9 @@ $worker = $new_worker;
 # ---------------------------------------------------------------------------
 
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($launcher, 10000)");
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM ($launcher_query) l WHERE pid <> $launcher"),
-	'a new launcher replaces the terminated one');
-$launcher = $node->safe_psql('postgres', $launcher_query);
+my $new_launcher = es_wait_process($node, 'launcher', not => $launcher);
+ok($new_launcher, 'a new launcher replaces the terminated one');
+$launcher = $new_launcher;
 my $max_workers = 0;
 for (1 .. 20)    # watch the new launcher's first scans for two seconds
 {
@@ -285,15 +262,11 @@ $worker = $node->safe_psql('postgres', "SELECT min(pid) FROM ($worker_query) w")
 
 my $victim_session = $node->background_psql('postgres');
 my $victim = $victim_session->query_safe('SELECT pg_backend_pid()');
-my $log_offset = -s $node->logfile;
-kill 'KILL', $victim;
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM ($launcher_query) l WHERE pid <> $launcher"),
+ok(es_kill_backend($node, $victim), 'the postmaster went through crash-restart');
+ok(es_wait_process($node, 'launcher', not => $launcher),
 	'a new launcher after the crash-restart cycle');
-ok($node->log_contains(qr/all server processes terminated; reinitializing/, $log_offset),
-	'the postmaster went through crash-restart');
-eval { $victim_session->{run}->kill_kill };
-eval { $listener->{run}->kill_kill };
+es_drop_session($victim_session);
+es_drop_session($listener);
 
 $new_worker = wait_worker($worker);
 ok($new_worker, 'a worker is back after the crash-restart cycle');

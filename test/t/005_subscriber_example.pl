@@ -8,16 +8,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run qw(start finish timeout);
 use POSIX ();
+use EventStore::Test;
 
-my $python = '/usr/bin/python3';
-system($python, '-c', 'import psycopg2') == 0
-  or BAIL_OUT('python3-psycopg2 is not installed (apt-get install python3-psycopg2)');
-
-my $node = PostgreSQL::Test::Cluster->new('subscriber');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION eventstore');
+my $python = es_python();
+my $node = es_node('subscriber');
 
 my $writers = 4;
 my $per_writer = 50;

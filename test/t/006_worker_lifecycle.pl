@@ -14,13 +14,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-my $node = PostgreSQL::Test::Cluster->new('lifecycle');
-$node->init;
-$node->start;
+use EventStore::Test;
 
 # --- without shared_preload_libraries ---------------------------------
-$node->safe_psql('postgres', 'CREATE EXTENSION eventstore');
+my $node = es_node('lifecycle', preload => 0);
 is($node->safe_psql('postgres',
 		"SELECT stream_version FROM eventstore.append('plain', 'T', '{}')"),
 	'1', 'append works without shared_preload_libraries');
@@ -77,13 +74,9 @@ is($node->safe_psql('postgres',
 $node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
 $node->restart;
 
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore launcher'")
-  or die 'no launcher';
+es_wait_process($node, 'launcher') or die 'no launcher';
 pass('the launcher runs and shows in pg_stat_activity');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'postgres'")
-  or die 'no worker for postgres';
+es_wait_process($node, 'worker') or die 'no worker for postgres';
 pass('a database that has the extension gets a worker at startup');
 is($node->safe_psql('postgres',
 		"SELECT string_agg(stream_id || '/' || stream_version, ',') FROM eventstore.read_all()"),
@@ -113,9 +106,7 @@ $holder->quit;
 $node->safe_psql('postgres', 'CREATE DATABASE lifecycle_db');
 $node->safe_psql('lifecycle_db', 'CREATE EXTENSION eventstore');
 $node->safe_psql('lifecycle_db', "SELECT eventstore.append('s', 'T', '{}')");
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'lifecycle_db'")
-  or die 'no worker for lifecycle_db';
+es_wait_process($node, 'worker', db => 'lifecycle_db') or die 'no worker for lifecycle_db';
 pass('the first append in a new database starts its worker');
 
 # DROP EXTENSION: the worker notices and exits.
@@ -180,18 +171,14 @@ is($node->safe_psql('lifecycle_db',
 is($node->safe_psql('lifecycle_db',
 		"SELECT string_agg(global_position::text, ',') FROM eventstore.read_all()"),
 	'1', 'read_all after re-creation sees the new log');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'lifecycle_db'")
-  or die 'no worker after re-creation';
+es_wait_process($node, 'worker', db => 'lifecycle_db') or die 'no worker after re-creation';
 pass('the worker is back after CREATE EXTENSION and an append');
 
 # Commands that need the database to themselves are not blocked.
 $node->safe_psql('postgres', 'ALTER DATABASE lifecycle_db RENAME TO lifecycle_renamed');
 pass('ALTER DATABASE RENAME succeeds while the database had a worker');
 $node->safe_psql('lifecycle_renamed', "SELECT eventstore.append('s', 'T', '{}')");
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'lifecycle_renamed'")
-  or die 'no worker after rename';
+es_wait_process($node, 'worker', db => 'lifecycle_renamed') or die 'no worker after rename';
 $node->safe_psql('postgres', 'DROP DATABASE lifecycle_renamed');
 pass('DROP DATABASE succeeds while the database had a worker');
 is($node->safe_psql('postgres',
@@ -207,6 +194,6 @@ pass('the worker of another database kept working');
 
 $node->stop('fast');
 pass('fast shutdown with workers running');
-ok(!$node->log_contains('(?:PANIC|TRAP|terminated by signal)'), 'no crash in the server log');
+es_no_crash_in_log($node);
 
 done_testing();

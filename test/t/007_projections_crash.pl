@@ -39,25 +39,20 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use POSIX qw(WNOHANG);
+use POSIX ();
 use Time::HiRes qw(usleep time);
+use EventStore::Test;
 
-my $node = PostgreSQL::Test::Cluster->new('projections');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventstore'
+my $node = es_node('projections', conf => q{
 restart_after_crash = on
 eventstore.projection_batch_size = 50
 });
-$node->start;
 
 my $connstr = $node->connstr('postgres');
 my $workdir = PostgreSQL::Test::Utils::tempdir;
 my $t0      = time();
 
 $node->safe_psql('postgres', q{
-CREATE EXTENSION eventstore;
-
 -- The writers run until told to stop.
 CREATE TABLE load_control (stop boolean NOT NULL);
 INSERT INTO load_control VALUES (false);
@@ -161,23 +156,11 @@ SELECT eventstore.create_projection('async_proj', 'project_async(eventstore.even
                                     mode => 'async');
 });
 
-my $worker_query =
-  "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore projector' AND datname = 'postgres'";
+my $worker_query = es_process_query('projector', 'postgres');
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-sub slurp_lines
-{
-	my ($file) = @_;
-	return () unless -e $file;
-	open(my $fh, '<', $file) or die "could not open $file: $!";
-	my @lines = <$fh>;
-	close($fh);
-	chomp @lines;
-	return @lines;
-}
 
 # Start $n writers, forked children that each run CALL load() in psql, and
 # call it again when the connection was lost (the server crashed), until the
@@ -221,26 +204,9 @@ sub stop_writers
 	close($fh);
 	$node->psql('postgres', 'UPDATE load_control SET stop = true');
 
-	my $deadline = time() + 60;
-	my $pids     = $writers->{pids};
-	while (%$pids && time() < $deadline)
-	{
-		for my $pid (keys %$pids)
-		{
-			delete $pids->{$pid} if waitpid($pid, WNOHANG) != 0;
-		}
-		usleep(50_000);
-	}
-	ok(!%$pids, "$writers->{tag}: the writers stopped");
-	for my $pid (keys %$pids)
-	{
-		kill 'KILL', $pid;
-		waitpid($pid, 0);
-	}
-	my @errors = grep { /\bERROR:/ }
-	  map { slurp_lines($_) } glob("$workdir/writer.$writers->{tag}.*");
-	is(scalar(@errors), 0, "$writers->{tag}: no writer got a statement error")
-	  or diag(join("\n", @errors[ 0 .. ($#errors < 9 ? $#errors : 9) ]));
+	ok(es_reap_children($writers->{pids}, 60), "$writers->{tag}: the writers stopped");
+	es_no_errors_in("$writers->{tag}: no writer got a statement error",
+		glob("$workdir/writer.$writers->{tag}.*"));
 	return;
 }
 
@@ -285,30 +251,12 @@ sub worker_pid
 	return $node->safe_psql('postgres', $worker_query);
 }
 
-# Wait for a worker other than $old (after a kill); returns its PID.
+# Wait for a worker other than $old (after a kill, also across the crash
+# restart); returns its PID.
 sub wait_new_worker
 {
 	my ($old) = @_;
-	poll_through_restart("SELECT count(*) = 1 FROM ($worker_query) w WHERE pid <> $old")
-	  or return undef;
-	return worker_pid();
-}
-
-# poll_query_until across a crash restart: after a SIGKILL the postmaster
-# restarts every process, and a psql started in that window can find no
-# server and exit before IPC::Run has written its query ("Broken pipe").
-# Such attempts are repeated; a real timeout is not.
-sub poll_through_restart
-{
-	my ($query) = @_;
-	for my $attempt (1 .. 20)
-	{
-		my $found = eval { $node->poll_query_until('postgres', $query) };
-		return $found if defined $found;
-		die $@ unless $@ =~ /Broken pipe|connection to server|No such file or directory/;
-		usleep(100_000);
-	}
-	return 0;
+	return es_wait_process($node, 'projector', not => $old);
 }
 
 # Send $signal to the worker while it is inside the handler of projection
@@ -503,10 +451,8 @@ for (1 .. 1000)
 	usleep(5_000);
 }
 ok($victim, "inline: found a writer backend in an appending transaction ($victim)");
-$log_offset = -s $node->logfile;
-kill 'KILL', $victim if $victim;
-$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
-ok(poll_through_restart(
+!$victim or es_kill_backend($node, $victim) or die 'no crash restart after the SIGKILL';
+ok(es_poll($node,
 		"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'CALL load(%'"),
 	'inline: the writers are back after crash recovery');
 $n = events_count();

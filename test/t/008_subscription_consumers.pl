@@ -47,31 +47,23 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Path qw(rmtree);
-use POSIX qw(WNOHANG);
+use POSIX ();
 use Time::HiRes qw(usleep time);
+use EventStore::Test;
 
-my $python = '/usr/bin/python3';
-system($python, '-c', 'import psycopg2') == 0
-  or BAIL_OUT('python3-psycopg2 is not installed (apt-get install python3-psycopg2)');
+my $python = es_python();
 my $clients = 'test/t/subscription_clients.py';
 
 # A hang must fail in a minute or two: poll_query_until gives up after
 # 10 * timeout_default attempts.
 $PostgreSQL::Test::Utils::timeout_default = 30;
 
-my $node = PostgreSQL::Test::Cluster->new('consumers');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventstore'
-restart_after_crash = on
-});
-$node->start;
+my $node = es_node('consumers', conf => "restart_after_crash = on\n");
 
 # The read model: applied events, and per stream the highest version, the
 # number of events and the sum of their "n".  test_apply() is called by the
 # consumers in their ack transaction.
 $node->safe_psql('postgres', q{
-CREATE EXTENSION eventstore;
 CREATE TABLE applied (
     subscription    text NOT NULL,
     global_position bigint NOT NULL,
@@ -164,46 +156,12 @@ sub start_consumer
 	return $name;
 }
 
-sub slurp_lines
-{
-	my ($file) = @_;
-	return () unless -e $file;
-	open(my $fh, '<', $file) or die "could not open $file: $!";
-	my @lines = <$fh>;
-	close($fh);
-	chomp @lines;
-	return @lines;
-}
-
-sub write_file
-{
-	my ($file, $text) = @_;
-	open(my $fh, '>', $file) or die "could not open $file: $!";
-	print $fh $text;
-	close($fh) or die "could not close $file: $!";
-	return;
-}
-
 # (seq, phase, backend pid) from a consumer's state file
 sub consumer_state
 {
 	my ($name) = @_;
-	my ($line) = slurp_lines("$dir/$name.state");
+	my ($line) = es_slurp_lines("$dir/$name.state");
 	return split / /, ($line // '0 none 0');
-}
-
-# Poll a condition checked in Perl: 1 holds, 0 go on waiting.
-sub wait_for
-{
-	my ($what, $timeout, $cond) = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		return 1 if $cond->();
-		usleep(20_000);
-	}
-	diag("timed out waiting for $what");
-	return 0;
 }
 
 # Stop a consumer in the middle of its next batch at $phase (see
@@ -212,9 +170,9 @@ sub linger
 {
 	my ($name, $phase) = @_;
 	my ($seq) = consumer_state($name);
-	write_file("$dir/$name.linger", $phase);
+	es_write_file("$dir/$name.linger", $phase);
 	my $backend;
-	wait_for(
+	es_wait_for(
 		"consumer $name to stop at $phase",
 		30,
 		sub {
@@ -251,21 +209,9 @@ sub applied_count
 sub stop_consumers
 {
 	my ($subscription, @names) = @_;
-	write_file("$dir/stop-$subscription", '');
-	my @running = @names;
-	my $stopped = wait_for(
-		"consumers of $subscription to stop",
-		30,
-		sub {
-			@running = grep { waitpid($consumer_pid{$_}, WNOHANG) == 0 } @running;
-			return !@running;
-		});
-	ok($stopped, "the consumers of $subscription stopped");
-	for my $name (@running)
-	{
-		kill 'KILL', $consumer_pid{$name};
-		waitpid($consumer_pid{$name}, 0);
-	}
+	es_write_file("$dir/stop-$subscription", '');
+	my %running = map { $consumer_pid{$_} => $_ } @names;
+	ok(es_reap_children(\%running, 30), "the consumers of $subscription stopped");
 	delete $consumer_pid{$_} for @names;
 	return;
 }
@@ -278,7 +224,7 @@ sub bad_lines
 		my $name = $_;
 		map { "$name: $_" }
 		  grep { /^(ERROR|DUPLICATE|VIOLATION|STOLEN|LINGER_EXPIRED|Traceback)\b/ }
-		  slurp_lines("$dir/$name.log"), slurp_lines("$dir/$name.out")
+		  es_slurp_lines("$dir/$name.log"), es_slurp_lines("$dir/$name.out")
 	} @names;
 }
 
@@ -332,7 +278,7 @@ my @main_all = (@main, $slow);    # also the killed ones
 # leaves leases that expire after a second; "kill" replaces the consumer.
 my @actions = qw(kill:fetched terminate kill:acked terminate crash
   kill:fetched terminate kill:acked kill:fetched terminate);
-my (%held, $log_offset, @at_crash);    # position => what killed its holder
+my (%held, @at_crash);    # position => what killed its holder
 my %done = (kill => 0, terminate => 0, crash => 0);
 for my $action (@actions)
 {
@@ -367,33 +313,23 @@ for my $action (@actions)
 	}
 	else
 	{
-		$log_offset = -s $node->logfile;
-		kill 'KILL', $backend;
-		ok( wait_for(
-				'crash-restart',
-				60,
-				sub {
-					$node->log_contains(qr/all server processes terminated; reinitializing/,
-						$log_offset);
-				}),
+		ok(es_kill_backend($node, $backend, 60),
 			'crash: the postmaster reinitialised after the backend was killed');
-		$node->poll_query_until('postgres', 'SELECT true')
-		  or die 'server did not come back';
 		@at_crash = (@main, $slow);
 	}
 	$done{$what}++;
 }
 note("actions: $done{kill} consumer kills, $done{terminate} backend terminations, $done{crash} crash");
 
-write_file("$dir/stop-writers", '');
+es_write_file("$dir/stop-writers", '');
 while (my $pid = shift @writers)
 {
 	waitpid($pid, 0);
 	is($? >> 8, 0, "writer $pid exited cleanly");
 }
-my @writer_errors = grep { /^ERROR/ } map { slurp_lines("$dir/writer-$_.log") } 1 .. 3;
+my @writer_errors = grep { /^ERROR/ } map { es_slurp_lines("$dir/writer-$_.log") } 1 .. 3;
 is(scalar(@writer_errors), 0, 'no writer got an error') or diag(join("\n", @writer_errors));
-is(scalar(grep { grep { /^CONN/ } slurp_lines("$dir/writer-$_.log") } 1 .. 3),
+is(scalar(grep { grep { /^CONN/ } es_slurp_lines("$dir/writer-$_.log") } 1 .. 3),
 	3, 'every writer lost its connection in the crash and reconnected');
 
 my $drained = $node->poll_query_until('postgres', q{
@@ -411,10 +347,10 @@ cmp_ok($matching, '>', 1000, 'the writers appended a few thousand events');
 
 my @bad = bad_lines(@main_all);
 is(scalar(@bad), 0, 'no consumer saw an error, a duplicate, an order violation or its live lease taken')
-  or diag(join("\n", @bad[0 .. ($#bad < 19 ? $#bad : 19)]));
+  or diag(join("\n", es_head(20, @bad)));
 is($node->safe_psql('postgres', 'SELECT count(*) FROM violations'), '0',
 	'no per-stream order violation was applied');
-my @lost = grep { /^LOST_LEASE/ } map { slurp_lines("$dir/$_.log") } @main_all;
+my @lost = grep { /^LOST_LEASE/ } map { es_slurp_lines("$dir/$_.log") } @main_all;
 cmp_ok(scalar(@lost), '>', 0,
 	'some batches of the slow consumer were taken over when their leases expired (its ack failed, it rolled back)');
 
@@ -425,7 +361,7 @@ cmp_ok(scalar(@lost), '>', 0,
 my %deliveries;    # position => [ [attempt, fetch start, fetch end, consumer] ]
 for my $name (@main_all)
 {
-	for (slurp_lines("$dir/$name.log"))
+	for (es_slurp_lines("$dir/$name.log"))
 	{
 		push @{ $deliveries{$1} }, [ $2, $3, $4, $name ]
 		  if /^DELIVER (\d+) \S+ \d+ (\d+) ([\d.]+) ([\d.]+)$/;
@@ -446,7 +382,7 @@ for my $pos (sort { $a <=> $b } keys %deliveries)
 }
 is(scalar(keys %deliveries), $matching, 'every matching event was delivered');
 is(scalar(@overlap), 0, 'no event was delivered again while its lease was live')
-  or diag(join("\n", @overlap[0 .. ($#overlap < 19 ? $#overlap : 19)]));
+  or diag(join("\n", es_head(20, @overlap)));
 
 is( $node->safe_psql('postgres', q{
 		SELECT count(*) FROM eventstore.events e
@@ -480,7 +416,7 @@ is( $node->safe_psql('postgres',
 	'0', 'no outstanding events are left');
 
 is($done{crash}, 1, 'the server crashed once');
-my @not_back = grep { (grep { /^CONNECT/ } slurp_lines("$dir/$_.log")) < 2 } @at_crash;
+my @not_back = grep { (grep { /^CONNECT/ } es_slurp_lines("$dir/$_.log")) < 2 } @at_crash;
 is(scalar(@not_back), 0, 'every consumer reconnected after the crash') or diag("@not_back");
 my @held = sort { $a <=> $b } keys %held;
 my %redelivered = map { split /\|/ } split /\n/, $node->safe_psql('postgres',

@@ -12,19 +12,16 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
 use Test::More;
+use EventStore::Test;
 
 my $pgbouncer = `command -v pgbouncer 2>/dev/null` || '/usr/sbin/pgbouncer';
 chomp $pgbouncer;
 ok(-x $pgbouncer, "pgbouncer is installed ($pgbouncer)")
   or BAIL_OUT('pgbouncer is needed (Debian package pgbouncer; scripts/test.sh installs it)');
 
-my $node = PostgreSQL::Test::Cluster->new('pooler');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
-$node->start;
+my $node = es_node('pooler');
 
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION eventstore;
 	CREATE TABLE applied (
 		n bigserial,
 		global_position bigint PRIMARY KEY,

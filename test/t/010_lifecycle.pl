@@ -39,26 +39,17 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time clock_gettime CLOCK_MONOTONIC);
-use POSIX qw(WNOHANG);
+use EventStore::Test;
 
-my $seed = $ENV{ES_TAP_SEED};
-$seed = (int(time() * 1000) ^ $$) % 1_000_000 unless defined $seed && $seed ne '';
-srand($seed);
-note "random seed: $seed (set ES_TAP_SEED=$seed to replay)";
+es_seed();
 
-my $node = PostgreSQL::Test::Cluster->new('lifecycle');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'eventstore'
+my $node = es_node('lifecycle', extensions => [ 'eventstore', 'amcheck' ], conf => q{
 max_connections = 40
 eventstore.maintenance_interval = 100ms
 eventstore.maintenance_batch_size = 50
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION eventstore; CREATE EXTENSION amcheck;');
 
 my $workdir = PostgreSQL::Test::Utils::tempdir;
-my $psql = $node->installed_command('psql');
 
 sub mono { return clock_gettime(CLOCK_MONOTONIC); }
 
@@ -89,25 +80,9 @@ for my $s (sort keys %max_count)
 
 my %expect_events;    # "c:s" => events the transaction writes if it commits
 
-sub ev_json { my ($c, $s, $i) = @_; return qq({"c": $c, "s": $s, "i": $i}); }
-
-sub append_sql
-{
-	my ($stream, $c, $s, $i) = @_;
-	return "SELECT 'EV $c $s $stream ' || stream_version || ' 1' FROM eventstore.append('$stream', 'Marked', '"
-	  . ev_json($c, $s, $i) . "');\n";
-}
-
-sub batch_sql
-{
-	my ($stream, $c, $s, $first, $n) = @_;
-	my @ev = map { qq({"type": "Batched", "data": ) . ev_json($c, $s, $_) . '}' }
-	  ($first .. $first + $n - 1);
-	return "SELECT 'EV $c $s $stream ' || stream_version || ' $n' FROM eventstore.append_events('$stream', '["
-	  . join(', ', @ev) . "]');\n";
-}
-
-sub short_sleep { return sprintf("SELECT pg_sleep(%.3f) \\g /dev/null\n", rand(0.02)); }
+sub append_sql { return es_append_sql(@_, 1); }
+sub batch_sql { return es_batch_sql(@_, 1); }
+sub short_sleep { return es_sleep_sql(rand(0.02), 1); }
 
 sub pick { return $streams[ int(rand(@streams)) ]; }
 
@@ -134,7 +109,7 @@ sub writer_script
 		{
 			# a late commit
 			$sql .= "BEGIN;\n" . append_sql($stream, $c, $s, 1);
-			$sql .= sprintf("SELECT pg_sleep(%.3f) \\g /dev/null\n", 0.05 + rand(0.25));
+			$sql .= es_sleep_sql(0.05 + rand(0.25), 1);
 			$sql .= "COMMIT;\n";
 			$expect_events{$key} = 1;
 		}
@@ -169,47 +144,7 @@ sub writer_script
 	return $sql;
 }
 
-my %writer_pid;
-
-sub start_writers
-{
-	my ($clients, $ntx) = @_;
-	for my $c (@$clients)
-	{
-		my $script = "$workdir/writer-$c.sql";
-		open my $fh, '>', $script or die "$script: $!";
-		print $fh writer_script($c, $ntx);
-		close $fh;
-
-		my $pid = fork();
-		die "fork: $!" unless defined $pid;
-		if ($pid == 0)
-		{
-			open STDIN, '<', '/dev/null';
-			open STDOUT, '>', "$workdir/writer-$c.out";
-			open STDERR, '>', "$workdir/writer-$c.err";
-			exec($psql, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-				'-d', $node->connstr('postgres'), '-f', $script)
-			  or POSIX::_exit(127);
-		}
-		$writer_pid{$c} = $pid;
-	}
-}
-
-sub reap_writers
-{
-	my ($codes, $wait) = @_;
-	for my $c (keys %writer_pid)
-	{
-		my $r = waitpid($writer_pid{$c}, $wait ? 0 : WNOHANG);
-		if ($r == $writer_pid{$c})
-		{
-			$codes->{$c} = $? >> 8;
-			delete $writer_pid{$c};
-		}
-	}
-	return scalar(keys %writer_pid);
-}
+my $writers = EventStore::Test::Writers->new($node, $workdir, '-A', '-t');
 
 # The record of committed events: "stream|version" => "c|s|i", from the
 # EV lines of acknowledged transactions.  The events of one append call
@@ -222,7 +157,7 @@ sub committed_record
 	my @ev;
 	for my $c (@$clients)
 	{
-		open my $fh, '<', "$workdir/writer-$c.out" or die "writer-$c.out: $!";
+		open my $fh, '<', $writers->out_file($c) or die $writers->out_file($c) . ": $!";
 		while (<$fh>)
 		{
 			chomp;
@@ -254,29 +189,18 @@ sub committed_record
 # statement's snapshot: head, max_count, truncate_before, deleted version.
 # ---------------------------------------------------------------------------
 
-my $follower = $node->background_psql('postgres', on_error_stop => 0);
-$follower->set_query_timer_restart;
-$follower->query_safe("SET application_name = 'follower'");
+my $follower = es_connect_follower($node, 'follower');
 
 my @got;    # [pos, stream, version, c, s, i, head, max_count, truncate_before, deleted_version, t_sent]
 my $checkpoint = 0;
 my $pages = 0;
 
-sub quiet_query
-{
-	my ($session, $sql) = @_;
-	$sql =~ s/\s+/ /g;
-	no warnings 'redefine';
-	local *PostgreSQL::Test::BackgroundPsql::note = sub { };
-	return $session->query($sql);
-}
-
 sub follow_page
 {
-	my ($h, $err) = quiet_query($follower, "SELECT eventstore.global_horizon()");
+	my ($h, $err) = es_quiet_query($follower, "SELECT eventstore.global_horizon()");
 	die "global_horizon failed: $follower->{stderr}" if $err;
 	my $t_sent = mono();
-	my ($out, $err2) = quiet_query($follower, qq{
+	my ($out, $err2) = es_quiet_query($follower, qq{
 		SELECT r.global_position, r.stream_id, r.stream_version,
 		       r.data->>'c', r.data->>'s', r.data->>'i',
 		       i.last_version, coalesce(i.max_count, 0), coalesce(i.truncate_before, 0),
@@ -312,7 +236,7 @@ my @deletes;    # [stream, version, t_returned]
 sub ctl_query
 {
 	my ($sql) = @_;
-	my ($out, $err) = quiet_query($ctl, $sql);
+	my ($out, $err) = es_quiet_query($ctl, $sql);
 	die "controller query failed: $ctl->{stderr}" if $err;
 	return $out;
 }
@@ -346,10 +270,10 @@ sub control_step
 my @clients = (1 .. 5);
 my %codes;
 my $t0 = time();
-start_writers(\@clients, 150);
+$writers->start(\@clients, sub { writer_script($_[0], 150) });
 my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 my $last_control = 0;
-while (reap_writers(\%codes, 0) > 0)
+while ($writers->reap(\%codes, 0) > 0)
 {
 	die "writers did not finish in time" if time() > $deadline;
 	if (time() - $last_control > 0.15)
@@ -359,11 +283,11 @@ while (reap_writers(\%codes, 0) > 0)
 	}
 	usleep(2_000) if follow_page() == 0;
 }
-reap_writers(\%codes, 1);
+$writers->reap(\%codes, 1);
 cmp_ok($node->safe_psql('postgres', 'SELECT coalesce(sum(removed_through), 0) FROM eventstore.streams'),
 	'>', 0, '(a) the worker removed events while the writers ran');
 is_deeply(\%codes, { map { $_ => 0 } @clients }, '(a) all writers succeeded')
-  or diag(join("\n", map { "writer-$_.err: " . slurp_file("$workdir/writer-$_.err") } @clients));
+  or diag($writers->errors(@clients));
 # one more round of changes after the last append
 control_step() for 1 .. 4;
 
@@ -382,9 +306,7 @@ my ($rec, $acked) = committed_record(\@clients);
 # the follower's positions strictly increase
 my @bad = grep { $got[$_][0] <= $got[ $_ - 1 ][0] } 1 .. $#got;
 ok(!@bad, '(a) follower positions strictly increase')
-  or diag('not increasing at: ' . join(', ', map { "$got[$_-1][0] -> $got[$_][0]" } @bad[ 0 .. min9($#bad) ]));
-
-sub min9 { my ($n) = @_; return $n > 9 ? 9 : $n; }
+  or diag('not increasing at: ' . join(', ', map { "$got[$_-1][0] -> $got[$_][0]" } es_head(10, @bad)));
 
 # every received event was committed, at the version its append reported
 my @uncommitted = grep {
@@ -392,7 +314,7 @@ my @uncommitted = grep {
 	!defined $rec->{"$stream|$v"} || $rec->{"$stream|$v"} ne "$c|$s|$i"
 } @got;
 ok(!@uncommitted, '(a) every received event was committed')
-  or diag('not committed: ' . join(' ', map { join('|', @$_[ 0 .. 5 ]) } @uncommitted[ 0 .. min9($#uncommitted) ]));
+  or diag('not committed: ' . join(' ', map { join('|', @$_[ 0 .. 5 ]) } es_head(10, @uncommitted)));
 
 # no received event was excluded by the state its statement saw
 my @excluded = grep {
@@ -400,7 +322,7 @@ my @excluded = grep {
 	$v <= $dv || ($tb > 0 && $v < $tb) || ($mc > 0 && $v <= $head - $mc)
 } @got;
 ok(!@excluded, '(a) the follower received no event its stream\'s settings excluded')
-  or diag('excluded: ' . join(' ', map { join('|', @$_[ 0 .. 9 ]) } @excluded[ 0 .. min9($#excluded) ]));
+  or diag('excluded: ' . join(' ', map { join('|', @$_[ 0 .. 9 ]) } es_head(10, @excluded)));
 
 # nothing at or below a deleted version, once the delete had returned
 my @after_delete;
@@ -413,7 +335,7 @@ for my $g (@got)
 	}
 }
 ok(!@after_delete, '(a) no event of a deleted stream was received after its delete returned')
-  or diag(join(' ', @after_delete[ 0 .. min9($#after_delete) ]));
+  or diag(join(' ', es_head(10, @after_delete)));
 cmp_ok(scalar(@deletes), '>', 0, '(a) streams were deleted during the load');
 
 # ---------------------------------------------------------------------------
@@ -470,9 +392,9 @@ my %stored = map { $_ => 1 } @stored;
 my @over_removed = grep { !$stored{$_} } @want;
 my @left = grep { !$want{$_} } @stored;
 ok(!@over_removed, '(a) the worker removed no event the settings allow')
-  or diag('removed but allowed: ' . join(' ', @over_removed[ 0 .. min9($#over_removed) ]));
+  or diag('removed but allowed: ' . join(' ', es_head(10, @over_removed)));
 ok(!@left, '(a) the worker removed every event the settings exclude')
-  or diag('still stored: ' . join(' ', @left[ 0 .. min9($#left) ]));
+  or diag('still stored: ' . join(' ', es_head(10, @left)));
 cmp_ok(scalar(keys %$rec) - scalar(@want), '>', 100, '(a) the settings excluded many events ('
 	  . (scalar(keys %$rec) - scalar(@want)) . ' of ' . scalar(keys %$rec) . ')');
 
@@ -482,7 +404,7 @@ my @stored_pos = split /\n/, $node->safe_psql('postgres',
 	"SELECT stream_id || '|' || stream_version FROM eventstore.events WHERE global_position <= $horizon");
 my @unseen = grep { !$received{$_} } @stored_pos;
 ok(!@unseen, '(a) the follower received every event still stored at or below the horizon')
-  or diag('unseen: ' . join(' ', @unseen[ 0 .. min9($#unseen) ]));
+  or diag('unseen: ' . join(' ', es_head(10, @unseen)));
 
 # numbering goes on: every stream's version is its head, and the next
 # append gets head + 1
@@ -590,7 +512,7 @@ is($inflight->query_safe("SELECT eventstore.archive_stream('arch-2')"), '5',
 	'(c) an uncommitted archive_stream moved five events');
 
 $node->stop('immediate');
-eval { $inflight->{run}->kill_kill; };
+es_drop_session($inflight);
 $node->start;
 
 is($node->safe_psql('postgres', $where_sql->('arch-1')), 'archived|0|5',

@@ -17,14 +17,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EventStore::Test;
 
 # The test's own sessions must not call the planted operators either.
 $ENV{PGOPTIONS} = '-c search_path=pg_catalog,public';
 
-my $node = PostgreSQL::Test::Cluster->new('worker_search_path');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
-$node->start;
+my $node = es_node('worker_search_path', extensions => []);
 
 $node->safe_psql('postgres', q{
 	CREATE ROLE mgr LOGIN;
@@ -112,8 +110,8 @@ sub no_superuser
 		'f', "$what: $role is not superuser");
 }
 
-my $worker_q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore worker' AND datname = 'd'";
-my $projector_q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore projector' AND datname = 'd'";
+my $worker_q = es_process_query('worker', 'd');
+my $projector_q = es_process_query('projector', 'd');
 
 # --- (a) a handler sets the session's search_path ---------------------
 plant_operators('hp', 'mgr');
@@ -133,8 +131,8 @@ $node->safe_psql('d', q{
 	LANGUAGE sql AS $$ INSERT INTO public.seen VALUES (-e.global_position) $$;
 	SELECT eventstore.create_projection('honest', 'public.count_it(eventstore.event)', mode => 'async');
 });
-$node->poll_query_until('d', "SELECT count(*) = 1 FROM ($worker_q) w") or die 'no worker';
-$node->poll_query_until('d', "SELECT count(*) = 1 FROM ($projector_q) p") or die 'no projector';
+es_wait_process($node, 'worker', db => 'd') or die 'no worker';
+es_wait_process($node, 'projector', db => 'd') or die 'no projector';
 pass('database d has a worker and a projector');
 
 for my $round (1 .. 3)
@@ -163,11 +161,9 @@ my $old_worker = $node->safe_psql('d', $worker_q);
 my $old_projector = $node->safe_psql('d', $projector_q);
 $node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
 	  . " WHERE datname = 'd' AND backend_type IN ('eventstore worker', 'eventstore projector')");
-$node->poll_query_until('d',
-	"SELECT count(*) = 1 FROM ($worker_q) w WHERE pid <> $old_worker")
+es_wait_process($node, 'worker', db => 'd', not => $old_worker)
   or die 'the worker was not restarted';
-$node->poll_query_until('d',
-	"SELECT count(*) = 1 FROM ($projector_q) p WHERE pid <> $old_projector")
+es_wait_process($node, 'projector', db => 'd', not => $old_projector)
   or die 'the projector was not restarted';
 pass('(b) the worker and the projector were restarted under the database setting');
 is($node->safe_psql('d', "SELECT array_to_string(setconfig, ';') FROM pg_db_role_setting"
@@ -183,6 +179,6 @@ is($node->safe_psql('d', "SELECT count(*) FROM public.canary WHERE who = 'postgr
 	'0', '(b) the worker and projector never called a planted operator');
 
 $node->stop('fast');
-ok(!$node->log_contains('(?:PANIC|TRAP|terminated by signal)'), 'no crash in the server log');
+es_no_crash_in_log($node);
 
 done_testing();

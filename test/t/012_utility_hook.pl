@@ -21,11 +21,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use EventStore::Test;
 
-my $node = PostgreSQL::Test::Cluster->new('utility_hook');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
-$node->start;
+my $node = es_node('utility_hook', extensions => []);
 
 $node->safe_psql('postgres', q{
 	CREATE ROLE nobody LOGIN;
@@ -48,19 +46,14 @@ sub pids
 		  . " WHERE datname = '$db' AND backend_type IN ('eventstore worker', 'eventstore projector')");
 }
 
-# Wait until $db has both processes, other than those in $old (if given).
+# Wait until $db has both processes, other than those in $old (as pids()
+# returns them, if given).
 sub wait_processes
 {
 	my ($db, $old) = @_;
-	my $not_old = '';
-	if ($old)
-	{
-		my @old = map { (split /:/)[1] } split /,/, $old;
-		$not_old = ' AND pid NOT IN (' . join(',', @old) . ')';
-	}
-	return $node->poll_query_until('postgres',
-		"SELECT count(*) = 2 FROM pg_stat_activity WHERE datname = '$db'"
-		  . " AND backend_type IN ('eventstore worker', 'eventstore projector')$not_old");
+	my %old = map { split /:/ } split /,/, ($old // '');
+	return es_wait_process($node, 'worker', db => $db, not => $old{'eventstore worker'})
+	  && es_wait_process($node, 'projector', db => $db, not => $old{'eventstore projector'});
 }
 
 wait_processes('postgres') or die 'no worker and projector for postgres';
@@ -138,6 +131,6 @@ is($node->safe_psql('postgres',
 is(pids('postgres'), $postgres_pids, 'the processes of postgres kept running throughout');
 
 $node->stop('fast');
-ok(!$node->log_contains('(?:PANIC|TRAP|terminated by signal)'), 'no crash in the server log');
+es_no_crash_in_log($node);
 
 done_testing();

@@ -16,14 +16,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use EventStore::Test;
 
-my $node = PostgreSQL::Test::Cluster->new('slow_handler');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
-$node->start;
+my $node = es_node('slow_handler');
 
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION eventstore;
 	-- handlers name their tables with the schema: they run under the
 	-- search_path recorded for their projection
 	CREATE TABLE seen (projection text, position bigint);
@@ -172,6 +169,6 @@ is($node->safe_psql('postgres', "SELECT eventstore.wait_for_projection('slow', '
 
 $listener->quit;
 $node->stop('fast');
-ok(!$node->log_contains('(?:PANIC|TRAP|terminated by signal)'), 'no crash in the server log');
+es_no_crash_in_log($node);
 
 done_testing();
