@@ -23,15 +23,13 @@
 # view and type of the fresh install has a COMMENT.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use EventStore::Test;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade_chain');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventstore'");
-$node->start;
+# the extension is created per database below, at the version each starts at
+my $node = es_node('upgrade_chain', extensions => []);
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
