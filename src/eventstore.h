@@ -66,8 +66,26 @@
 #define Natts_es_event_type			8
 
 /*
- * OIDs of the extension's objects in the current database, looked up once
- * per backend and forgotten when the events relation's cache entry is
+ * Attribute numbers of the columns of eventstore.streams.  They are looked
+ * up by name (catalog.c): a fresh install creates the table with its
+ * columns in one order, the update chain from 0.1.0 in another may.
+ */
+typedef struct EsStreamsColumns
+{
+	AttrNumber	max_age;
+	AttrNumber	max_count;
+	AttrNumber	truncate_before;
+	AttrNumber	deleted_version;
+	AttrNumber	deleted_at;
+	AttrNumber	tombstoned_at;
+	AttrNumber	archived_at;
+	AttrNumber	removed_through;
+} EsStreamsColumns;
+
+/*
+ * OIDs of the extension's objects in the current database, and the column
+ * maps of its tables, looked up once per backend and forgotten when the
+ * cache entry of the events relation (or of another table mapped here) is
  * invalidated (DROP/CREATE EXTENSION, ALTER TABLE, CREATE INDEX, ...).
  */
 typedef struct EsCatalog
@@ -78,6 +96,7 @@ typedef struct EsCatalog
 	Oid			position_seq_relid; /* draws global positions */
 	Oid			position_index_relid;	/* primary key (global_position) */
 	Oid			horizon_relid;	/* eventstore.recorded_horizon */
+	AttrNumber	horizon_position_att;	/* its column "position" */
 	Oid			event_typid;	/* the eventstore.event type */
 	Oid			projections_relid;	/* InvalidOid before version 0.2.0 */
 	/* InvalidOid before version 0.3.0: */
@@ -85,6 +104,7 @@ typedef struct EsCatalog
 	Oid			streams_pkey_relid;
 	Oid			archive_relid;	/* eventstore.archived_events */
 	Oid			archive_index_relid;	/* unique (stream_id, stream_version) */
+	EsStreamsColumns streams_att;	/* columns of eventstore.streams */
 } EsCatalog;
 
 /*

@@ -54,20 +54,6 @@
 
 #include "eventstore.h"
 
-/* Columns of eventstore.streams. */
-#define Anum_es_streams_stream_id		1
-#define Anum_es_streams_max_age			2
-#define Anum_es_streams_max_count		3
-#define Anum_es_streams_truncate_before	4
-#define Anum_es_streams_deleted_version	5
-#define Anum_es_streams_deleted_at		6
-#define Anum_es_streams_tombstoned_at	7
-#define Anum_es_streams_archived_at		8
-#define Anum_es_streams_removed_through	9
-#define Anum_es_streams_settings_version	10
-#define Anum_es_streams_retention_checked	11
-#define Natts_es_streams				11
-
 /* Columns of eventstore.stream_info. */
 #define Natts_es_stream_info			10
 
@@ -96,15 +82,13 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 	ScanKeyData key;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
+	const EsStreamsColumns *att = &cat->streams_att;
 
 	memset(rules, 0, sizeof(EsStreamRules));
 	if (!OidIsValid(cat->streams_relid))
 		return;
 
 	heap = table_open(cat->streams_relid, AccessShareLock);
-	if (RelationGetDescr(heap)->natts != Natts_es_streams)
-		elog(ERROR, "eventstore.streams has %d columns, expected %d",
-			 RelationGetDescr(heap)->natts, Natts_es_streams);
 	index = index_open(cat->streams_pkey_relid, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
 	es_scan_key_stream(&key, index, stream_id);
@@ -120,33 +104,33 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		v = slot->tts_values;
 		n = slot->tts_isnull;
 		rules->found = true;
-		if (!n[Anum_es_streams_max_age - 1])
+		if (!n[att->max_age - 1])
 		{
 			rules->has_max_age = true;
-			rules->max_age = *DatumGetIntervalP(v[Anum_es_streams_max_age - 1]);
+			rules->max_age = *DatumGetIntervalP(v[att->max_age - 1]);
 		}
-		if (!n[Anum_es_streams_max_count - 1])
-			rules->max_count = DatumGetInt64(v[Anum_es_streams_max_count - 1]);
-		if (!n[Anum_es_streams_truncate_before - 1])
-			rules->truncate_before = DatumGetInt64(v[Anum_es_streams_truncate_before - 1]);
-		if (!n[Anum_es_streams_deleted_version - 1])
+		if (!n[att->max_count - 1])
+			rules->max_count = DatumGetInt64(v[att->max_count - 1]);
+		if (!n[att->truncate_before - 1])
+			rules->truncate_before = DatumGetInt64(v[att->truncate_before - 1]);
+		if (!n[att->deleted_version - 1])
 		{
 			rules->deleted = true;
-			rules->deleted_version = DatumGetInt64(v[Anum_es_streams_deleted_version - 1]);
-			if (!n[Anum_es_streams_deleted_at - 1])
-				rules->deleted_at = DatumGetTimestampTz(v[Anum_es_streams_deleted_at - 1]);
+			rules->deleted_version = DatumGetInt64(v[att->deleted_version - 1]);
+			if (!n[att->deleted_at - 1])
+				rules->deleted_at = DatumGetTimestampTz(v[att->deleted_at - 1]);
 		}
-		if (!n[Anum_es_streams_tombstoned_at - 1])
+		if (!n[att->tombstoned_at - 1])
 		{
 			rules->tombstoned = true;
-			rules->tombstoned_at = DatumGetTimestampTz(v[Anum_es_streams_tombstoned_at - 1]);
+			rules->tombstoned_at = DatumGetTimestampTz(v[att->tombstoned_at - 1]);
 		}
-		if (!n[Anum_es_streams_archived_at - 1])
+		if (!n[att->archived_at - 1])
 		{
 			rules->archived = true;
-			rules->archived_at = DatumGetTimestampTz(v[Anum_es_streams_archived_at - 1]);
+			rules->archived_at = DatumGetTimestampTz(v[att->archived_at - 1]);
 		}
-		rules->removed_through = DatumGetInt64(v[Anum_es_streams_removed_through - 1]);
+		rules->removed_through = DatumGetInt64(v[att->removed_through - 1]);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
