@@ -130,6 +130,8 @@ es_lookup_streams_columns(Oid relid, EsStreamsColumns *att)
 	att->tombstoned_at = es_lookup_column(relid, rel, "tombstoned_at");
 	att->archived_at = es_lookup_column(relid, rel, "archived_at");
 	att->removed_through = es_lookup_column(relid, rel, "removed_through");
+	att->settings_version = es_lookup_column(relid, rel, "settings_version");
+	att->retention_checked = es_lookup_column(relid, rel, "retention_checked");
 }
 
 const EsCatalog *

@@ -80,6 +80,8 @@ typedef struct EsStreamsColumns
 	AttrNumber	tombstoned_at;
 	AttrNumber	archived_at;
 	AttrNumber	removed_through;
+	AttrNumber	settings_version;
+	AttrNumber	retention_checked;
 } EsStreamsColumns;
 
 /*
@@ -126,6 +128,9 @@ typedef struct EsStreamRules
 	bool		archived;
 	TimestampTz archived_at;
 	int64		removed_through;	/* highest version removed from storage */
+	/* the worker's bookkeeping: the caches of reads do not keep it current */
+	int64		settings_version;	/* counts changes of settings and state */
+	bool		retention_checked;	/* removal done for these settings */
 } EsStreamRules;
 
 /* What a reader may see of a stream (lifecycle.c). */
@@ -315,6 +320,10 @@ extern EsViewCache *es_view_cache_create(const EsCatalog *cat, Snapshot snapshot
 extern bool es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
 								TimestampTz created_at);
 extern void es_view_cache_destroy(EsViewCache *cache);
+extern bool es_maintenance_locks(const EsCatalog *cat);
+extern int64 es_retention_step(const EsCatalog *cat, int batch_size, int64 after_position,
+							   bool *complete);
+extern int64 es_archive_step(const EsCatalog *cat, int max_streams);
 
 /* projection.c */
 struct FmgrInfo;

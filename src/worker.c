@@ -797,40 +797,16 @@ es_worker_project(const char *name, bool go_live, int64 *handled,
 #define ES_MAINTENANCE_BUSY		(-2)
 
 /*
- * Take, without waiting, every table lock a maintenance step may need.
- * DROP EXTENSION (or another command that locks these tables exclusively)
- * takes them in an order of its own; a step that waited for one of them
- * while holding another would deadlock with it.  Returns false, holding
- * whatever it took until the end of the transaction, if one is taken.
- */
-static bool
-es_maintenance_locks(const EsCatalog *cat)
-{
-	Oid			relids[6];
-
-	relids[0] = cat->events_relid;
-	relids[1] = cat->archive_relid;
-	relids[2] = cat->streams_relid;
-	relids[3] = get_relname_relid("archive_policies", cat->namespace_oid);
-	relids[4] = get_relname_relid("archive_candidates", cat->namespace_oid);
-	relids[5] = get_relname_relid("snapshots", cat->namespace_oid);
-	for (int i = 0; i < lengthof(relids); i++)
-	{
-		if (OidIsValid(relids[i]) &&
-			!ConditionalLockRelationOid(relids[i], RowExclusiveLock))
-			return false;
-	}
-	return true;
-}
-
-/*
- * One step of stream maintenance in its own transaction: "sql" takes the
- * batch size and returns how much it did.  An error is logged and ends the
- * pass; the next pass tries again.  Returns -1 on error, 0 when the
- * extension is gone, ES_MAINTENANCE_BUSY when a table it needs is locked.
+ * One step of stream maintenance in its own transaction: a retention step
+ * (es_retention_step: at most "batch" events, streams that got events after
+ * "after"; *complete tells whether it saw all it had to) or an archive step
+ * (es_archive_step: at most "batch" streams).  Returns how much it did.  An
+ * error is logged and ends the pass; the next pass tries again.  Returns -1
+ * on error, 0 when the extension is gone, ES_MAINTENANCE_BUSY when a table
+ * it needs is locked.
  */
 static int64
-es_worker_maintenance_step(const char *sql, const char *activity, int batch,
+es_worker_maintenance_step(bool retention, const char *activity, int batch,
 						   int64 after, bool *complete)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
@@ -840,9 +816,6 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch,
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		Oid			argtypes[2] = {INT4OID, INT8OID};
-		Datum		args[2];
-		bool		isnull;
 		const EsCatalog *cat;
 
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -854,28 +827,11 @@ es_worker_maintenance_step(const char *sql, const char *activity, int batch,
 			done = ES_MAINTENANCE_BUSY;
 		if (done == -1)
 		{
-			EsGuard		g;
-
-			args[0] = Int32GetDatum(batch);
-			args[1] = Int64GetDatum(after);
 			pgstat_report_activity(STATE_RUNNING, activity);
-			es_spi_begin(&g, InvalidOid);
-			if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
-				SPI_processed != 1)
-				elog(ERROR, "could not run %s", sql);
-			done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											   1, &isnull));
-			if (isnull)
-				done = 0;
-			/* a second column tells whether the step saw all it had to */
-			if (complete != NULL && SPI_tuptable->tupdesc->natts >= 2)
-			{
-				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											  2, &isnull);
-
-				*complete = !isnull && DatumGetBool(d);
-			}
-			es_spi_end(&g);
+			if (retention)
+				done = es_retention_step(cat, batch, after, complete);
+			else
+				done = es_archive_step(cat, batch);
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -949,8 +905,7 @@ es_worker_maintenance(EsWorkerState *state)
 		bool		complete = false;
 
 		CHECK_FOR_INTERRUPTS();
-		done = es_worker_maintenance_step("SELECT removed, complete FROM eventstore._retention_step($1, $2)",
-										  "eventstore: stream retention", batch,
+		done = es_worker_maintenance_step(true, "eventstore: stream retention", batch,
 										  state->retention_after, &complete);
 		if (done >= batch)
 			continue;
@@ -969,8 +924,7 @@ es_worker_maintenance(EsWorkerState *state)
 	}
 
 	/* archiving moves whole streams: a batch is a number of streams */
-	done = es_worker_maintenance_step("SELECT eventstore._archive_step($1)",
-									  "eventstore: archive policies",
+	done = es_worker_maintenance_step(false, "eventstore: archive policies",
 									  Max(batch / 10, 1), 0, NULL);
 	if (done >= Max(batch / 10, 1))
 		state->more_maintenance = true;
