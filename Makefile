@@ -12,8 +12,11 @@ OBJS = \
 	src/eventstore.o \
 	src/guard.o \
 	src/horizon.o \
+	src/launcher.o \
 	src/lifecycle.o \
+	src/process.o \
 	src/projection.o \
+	src/projector.o \
 	src/read.o \
 	src/storage.o \
 	src/worker.o

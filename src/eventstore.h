@@ -246,8 +246,10 @@ extern EsShared *es_shared;
  *	 3	projection.c read.c caller.c	handlers, reads, management callers
  *	 4	append.c						the append path
  *	 5	aggregate.c						folds, snapshots, commands
- *	 6	worker.c						launcher, worker, projector, utility hook
- *	 7	eventstore.c					_PG_init: GUCs and hooks
+ *	 6	process.c						what the background processes share
+ *	 7	worker.c projector.c launcher.c	a database's worker and projector,
+ *										the launcher and the utility hook
+ *	 8	eventstore.c					_PG_init: GUCs and hooks
  */
 
 /* catalog.c */
@@ -345,12 +347,32 @@ extern void es_projection_record_error(const char *name, int64 position,
 									   const char *message);
 extern struct List *es_projections_for_worker(TimestampTz *next_retry, bool *busy);
 
-/* worker.c */
+/* process.c */
+typedef enum EsProcKind
+{
+	ES_PROC_WORKER,				/* horizon, notifications, maintenance */
+	ES_PROC_PROJECTOR,			/* async projections (user code) */
+	ES_NUM_PROC_KINDS
+} EsProcKind;
+
 extern int	es_worker_naptime;
+extern const char *const es_proc_type[ES_NUM_PROC_KINDS];
+extern EsDatabaseState *es_process_db;
+extern void es_process_signals(void);
+extern void es_process_interrupts(void);
+extern long es_ms_until(TimestampTz t);
+extern void es_process_sleep(long timeout, TimestampTz not_after);
+extern void es_process_start(Oid dboid, EsProcKind kind);
+
+/* worker.c */
 extern int	es_maintenance_interval;
 extern int	es_maintenance_batch_size;
 extern int	es_notify_interval;
+
+/* projector.c */
 extern int	es_handler_timeout;
+
+/* launcher.c */
 extern void es_worker_register_launcher(void);
 extern void es_worker_install_hooks(void);
 

@@ -9,19 +9,22 @@
  * appender one probe of that table's primary key.  The row decides what
  * readers see of the stream (EsStreamView): reads honour a change at once,
  * and the background worker removes what the settings exclude later, in
- * bounded batches (eventstore._retention_step).  The removal records the
- * highest version it removed in the row, in the same transaction, so the
- * numbering of a stream goes on even when no event of it is left.
+ * bounded steps (es_retention_step, which the worker calls directly).  The
+ * removal records the highest version it removed in the row, in the same
+ * transaction, so the numbering of a stream goes on even when no event of
+ * it is left.  The columns of the row are read by the column map of
+ * catalog.c, not by position.
  *
  * Archived streams keep their events, unchanged, in
  * eventstore.archived_events; read_stream reads them there.  Rows move
- * between the two tables below the executor (eventstore._move_stream),
- * which is how they get past the triggers that keep both tables
- * append-only for SQL.
+ * between the two tables below the executor (es_move_stream), which is how
+ * they get past the triggers that keep both tables append-only for SQL.
+ * Archiving a stream (es_archive_stream) serves archive_stream,
+ * archive_streams and the worker's archive policies (es_archive_step).
  *
  * The SQL-level functions (delete_stream, archive_stream, ...) are in the
- * extension script; this file holds the primitives they use and the reads
- * of the state.
+ * extension script; this file holds the primitives they use, the reads of
+ * the state, and the worker's retention and archive steps.
  *
  * src/lifecycle.c
  *
