@@ -18,6 +18,7 @@
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -226,18 +227,40 @@ es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
 void
 es_check_stream_id(text *stream_id)
 {
-	Size		len = VARSIZE_ANY_EXHDR(stream_id);
+	es_check_identifier("stream_id", VARSIZE_ANY_EXHDR(stream_id), ES_MAX_STREAM_ID_BYTES);
+}
 
+/*
+ * Identifiers (stream ids, event types) are not empty and at most "limit"
+ * bytes long; "what" names the argument in the error.
+ */
+void
+es_check_identifier(const char *what, Size len, int limit)
+{
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream_id must not be empty")));
-	if (len > ES_MAX_STREAM_ID_BYTES)
+				 errmsg("%s must not be empty", what)));
+	if (len > (Size) limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("stream_id is too long"),
-				 errdetail("The stream_id has %zu bytes; the limit is %d.",
-						   len, ES_MAX_STREAM_ID_BYTES)));
+				 errmsg("%s is too long", what),
+				 errdetail("The %s has %zu bytes; the limit is %d.",
+						   what, len, limit)));
+}
+
+/*
+ * The row a SQL function returns: "values" and "nulls" in the columns of
+ * its result type (OUT parameters or a composite type).
+ */
+Datum
+es_result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
 }
 
 /* Does an event of this stream and type pass the filter? */

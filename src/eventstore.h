@@ -257,8 +257,10 @@ extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
 extern Oid	es_relation_owner(Oid relid);
 extern void es_check_stream_id(text *stream_id);
+extern void es_check_identifier(const char *what, Size len, int limit);
 struct FunctionCallInfoBaseData;
 extern text *es_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
+extern Datum es_result_row(struct FunctionCallInfoBaseData *fcinfo, Datum *values, bool *nulls);
 extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
 							  int stream_len, const char *type, int type_len);
 extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,

@@ -694,9 +694,7 @@ eventstore_stored_head(PG_FUNCTION_ARGS)
 }
 
 /*
- * eventstore._move_stream(stream_id, to_archive) returns bigint
- *
- * Moves every stored event of the stream from the hot table to the archive
+ * Move every stored event of the stream from the hot table to the archive
  * or back, unchanged: each row is inserted into the target (heap and
  * indexes; out-of-line values are copied into the target's TOAST table)
  * and then deleted from the source.  No trigger fires: the events are not
@@ -778,6 +776,9 @@ es_move_stream(const EsCatalog *cat, text *stream_id, bool to_archive)
 	return moved;
 }
 
+/*
+ * eventstore._move_stream(stream_id, to_archive) returns bigint
+ */
 PG_FUNCTION_INFO_V1(eventstore_move_stream);
 Datum
 eventstore_move_stream(PG_FUNCTION_ARGS)
@@ -789,14 +790,12 @@ eventstore_move_stream(PG_FUNCTION_ARGS)
 }
 
 /*
- * eventstore._remove_events(stream_id, archived, through_version,
- *							  created_before, max_rows,
- *							  OUT removed bigint, OUT last_version bigint)
- *
- * Removes, oldest first, the stored events of a stream whose version is at
- * most through_version or that were created before created_before (either
- * may be NULL), at most max_rows of them (NULL: no limit).  Stops at the
- * first event that is kept: retention removes a stream's oldest events.
+ * Remove, oldest first, the stored events of a stream (in the hot table,
+ * or with archived in the archive) whose version is at most "through" or
+ * that were created before "cutoff" (each if given), at most max_rows of
+ * them (has_max).  Stops at the first event that is kept: retention
+ * removes a stream's oldest events.  Returns the number removed, and in
+ * *last_version_out the highest version removed (0: none).
  */
 static int64
 es_remove_events(const EsCatalog *cat, text *stream_id, bool archived,
@@ -851,6 +850,13 @@ es_remove_events(const EsCatalog *cat, text *stream_id, bool archived,
 	return removed;
 }
 
+/*
+ * eventstore._remove_events(stream_id, archived, through_version,
+ *							  created_before, max_rows,
+ *							  OUT removed bigint, OUT last_version bigint)
+ *
+ * NULL through_version, created_before or max_rows: no such bound.
+ */
 PG_FUNCTION_INFO_V1(eventstore_remove_events);
 Datum
 eventstore_remove_events(PG_FUNCTION_ARGS)
@@ -865,19 +871,14 @@ eventstore_remove_events(PG_FUNCTION_ARGS)
 	int64		max_rows = has_max ? PG_GETARG_INT32(4) : 0;
 	const EsCatalog *cat = es_lifecycle_catalog();
 	int64		last_version;
-	TupleDesc	tupdesc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
 
 	values[0] = Int64GetDatum(es_remove_events(cat, stream_id, archived,
 											   has_through, through, has_cutoff, cutoff,
 											   has_max, max_rows, &last_version));
 	values[1] = Int64GetDatum(last_version);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	PG_RETURN_DATUM(es_result_row(fcinfo, values, nulls));
 }
 
 /* ---------------------------------------------------------------------
@@ -1435,19 +1436,14 @@ Datum
 eventstore_retention_step(PG_FUNCTION_ARGS)
 {
 	const EsCatalog *cat = es_lifecycle_catalog();
-	TupleDesc	tupdesc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	bool		complete;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-
 	values[0] = Int64GetDatum(es_retention_step(cat, PG_GETARG_INT32(0), PG_GETARG_INT64(1),
 												&complete));
 	values[1] = BoolGetDatum(complete);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	PG_RETURN_DATUM(es_result_row(fcinfo, values, nulls));
 }
 
 /*
