@@ -5,11 +5,12 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 
 MODULE_big = eventstore
 OBJS = \
-	src/aggregate.o \
 	src/append.o \
 	src/catalog.o \
 	src/caller.o \
+	src/command.o \
 	src/eventstore.o \
+	src/fold.o \
 	src/guard.o \
 	src/horizon.o \
 	src/launcher.o \
@@ -18,13 +19,30 @@ OBJS = \
 	src/projection.o \
 	src/projector.o \
 	src/read.o \
+	src/snapshot.o \
 	src/storage.o \
 	src/worker.o
 
-# The install script of 0.1.0 plus update scripts: CREATE EXTENSION installs
-# the newest version by running the chain, so there is one definition of
-# every object.
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# SQL lives in three places:
+#   sql/*.sql           pg_regress tests only, paired with expected/*.out
+#   sql/install/*.sql   the hand-edited sources of the current version, one
+#                       per concern; concatenated in the order below into the
+#                       install script eventstore--$(EXTVERSION).sql, which
+#                       CREATE EXTENSION runs (built, never edited, gitignored)
+#   sql/versions/*.sql  every released script, frozen: the 0.1.0 install
+#                       script and the update scripts, the newest of which
+#                       (to $(EXTVERSION)) is not yet released
+# A fresh install and the update chain from 0.1.0 must produce the same
+# objects: test/t/014_upgrade_chain.pl compares them.
+INSTALL_SOURCES = $(addprefix sql/install/, core.sql projections.sql subscriptions.sql state.sql lifecycle.sql)
+
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard sql/versions/$(EXTENSION)--*.sql)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SOURCES) $(EXTENSION).control
+	{ printf '%s\n\n' '-- eventstore $(EXTVERSION), built from sql/install/ by the Makefile: do not edit.'; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION eventstore" to load this file. \quit'; \
+	  for f in $(INSTALL_SOURCES); do printf '\n-- ===== %s\n\n' $$f; cat $$f; done; } > $@
 
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).

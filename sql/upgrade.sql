@@ -109,6 +109,9 @@ DROP ROLE regress_es_upgrade_mgr, "regress_es_Upgrade mgr";
 SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace
    AND has_function_privilege('public', p.oid, 'EXECUTE');
+-- On to the default version: 0.5.0 adds comments, changes no behaviour.
+ALTER EXTENSION eventstore UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
 -- the objects of 0.2.0 + updates, to compare with a fresh install
 CREATE TABLE upgrade_objects AS
 SELECT pg_describe_object(classid, objid, objsubid) AS object
@@ -118,11 +121,12 @@ SELECT pg_describe_object(classid, objid, objsubid) AS object
 SELECT count(*) > 0 AS has_objects FROM upgrade_objects;
 DROP TABLE upgrade_events;
 
--- A fresh install of the default version is the same as 0.1.0 + update.
+-- A fresh install of the default version (its own install script, built
+-- from sql/install/) has the same members as 0.2.0 + updates.
+-- test/t/014_upgrade_chain.pl compares each object in detail.
 DROP EXTENSION eventstore;
 CREATE EXTENSION eventstore;
 SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
--- ... and has the same objects as 0.2.0 + updates to 0.4.0
 SELECT 'only after update' AS side, object FROM
   (SELECT object FROM upgrade_objects
    EXCEPT SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend

@@ -48,7 +48,6 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
-#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -62,7 +61,6 @@
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -646,18 +644,12 @@ static int
 es_stored_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
 			  int64 from, int n, pg_uuid_t *ids, int64 *positions)
 {
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
+	EsEventScan scan;
 	int			found = 0;
 
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   stream_index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(ap->stream_id));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GE, Int64GetDatum(from));
-	scan = index_beginscan(ap->rel, stream_index, SnapshotSelf, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (found < n && index_getnext_slot(scan, ForwardScanDirection, slot))
+	es_scan_stream_begin(&scan, ap->rel, stream_index, SnapshotSelf, ap->stream_id,
+						 from, PG_INT64_MAX, ForwardScanDirection, slot);
+	while (found < n && es_scan_next(&scan))
 	{
 		bool		isnull;
 
@@ -667,8 +659,7 @@ es_stored_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
 		positions[found] = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
 		found++;
 	}
-	index_endscan(scan);
-	ExecClearTuple(slot);
+	es_scan_end(&scan);
 	return found;
 }
 

@@ -13,6 +13,8 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "fmgr.h"
+#include "access/sdir.h"
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -239,13 +241,14 @@ extern EsShared *es_shared;
  * The files of src/, from the ground up; a file calls only files on lower
  * floors (test/layering.sh checks it on the object files):
  *
- *	 0	catalog.c storage.c guard.c		objects, checks, stream lock and head,
- *										how SQL and users' code are run
+ *	 0	catalog.c storage.c guard.c		objects, checks, stream lock, event scan
+ *										and head, how SQL and users' code are run
  *	 1	horizon.c						shared memory, the global-log horizon
  *	 2	lifecycle.c						what a reader may see of a stream
- *	 3	projection.c read.c caller.c	handlers, reads, management callers
- *	 4	append.c						the append path
- *	 5	aggregate.c						folds, snapshots, commands
+ *	 3	projection.c read.c caller.c snapshot.c	handlers, reads, management
+ *										callers, stored snapshots of state
+ *	 4	append.c fold.c					the append path; folds of a stream
+ *	 5	command.c						handle_command: load, decide, append
  *	 6	process.c						what the background processes share
  *	 7	worker.c projector.c launcher.c	a database's worker and projector,
  *										the launcher and the utility hook
@@ -269,8 +272,31 @@ extern void es_check_expected_arg(bool has_expected, int64 expected);
 extern void es_check_expected_matches(text *stream_id, bool has_expected,
 									  int64 expected, int64 current);
 
-/* storage.c */
+/*
+ * storage.c.  EsEventScan: an ordered index scan of stored events (see
+ * es_scan_stream_begin and es_scan_positions_begin); es_scan_next returns
+ * each row in scan->slot, NULL at the end; es_scan_end releases it all.
+ */
 struct TupleTableSlot;
+struct IndexScanDescData;
+typedef struct EsEventScan
+{
+	struct IndexScanDescData *desc;
+	struct TupleTableSlot *slot;	/* the current row */
+	bool		own_slot;		/* made by the scan, dropped at its end */
+	ScanDirection direction;
+} EsEventScan;
+
+extern void es_scan_stream_begin(EsEventScan *scan, Relation heap, Relation index,
+								 Snapshot snapshot, text *stream_id,
+								 int64 from_version, int64 to_version,
+								 ScanDirection direction, struct TupleTableSlot *slot);
+extern void es_scan_positions_begin(EsEventScan *scan, Relation heap, Relation index,
+									Snapshot snapshot, int64 from_position,
+									int64 to_position, ScanDirection direction,
+									struct TupleTableSlot *slot);
+extern struct TupleTableSlot *es_scan_next(EsEventScan *scan);
+extern void es_scan_end(EsEventScan *scan);
 extern bool es_lock_stream(text *stream_id, bool wait);
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);
@@ -329,6 +355,34 @@ extern int64 es_retention_step(const EsCatalog *cat, int batch_size, int64 after
 							   bool *complete);
 extern int64 es_archive_step(const EsCatalog *cat, int max_streams);
 
+/*
+ * snapshot.c: stored snapshots of folded state.  What a fold reads of a
+ * stream (EsTarget) and a snapshot's row (EsSnapshotRow).
+ */
+typedef struct EsTarget
+{
+	int64		to_version;		/* PG_INT64_MAX: to the end */
+	bool		has_as_of;
+	TimestampTz as_of;
+} EsTarget;
+
+typedef struct EsSnapshotRow
+{
+	int64		version;		/* 0: none */
+	Oid			state_type;
+	Datum		state;
+	bool		isnull;
+	TimestampTz last_event_at;	/* newest created_at folded in */
+} EsSnapshotRow;
+
+extern char *es_snapshot_tag_arg(struct FunctionCallInfoBaseData *fcinfo, int tag_arg,
+								 Oid evolve, Oid state_type, Datum initial,
+								 bool initial_isnull);
+extern bool es_snapshots_usable(const EsStreamView *view);
+extern void es_snapshot_find(text *stream_id, const char *tag, const EsTarget *target,
+							 Snapshot snapshot, EsSnapshotRow *row);
+extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshotRow *row);
+
 /* projection.c */
 struct FmgrInfo;
 extern int	es_projection_batch_size;
@@ -348,6 +402,47 @@ extern bool es_projection_go_live(const char *name);
 extern void es_projection_record_error(const char *name, int64 position,
 									   const char *message);
 extern struct List *es_projections_for_worker(TimestampTz *next_retry, bool *busy);
+
+/* fold.c: a fold in progress, and the arguments of a load. */
+typedef struct EsFold
+{
+	FmgrInfo	evolve;
+	Oid			state_type;
+	int16		typlen;
+	bool		typbyval;
+	Datum		state;
+	bool		isnull;
+	MemoryContext state_cxt[2]; /* the state lives in state_cxt[cur] */
+	int			cur;
+	MemoryContext event_cxt;	/* reset per event */
+	TupleDesc	event_desc;
+	int64		version;		/* last version folded in (or snapshot's) */
+	TimestampTz last_event_at;	/* newest created_at folded in */
+	int64		events;			/* events folded by this fold */
+} EsFold;
+
+typedef struct EsLoadArgs
+{
+	text	   *stream_id;
+	Oid			evolve;
+	Oid			state_type;
+	Datum		initial;
+	bool		initial_isnull;
+	EsTarget	target;
+	char	   *tag;			/* NULL: no snapshots */
+} EsLoadArgs;
+
+extern bool es_function_fits(Oid fn, const char *what, Oid state_type, Oid arg0,
+							 Oid arg1, Oid rettype);
+extern void es_fmgr_info_typed(Oid fn, Oid rettype, Oid arg0, Oid arg1,
+							   struct FmgrInfo *flinfo);
+extern void es_fold_args(struct FunctionCallInfoBaseData *fcinfo, int evolve_arg,
+						 int initial_arg, EsLoadArgs *a);
+extern void es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
+						   const EsTarget *target, Snapshot snapshot,
+						   const EsStreamView *view);
+extern int64 es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a,
+					 Snapshot snapshot, bool *snapshots_usable);
 
 /* process.c */
 typedef enum EsProcKind

@@ -47,7 +47,6 @@
 #include "nodes/makefuncs.h"
 #include "storage/bufmgr.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "storage/lmgr.h"
 #include "utils/inval.h"
@@ -66,14 +65,6 @@ static void es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot sn
 							  bool need_head, EsStreamView *view, EsViewCache *cache);
 static int64 es_view_cache_head(EsViewCache *cache, text *stream_id);
 
-static void
-es_scan_key_stream(ScanKey key, Relation index, text *stream_id)
-{
-	ScanKeyEntryInitialize(key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(stream_id));
-}
-
 /*
  * Read the row of a stream in eventstore.streams as "snapshot" sees it.
  * Before version 0.3.0 there is no such table and no stream has a row.
@@ -84,8 +75,7 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 {
 	Relation	heap;
 	Relation	index;
-	ScanKeyData key;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	TupleTableSlot *slot;
 	const EsStreamsColumns *att = &cat->streams_att;
 
@@ -95,12 +85,11 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 
 	heap = table_open(cat->streams_relid, AccessShareLock);
 	index = index_open(cat->streams_pkey_relid, AccessShareLock);
-	slot = table_slot_create(heap, NULL);
-	es_scan_key_stream(&key, index, stream_id);
 
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	/* the primary key is the stream id: the scan of a stream fits it */
+	es_scan_stream_begin(&scan, heap, index, snapshot, stream_id, 0, PG_INT64_MAX,
+						 ForwardScanDirection, NULL);
+	if ((slot = es_scan_next(&scan)) != NULL)
 	{
 		Datum	   *v;
 		bool	   *n;
@@ -139,8 +128,7 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		rules->settings_version = DatumGetInt64(v[att->settings_version - 1]);
 		rules->retention_checked = DatumGetBool(v[att->retention_checked - 1]);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	es_scan_end(&scan);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 }
@@ -714,8 +702,7 @@ es_move_stream(const EsCatalog *cat, text *stream_id, bool to_archive)
 	ResultRelInfo *rri;
 	TupleTableSlot *src_slot;
 	TupleTableSlot *dst_slot;
-	ScanKeyData key;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	CommandId	cid;
 	int64		moved = 0;
 
@@ -743,13 +730,11 @@ es_move_stream(const EsCatalog *cat, text *stream_id, bool to_archive)
 	InitResultRelInfo(rri, dst, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 
-	src_slot = table_slot_create(src, NULL);
 	dst_slot = table_slot_create(dst, NULL);
-	es_scan_key_stream(&key, src_index, stream_id);
-	scan = index_beginscan(src, src_index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	es_scan_stream_begin(&scan, src, src_index, snapshot, stream_id, 0, PG_INT64_MAX,
+						 ForwardScanDirection, NULL);
 
-	while (index_getnext_slot(scan, ForwardScanDirection, src_slot))
+	while ((src_slot = es_scan_next(&scan)) != NULL)
 	{
 		CHECK_FOR_INTERRUPTS();
 		ResetPerTupleExprContext(estate);
@@ -763,8 +748,7 @@ es_move_stream(const EsCatalog *cat, text *stream_id, bool to_archive)
 		moved++;
 	}
 
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(src_slot);
+	es_scan_end(&scan);
 	ExecDropSingleTupleTableSlot(dst_slot);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
@@ -806,8 +790,7 @@ es_remove_events(const EsCatalog *cat, text *stream_id, bool archived,
 	Relation	heap;
 	Relation	index;
 	TupleTableSlot *slot;
-	ScanKeyData key;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	int64		removed = 0;
 	int64		last_version = 0;
 
@@ -817,13 +800,11 @@ es_remove_events(const EsCatalog *cat, text *stream_id, bool archived,
 	heap = table_open(archived ? cat->archive_relid : cat->events_relid, RowExclusiveLock);
 	index = index_open(archived ? cat->archive_index_relid : cat->stream_index_relid,
 					   RowExclusiveLock);
-	slot = table_slot_create(heap, NULL);
-	es_scan_key_stream(&key, index, stream_id);
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	es_scan_stream_begin(&scan, heap, index, snapshot, stream_id, 0, PG_INT64_MAX,
+						 ForwardScanDirection, NULL);
 
 	while ((!has_max || removed < max_rows) &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+		   (slot = es_scan_next(&scan)) != NULL)
 	{
 		bool		isnull;
 		int64		version;
@@ -840,8 +821,7 @@ es_remove_events(const EsCatalog *cat, text *stream_id, bool archived,
 		last_version = version;
 	}
 
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	es_scan_end(&scan);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	UnregisterSnapshot(snapshot);

@@ -60,7 +60,6 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -446,8 +445,7 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 {
 	Relation	heap;
 	Relation	index;
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
+	EsEventScan scan;
 	TupleTableSlot *slot;
 	TupleDesc	event_desc;
 	FmgrInfo	flinfo;
@@ -468,11 +466,6 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
 	es_handler_init(p, p->owner, &flinfo, CurrentMemoryContext);
 
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GT, Int64GetDatum(cp->position));
-	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8LE, Int64GetDatum(limit));
-	slot = table_slot_create(heap, NULL);
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext,
 									  "eventstore projection event",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -485,9 +478,9 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	 */
 	es_user_code_begin(&guard, p->owner, p->search_path);
 
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	es_scan_positions_begin(&scan, heap, index, snapshot, cp->position + 1, limit,
+							ForwardScanDirection, NULL);
+	while ((slot = es_scan_next(&scan)) != NULL)
 	{
 		bool		isnull;
 		int64		position;
@@ -523,12 +516,11 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(event_cxt);
 	}
-	index_endscan(scan);
+	es_scan_end(&scan);
 	es_view_cache_destroy(views);
 
 	es_user_code_end(&guard);
 
-	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(event_cxt);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);

@@ -21,7 +21,6 @@
 
 #include "access/detoast.h"
 #include "access/genam.h"
-#include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "executor/tuptable.h"
@@ -31,7 +30,6 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -156,9 +154,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	const EsCatalog *cat;
 	Relation	heap;
 	Relation	index;
-	ScanKeyData keys[2];
-	int			nkeys = 1;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
 	int64		count = 0;
@@ -195,29 +191,18 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	heap = table_open(view.heap_relid, AccessShareLock);
 	index = index_open(view.index_relid, AccessShareLock);
 
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(stream_id));
-	if (has_from)
-	{
-		ScanKeyEntryInitialize(&keys[1], 0, 2,
-							   backward ? BTLessEqualStrategyNumber : BTGreaterEqualStrategyNumber,
-							   InvalidOid, InvalidOid,
-							   backward ? F_INT8LE : F_INT8GE,
-							   Int64GetDatum(from_version));
-		nkeys = 2;
-	}
-
-	slot = table_slot_create(heap, NULL);
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 									"eventstore read_stream row",
 									ALLOCSET_SMALL_SIZES);
 
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
+	/* backward, from_version is the highest version read */
+	es_scan_stream_begin(&scan, heap, index, GetActiveSnapshot(), stream_id,
+						 (has_from && !backward) ? from_version : 0,
+						 (has_from && backward) ? from_version : PG_INT64_MAX,
+						 backward ? BackwardScanDirection : ForwardScanDirection, NULL);
 
 	while ((!has_max || count < max_count) &&
-		   index_getnext_slot(scan, backward ? BackwardScanDirection : ForwardScanDirection, slot))
+		   (slot = es_scan_next(&scan)) != NULL)
 	{
 		MemoryContext oldcxt;
 
@@ -243,8 +228,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 		count++;
 	}
 
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	es_scan_end(&scan);
 	MemoryContextDelete(row_cxt);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
@@ -296,8 +280,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	int64		horizon;
 	Relation	heap;
 	Relation	index;
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
+	EsEventScan scan;
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
 	int64		count = 0;
@@ -365,23 +348,17 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	heap = table_open(cat->events_relid, AccessShareLock);
 	index = index_open(cat->position_index_relid, AccessShareLock);
 
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GT, Int64GetDatum(after));
-	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8LE, Int64GetDatum(horizon));
-
-	slot = table_slot_create(heap, NULL);
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 									"eventstore read_all row",
 									ALLOCSET_SMALL_SIZES);
 
 	views = es_view_cache_create(cat, snapshot);
 
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	es_scan_positions_begin(&scan, heap, index, snapshot, after + 1, horizon,
+							ForwardScanDirection, NULL);
 
 	while ((!has_max || count < max_count) &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+		   (slot = es_scan_next(&scan)) != NULL)
 	{
 		MemoryContext oldcxt;
 		bool		isnull;
@@ -414,9 +391,8 @@ next:
 		MemoryContextReset(row_cxt);
 	}
 
-	index_endscan(scan);
+	es_scan_end(&scan);
 	es_view_cache_destroy(views);
-	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(row_cxt);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * storage.c
- *	  The ground every path stands on: the per-stream lock and the head of
- *	  a stream in its (stream_id, stream_version) index.  Appends, reads and
- *	  the lifecycle functions all use these; they call nothing above.
+ *	  The ground every path stands on: the per-stream lock, the one scan
+ *	  of stored events (a stream by version, the global log by position)
+ *	  and the head of a stream.  Appends, reads, folds, projections and the
+ *	  lifecycle functions all use these; they call nothing above.
  *
  * src/storage.c
  *
@@ -15,6 +16,7 @@
 #include "access/relscan.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
+#include "access/tableam.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -23,6 +25,10 @@
 #include "utils/rel.h"
 
 #include "eventstore.h"
+
+static void es_scan_begin(EsEventScan *scan, Relation heap, Relation index,
+						  Snapshot snapshot, ScanKey keys, int nkeys,
+						  ScanDirection direction, TupleTableSlot *slot);
 
 /*
  * Take the transaction-scoped lock that serialises appends to one stream
@@ -45,6 +51,96 @@ es_lock_stream(text *stream_id, bool wait)
 }
 
 /*
+ * An ordered scan of stored rows through an index led by stream_id, by
+ * stream_version: one stream's events in eventstore.events or
+ * eventstore.archived_events.  Both bounds are inclusive; from_version <= 0
+ * and to_version = PG_INT64_MAX leave their side open (versions start at 1),
+ * and with both open the scan fits any index whose first column is the
+ * stream id, such as the primary key of eventstore.streams.
+ *
+ * With a slot, the rows are read into it, and it is only cleared at the
+ * end (the append path reuses one); without, the scan makes its own.
+ */
+void
+es_scan_stream_begin(EsEventScan *scan, Relation heap, Relation index,
+					 Snapshot snapshot, text *stream_id,
+					 int64 from_version, int64 to_version,
+					 ScanDirection direction, TupleTableSlot *slot)
+{
+	ScanKeyData keys[3];
+	int			nkeys = 0;
+
+	ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+	if (from_version > 0)
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber,
+							   InvalidOid, InvalidOid, F_INT8GE,
+							   Int64GetDatum(from_version));
+	if (to_version < PG_INT64_MAX)
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTLessEqualStrategyNumber,
+							   InvalidOid, InvalidOid, F_INT8LE,
+							   Int64GetDatum(to_version));
+	es_scan_begin(scan, heap, index, snapshot, keys, nkeys, direction, slot);
+}
+
+/*
+ * The same over the global log: eventstore.events through its primary key
+ * (global_position), from_position through to_position, both inclusive.
+ * Callers hold after-a-position bounds; they pass after + 1, which cannot
+ * overflow as long as after is below to_position.
+ */
+void
+es_scan_positions_begin(EsEventScan *scan, Relation heap, Relation index,
+						Snapshot snapshot, int64 from_position, int64 to_position,
+						ScanDirection direction, TupleTableSlot *slot)
+{
+	ScanKeyData keys[2];
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(from_position));
+	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8LE, Int64GetDatum(to_position));
+	es_scan_begin(scan, heap, index, snapshot, keys, 2, direction, slot);
+}
+
+static void
+es_scan_begin(EsEventScan *scan, Relation heap, Relation index, Snapshot snapshot,
+			  ScanKey keys, int nkeys, ScanDirection direction, TupleTableSlot *slot)
+{
+	scan->own_slot = (slot == NULL);
+	scan->slot = slot ? slot : table_slot_create(heap, NULL);
+	scan->direction = direction;
+	scan->desc = index_beginscan(heap, index, snapshot, nkeys, 0);
+	/* the index scan keeps its own copy of the keys */
+	index_rescan(scan->desc, keys, nkeys, NULL, 0);
+}
+
+/*
+ * The next row in the scan's direction, in scan->slot, or NULL at the end.
+ * Loops over many rows check for interrupts themselves.
+ */
+TupleTableSlot *
+es_scan_next(EsEventScan *scan)
+{
+	if (!index_getnext_slot(scan->desc, scan->direction, scan->slot))
+		return NULL;
+	return scan->slot;
+}
+
+void
+es_scan_end(EsEventScan *scan)
+{
+	index_endscan(scan->desc);
+	if (scan->own_slot)
+		ExecDropSingleTupleTableSlot(scan->slot);
+	else
+		ExecClearTuple(scan->slot);
+	scan->desc = NULL;
+	scan->slot = NULL;
+}
+
+/*
  * The version of the newest event of a stream visible to "snapshot", 0 when
  * there is none: one backward step of the (stream_id, stream_version) index.
  * Used with SnapshotSelf by appends and with the caller's MVCC snapshot by
@@ -54,25 +150,19 @@ int64
 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 			   Snapshot snapshot, TupleTableSlot *slot)
 {
-	ScanKeyData key;
-	IndexScanDesc scan;
+	EsEventScan scan;
 	int64		version = 0;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   stream_index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(stream_id));
-
-	scan = index_beginscan(heap, stream_index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	es_scan_stream_begin(&scan, heap, stream_index, snapshot, stream_id,
+						 0, PG_INT64_MAX, BackwardScanDirection, slot);
+	if (es_scan_next(&scan))
 	{
 		bool		isnull;
 
-		version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
+		version = DatumGetInt64(slot_getattr(scan.slot, Anum_es_stream_version, &isnull));
 		Assert(!isnull);
 	}
-	index_endscan(scan);
-	ExecClearTuple(slot);
+	es_scan_end(&scan);
 
 	return version;
 }

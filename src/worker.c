@@ -40,7 +40,6 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -127,25 +126,20 @@ es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	Relation	heap = table_open(cat->events_relid, AccessShareLock);
 	Relation	index = index_open(cat->position_index_relid, AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
+	EsEventScan scan;
+	TupleTableSlot *slot;
 	int64		newest = 0;
 
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GT, Int64GetDatum(after));
-	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8LE, Int64GetDatum(upto));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	/* after < upto: the caller asks only when the horizon moved past it */
+	es_scan_positions_begin(&scan, heap, index, snapshot, after + 1, upto,
+							BackwardScanDirection, NULL);
+	if ((slot = es_scan_next(&scan)) != NULL)
 	{
 		bool		isnull;
 
 		newest = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	es_scan_end(&scan);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	UnregisterSnapshot(snapshot);

@@ -1,0 +1,645 @@
+-- eventstore durable subscriptions.
+--
+-- Named subscriptions that clients consume with at-least-once delivery:
+-- competing consumers lease events, acknowledge or reject them; events of
+-- one stream are handed out one lease holder at a time, in order; leases
+-- expire; events that keep failing are parked.  Everything is in tables and
+-- every call is one short statement, so consumers may sit behind a
+-- transaction-mode connection pooler.  See README.md, "Durable subscriptions".
+--
+-- New events come from eventstore.read_all, so a subscription never skips
+-- an event that commits late.  Only the events a subscription has pulled and
+-- not yet had acknowledged (leased, waiting, parked) are stored, in
+-- eventstore.subscription_events.
+
+-- ---------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------
+
+CREATE TABLE eventstore.subscriptions (
+    name            text COLLATE "C" NOT NULL,
+    event_types     text[] COLLATE "C",
+    stream_prefix   text COLLATE "C",
+    lease_timeout   interval    NOT NULL,
+    max_attempts    integer     NOT NULL,
+    -- Every matching event at or below it is in subscription_events or has
+    -- been acknowledged; the next pull reads the log after it.
+    pulled_position bigint      NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    last_fetch_at   timestamptz,
+    CONSTRAINT subscriptions_pkey PRIMARY KEY (name),
+    CONSTRAINT subscriptions_name_check CHECK (name <> ''),
+    CONSTRAINT subscriptions_lease_timeout_check CHECK (lease_timeout > interval '0'),
+    CONSTRAINT subscriptions_max_attempts_check CHECK (max_attempts >= 1),
+    CONSTRAINT subscriptions_pulled_position_check CHECK (pulled_position >= 0)
+);
+COMMENT ON TABLE eventstore.subscriptions IS
+    'Durable subscriptions: filters, lease settings and how far the log has been pulled';
+
+-- The outstanding events of each subscription: pulled and not acknowledged.
+--   pending: waiting for delivery (not before not_before, when set)
+--   leased:  handed to consumer until lease_expires_at
+--   parked:  gave up after max_attempts; waits for subscription_replay_parked
+-- attempts counts deliveries; consumer is the current or last lease holder.
+-- stream_id is copied from the event: per-stream order is decided here.
+CREATE TABLE eventstore.subscription_events (
+    subscription     text COLLATE "C" NOT NULL,
+    global_position  bigint      NOT NULL,
+    stream_id        text COLLATE "C" NOT NULL,
+    state            text COLLATE "C" NOT NULL DEFAULT 'pending',
+    attempts         integer     NOT NULL DEFAULT 0,
+    consumer         text COLLATE "C",
+    lease_expires_at timestamptz,
+    not_before       timestamptz,
+    last_error       text,
+    parked_at        timestamptz,
+    consumer_role    regrole,       -- added in 0.4.0, hence last
+    CONSTRAINT subscription_events_pkey PRIMARY KEY (subscription, global_position),
+    CONSTRAINT subscription_events_subscription_fkey FOREIGN KEY (subscription)
+        REFERENCES eventstore.subscriptions (name) ON DELETE CASCADE,
+    CONSTRAINT subscription_events_state_check CHECK (
+        (state = 'pending' AND lease_expires_at IS NULL AND parked_at IS NULL)
+        OR (state = 'leased' AND lease_expires_at IS NOT NULL AND consumer IS NOT NULL
+            AND parked_at IS NULL)
+        OR (state = 'parked' AND lease_expires_at IS NULL AND parked_at IS NOT NULL))
+);
+COMMENT ON TABLE eventstore.subscription_events IS
+    'Events a subscription has pulled from the log and not had acknowledged: pending, leased or parked';
+COMMENT ON COLUMN eventstore.subscription_events.consumer_role IS
+    'The role that fetched the current or last lease: only it (or its members) may ack or nack';
+
+-- When each consumer last fetched: only for the status view, so not dumped.
+CREATE TABLE eventstore.subscription_consumers (
+    subscription text COLLATE "C" NOT NULL,
+    consumer     text COLLATE "C" NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    CONSTRAINT subscription_consumers_pkey PRIMARY KEY (subscription, consumer),
+    CONSTRAINT subscription_consumers_subscription_fkey FOREIGN KEY (subscription)
+        REFERENCES eventstore.subscriptions (name) ON DELETE CASCADE
+);
+COMMENT ON TABLE eventstore.subscription_consumers IS
+    'When each consumer of a subscription last fetched (for eventstore.subscription_status)';
+
+-- Subscriptions and their outstanding events are user state: a restore must
+-- resume each subscription where it was, without redelivering what was
+-- acknowledged or forgetting what was parked.  pg_dump orders the two by
+-- their foreign key.
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_events', '');
+
+REVOKE ALL ON TABLE eventstore.subscriptions FROM PUBLIC;
+REVOKE ALL ON TABLE eventstore.subscription_events FROM PUBLIC;
+REVOKE ALL ON TABLE eventstore.subscription_consumers FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Shared argument checks (internal)
+-- ---------------------------------------------------------------------
+
+-- Not SECURITY DEFINER: they touch no table.
+CREATE FUNCTION eventstore.subscription_check_name(name text, what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('%s must not be NULL', what);
+    END IF;
+    IF name = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('%s must not be empty', what);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.subscription_check_name(text, text) IS
+    'Raise 22004 for a NULL and 22023 for an empty subscription or consumer name';
+REVOKE ALL ON FUNCTION eventstore.subscription_check_name(text, text) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.subscription_not_found(name text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+        MESSAGE = format('subscription "%s" does not exist', name),
+        HINT = 'Create it with eventstore.create_subscription().';
+END
+$$;
+COMMENT ON FUNCTION eventstore.subscription_not_found(text) IS
+    'Raise 42704 for a subscription that does not exist';
+REVOKE ALL ON FUNCTION eventstore.subscription_not_found(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Creating and dropping
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION eventstore.create_subscription(
+    name          text,
+    event_types   text[]   DEFAULT NULL,
+    stream_prefix text     DEFAULT NULL,
+    start_from    bigint   DEFAULT 0,
+    lease_timeout interval DEFAULT '30 seconds',
+    max_attempts  integer  DEFAULT 5)
+RETURNS void
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_types  text[];
+    v_start  bigint;
+BEGIN
+    PERFORM eventstore.subscription_check_name(name, 'subscription name');
+    IF start_from IS NULL OR lease_timeout IS NULL OR max_attempts IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'start_from, lease_timeout and max_attempts must not be NULL';
+    END IF;
+    IF start_from < -1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid start_from %s', start_from),
+            DETAIL = 'start_from is 0 (the origin), -1 (the current end of the log) or a position after which to start.';
+    END IF;
+    IF lease_timeout <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('lease_timeout must be positive, not %s', lease_timeout);
+    END IF;
+    -- every fetch computes now() + lease_timeout and now() - lease_timeout
+    PERFORM eventstore._check_interval('lease_timeout', lease_timeout);
+    IF max_attempts < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('max_attempts must be at least 1, not %s', max_attempts);
+    END IF;
+    IF event_types IS NOT NULL THEN
+        IF array_ndims(event_types) > 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'event_types must be a one-dimensional array';
+        END IF;
+        -- read_all ignores NULL elements; what is left must match something.
+        v_types := array_remove(event_types, NULL);
+        IF cardinality(v_types) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'event_types must not be empty',
+                DETAIL = 'An empty list (or one of NULLs only) matches no event.',
+                HINT = 'Pass NULL for every event type.';
+        END IF;
+    END IF;
+
+    v_start := CASE WHEN start_from = -1 THEN eventstore.global_horizon() ELSE start_from END;
+
+    INSERT INTO eventstore.subscriptions AS s
+           (name, event_types, stream_prefix, lease_timeout, max_attempts, pulled_position)
+    VALUES (create_subscription.name, v_types, nullif(stream_prefix, ''),
+            create_subscription.lease_timeout, create_subscription.max_attempts, v_start)
+    ON CONFLICT ON CONSTRAINT subscriptions_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('subscription "%s" already exists', name);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) IS
+    'Create a durable subscription; start_from 0 = origin, -1 = now, N = after position N';
+REVOKE ALL ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.drop_subscription(name text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.subscription_check_name(name, 'subscription name');
+    -- The cascade removes its outstanding events and consumers.
+    DELETE FROM eventstore.subscriptions s WHERE s.name = drop_subscription.name;
+    IF NOT FOUND THEN
+        IF coalesce(if_exists, false) THEN
+            RAISE NOTICE 'subscription "%" does not exist, skipping', name;
+        ELSE
+            PERFORM eventstore.subscription_not_found(name);
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.drop_subscription(text, boolean) IS
+    'Drop a durable subscription with its outstanding and parked events';
+REVOKE ALL ON FUNCTION eventstore.drop_subscription(text, boolean) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Consuming: fetch (lease), ack, nack
+-- ---------------------------------------------------------------------
+
+-- The events a fetch may lease now: in position order, at most max_count,
+-- each one ready (pending and due, or leased with an expired lease) and
+-- preceded in its stream only by ready events -- which this fetch then
+-- leases too, being earlier.  Parked events do not count.  A stream with a
+-- live lease or a retry not yet due is closed from that event on.
+CREATE FUNCTION eventstore.subscription_deliverable(
+    subscription text, at timestamptz, max_count integer)
+RETURNS bigint[]
+LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(d.global_position ORDER BY d.global_position), '{}')
+      FROM (SELECT o.global_position
+              FROM (SELECT se.global_position,
+                           bool_and((se.state = 'pending'
+                                     AND (se.not_before IS NULL OR se.not_before <= $2))
+                                    OR (se.state = 'leased' AND se.lease_expires_at <= $2))
+                             OVER (PARTITION BY se.stream_id ORDER BY se.global_position) AS ready
+                      FROM eventstore.subscription_events se
+                     WHERE se.subscription = $1 AND se.state <> 'parked') o
+             WHERE o.ready
+             ORDER BY o.global_position
+             LIMIT $3) d
+$$;
+COMMENT ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) IS
+    'Positions a fetch of the subscription may lease at the given time (internal)';
+REVOKE ALL ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) FROM PUBLIC;
+
+CREATE FUNCTION eventstore._subscription_fetch(
+    caller             regrole,
+    caller_search_path text,
+    subscription text,
+    consumer     text,
+    max_count    integer)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_id uuid, event_type text, data jsonb, metadata jsonb,
+               created_at timestamptz, attempt integer)
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+ROWS 100
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_sub      eventstore.subscriptions;
+    v_now      timestamptz;
+    v_deliver  bigint[];
+    v_window   bigint;
+    v_pending  bigint;
+    v_step     bigint;
+    v_want     bigint;
+    v_horizon  bigint;
+    v_got      bigint;
+    v_last     bigint;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    PERFORM eventstore.subscription_check_name(consumer, 'consumer');
+    IF max_count IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'max_count must not be NULL';
+    END IF;
+    IF max_count < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('max_count must be at least 1, not %s', max_count);
+    END IF;
+    PERFORM eventstore._check_count('max_count', max_count, 100000);
+
+    -- One fetch of a subscription at a time; acks and nacks (FOR SHARE) wait
+    -- too, so what follows sees a stable set of outstanding events.
+    SELECT * INTO v_sub FROM eventstore.subscriptions s
+     WHERE s.name = _subscription_fetch.subscription FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    -- The clock, not now(): the lock may have been waited for, and the
+    -- caller's transaction may be old.
+    v_now := clock_timestamp();
+
+    INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen_at)
+    VALUES (v_sub.name, _subscription_fetch.consumer, v_now)
+    ON CONFLICT ON CONSTRAINT subscription_consumers_pkey
+    DO UPDATE SET last_seen_at = excluded.last_seen_at;
+    DELETE FROM eventstore.subscription_consumers c
+     WHERE c.subscription = v_sub.name AND c.last_seen_at < v_now - v_sub.lease_timeout;
+
+    -- Expired leases of events delivered max_attempts times: park them
+    -- rather than hand out a poison event again.
+    UPDATE eventstore.subscription_events se
+       SET state = 'parked', lease_expires_at = NULL, parked_at = v_now,
+           last_error = 'lease expired'
+     WHERE se.subscription = v_sub.name AND se.state = 'leased'
+       AND se.lease_expires_at <= v_now AND se.attempts >= v_sub.max_attempts;
+
+    v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
+
+    -- Pull from the log what this fetch can deliver, and keep at most
+    -- v_window events waiting, so the table stays small even when one busy
+    -- stream blocks everything pulled.  Pulled events come after every
+    -- outstanding one, so they never change what was already deliverable.
+    -- When what was pulled is blocked, each further pull is twice as large.
+    v_window := greatest(1000, max_count);
+    v_step := 0;
+    LOOP
+        EXIT WHEN cardinality(v_deliver) >= max_count;
+        SELECT count(*) INTO v_pending FROM eventstore.subscription_events se
+         WHERE se.subscription = v_sub.name AND se.state = 'pending';
+        v_step := greatest(max_count - cardinality(v_deliver), v_step * 2);
+        v_want := least(v_step, v_window - v_pending);
+        EXIT WHEN v_want <= 0;
+
+        -- The filtered-follower pattern (README): the horizon read before
+        -- the page bounds what a short page proves absent.
+        v_horizon := eventstore.global_horizon();
+        WITH pulled AS (
+            INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
+            SELECT v_sub.name, r.global_position, r.stream_id
+              FROM eventstore.read_all(v_sub.pulled_position, v_want,
+                                       v_sub.event_types, v_sub.stream_prefix) r
+            RETURNING global_position)
+        SELECT count(*), max(p.global_position) INTO v_got, v_last FROM pulled p;
+
+        IF v_got < v_want THEN
+            v_sub.pulled_position := greatest(v_sub.pulled_position, v_last, v_horizon);
+        ELSE
+            v_sub.pulled_position := v_last;
+        END IF;
+        IF v_got > 0 THEN
+            v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
+        END IF;
+        EXIT WHEN v_got < v_want;
+    END LOOP;
+
+    UPDATE eventstore.subscriptions s
+       SET pulled_position = v_sub.pulled_position, last_fetch_at = v_now
+     WHERE s.name = v_sub.name;
+
+    RETURN QUERY
+    WITH leased AS (
+        UPDATE eventstore.subscription_events se
+           SET state = 'leased', consumer = _subscription_fetch.consumer,
+               consumer_role = _subscription_fetch.caller,
+               attempts = se.attempts + 1,
+               lease_expires_at = v_now + v_sub.lease_timeout, not_before = NULL
+         WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
+        RETURNING se.global_position, se.attempts)
+    SELECT e.global_position, e.stream_id::text, e.stream_version, e.event_id,
+           e.event_type::text, e.data, e.metadata, e.created_at, l.attempts
+      FROM leased l
+      JOIN eventstore.events e ON e.global_position = l.global_position
+     ORDER BY e.global_position;
+END
+$$;
+COMMENT ON FUNCTION eventstore._subscription_fetch(regrole, text, text, text, integer) IS
+    'Implementation of eventstore.subscription_fetch (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_fetch(regrole, text, text, text, integer) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.subscription_fetch(
+    subscription text,
+    consumer     text,
+    max_count    integer DEFAULT 100)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_id uuid, event_type text, data jsonb, metadata jsonb,
+               created_at timestamptz, attempt integer)
+    AS 'MODULE_PATHNAME', 'eventstore_as_caller'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    ROWS 100;
+COMMENT ON FUNCTION eventstore.subscription_fetch(text, text, integer) IS
+    'Lease up to max_count events of a subscription to a consumer (bound to the calling role), in position order, per-stream order kept';
+REVOKE ALL ON FUNCTION eventstore.subscription_fetch(text, text, integer) FROM PUBLIC;
+
+CREATE FUNCTION eventstore._subscription_ack(
+    caller             regrole,
+    caller_search_path text,
+    subscription text,
+    consumer     text,
+    positions    bigint[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    PERFORM eventstore.subscription_check_name(consumer, 'consumer');
+    IF positions IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'positions must not be NULL';
+    END IF;
+    -- Waits for a running fetch, which may be handing these events to
+    -- someone else; acks of different consumers do not wait for each other.
+    PERFORM FROM eventstore.subscriptions s
+      WHERE s.name = _subscription_ack.subscription FOR SHARE;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    -- A lease that expired but was not handed out again is still this
+    -- consumer's to acknowledge.  Only the role that fetched it (or a
+    -- member of that role) may: the consumer's name is not a secret.
+    DELETE FROM eventstore.subscription_events se
+     WHERE se.subscription = _subscription_ack.subscription
+       AND se.global_position = ANY (positions)
+       AND se.state = 'leased' AND se.consumer = _subscription_ack.consumer
+       AND eventstore._is_member(_subscription_ack.caller, se.consumer_role);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION eventstore._subscription_ack(regrole, text, text, text, bigint[]) IS
+    'Implementation of eventstore.subscription_ack (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_ack(regrole, text, text, text, bigint[]) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.subscription_ack(
+    subscription text,
+    consumer     text,
+    positions    bigint[])
+RETURNS integer
+    AS 'MODULE_PATHNAME', 'eventstore_as_caller'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore.subscription_ack(text, text, bigint[]) IS
+    'Acknowledge events leased to the consumer by the calling role; returns how many were acknowledged';
+REVOKE ALL ON FUNCTION eventstore.subscription_ack(text, text, bigint[]) FROM PUBLIC;
+
+CREATE FUNCTION eventstore._subscription_nack(
+    caller             regrole,
+    caller_search_path text,
+    subscription text,
+    consumer     text,
+    positions    bigint[],
+    error        text,
+    retry_after  interval)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sub   eventstore.subscriptions;
+    v_now   timestamptz;
+    v_count integer;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    PERFORM eventstore.subscription_check_name(consumer, 'consumer');
+    IF positions IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'positions must not be NULL';
+    END IF;
+    IF retry_after < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('retry_after must not be negative, not %s', retry_after);
+    END IF;
+    PERFORM eventstore._check_interval('retry_after', retry_after);
+    SELECT * INTO v_sub FROM eventstore.subscriptions s
+     WHERE s.name = _subscription_nack.subscription FOR SHARE;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    v_now := clock_timestamp();
+    -- Default delay: 1 s, doubling with every attempt, at most the lease
+    -- timeout.
+    UPDATE eventstore.subscription_events se
+       SET state = CASE WHEN se.attempts >= v_sub.max_attempts THEN 'parked' ELSE 'pending' END,
+           parked_at = CASE WHEN se.attempts >= v_sub.max_attempts THEN v_now END,
+           not_before = CASE WHEN se.attempts < v_sub.max_attempts THEN
+                            v_now + coalesce(retry_after,
+                                             least(v_sub.lease_timeout,
+                                                   interval '1 second' * power(2, least(se.attempts - 1, 30))))
+                        END,
+           lease_expires_at = NULL,
+           last_error = error
+     WHERE se.subscription = _subscription_nack.subscription
+       AND se.global_position = ANY (positions)
+       AND se.state = 'leased' AND se.consumer = _subscription_nack.consumer
+       AND eventstore._is_member(_subscription_nack.caller, se.consumer_role);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION eventstore._subscription_nack(regrole, text, text, text, bigint[], text, interval) IS
+    'Implementation of eventstore.subscription_nack (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_nack(regrole, text, text, text, bigint[], text, interval) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.subscription_nack(
+    subscription text,
+    consumer     text,
+    positions    bigint[],
+    error        text     DEFAULT NULL,
+    retry_after  interval DEFAULT NULL)
+RETURNS integer
+    AS 'MODULE_PATHNAME', 'eventstore_as_caller'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore.subscription_nack(text, text, bigint[], text, interval) IS
+    'Reject events leased to the consumer by the calling role: retry after a delay, or park after max_attempts';
+REVOKE ALL ON FUNCTION eventstore.subscription_nack(text, text, bigint[], text, interval) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Parked events
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION eventstore.subscription_replay_parked(
+    subscription text,
+    positions    bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    -- A replayed event blocks its stream again: exclude fetches.
+    PERFORM FROM eventstore.subscriptions s
+      WHERE s.name = subscription_replay_parked.subscription FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    UPDATE eventstore.subscription_events se
+       SET state = 'pending', attempts = 0, parked_at = NULL, not_before = NULL
+     WHERE se.subscription = subscription_replay_parked.subscription
+       AND se.state = 'parked'
+       AND (positions IS NULL OR se.global_position = ANY (positions));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION eventstore.subscription_replay_parked(text, bigint[]) IS
+    'Make parked events (all, or the given positions) pending again with their attempts reset';
+REVOKE ALL ON FUNCTION eventstore.subscription_replay_parked(text, bigint[]) FROM PUBLIC;
+
+CREATE FUNCTION eventstore.subscription_parked(subscription text)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_type text, attempts integer, last_error text,
+               parked_at timestamptz)
+LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    PERFORM FROM eventstore.subscriptions s WHERE s.name = subscription_parked.subscription;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    RETURN QUERY
+    SELECT se.global_position, se.stream_id::text, e.stream_version, e.event_type::text,
+           se.attempts, se.last_error, se.parked_at
+      FROM eventstore.subscription_events se
+      JOIN eventstore.events e ON e.global_position = se.global_position
+     WHERE se.subscription = subscription_parked.subscription AND se.state = 'parked'
+     ORDER BY se.global_position;
+END
+$$;
+COMMENT ON FUNCTION eventstore.subscription_parked(text) IS
+    'The parked events of a subscription, in position order';
+REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Status
+-- ---------------------------------------------------------------------
+
+-- One row per subscription.  The checkpoint ("position") is just below the
+-- lowest outstanding event that is not parked, or the pulled position when
+-- there is none: every matching event at or below it was acknowledged or
+-- parked.  The view calls global_horizon(): its readers need EXECUTE on it
+-- (and shared_preload_libraries, else 55000).
+CREATE VIEW eventstore.subscription_status AS
+SELECT s.name,
+       s.event_types,
+       s.stream_prefix,
+       cp.position,
+       s.pulled_position,
+       lag.lag_events,
+       now() - lag.oldest_created_at AS lag_time,
+       o.in_flight,
+       o.pending_retry,
+       o.parked,
+       coalesce(c.consumers, '{}') AS consumers,
+       s.last_fetch_at,
+       s.lease_timeout,
+       s.max_attempts
+  FROM eventstore.subscriptions s
+ CROSS JOIN (SELECT eventstore.global_horizon() AS horizon) h
+ CROSS JOIN LATERAL (
+        SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
+               count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
+               count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
+               count(*) FILTER (WHERE se.state = 'parked') AS parked
+          FROM eventstore.subscription_events se
+         WHERE se.subscription = s.name) o
+ CROSS JOIN LATERAL (
+        SELECT coalesce(o.first_open - 1, s.pulled_position) AS position) cp
+ CROSS JOIN LATERAL (
+        -- Pulled events are committed even when the horizon this snapshot
+        -- sees is older (REPEATABLE READ).
+        SELECT count(*) AS lag_events,
+               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
+          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
+                  FROM eventstore.events e
+                 WHERE e.global_position > cp.position
+                   AND e.global_position <= greatest(h.horizon, s.pulled_position)
+                   AND (s.event_types IS NULL OR e.event_type = ANY (s.event_types))
+                   AND (s.stream_prefix IS NULL OR starts_with(e.stream_id, s.stream_prefix))) e) lag
+ CROSS JOIN LATERAL (
+        SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
+          FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
+                 WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
+                UNION
+                SELECT se.consumer FROM eventstore.subscription_events se
+                 WHERE se.subscription = s.name AND se.state = 'leased'
+                   AND se.lease_expires_at > now()) x) c;
+COMMENT ON VIEW eventstore.subscription_status IS
+    'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';
+
+REVOKE ALL ON TABLE eventstore.subscription_status FROM PUBLIC;

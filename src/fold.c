@@ -1,0 +1,501 @@
+/*-------------------------------------------------------------------------
+ *
+ * fold.c
+ *	  The fold engine: state from events with a user's evolve function,
+ *	  up to a version or as of a time (load_state, aggregate_stream, the
+ *	  fold aggregate), and take_snapshot, which stores what a fold reached.
+ *
+ * A fold streams the stream's events through the (stream_id,
+ * stream_version) index and calls evolve(state, event) for each; the state
+ * lives in one of two memory contexts that take turns, so a fold of any
+ * length holds two states at most.  A load starts from the newest usable
+ * snapshot at or below its target (snapshot.c) and folds only the tail.
+ *
+ * src/fold.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_proc.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "eventstore.h"
+
+/* A declared type fits: InvalidOid wants the state type, or a polymorphic one. */
+static bool
+es_type_fits(Oid declared, Oid wanted, Oid state_type)
+{
+	if (!OidIsValid(wanted))
+		return declared == state_type || IsPolymorphicType(declared);
+	return declared == wanted;
+}
+
+/*
+ * Whether a user's function (what: "evolve function", ...) is a plain
+ * function fn(arg0, arg1) returning rettype, where InvalidOid stands for
+ * the state type.  The caller reports a misfit in its own words.
+ */
+bool
+es_function_fits(Oid fn, const char *what, Oid state_type, Oid arg0, Oid arg1,
+				 Oid rettype)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Form_pg_proc proc;
+	bool		ok;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("%s %u does not exist", what, fn)));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	ok = proc->pronargs == 2 && !proc->proretset && proc->prokind == PROKIND_FUNCTION &&
+		es_type_fits(proc->proargtypes.values[0], arg0, state_type) &&
+		es_type_fits(proc->proargtypes.values[1], arg1, state_type) &&
+		es_type_fits(proc->prorettype, rettype, state_type);
+	ReleaseSysCache(tuple);
+	return ok;
+}
+
+/*
+ * Check that evolve can be called as evolve(state_type, eventstore.event)
+ * returning state_type (polymorphic declarations allowed).
+ */
+static void
+es_check_evolve(Oid evolve, Oid state_type, Oid event_typid)
+{
+	if (!es_function_fits(evolve, "evolve function", state_type,
+						  InvalidOid, event_typid, InvalidOid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("evolve function %s must take (%s, eventstore.event) and return %s",
+						format_procedure(evolve), format_type_be(state_type),
+						format_type_be(state_type))));
+	/* the fold calls it for the caller, who must be entitled to */
+	es_check_user_function(evolve, GetUserId(), "evolve function");
+}
+
+/*
+ * Look up fn to be called as fn(arg0, arg1) returning rettype; the call's
+ * types let a polymorphic function resolve its own.
+ */
+void
+es_fmgr_info_typed(Oid fn, Oid rettype, Oid arg0, Oid arg1, FmgrInfo *flinfo)
+{
+	FuncExpr   *expr;
+
+	fmgr_info(fn, flinfo);
+	expr = makeFuncExpr(fn, rettype,
+						list_make2(makeNullConst(arg0, -1, InvalidOid),
+								   makeNullConst(arg1, -1, InvalidOid)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info_set_expr((Node *) expr, flinfo);
+}
+
+static void
+es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
+			 Datum initial, bool initial_isnull)
+{
+	es_check_evolve(evolve, state_type, cat->event_typid);
+
+	f->state_type = state_type;
+	get_typlenbyval(state_type, &f->typlen, &f->typbyval);
+	es_fmgr_info_typed(evolve, state_type, state_type, cat->event_typid, &f->evolve);
+
+	f->state_cxt[0] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
+											ALLOCSET_DEFAULT_SIZES);
+	f->state_cxt[1] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
+											ALLOCSET_DEFAULT_SIZES);
+	f->event_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold event",
+										 ALLOCSET_DEFAULT_SIZES);
+	f->cur = 0;
+	f->isnull = initial_isnull;
+	f->state = initial_isnull ? (Datum) 0 :
+		datumCopy(initial, f->typbyval, f->typlen);
+	f->event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
+	f->version = 0;
+	f->last_event_at = DT_NOBEGIN;
+	f->events = 0;
+}
+
+/* Replace the fold's state, e.g. by a snapshot's. */
+static void
+es_fold_set_state(EsFold *f, Datum state, bool isnull)
+{
+	int			next = 1 - f->cur;
+
+	MemoryContextReset(f->state_cxt[next]);
+	if (isnull)
+		f->state = (Datum) 0;
+	else
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(f->state_cxt[next]);
+
+		f->state = datumCopy(state, f->typbyval, f->typlen);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	f->isnull = isnull;
+	MemoryContextReset(f->state_cxt[f->cur]);
+	f->cur = next;
+}
+
+/* state := evolve(state, event) */
+static void
+es_fold_event(EsFold *f, Datum event)
+{
+	LOCAL_FCINFO(fcinfo, 2);
+	Datum		result;
+	MemoryContext oldcxt;
+
+	/* a strict evolve leaves a NULL state NULL */
+	if (f->isnull && f->evolve.fn_strict)
+		return;
+
+	oldcxt = MemoryContextSwitchTo(f->event_cxt);
+	InitFunctionCallInfoData(*fcinfo, &f->evolve, 2, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = f->state;
+	fcinfo->args[0].isnull = f->isnull;
+	fcinfo->args[1].value = event;
+	fcinfo->args[1].isnull = false;
+	result = FunctionCallInvoke(fcinfo);
+	MemoryContextSwitchTo(oldcxt);
+
+	es_fold_set_state(f, result, fcinfo->isnull);
+	MemoryContextReset(f->event_cxt);
+}
+
+/*
+ * Fold the events of a stream after f->version up to the target, as seen
+ * by "snapshot", which "view" describes (es_stream_view with the same
+ * snapshot): events the stream's settings hide are skipped, but the
+ * version goes on past them, so that it is the stream's version an append
+ * expects.  As of a time, the fold stops at the first event created later:
+ * the state is that of the longest prefix of the stream created at or
+ * before the time.
+ */
+void
+es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
+			   const EsTarget *target, Snapshot snapshot, const EsStreamView *view)
+{
+	Relation	heap;
+	Relation	index;
+	EsEventScan scan;
+	TupleTableSlot *slot;
+	MemoryContext row_cxt;
+	bool		stopped = false;
+
+	if (f->version >= target->to_version || view->absent)
+		return;
+
+	heap = table_open(view->heap_relid, AccessShareLock);
+	index = index_open(view->index_relid, AccessShareLock);
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold row",
+									ALLOCSET_DEFAULT_SIZES);
+
+	es_scan_stream_begin(&scan, heap, index, snapshot, stream_id,
+						 f->version + 1, target->to_version, ForwardScanDirection, NULL);
+	while ((slot = es_scan_next(&scan)) != NULL)
+	{
+		MemoryContext oldcxt;
+		TimestampTz created_at;
+
+		CHECK_FOR_INTERRUPTS();
+
+		oldcxt = MemoryContextSwitchTo(row_cxt);
+		slot_getallattrs(slot);
+		created_at = DatumGetTimestampTz(slot->tts_values[Anum_es_created_at - 1]);
+		if (target->has_as_of && created_at > target->as_of)
+		{
+			MemoryContextSwitchTo(oldcxt);
+			stopped = true;
+			break;
+		}
+		if (view->rules.found &&
+			es_view_hides(view, DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]),
+						  created_at))
+		{
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(row_cxt);
+			continue;
+		}
+		/*
+		 * Out-of-line values are fetched when the composite datum is built
+		 * (HeapTupleGetDatum flattens it), so the event stands alone.
+		 */
+		es_fold_event(f, es_event_datum(f->event_desc, slot->tts_values,
+										 slot->tts_isnull));
+		f->version = DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]);
+		if (created_at > f->last_event_at)
+			f->last_event_at = created_at;
+		f->events++;
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(row_cxt);
+	}
+	es_scan_end(&scan);
+	MemoryContextDelete(row_cxt);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+
+	/* hidden or removed events at the end still count */
+	if (!stopped && view->has_head && view->version > f->version)
+		f->version = Min(view->version, target->to_version);
+}
+
+/*
+ * The evolve function (unless evolve_arg < 0: the caller has it) and the
+ * initial state, whose type the call tells.
+ */
+void
+es_fold_args(FunctionCallInfo fcinfo, int evolve_arg, int initial_arg, EsLoadArgs *a)
+{
+	if (evolve_arg >= 0)
+	{
+		if (PG_ARGISNULL(evolve_arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("evolve must not be NULL")));
+		a->evolve = PG_GETARG_OID(evolve_arg);
+	}
+	a->state_type = get_fn_expr_argtype(fcinfo->flinfo, initial_arg);
+	if (!OidIsValid(a->state_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("could not determine the type of the initial state")));
+	a->initial_isnull = PG_ARGISNULL(initial_arg);
+	a->initial = a->initial_isnull ? (Datum) 0 : PG_GETARG_DATUM(initial_arg);
+}
+
+static void
+es_load_args(FunctionCallInfo fcinfo, EsLoadArgs *a, int to_version_arg,
+			 int as_of_arg, int use_snapshots_arg, int tag_arg)
+{
+	a->stream_id = es_stream_id_arg(fcinfo, 0);
+	es_fold_args(fcinfo, 1, 2, a);
+
+	a->target.to_version = PG_INT64_MAX;
+	if (to_version_arg >= 0 && !PG_ARGISNULL(to_version_arg))
+	{
+		a->target.to_version = PG_GETARG_INT64(to_version_arg);
+		if (a->target.to_version < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("to_version must not be negative")));
+	}
+	a->target.has_as_of = as_of_arg >= 0 && !PG_ARGISNULL(as_of_arg);
+	a->target.as_of = a->target.has_as_of ? PG_GETARG_TIMESTAMPTZ(as_of_arg) : 0;
+
+	a->tag = NULL;
+	if (use_snapshots_arg < 0 || PG_ARGISNULL(use_snapshots_arg) ||
+		PG_GETARG_BOOL(use_snapshots_arg))
+	{
+		a->tag = es_snapshot_tag_arg(fcinfo, tag_arg, a->evolve, a->state_type,
+									 a->initial, a->initial_isnull);
+	}
+}
+
+/*
+ * Load: the newest usable snapshot, then the tail.  *snapshots_usable
+ * (when not NULL) tells whether the stream may have snapshots at all.
+ */
+int64
+es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a, Snapshot snapshot,
+		bool *snapshots_usable)
+{
+	int64		snapshot_version = 0;
+	EsStreamView view;
+	bool		usable;
+
+	/* what read_stream would read: lifecycle state and settings apply */
+	es_stream_view(cat, a->stream_id, snapshot, false, &view);
+	usable = es_snapshots_usable(&view);
+
+	es_fold_init(f, cat, a->evolve, a->state_type, a->initial, a->initial_isnull);
+	if (a->tag != NULL && usable)
+	{
+		EsSnapshotRow row;
+
+		row.state_type = f->state_type;
+		es_snapshot_find(a->stream_id, a->tag, &a->target, snapshot, &row);
+		if (row.version > 0)
+		{
+			es_fold_set_state(f, row.state, row.isnull);
+			f->version = row.version;
+			f->last_event_at = row.last_event_at;
+		}
+		snapshot_version = row.version;
+	}
+	es_fold_stream(f, cat, a->stream_id, &a->target, snapshot, &view);
+	if (snapshots_usable != NULL)
+		*snapshots_usable = usable;
+	return snapshot_version;
+}
+
+/*
+ * eventstore.load_state(stream_id, evolve, initial anyelement, to_version,
+ *		as_of, use_snapshots, snapshot_tag,
+ *		OUT state anyelement, OUT version bigint, OUT snapshot_version bigint)
+ */
+PG_FUNCTION_INFO_V1(eventstore_load_state);
+Datum
+eventstore_load_state(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	EsLoadArgs	a;
+	EsFold		f;
+	int64		snapshot_version;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	es_load_args(fcinfo, &a, 3, 4, 5, 6);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
+
+	values[0] = f.state;
+	nulls[0] = f.isnull;
+	values[1] = Int64GetDatum(f.version);
+	values[2] = Int64GetDatum(snapshot_version);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * eventstore.aggregate_stream(stream_id, evolve, initial anyelement,
+ *		to_version, as_of, use_snapshots, snapshot_tag) returns anyelement
+ */
+PG_FUNCTION_INFO_V1(eventstore_aggregate_stream);
+Datum
+eventstore_aggregate_stream(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	EsLoadArgs	a;
+	EsFold		f;
+
+	es_load_args(fcinfo, &a, 3, 4, 5, 6);
+	(void) es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
+	if (f.isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(f.state);
+}
+
+/*
+ * eventstore.take_snapshot(stream_id, evolve, initial anyelement,
+ *		to_version, snapshot_tag) returns bigint
+ *
+ * Fold the stream (from its newest snapshot) and store the state at the
+ * version reached; returns that version, 0 for an empty stream (nothing
+ * stored).
+ */
+PG_FUNCTION_INFO_V1(eventstore_take_snapshot);
+Datum
+eventstore_take_snapshot(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat = es_catalog();
+	EsLoadArgs	a;
+	EsFold		f;
+	int64		snapshot_version;
+	bool		usable;
+
+	es_load_args(fcinfo, &a, 3, -1, -1, 4);
+	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot(), &usable);
+	if (!usable)
+		PG_RETURN_INT64(0);	/* settings hide events: no snapshot */
+	if (f.version > 0 && f.version != snapshot_version)
+	{
+		EsSnapshotRow row;
+
+		row.version = f.version;
+		row.state_type = f.state_type;
+		row.state = f.state;
+		row.isnull = f.isnull;
+		row.last_event_at = f.last_event_at;
+		es_snapshot_store(a.stream_id, a.tag, &row);
+	}
+	PG_RETURN_INT64(f.version);
+}
+
+/*
+ * eventstore.snapshot_tag(evolve, initial anyelement, snapshot_tag) returns
+ * text: the tag the snapshots of that fold are stored under.
+ */
+PG_FUNCTION_INFO_V1(eventstore_snapshot_tag);
+Datum
+eventstore_snapshot_tag(PG_FUNCTION_ARGS)
+{
+	EsLoadArgs	a;
+
+	es_fold_args(fcinfo, 0, 1, &a);
+	PG_RETURN_TEXT_P(cstring_to_text(es_snapshot_tag_arg(fcinfo, 2, a.evolve, a.state_type,
+														 a.initial, a.initial_isnull)));
+}
+
+/* ---------------------------------------------------------------------
+ * eventstore.fold(event, evolve, initial): the fold as an aggregate
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(eventstore_fold_step);
+Datum
+eventstore_fold_step(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	EsFold	   *f;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("eventstore._fold_step() must be called as an aggregate")));
+
+	if (PG_ARGISNULL(0))
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(aggcxt);
+		EsLoadArgs	a;
+
+		es_fold_args(fcinfo, 2, 3, &a);
+		f = palloc0(sizeof(EsFold));
+		es_fold_init(f, es_catalog(), a.evolve, a.state_type, a.initial, a.initial_isnull);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	else
+		f = (EsFold *) PG_GETARG_POINTER(0);
+
+	/* a NULL event (an outer join's empty side) changes nothing */
+	if (!PG_ARGISNULL(1))
+		es_fold_event(f, PG_GETARG_DATUM(1));
+
+	PG_RETURN_POINTER(f);
+}
+
+PG_FUNCTION_INFO_V1(eventstore_fold_final);
+Datum
+eventstore_fold_final(PG_FUNCTION_ARGS)
+{
+	EsFold	   *f;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();		/* no rows */
+	f = (EsFold *) PG_GETARG_POINTER(0);
+	if (f->isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(f->state);
+}
+
