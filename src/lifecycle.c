@@ -134,6 +134,26 @@ es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 }
 
 /*
+ * The highest version of a stream stored in a table of events (the hot
+ * table or the archive, with its (stream_id, stream_version) index) as
+ * "snapshot" sees it; 0 when none.
+ */
+static int64
+es_head_in(Oid heap_relid, Oid index_relid, text *stream_id, Snapshot snapshot)
+{
+	Relation	heap = table_open(heap_relid, AccessShareLock);
+	Relation	index = index_open(index_relid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	int64		head;
+
+	head = es_stream_head(heap, index, stream_id, snapshot, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return head;
+}
+
+/*
  * The head of a stream whose highest stored version is "stored": numbering
  * goes on past the events that retention removed and past a soft delete.
  */
@@ -230,16 +250,7 @@ es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		if (cache != NULL && !r->archived)
 			head = es_view_cache_head(cache, stream_id);
 		else
-		{
-			Relation	heap = table_open(view->heap_relid, AccessShareLock);
-			Relation	index = index_open(view->index_relid, AccessShareLock);
-			TupleTableSlot *slot = table_slot_create(heap, NULL);
-
-			head = es_stream_head(heap, index, stream_id, snapshot, slot);
-			ExecDropSingleTupleTableSlot(slot);
-			index_close(index, AccessShareLock);
-			table_close(heap, AccessShareLock);
-		}
+			head = es_head_in(view->heap_relid, view->index_relid, stream_id, snapshot);
 
 		head = es_rules_head(r, head);
 		view->has_head = true;
@@ -650,21 +661,12 @@ static int64
 es_stored_head(const EsCatalog *cat, text *stream_id, bool archived)
 {
 	Snapshot	snapshot = es_latest_snapshot();
-	Relation	heap;
-	Relation	index;
-	TupleTableSlot *slot;
 	int64		head;
 
-	heap = table_open(archived ? cat->archive_relid : cat->events_relid, AccessShareLock);
-	index = index_open(archived ? cat->archive_index_relid : cat->stream_index_relid,
-					   AccessShareLock);
-	slot = table_slot_create(heap, NULL);
-	head = es_stream_head(heap, index, stream_id, snapshot, slot);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	head = es_head_in(archived ? cat->archive_relid : cat->events_relid,
+					  archived ? cat->archive_index_relid : cat->stream_index_relid,
+					  stream_id, snapshot);
 	UnregisterSnapshot(snapshot);
-
 	return head;
 }
 
