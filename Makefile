@@ -13,8 +13,11 @@ OBJS = \
 	src/fold.o \
 	src/guard.o \
 	src/horizon.o \
+	src/launcher.o \
 	src/lifecycle.o \
+	src/process.o \
 	src/projection.o \
+	src/projector.o \
 	src/read.o \
 	src/snapshot.o \
 	src/storage.o \

@@ -344,16 +344,7 @@ es_element_error_callback(void *arg)
 static void
 es_check_event_type(Size len)
 {
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event type must not be empty")));
-	if (len > ES_MAX_EVENT_TYPE_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("event type is too long"),
-				 errdetail("The event type has %zu bytes; the limit is %d.",
-						   len, ES_MAX_EVENT_TYPE_BYTES)));
+	es_check_identifier("event type", len, ES_MAX_EVENT_TYPE_BYTES);
 }
 
 static void
@@ -914,20 +905,15 @@ es_append_end(EsAppend *ap)
 static Datum
 es_append_result(FunctionCallInfo fcinfo, EsAppend *ap)
 {
-	TupleDesc	tupdesc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
 
 	values[0] = Int64GetDatum(ap->last_version);
 	values[1] = Int64GetDatum(ap->last_position);
 	/* an empty batch appends nothing and so has no position */
 	nulls[1] = (ap->last_position == 0);
 
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	return es_result_row(fcinfo, values, nulls);
 }
 
 /*

@@ -18,6 +18,7 @@
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -42,6 +43,11 @@ es_relcache_callback(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == es_catalog_cache.events_relid)
 		es_catalog_valid = false;
+	/* the column maps: ALTER TABLE of a mapped table */
+	if (relid == es_catalog_cache.streams_relid ||
+		relid == es_catalog_cache.horizon_relid ||
+		relid == es_catalog_cache.archive_relid)
+		es_catalog_valid = false;
 	/* an older version may be updated: look for the newer objects again */
 	if (!OidIsValid(es_catalog_cache.streams_relid))
 		es_catalog_valid = false;
@@ -58,6 +64,75 @@ es_lookup_relation(const char *relname)
 				 errmsg("relation \"eventstore.%s\" does not exist", relname),
 				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
 	return relid;
+}
+
+/*
+ * The attribute number of a column of one of the extension's tables, by
+ * name: the order of the columns may differ between a fresh install and an
+ * updated one.
+ */
+static AttrNumber
+es_lookup_column(Oid relid, const char *relname, const char *colname)
+{
+	AttrNumber	attnum = get_attnum(relid, colname);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("column \"%s\" of relation \"eventstore.%s\" does not exist",
+						colname, relname),
+				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
+	return attnum;
+}
+
+/*
+ * The events tables are the exception: their physical order is fixed (see
+ * eventstore.h), because every read and append uses it on the hot path and
+ * the archive takes rows of the hot table unchanged.  Check that the table
+ * has it, whichever way it was installed.
+ */
+static void
+es_check_events_columns(Oid relid, const char *relname)
+{
+	static const char *const names[Natts_es_events] = {
+		[Anum_es_global_position - 1] = "global_position",
+		[Anum_es_stream_version - 1] = "stream_version",
+		[Anum_es_created_at - 1] = "created_at",
+		[Anum_es_event_id - 1] = "event_id",
+		[Anum_es_stream_id - 1] = "stream_id",
+		[Anum_es_event_type - 1] = "event_type",
+		[Anum_es_data - 1] = "data",
+		[Anum_es_metadata - 1] = "metadata",
+	};
+
+	for (int i = 0; i < Natts_es_events; i++)
+	{
+		if (es_lookup_column(relid, relname, names[i]) != i + 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("relation \"eventstore.%s\" has its columns in an unexpected order",
+							relname),
+					 errdetail("Column \"%s\" must be column %d.", names[i], i + 1),
+					 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
+	}
+}
+
+/* The columns of eventstore.streams that C reads (version 0.3.0 and later). */
+static void
+es_lookup_streams_columns(Oid relid, EsStreamsColumns *att)
+{
+	const char *rel = "streams";
+
+	att->max_age = es_lookup_column(relid, rel, "max_age");
+	att->max_count = es_lookup_column(relid, rel, "max_count");
+	att->truncate_before = es_lookup_column(relid, rel, "truncate_before");
+	att->deleted_version = es_lookup_column(relid, rel, "deleted_version");
+	att->deleted_at = es_lookup_column(relid, rel, "deleted_at");
+	att->tombstoned_at = es_lookup_column(relid, rel, "tombstoned_at");
+	att->archived_at = es_lookup_column(relid, rel, "archived_at");
+	att->removed_through = es_lookup_column(relid, rel, "removed_through");
+	att->settings_version = es_lookup_column(relid, rel, "settings_version");
+	att->retention_checked = es_lookup_column(relid, rel, "retention_checked");
 }
 
 const EsCatalog *
@@ -96,6 +171,9 @@ es_catalog_lookup(bool missing_ok)
 	es_catalog_cache.position_seq_relid = es_lookup_relation("global_position_seq");
 	es_catalog_cache.position_index_relid = es_lookup_relation("events_pkey");
 	es_catalog_cache.horizon_relid = es_lookup_relation("recorded_horizon");
+	es_catalog_cache.horizon_position_att = es_lookup_column(es_catalog_cache.horizon_relid,
+															 "recorded_horizon", "position");
+	es_check_events_columns(es_catalog_cache.events_relid, "events");
 	es_catalog_cache.event_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 												   CStringGetDatum("event"),
 												   ObjectIdGetDatum(es_catalog_cache.namespace_oid));
@@ -115,6 +193,13 @@ es_catalog_lookup(bool missing_ok)
 		!OidIsValid(es_catalog_cache.archive_relid) ||
 		!OidIsValid(es_catalog_cache.archive_index_relid))
 		es_catalog_cache.streams_relid = InvalidOid;
+	memset(&es_catalog_cache.streams_att, 0, sizeof(EsStreamsColumns));
+	if (OidIsValid(es_catalog_cache.streams_relid))
+	{
+		es_lookup_streams_columns(es_catalog_cache.streams_relid,
+								  &es_catalog_cache.streams_att);
+		es_check_events_columns(es_catalog_cache.archive_relid, "archived_events");
+	}
 	es_catalog_valid = true;
 
 	return &es_catalog_cache;
@@ -142,18 +227,40 @@ es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
 void
 es_check_stream_id(text *stream_id)
 {
-	Size		len = VARSIZE_ANY_EXHDR(stream_id);
+	es_check_identifier("stream_id", VARSIZE_ANY_EXHDR(stream_id), ES_MAX_STREAM_ID_BYTES);
+}
 
+/*
+ * Identifiers (stream ids, event types) are not empty and at most "limit"
+ * bytes long; "what" names the argument in the error.
+ */
+void
+es_check_identifier(const char *what, Size len, int limit)
+{
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream_id must not be empty")));
-	if (len > ES_MAX_STREAM_ID_BYTES)
+				 errmsg("%s must not be empty", what)));
+	if (len > (Size) limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("stream_id is too long"),
-				 errdetail("The stream_id has %zu bytes; the limit is %d.",
-						   len, ES_MAX_STREAM_ID_BYTES)));
+				 errmsg("%s is too long", what),
+				 errdetail("The %s has %zu bytes; the limit is %d.",
+						   what, len, limit)));
+}
+
+/*
+ * The row a SQL function returns: "values" and "nulls" in the columns of
+ * its result type (OUT parameters or a composite type).
+ */
+Datum
+es_result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
 }
 
 /* Does an event of this stream and type pass the filter? */

@@ -68,8 +68,28 @@
 #define Natts_es_event_type			8
 
 /*
- * OIDs of the extension's objects in the current database, looked up once
- * per backend and forgotten when the events relation's cache entry is
+ * Attribute numbers of the columns of eventstore.streams.  They are looked
+ * up by name (catalog.c): a fresh install creates the table with its
+ * columns in one order, the update chain from 0.1.0 in another may.
+ */
+typedef struct EsStreamsColumns
+{
+	AttrNumber	max_age;
+	AttrNumber	max_count;
+	AttrNumber	truncate_before;
+	AttrNumber	deleted_version;
+	AttrNumber	deleted_at;
+	AttrNumber	tombstoned_at;
+	AttrNumber	archived_at;
+	AttrNumber	removed_through;
+	AttrNumber	settings_version;
+	AttrNumber	retention_checked;
+} EsStreamsColumns;
+
+/*
+ * OIDs of the extension's objects in the current database, and the column
+ * maps of its tables, looked up once per backend and forgotten when the
+ * cache entry of the events relation (or of another table mapped here) is
  * invalidated (DROP/CREATE EXTENSION, ALTER TABLE, CREATE INDEX, ...).
  */
 typedef struct EsCatalog
@@ -80,6 +100,7 @@ typedef struct EsCatalog
 	Oid			position_seq_relid; /* draws global positions */
 	Oid			position_index_relid;	/* primary key (global_position) */
 	Oid			horizon_relid;	/* eventstore.recorded_horizon */
+	AttrNumber	horizon_position_att;	/* its column "position" */
 	Oid			event_typid;	/* the eventstore.event type */
 	Oid			projections_relid;	/* InvalidOid before version 0.2.0 */
 	/* InvalidOid before version 0.3.0: */
@@ -87,6 +108,7 @@ typedef struct EsCatalog
 	Oid			streams_pkey_relid;
 	Oid			archive_relid;	/* eventstore.archived_events */
 	Oid			archive_index_relid;	/* unique (stream_id, stream_version) */
+	EsStreamsColumns streams_att;	/* columns of eventstore.streams */
 } EsCatalog;
 
 /*
@@ -108,6 +130,9 @@ typedef struct EsStreamRules
 	bool		archived;
 	TimestampTz archived_at;
 	int64		removed_through;	/* highest version removed from storage */
+	/* the worker's bookkeeping: the caches of reads do not keep it current */
+	int64		settings_version;	/* counts changes of settings and state */
+	bool		retention_checked;	/* removal done for these settings */
 } EsStreamRules;
 
 /* What a reader may see of a stream (lifecycle.c). */
@@ -224,8 +249,10 @@ extern EsShared *es_shared;
  *										callers, stored snapshots of state
  *	 4	append.c fold.c					the append path; folds of a stream
  *	 5	command.c						handle_command: load, decide, append
- *	 6	worker.c						launcher, worker, projector, utility hook
- *	 7	eventstore.c					_PG_init: GUCs and hooks
+ *	 6	process.c						what the background processes share
+ *	 7	worker.c projector.c launcher.c	a database's worker and projector,
+ *										the launcher and the utility hook
+ *	 8	eventstore.c					_PG_init: GUCs and hooks
  */
 
 /* catalog.c */
@@ -233,8 +260,10 @@ extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
 extern Oid	es_relation_owner(Oid relid);
 extern void es_check_stream_id(text *stream_id);
+extern void es_check_identifier(const char *what, Size len, int limit);
 struct FunctionCallInfoBaseData;
 extern text *es_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
+extern Datum es_result_row(struct FunctionCallInfoBaseData *fcinfo, Datum *values, bool *nulls);
 extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
 							  int stream_len, const char *type, int type_len);
 extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
@@ -321,6 +350,10 @@ extern EsViewCache *es_view_cache_create(const EsCatalog *cat, Snapshot snapshot
 extern bool es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,
 								TimestampTz created_at);
 extern void es_view_cache_destroy(EsViewCache *cache);
+extern bool es_maintenance_locks(const EsCatalog *cat);
+extern int64 es_retention_step(const EsCatalog *cat, int batch_size, int64 after_position,
+							   bool *complete);
+extern int64 es_archive_step(const EsCatalog *cat, int max_streams);
 
 /*
  * snapshot.c: stored snapshots of folded state.  What a fold reads of a
@@ -411,12 +444,32 @@ extern void es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 extern int64 es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a,
 					 Snapshot snapshot, bool *snapshots_usable);
 
-/* worker.c */
+/* process.c */
+typedef enum EsProcKind
+{
+	ES_PROC_WORKER,				/* horizon, notifications, maintenance */
+	ES_PROC_PROJECTOR,			/* async projections (user code) */
+	ES_NUM_PROC_KINDS
+} EsProcKind;
+
 extern int	es_worker_naptime;
+extern const char *const es_proc_type[ES_NUM_PROC_KINDS];
+extern EsDatabaseState *es_process_db;
+extern void es_process_signals(void);
+extern void es_process_interrupts(void);
+extern long es_ms_until(TimestampTz t);
+extern void es_process_sleep(long timeout, TimestampTz not_after);
+extern void es_process_start(Oid dboid, EsProcKind kind);
+
+/* worker.c */
 extern int	es_maintenance_interval;
 extern int	es_maintenance_batch_size;
 extern int	es_notify_interval;
+
+/* projector.c */
 extern int	es_handler_timeout;
+
+/* launcher.c */
 extern void es_worker_register_launcher(void);
 extern void es_worker_install_hooks(void);
 

@@ -458,7 +458,7 @@ es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot)
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		Datum		d = slot_getattr(slot, 1, &isnull);
+		Datum		d = slot_getattr(slot, cat->horizon_position_att, &isnull);
 
 		if (!isnull)
 			horizon = Max(horizon, DatumGetInt64(d));

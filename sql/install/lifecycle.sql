@@ -326,42 +326,8 @@ REVOKE ALL ON FUNCTION eventstore.tombstone_stream(text, bigint) FROM PUBLIC;
 CREATE FUNCTION eventstore._archive_stream(p_stream_id text, wait boolean,
                                            inactive_for interval DEFAULT NULL)
 RETURNS bigint
-    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    st eventstore.streams;
-    moved bigint;
-BEGIN
-    PERFORM eventstore._check_stream_id(p_stream_id);
-    IF NOT eventstore._lock_stream(p_stream_id, wait) THEN
-        RETURN NULL;            -- busy: left for later
-    END IF;
-    IF inactive_for IS NOT NULL
-       AND (SELECT e.created_at FROM eventstore.events e
-             WHERE e.stream_id = p_stream_id
-             ORDER BY e.stream_version DESC LIMIT 1) >= now() - inactive_for THEN
-        RETURN NULL;            -- active again
-    END IF;
-    SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
-    IF st.tombstoned_at IS NOT NULL THEN
-        RAISE EXCEPTION 'stream "%" is deleted', p_stream_id
-            USING ERRCODE = 'ST002',
-                  DETAIL = format('Stream "%s" was tombstoned at %s.', p_stream_id, st.tombstoned_at);
-    END IF;
-    IF st.archived_at IS NOT NULL THEN
-        RETURN 0;               -- archived already
-    END IF;
-    moved := eventstore._move_stream(p_stream_id, true);
-    IF moved = 0 THEN
-        RETURN 0;               -- nothing stored: nothing to archive
-    END IF;
-    INSERT INTO eventstore.streams AS s (stream_id, archived_at)
-        VALUES (p_stream_id, now())
-    ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE SET archived_at = excluded.archived_at;
-    PERFORM eventstore._forget_snapshots(p_stream_id);
-    RETURN moved;
-END $$;
+    AS 'MODULE_PATHNAME', 'eventstore_archive_stream'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._archive_stream(text, boolean, interval) IS
     'Move one stream''s events to eventstore.archived_events; without wait a busy stream, with inactive_for an active one, is left alone (internal)';
 REVOKE ALL ON FUNCTION eventstore._archive_stream(text, boolean, interval) FROM PUBLIC;
@@ -519,29 +485,10 @@ REVOKE ALL ON FUNCTION eventstore.drop_archive_policy(text, boolean) FROM PUBLIC
 -- The worker's share: retention and archive policies, in bounded batches
 -- ---------------------------------------------------------------------
 
--- What a stream's settings exclude: every stored version up to the first
--- result, and (max_age) every event created before the second.
-CREATE FUNCTION eventstore._retention_bounds(st eventstore.streams, OUT through bigint,
-                                             OUT cutoff timestamptz)
-    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    stored bigint := eventstore._stored_head(st.stream_id, false);
-    head bigint := greatest(stored, st.removed_through, st.deleted_version);
-BEGIN
-    IF stored = 0 THEN
-        RETURN;                 -- nothing stored: nothing to remove
-    END IF;
-    through := greatest(coalesce(st.truncate_before - 1, 0),
-                        coalesce(st.deleted_version, 0),
-                        CASE WHEN st.max_count IS NOT NULL THEN head - st.max_count ELSE 0 END,
-                        CASE WHEN st.tombstoned_at IS NOT NULL THEN head ELSE 0 END);
-    cutoff := now() - st.max_age;
-END $$;
-COMMENT ON FUNCTION eventstore._retention_bounds(eventstore.streams) IS
-    'The version through which, and the time before which, a stream''s settings exclude its events (internal)';
-REVOKE ALL ON FUNCTION eventstore._retention_bounds(eventstore.streams) FROM PUBLIC;
+-- Both steps are C (src/lifecycle.c, es_retention_step and es_archive_step),
+-- which the worker calls directly; these are their SQL entry points, for
+-- tests and for running a step by hand.  What a stream's settings exclude
+-- (the retention bounds) is computed there only.
 
 -- Remove at most batch_size events that the streams' settings exclude,
 -- each stream's oldest first.  Never waits for a lock an appender holds:
@@ -556,81 +503,8 @@ REVOKE ALL ON FUNCTION eventstore._retention_bounds(eventstore.streams) FROM PUB
 -- pass; with 0, those of them that hold events to remove).
 CREATE FUNCTION eventstore._retention_step(batch_size integer, after_position bigint DEFAULT 0,
                                            OUT removed bigint, OUT complete boolean)
-    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    st eventstore.streams;
-    b record;
-    r record;
-    want integer;
-BEGIN
-    removed := 0;
-    complete := true;
-    FOR st IN WITH fresh AS MATERIALIZED (
-                  SELECT DISTINCT e.stream_id FROM eventstore.events e
-                   WHERE e.global_position > after_position)
-              SELECT s.* FROM eventstore.streams s
-               WHERE s.archived_at IS NULL
-                 AND (NOT s.retention_checked
-                      OR s.max_age IS NOT NULL
-                      -- got events since the last complete pass
-                      OR (after_position > 0
-                          AND (s.max_count IS NOT NULL OR s.truncate_before IS NOT NULL)
-                          AND s.stream_id IN (SELECT f.stream_id FROM fresh f))
-                      -- no such pass (the worker just started): one index
-                      -- probe per stream instead of a scan of the whole log
-                      OR (after_position = 0 AND s.max_count IS NOT NULL
-                          AND EXISTS (SELECT FROM eventstore.events e
-                                       WHERE e.stream_id = s.stream_id
-                                         AND e.stream_version > s.removed_through + s.max_count))
-                      OR (after_position = 0 AND s.truncate_before IS NOT NULL
-                          AND EXISTS (SELECT FROM eventstore.events e
-                                       WHERE e.stream_id = s.stream_id
-                                         AND e.stream_version > s.removed_through
-                                         AND e.stream_version < s.truncate_before)))
-               ORDER BY s.stream_id
-    LOOP
-        IF removed >= batch_size THEN
-            complete := false;
-            EXIT;
-        END IF;
-        b := eventstore._retention_bounds(st);
-        IF (b.through IS NULL OR b.through <= st.removed_through) AND b.cutoff IS NULL THEN
-            -- nothing to remove
-            IF NOT st.retention_checked THEN
-                UPDATE eventstore.streams s SET retention_checked = true
-                 WHERE s.stream_id = st.stream_id AND s.settings_version = st.settings_version;
-            END IF;
-            CONTINUE;
-        END IF;
-        -- The row lock orders us against set_stream_metadata and deletes:
-        -- skip a stream whose row is busy rather than wait, and go by the
-        -- settings as they are now, not as the loop's snapshot saw them.
-        SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = st.stream_id
-            FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-            complete := false;  -- busy: the next pass looks again
-            CONTINUE;
-        END IF;
-        IF st.archived_at IS NOT NULL THEN
-            CONTINUE;
-        END IF;
-        b := eventstore._retention_bounds(st);
-        want := (batch_size - removed)::integer;
-        r := eventstore._remove_events(st.stream_id, false, b.through, b.cutoff, want);
-        -- in the same transaction as the removal: appends number on from
-        -- here even when no event is left
-        UPDATE eventstore.streams s
-           SET removed_through = greatest(s.removed_through, r.last_version),
-               retention_checked = (r.removed < want)
-         WHERE s.stream_id = st.stream_id;
-        removed := removed + r.removed;
-        IF r.removed >= want THEN
-            complete := false;
-        END IF;
-    END LOOP;
-END $$;
+    AS 'MODULE_PATHNAME', 'eventstore_retention_step'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._retention_step(integer, bigint) IS
     'Remove at most batch_size events that the streams'' settings exclude; run by the background worker (internal)';
 REVOKE ALL ON FUNCTION eventstore._retention_step(integer, bigint) FROM PUBLIC;
@@ -642,52 +516,8 @@ REVOKE ALL ON FUNCTION eventstore._retention_step(integer, bigint) FROM PUBLIC;
 -- again under its lock.
 CREATE FUNCTION eventstore._archive_step(max_streams integer)
 RETURNS bigint
-    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p eventstore.archive_policies;
-    c text;
-    n bigint;
-    total bigint := 0;
-BEGIN
-    -- lock each policy as the loop reaches it, skipping one a client holds
-    -- (drop_archive_policy): the worker never waits for a policy row, so a
-    -- client changing several policies cannot deadlock with it
-    FOR p IN SELECT * FROM eventstore.archive_policies ORDER BY last_run_at NULLS FIRST, name
-             FOR UPDATE SKIP LOCKED LOOP
-        EXIT WHEN total >= max_streams;
-        IF NOT EXISTS (SELECT FROM eventstore.archive_candidates ac WHERE ac.policy = p.name) THEN
-            IF p.last_run_at > now() - least(p.inactive_for / 10, interval '1 hour') THEN
-                CONTINUE;       -- not due
-            END IF;
-            INSERT INTO eventstore.archive_candidates (policy, stream_id)
-                SELECT p.name, i FROM eventstore._inactive_streams(p.inactive_for, p.stream_prefix, NULL) i;
-            UPDATE eventstore.archive_policies ap SET last_run_at = now(), last_archived = 0
-             WHERE ap.name = p.name;
-        END IF;
-        FOR c IN DELETE FROM eventstore.archive_candidates ac
-                  WHERE ac.policy = p.name
-                    AND ac.stream_id IN (SELECT ac2.stream_id FROM eventstore.archive_candidates ac2
-                                          WHERE ac2.policy = p.name
-                                          ORDER BY ac2.stream_id LIMIT max_streams - total)
-                 RETURNING ac.stream_id LOOP
-            IF EXISTS (SELECT FROM eventstore.streams t
-                        WHERE t.stream_id = c
-                          AND (t.tombstoned_at IS NOT NULL OR t.archived_at IS NOT NULL
-                               OR t.deleted_version >= eventstore._stored_head(c, false))) THEN
-                CONTINUE;
-            END IF;
-            n := eventstore._archive_stream(c, false, p.inactive_for);
-            IF n > 0 THEN
-                total := total + 1;
-                UPDATE eventstore.archive_policies ap SET last_archived = ap.last_archived + 1
-                 WHERE ap.name = p.name;
-            END IF;
-        END LOOP;
-    END LOOP;
-    RETURN total;
-END $$;
+    AS 'MODULE_PATHNAME', 'eventstore_archive_step'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._archive_step(integer) IS
     'Archive at most max_streams streams for the archive policies; run by the background worker (internal)';
 REVOKE ALL ON FUNCTION eventstore._archive_step(integer) FROM PUBLIC;

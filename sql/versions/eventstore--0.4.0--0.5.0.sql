@@ -60,4 +60,30 @@ COMMENT ON FUNCTION eventstore._stream_for_change(text, boolean) IS
 -- Section 2: retention and archive steps in C
 -- =====================================================================
 
+-- The background worker's retention and archive steps are C (lifecycle.c):
+-- the worker calls them directly, and they remove and move events without
+-- a round trip through SQL.  The SQL functions below are their entry
+-- points, with the signatures (and the COMMENTs, ACLs) of the PL/pgSQL
+-- versions they replace.  The bounds of what a stream's settings exclude
+-- are computed in C only.
+DROP FUNCTION eventstore._retention_bounds(eventstore.streams);
+
+CREATE OR REPLACE FUNCTION eventstore._retention_step(batch_size integer, after_position bigint DEFAULT 0,
+                                                      OUT removed bigint, OUT complete boolean)
+    AS 'MODULE_PATHNAME', 'eventstore_retention_step'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+CREATE OR REPLACE FUNCTION eventstore._archive_step(max_streams integer)
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'eventstore_archive_step'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Archiving one stream, for archive_stream, archive_streams and the
+-- worker's archive step.
+CREATE OR REPLACE FUNCTION eventstore._archive_stream(p_stream_id text, wait boolean,
+                                                      inactive_for interval DEFAULT NULL)
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'eventstore_archive_stream'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
 -- (end of section 2)
