@@ -654,7 +654,7 @@ SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 
                      'restore_stream', 'archive_streams', 'create_archive_policy', 'drop_archive_policy',
                      '_lock_stream', '_stored_head', '_move_stream', '_remove_events', '_check_stream_id',
                      '_stream_for_change', '_check_expected', '_forget_snapshots', '_archive_stream',
-                     '_inactive_streams', '_retention_step', '_archive_step', '_delete_stream', '_retention_bounds', 'get_stream_metadata')
+                     '_inactive_streams', '_retention_step', '_archive_step', '_delete_stream', '_stream_versions', 'get_stream_metadata')
  ORDER BY 1::text;
 -- Executable by PUBLIC, which has no USAGE on the schema: only a snapshot
 -- policy's step and its lookup, which return a caller only its own policies.
@@ -677,6 +677,31 @@ SELECT count(*) FROM eventstore.streams;
 \echo :SQLSTATE
 RESET ROLE;
 SELECT (eventstore.stream_info('snap-keep')).state;
+
+--
+-- ST002 is one rule (lifecycle.c): appending to, deleting, tombstoning,
+-- changing the settings of and archiving a tombstoned stream all fail with
+-- the same SQLSTATE, message and DETAIL.
+--
+CREATE FUNCTION st002_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; msg text; det text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+    RETURN st || ' ' || msg || ' / ' || det;
+END $$;
+SELECT count(DISTINCT e) AS distinct_errors, min(left(e, 39)) AS error,
+       bool_and(e LIKE '%; it takes no more events.') AS detail_says_why
+  FROM unnest(ARRAY[
+         st002_of($$SELECT eventstore.append('m-tombstoned', 'E', '{}')$$),
+         st002_of($$SELECT eventstore.append_events('m-tombstoned', '[{"type": "E", "data": {}}]')$$),
+         st002_of($$SELECT eventstore.delete_stream('m-tombstoned')$$),
+         st002_of($$SELECT eventstore.tombstone_stream('m-tombstoned')$$),
+         st002_of($$SELECT eventstore.set_stream_metadata('m-tombstoned', max_count => 5)$$),
+         st002_of($$SELECT eventstore.archive_stream('m-tombstoned')$$)]) e;
+DROP FUNCTION st002_of(text);
 
 --
 -- Clean up.

@@ -594,12 +594,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	head = es_stream_head(ap->rel, stream_index, stream_id, SnapshotSelf, scanslot);
 	es_stream_rules(cat, stream_id, SnapshotSelf, &rules);
 	if (rules.tombstoned)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_STREAM_DELETED),
-				 errmsg("stream \"%s\" is deleted", text_to_cstring(stream_id)),
-				 errdetail("Stream \"%s\" was tombstoned at %s; it takes no more events.",
-						   text_to_cstring(stream_id),
-						   timestamptz_to_str(rules.tombstoned_at))));
+		es_error_tombstoned(stream_id, rules.tombstoned_at);
 	if (rules.archived)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_STREAM_ARCHIVED),
@@ -608,12 +603,9 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 						   text_to_cstring(stream_id),
 						   timestamptz_to_str(rules.archived_at)),
 				 errhint("Restore it with eventstore.restore_stream() before appending.")));
-	if (rules.removed_through > head)
-		head = rules.removed_through;
-	if (rules.deleted && rules.deleted_version > head)
-		head = rules.deleted_version;
+	head = es_rules_head(&rules, head);
 	/* a soft-deleted stream is absent until something is appended again */
-	current = (rules.deleted && head == rules.deleted_version) ? 0 : head;
+	current = es_rules_version(&rules, head);
 
 	ap->retry = false;
 	if (nids > 0 &&

@@ -345,6 +345,9 @@ extern void es_stream_rules(const EsCatalog *cat, text *stream_id, Snapshot snap
 							EsStreamRules *rules);
 extern void es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 						   bool need_head, EsStreamView *view);
+extern int64 es_rules_head(const EsStreamRules *r, int64 stored);
+extern int64 es_rules_version(const EsStreamRules *r, int64 head);
+extern void es_error_tombstoned(text *stream_id, TimestampTz at) pg_attribute_noreturn();
 extern bool es_view_hides(const EsStreamView *view, int64 version, TimestampTz created_at);
 extern EsViewCache *es_view_cache_create(const EsCatalog *cat, Snapshot snapshot);
 extern bool es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,

@@ -157,7 +157,7 @@ es_head_in(Oid heap_relid, Oid index_relid, text *stream_id, Snapshot snapshot)
  * The head of a stream whose highest stored version is "stored": numbering
  * goes on past the events that retention removed and past a soft delete.
  */
-static int64
+int64
 es_rules_head(const EsStreamRules *r, int64 stored)
 {
 	int64		head = stored;
@@ -167,6 +167,29 @@ es_rules_head(const EsStreamRules *r, int64 stored)
 	if (r->deleted && r->deleted_version > head)
 		head = r->deleted_version;
 	return head;
+}
+
+/*
+ * The version a stream with head "head" reads as: 0 while it is absent
+ * (tombstoned, or soft-deleted with nothing appended since), else its head.
+ */
+int64
+es_rules_version(const EsStreamRules *r, int64 head)
+{
+	if (r->tombstoned || (r->deleted && head == r->deleted_version))
+		return 0;
+	return head;
+}
+
+/* ST002: the stream was tombstoned at "at"; it takes no more events. */
+void
+es_error_tombstoned(text *stream_id, TimestampTz at)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_STREAM_DELETED),
+			 errmsg("stream \"%s\" is deleted", text_to_cstring(stream_id)),
+			 errdetail("Stream \"%s\" was tombstoned at %s; it takes no more events.",
+					   text_to_cstring(stream_id), timestamptz_to_str(at))));
 }
 
 /* max_age: events created before this (now() - max_age) are gone. */
@@ -255,11 +278,12 @@ es_stream_view_of(const EsCatalog *cat, text *stream_id, Snapshot snapshot,
 		head = es_rules_head(r, head);
 		view->has_head = true;
 		view->head = head;
-		if (r->deleted && head == r->deleted_version)
-			view->absent = true;	/* nothing appended since the delete */
+		view->version = es_rules_version(r, head);
+		/* events stored, yet it reads as version 0: deleted, absent */
+		if (view->version == 0 && head > 0)
+			view->absent = true;
 		if (r->max_count > 0 && head - r->max_count + 1 > view->min_version)
 			view->min_version = head - r->max_count + 1;
-		view->version = view->absent ? 0 : head;
 	}
 }
 
@@ -673,6 +697,38 @@ es_stored_head(const EsCatalog *cat, text *stream_id, bool archived)
 /*
  * eventstore._stored_head(stream_id, archived) returns bigint
  */
+/*
+ * eventstore._stream_versions(stream_id, allow_tombstoned, OUT head,
+ * OUT visible): a stream's head and the version it reads as, for a
+ * lifecycle change that holds the stream's lock and its row in
+ * eventstore.streams (so the newest snapshot is the state it changes).
+ * ST002 for a tombstoned stream unless allow_tombstoned.  The same
+ * rules as appends and reads (es_rules_head, es_rules_version).
+ */
+PG_FUNCTION_INFO_V1(eventstore_stream_versions);
+Datum
+eventstore_stream_versions(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
+	bool		allow_tombstoned = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	const EsCatalog *cat = es_lifecycle_catalog();
+	Snapshot	latest;
+	EsStreamRules rules;
+	int64		head;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	latest = RegisterSnapshot(GetLatestSnapshot());
+	es_stream_rules(cat, stream_id, latest, &rules);
+	UnregisterSnapshot(latest);
+	if (rules.tombstoned && !allow_tombstoned)
+		es_error_tombstoned(stream_id, rules.tombstoned_at);
+	head = es_rules_head(&rules, es_stored_head(cat, stream_id, rules.archived));
+	values[0] = Int64GetDatum(head);
+	values[1] = Int64GetDatum(es_rules_version(&rules, head));
+	return es_result_row(fcinfo, values, nulls);
+}
+
 PG_FUNCTION_INFO_V1(eventstore_stored_head);
 Datum
 eventstore_stored_head(PG_FUNCTION_ARGS)
@@ -947,13 +1003,7 @@ es_archive_stream(const EsCatalog *cat, text *stream_id, bool wait,
 												  SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_ES_STREAM_DELETED),
-					 errmsg("stream \"%s\" is deleted", text_to_cstring(stream_id)),
-					 errdetail("Stream \"%s\" was tombstoned at %s.",
-							   text_to_cstring(stream_id),
-							   DatumGetCString(DirectFunctionCall1(timestamptz_out,
-																   tombstoned_at)))));
+			es_error_tombstoned(stream_id, DatumGetTimestampTz(tombstoned_at));
 		if (es_spi_bool(0, 2))
 			moved = 0;			/* archived already */
 	}

@@ -137,6 +137,17 @@ COMMENT ON FUNCTION eventstore._stored_head(text, boolean) IS
     'The highest version stored for a stream in the hot table or the archive, as of now (internal)';
 REVOKE ALL ON FUNCTION eventstore._stored_head(text, boolean) FROM PUBLIC;
 
+-- A stream's head and the version it reads as (0 while deleted), by the
+-- rules appends and reads use; ST002 for a tombstoned stream unless
+-- allow_tombstoned.  For a caller holding the stream's lock and row.
+CREATE FUNCTION eventstore._stream_versions(stream_id text, allow_tombstoned boolean,
+                                            OUT head bigint, OUT visible bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_stream_versions'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._stream_versions(text, boolean) IS
+    'A stream''s head and the version it reads as, as of now; ST002 for a tombstoned stream unless allowed (internal)';
+REVOKE ALL ON FUNCTION eventstore._stream_versions(text, boolean) FROM PUBLIC;
+
 -- Move every event of a stream between the hot table and the archive,
 -- unchanged.  Returns the number of events moved.
 CREATE FUNCTION eventstore._move_stream(stream_id text, to_archive boolean)
@@ -177,15 +188,8 @@ BEGIN
     PERFORM eventstore._check_stream_id(p_stream_id);
     PERFORM eventstore._lock_stream(p_stream_id, true);
     SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
-    IF st.tombstoned_at IS NOT NULL AND NOT allow_tombstoned THEN
-        RAISE EXCEPTION 'stream "%" is deleted', p_stream_id
-            USING ERRCODE = 'ST002',
-                  DETAIL = format('Stream "%s" was tombstoned at %s.', p_stream_id, st.tombstoned_at);
-    END IF;
-    head := greatest(eventstore._stored_head(p_stream_id, st.archived_at IS NOT NULL),
-                     st.removed_through, st.deleted_version, 0);
-    visible := CASE WHEN st.tombstoned_at IS NOT NULL OR head = st.deleted_version THEN 0
-                    ELSE head END;
+    SELECT v.head, v.visible INTO head, visible
+      FROM eventstore._stream_versions(p_stream_id, allow_tombstoned) v;
 END $$;
 COMMENT ON FUNCTION eventstore._stream_for_change(text, boolean) IS
     'Lock a stream and read its row and versions for a lifecycle change; ST002 for a tombstoned stream unless allowed (internal)';

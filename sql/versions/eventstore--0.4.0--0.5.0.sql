@@ -87,3 +87,37 @@ RETURNS bigint
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 
 -- (end of section 2)
+
+-- =====================================================================
+-- Section 3: a stream's versions and ST002 in C only
+-- =====================================================================
+
+-- Lifecycle changes computed a stream's head and visible version, and
+-- raised ST002, in PL/pgSQL: a second copy of the rules of appends and
+-- reads (lifecycle.c).  They now ask C.
+-- A stream's head and the version it reads as (0 while deleted), by the
+-- rules appends and reads use; ST002 for a tombstoned stream unless
+-- allow_tombstoned.  For a caller holding the stream's lock and row.
+CREATE FUNCTION eventstore._stream_versions(stream_id text, allow_tombstoned boolean,
+                                            OUT head bigint, OUT visible bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_stream_versions'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._stream_versions(text, boolean) IS
+    'A stream''s head and the version it reads as, as of now; ST002 for a tombstoned stream unless allowed (internal)';
+REVOKE ALL ON FUNCTION eventstore._stream_versions(text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._stream_for_change(
+    p_stream_id text, allow_tombstoned boolean,
+    OUT st eventstore.streams, OUT head bigint, OUT visible bigint)
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore._check_stream_id(p_stream_id);
+    PERFORM eventstore._lock_stream(p_stream_id, true);
+    SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
+    SELECT v.head, v.visible INTO head, visible
+      FROM eventstore._stream_versions(p_stream_id, allow_tombstoned) v;
+END $$;
+
+-- (end of section 3)
