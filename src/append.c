@@ -67,11 +67,12 @@
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
+#include "utils/guc.h"
 
 #include "eventstore.h"
 
 /* GUC: largest data + metadata of one event, in bytes of jsonb. */
-int			es_max_event_size = 1024 * 1024;
+static int	es_max_event_size = 1024 * 1024;
 
 /* One event to append, as taken from the arguments or from a batch element. */
 typedef struct EsEventInput
@@ -928,4 +929,23 @@ es_generate_uuid(pg_uuid_t *uuid)
 				 errmsg("could not generate random values")));
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 9562 variant */
+}
+
+/*
+ * Define the settings this file reads: the limit on an event's size.
+ * Called by _PG_init.
+ */
+void
+es_append_define_gucs(void)
+{
+	DefineCustomIntVariable("eventstore.max_event_size",
+							"Largest event accepted by an append, in bytes.",
+							"Counts the jsonb size of data plus metadata of one event.",
+							&es_max_event_size,
+							1024 * 1024,
+							1024,
+							MaxAllocSize / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
 }

@@ -320,7 +320,7 @@ extern void es_user_code_begin(EsGuard *g, Oid role, const char *search_path);
 extern void es_user_code_end(EsGuard *g);
 
 /* horizon.c */
-extern int	es_max_databases;
+extern void es_horizon_define_gucs(void);
 extern void es_horizon_shmem_init(void);
 extern void es_horizon_request_shmem(void);
 extern void es_horizon_register_callbacks(void);
@@ -336,7 +336,7 @@ extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
 extern void es_worker_request(EsDatabaseState *db);
 
 /* append.c */
-extern int	es_max_event_size;
+extern void es_append_define_gucs(void);
 extern int64 es_append_events_jsonb(text *stream_id, Jsonb *events,
 									bool has_expected, int64 expected);
 
@@ -388,8 +388,7 @@ extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshot
 
 /* projection.c */
 struct FmgrInfo;
-extern int	es_projection_batch_size;
-extern int	es_projection_retry_delay;
+extern void es_projection_define_gucs(void);
 extern uint64 es_projection_generation;
 extern int64 es_projecting_position;
 extern EsProjection *es_projections(const EsCatalog *cat, int *n);
@@ -456,6 +455,7 @@ typedef enum EsProcKind
 } EsProcKind;
 
 extern int	es_worker_naptime;
+extern void es_process_define_gucs(void);
 extern const char *const es_proc_type[ES_NUM_PROC_KINDS];
 extern EsDatabaseState *es_process_db;
 extern void es_process_signals(void);
@@ -465,12 +465,10 @@ extern void es_process_sleep(long timeout, TimestampTz not_after);
 extern void es_process_start(Oid dboid, EsProcKind kind);
 
 /* worker.c */
-extern int	es_maintenance_interval;
-extern int	es_maintenance_batch_size;
-extern int	es_notify_interval;
+extern void es_worker_define_gucs(void);
 
 /* projector.c */
-extern int	es_handler_timeout;
+extern void es_projector_define_gucs(void);
 
 /* launcher.c */
 extern void es_worker_register_launcher(void);

@@ -67,13 +67,14 @@
 #include "storage/shmem.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/guc.h"
 
 #include "eventstore.h"
 
 EsShared   *es_shared = NULL;
 
 /* GUC: how many databases can use eventstore at once (shared memory). */
-int			es_max_databases = 16;
+static int	es_max_databases = 16;
 
 /* This backend's registration in the current transaction. */
 static bool es_xact_registered = false;
@@ -515,4 +516,25 @@ es_worker_request(EsDatabaseState *db)
 
 	if (launcher_latch != NULL)
 		SetLatch(launcher_latch);
+}
+
+/*
+ * Define the settings this file reads: the size of the shared registry
+ * (preloading only).  Called by _PG_init.
+ */
+void
+es_horizon_define_gucs(void)
+{
+	/* PGC_POSTMASTER variables can only be defined while preloading. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("eventstore.max_databases",
+								"How many databases can use eventstore at the same time.",
+								"Sizes the shared registry of appending transactions; needs a restart.",
+								&es_max_databases,
+								16,
+								1,
+								1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 }

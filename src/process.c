@@ -185,3 +185,22 @@ es_process_start(Oid dboid, EsProcKind kind)
 	if (kind == ES_PROC_WORKER && launcher_latch != NULL)
 		SetLatch(launcher_latch);
 }
+
+/*
+ * Define the settings this file reads: how long the background processes sleep.
+ * Called by _PG_init.
+ */
+void
+es_process_define_gucs(void)
+{
+	DefineCustomIntVariable("eventstore.worker_naptime",
+							"Longest time the background worker sleeps between two looks at the global log.",
+							"Committing appenders wake the worker at once; this bounds the wait otherwise.",
+							&es_worker_naptime,
+							1000,
+							10,
+							3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}

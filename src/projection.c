@@ -73,8 +73,8 @@
 #include "eventstore.h"
 
 /* GUCs */
-int			es_projection_batch_size = 1000;
-int			es_projection_retry_delay = 1000;	/* ms, doubled per failure */
+static int	es_projection_batch_size = 1000;
+static int	es_projection_retry_delay = 1000;	/* ms, doubled per failure */
 
 /* The longest backoff between two attempts of a failing projection. */
 #define ES_MAX_RETRY_DELAY_MS	(5 * 60 * 1000)
@@ -821,4 +821,33 @@ eventstore_need_worker(PG_FUNCTION_ARGS)
 		es_worker_wake_at_commit(es_catalog(), what,
 								 strcmp(what, "archive policies") == 0);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Define the settings this file reads: the pace of async projections.
+ * Called by _PG_init.
+ */
+void
+es_projection_define_gucs(void)
+{
+	DefineCustomIntVariable("eventstore.projection_batch_size",
+							"Most events the background worker hands to one projection in one transaction.",
+							NULL,
+							&es_projection_batch_size,
+							1000,
+							1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.projection_retry_delay",
+							"Wait before the first retry of a failing async projection.",
+							"Doubles with every further failure, up to five minutes.",
+							&es_projection_retry_delay,
+							1000,
+							1,
+							300 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

@@ -30,13 +30,14 @@
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
+#include "utils/guc.h"
 
 #include "eventstore.h"
 
 PGDLLEXPORT void eventstore_projector_main(Datum main_arg);
 
 /* GUC: longest a projector's batch may run (ms); 0: no limit. */
-int			es_handler_timeout = 60 * 1000;
+static int	es_handler_timeout = 60 * 1000;
 
 /* What the projector has run so far. */
 typedef struct EsProjectorState
@@ -349,4 +350,23 @@ eventstore_projector_main(Datum main_arg)
 			continue;
 		es_process_sleep(es_worker_naptime, state.next_retry);
 	}
+}
+
+/*
+ * Define the settings this file reads: the time a handler batch may take.
+ * Called by _PG_init.
+ */
+void
+es_projector_define_gucs(void)
+{
+	DefineCustomIntVariable("eventstore.handler_timeout",
+							"Longest time one batch of an async projection may run in the background projector.",
+							"The batch is canceled and the projection fails with a backoff, as for any handler error; 0 means no limit.",
+							&es_handler_timeout,
+							60 * 1000,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

@@ -51,13 +51,13 @@
 PGDLLEXPORT void eventstore_worker_main(Datum main_arg);
 
 /* GUC: time between two retention and archiving passes (ms). */
-int			es_maintenance_interval = 10 * 1000;
+static int	es_maintenance_interval = 10 * 1000;
 
 /* GUC: events removed (a tenth of it: streams archived) per step. */
-int			es_maintenance_batch_size = 1000;
+static int	es_maintenance_batch_size = 1000;
 
 /* GUC: shortest time between two looks at the horizon (ms). */
-int			es_notify_interval = 5;
+static int	es_notify_interval = 5;
 
 /* The prepared UPDATE of eventstore.recorded_horizon, per worker. */
 static SPIPlanPtr es_record_plan = NULL;
@@ -445,4 +445,43 @@ eventstore_worker_main(Datum main_arg)
 
 		es_process_sleep(timeout, 0);
 	}
+}
+
+/*
+ * Define the settings this file reads: the worker's notifications and
+ * maintenance.  Called by _PG_init.
+ */
+void
+es_worker_define_gucs(void)
+{
+	DefineCustomIntVariable("eventstore.notify_interval",
+							"Shortest time between two notifications of the background worker.",
+							"Commits within the interval are covered by one notification.",
+							&es_notify_interval,
+							5,
+							0,
+							10000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.maintenance_interval",
+							"Time between the background worker's retention and archiving passes.",
+							"Stream settings, deletes and new archive policies start a pass at once.",
+							&es_maintenance_interval,
+							10 * 1000,
+							10,
+							24 * 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.maintenance_batch_size",
+							"Events the background worker removes or archives per transaction.",
+							"Retention and archiving run in transactions of at most this many events (archiving: streams).",
+							&es_maintenance_batch_size,
+							1000,
+							1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 }
