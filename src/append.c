@@ -150,14 +150,8 @@ eventstore_append(PG_FUNCTION_ARGS)
 	Size		metadata_size = 0;
 	EsAppend	ap;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be NULL")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("event_type must not be NULL")));
+	es_arg_not_null(fcinfo, 0, "stream_id");
+	es_arg_not_null(fcinfo, 1, "event_type");
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -232,14 +226,8 @@ eventstore_append_events(PG_FUNCTION_ARGS)
 	int64		expected = has_expected ? PG_GETARG_INT64(2) : 0;
 	EsAppend	ap;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be NULL")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("events must not be NULL")));
+	es_arg_not_null(fcinfo, 0, "stream_id");
+	es_arg_not_null(fcinfo, 1, "events");
 
 	es_append_batch(&ap, PG_GETARG_TEXT_PP(0), PG_GETARG_JSONB_P(1),
 					has_expected, expected);

@@ -205,20 +205,26 @@ es_catalog_lookup(bool missing_ok)
 	return &es_catalog_cache;
 }
 
+/* 22004 unless argument "argno" (called "name" in the error) is given. */
+void
+es_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+}
+
 /*
- * Stream ids are compared bytewise and must fit in an index entry with room
- * to spare.
+ * The stream id argument of a SQL function, checked.  Stream ids are
+ * compared bytewise and must fit in an index entry with room to spare.
  */
-/* The stream id argument of a SQL function, checked. */
 text *
 es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *stream_id;
 
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be NULL")));
+	es_arg_not_null(fcinfo, argno, "stream_id");
 	stream_id = PG_GETARG_TEXT_PP(argno);
 	es_check_stream_id(stream_id);
 	return stream_id;

@@ -75,10 +75,7 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("decide and evolve must not be NULL")));
 	decide = PG_GETARG_OID(1);
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("command must not be NULL")));
+	es_arg_not_null(fcinfo, 2, "command");
 	command = PG_GETARG_JSONB_P(2);
 	a.evolve = PG_GETARG_OID(3);
 	es_fold_args(fcinfo, -1, 4, &a);

@@ -262,6 +262,7 @@ extern Oid	es_relation_owner(Oid relid);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_identifier(const char *what, Size len, int limit);
 struct FunctionCallInfoBaseData;
+extern void es_arg_not_null(struct FunctionCallInfoBaseData *fcinfo, int argno, const char *name);
 extern text *es_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
 extern Datum es_result_row(struct FunctionCallInfoBaseData *fcinfo, Datum *values, bool *nulls);
 extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,

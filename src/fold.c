@@ -267,10 +267,7 @@ es_fold_args(FunctionCallInfo fcinfo, int evolve_arg, int initial_arg, EsLoadArg
 {
 	if (evolve_arg >= 0)
 	{
-		if (PG_ARGISNULL(evolve_arg))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("evolve must not be NULL")));
+		es_arg_not_null(fcinfo, evolve_arg, "evolve");
 		a->evolve = PG_GETARG_OID(evolve_arg);
 	}
 	a->state_type = get_fn_expr_argtype(fcinfo->flinfo, initial_arg);

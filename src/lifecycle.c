@@ -695,9 +695,6 @@ es_stored_head(const EsCatalog *cat, text *stream_id, bool archived)
 }
 
 /*
- * eventstore._stored_head(stream_id, archived) returns bigint
- */
-/*
  * eventstore._stream_versions(stream_id, allow_tombstoned, OUT head,
  * OUT visible): a stream's head and the version it reads as, for a
  * lifecycle change that holds the stream's lock and its row in
@@ -729,6 +726,9 @@ eventstore_stream_versions(PG_FUNCTION_ARGS)
 	return es_result_row(fcinfo, values, nulls);
 }
 
+/*
+ * eventstore._stored_head(stream_id, archived) returns bigint
+ */
 PG_FUNCTION_INFO_V1(eventstore_stored_head);
 Datum
 eventstore_stored_head(PG_FUNCTION_ARGS)
