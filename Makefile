@@ -9,10 +9,10 @@ OBJS = \
 	src/catalog.o \
 	src/caller.o \
 	src/command.o \
-	src/eventstore.o \
 	src/fold.o \
 	src/guard.o \
 	src/horizon.o \
+	src/init.o \
 	src/launcher.o \
 	src/lifecycle.o \
 	src/process.o \

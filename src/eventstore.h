@@ -252,7 +252,7 @@ extern EsShared *es_shared;
  *	 6	process.c						what the background processes share
  *	 7	worker.c projector.c launcher.c	a database's worker and projector,
  *										the launcher and the utility hook
- *	 8	eventstore.c					_PG_init: GUCs and hooks
+ *	 8	init.c							_PG_init: each module's GUCs, the hooks
  */
 
 /* catalog.c */

@@ -1,12 +1,12 @@
 /*-------------------------------------------------------------------------
  *
- * eventstore.c
+ * init.c
  *	  Module entry point, the top of the house: _PG_init has each module
  *	  define the settings it reads (es_<file>_define_gucs), reserves the
  *	  prefix, and installs the shared-memory hooks, the utility hook and
  *	  the launcher.
  *
- * src/eventstore.c
+ * src/init.c
  *
  *-------------------------------------------------------------------------
  */
