@@ -39,11 +39,6 @@ INSTALL_SOURCES = $(addprefix sql/install/, core.sql projections.sql subscriptio
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/versions/$(EXTENSION)--*.sql)
 
-$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SOURCES) $(EXTENSION).control
-	{ printf '%s\n\n' '-- eventstore $(EXTVERSION), built from sql/install/ by the Makefile: do not edit.'; \
-	  printf '%s\n' '\echo Use "CREATE EXTENSION eventstore" to load this file. \quit'; \
-	  for f in $(INSTALL_SOURCES); do printf '\n-- ===== %s\n\n' $$f; cat $$f; done; } > $@
-
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).
 REGRESS = append append_events read_stream errors roles read_all projections subscriptions state lifecycle security_manage security_core security_attack security_fuzz security_parallel security_worker upgrade
@@ -68,6 +63,12 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 $(OBJS): src/eventstore.h
+
+# After the include, so that PGXS's "all" stays the default goal.
+$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SOURCES) $(EXTENSION).control
+	{ printf '%s\n\n' '-- eventstore $(EXTVERSION), built from sql/install/ by the Makefile: do not edit.'; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION eventstore" to load this file. \quit'; \
+	  for f in $(INSTALL_SOURCES); do printf '\n-- ===== %s\n\n' $$f; cat $$f; done; } > $@
 
 # The TAP tests share the helpers of test/lib/EventStore/Test.pm.  After the
 # include (Makefile.global sets PROVE_FLAGS), and "override" so that a

@@ -1129,6 +1129,89 @@ es_latest_rules(const EsCatalog *cat, text *stream_id, EsStreamRules *rules)
 #define ES_STEP_FETCH	50
 
 /*
+ * Retention of one stream of the candidates: remove at most "want" of the
+ * events its settings exclude, as they are under the stream's row lock.
+ * Returns how many were removed, or -1 when the row is busy.
+ */
+static int64
+es_retain_stream(const EsCatalog *cat, text *stream_id, int64 want)
+{
+	Oid			texttype = TEXTOID;
+	EsStreamRules rules;
+	bool		has_through;
+	int64		through;
+	bool		has_cutoff;
+	TimestampTz cutoff;
+	int64		last_version;
+	int64		n;
+	bool		locked;
+
+	es_latest_rules(cat, stream_id, &rules);
+	if (!rules.found || rules.archived)
+		return 0;
+	es_retention_bounds(cat, stream_id, &rules, &has_through, &through,
+						&has_cutoff, &cutoff);
+	if ((!has_through || through <= rules.removed_through) && !has_cutoff)
+	{
+		/* nothing to remove */
+		if (!rules.retention_checked)
+		{
+			Datum		args[2] = {PointerGetDatum(stream_id),
+			Int64GetDatum(rules.settings_version)};
+			Oid			types[2] = {TEXTOID, INT8OID};
+
+			es_spi_exec("UPDATE eventstore.streams s SET retention_checked = true"
+						" WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+						"   AND s.settings_version OPERATOR(pg_catalog.=) $2",
+						2, types, args, SPI_OK_UPDATE);
+		}
+		return 0;
+	}
+
+	/*
+	 * The row lock orders us against set_stream_metadata and deletes: skip
+	 * a stream whose row is busy rather than wait, and go by the settings
+	 * as they are now, not as the candidates' snapshot saw them.
+	 */
+	{
+		Datum		id = PointerGetDatum(stream_id);
+
+		es_spi_exec("SELECT FROM eventstore.streams s"
+					" WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
+					"   FOR UPDATE SKIP LOCKED",
+					1, &texttype, &id, SPI_OK_SELECT);
+	}
+	locked = SPI_processed == 1;
+	SPI_freetuptable(SPI_tuptable);
+	if (!locked)
+		return -1;				/* busy: the next pass looks again */
+	es_latest_rules(cat, stream_id, &rules);
+	if (!rules.found || rules.archived)
+		return 0;
+	es_retention_bounds(cat, stream_id, &rules, &has_through, &through,
+						&has_cutoff, &cutoff);
+	n = es_remove_events(cat, stream_id, false, has_through, through,
+						 has_cutoff, cutoff, true, want, &last_version);
+
+	/*
+	 * In the same transaction as the removal: appends number on from here
+	 * even when no event is left.
+	 */
+	{
+		Datum		args[3] = {PointerGetDatum(stream_id), Int64GetDatum(last_version),
+		BoolGetDatum(n < want)};
+		Oid			types[3] = {TEXTOID, INT8OID, BOOLOID};
+
+		es_spi_exec("UPDATE eventstore.streams s"
+					"   SET removed_through = GREATEST(s.removed_through, $2),"
+					"       retention_checked = $3"
+					" WHERE s.stream_id OPERATOR(pg_catalog.=) $1",
+					3, types, args, SPI_OK_UPDATE);
+	}
+	return n;
+}
+
+/*
  * Remove at most batch_size events that the streams' settings exclude,
  * each stream's oldest first.  Never waits for a lock an appender holds:
  * the removed rows are old, appends add new ones.  Returns the number of
@@ -1155,7 +1238,6 @@ es_retention_step(const EsCatalog *cat, int batch_size, int64 after_position,
 {
 	Datum		after = Int64GetDatum(after_position);
 	Oid			int8type = INT8OID;
-	Oid			texttype = TEXTOID;
 	MemoryContext cxt;
 	Portal		portal;
 	EsGuard		g;
@@ -1211,13 +1293,6 @@ es_retention_step(const EsCatalog *cat, int batch_size, int64 after_position,
 			MemoryContext oldcxt;
 			bool		isnull;
 			text	   *stream_id;
-			EsStreamRules rules;
-			bool		has_through;
-			int64		through;
-			bool		has_cutoff;
-			TimestampTz cutoff;
-			int64		want;
-			int64		last_version;
 			int64		n;
 
 			CHECK_FOR_INTERRUPTS();
@@ -1234,76 +1309,15 @@ es_retention_step(const EsCatalog *cat, int batch_size, int64 after_position,
 			stream_id = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(stream_id));
 			MemoryContextSwitchTo(oldcxt);
 
-			es_latest_rules(cat, stream_id, &rules);
-			if (!rules.found || rules.archived)
-				continue;
-			es_retention_bounds(cat, stream_id, &rules, &has_through, &through,
-								&has_cutoff, &cutoff);
-			if ((!has_through || through <= rules.removed_through) && !has_cutoff)
+			n = es_retain_stream(cat, stream_id, batch_size - removed);
+			if (n < 0)
 			{
-				/* nothing to remove */
-				if (!rules.retention_checked)
-				{
-					Datum		args[2] = {PointerGetDatum(stream_id),
-					Int64GetDatum(rules.settings_version)};
-					Oid			types[2] = {TEXTOID, INT8OID};
-
-					es_spi_exec("UPDATE eventstore.streams s SET retention_checked = true"
-								" WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
-								"   AND s.settings_version OPERATOR(pg_catalog.=) $2",
-								2, types, args, SPI_OK_UPDATE);
-				}
-				continue;
-			}
-
-			/*
-			 * The row lock orders us against set_stream_metadata and
-			 * deletes: skip a stream whose row is busy rather than wait, and
-			 * go by the settings as they are now, not as the candidates'
-			 * snapshot saw them.
-			 */
-			{
-				Datum		id = PointerGetDatum(stream_id);
-
-				es_spi_exec("SELECT FROM eventstore.streams s"
-							" WHERE s.stream_id OPERATOR(pg_catalog.=) $1"
-							"   FOR UPDATE SKIP LOCKED",
-							1, &texttype, &id, SPI_OK_SELECT);
-			}
-			n = SPI_processed;
-			SPI_freetuptable(SPI_tuptable);
-			if (n == 0)
-			{
-				*complete = false;	/* busy: the next pass looks again */
-				continue;
-			}
-			es_latest_rules(cat, stream_id, &rules);
-			if (!rules.found || rules.archived)
-				continue;
-			es_retention_bounds(cat, stream_id, &rules, &has_through, &through,
-								&has_cutoff, &cutoff);
-			want = batch_size - removed;
-			n = es_remove_events(cat, stream_id, false, has_through, through,
-								 has_cutoff, cutoff, true, want, &last_version);
-
-			/*
-			 * In the same transaction as the removal: appends number on
-			 * from here even when no event is left.
-			 */
-			{
-				Datum		args[3] = {PointerGetDatum(stream_id), Int64GetDatum(last_version),
-				BoolGetDatum(n < want)};
-				Oid			types[3] = {TEXTOID, INT8OID, BOOLOID};
-
-				es_spi_exec("UPDATE eventstore.streams s"
-							"   SET removed_through = GREATEST(s.removed_through, $2),"
-							"       retention_checked = $3"
-							" WHERE s.stream_id OPERATOR(pg_catalog.=) $1",
-							3, types, args, SPI_OK_UPDATE);
-			}
-			removed += n;
-			if (n >= want)
 				*complete = false;
+				continue;
+			}
+			if (n >= batch_size - removed)
+				*complete = false;
+			removed += n;
 		}
 		SPI_freetuptable(candidates);
 	}
