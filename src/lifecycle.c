@@ -677,6 +677,16 @@ es_latest_snapshot(void)
 	return RegisterSnapshot(GetLatestSnapshot());
 }
 
+/* A stream's row as of now (the caller may hold its lock). */
+static void
+es_latest_rules(const EsCatalog *cat, text *stream_id, EsStreamRules *rules)
+{
+	Snapshot	snapshot = es_latest_snapshot();
+
+	es_stream_rules(cat, stream_id, snapshot, rules);
+	UnregisterSnapshot(snapshot);
+}
+
 /*
  * The highest version of a stream stored in the hot table (or, with
  * archived, in the archive), as of now: sees every committed append.
@@ -709,15 +719,12 @@ eventstore_stream_versions(PG_FUNCTION_ARGS)
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	bool		allow_tombstoned = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	const EsCatalog *cat = es_lifecycle_catalog();
-	Snapshot	latest;
 	EsStreamRules rules;
 	int64		head;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
-	latest = RegisterSnapshot(GetLatestSnapshot());
-	es_stream_rules(cat, stream_id, latest, &rules);
-	UnregisterSnapshot(latest);
+	es_latest_rules(cat, stream_id, &rules);
 	if (rules.tombstoned && !allow_tombstoned)
 		es_error_tombstoned(stream_id, rules.tombstoned_at);
 	head = es_rules_head(&rules, es_stored_head(cat, stream_id, rules.archived));
@@ -967,6 +974,25 @@ es_archive_stream(const EsCatalog *cat, text *stream_id, bool wait,
 	int64		moved = -1;
 
 	PreventCommandIfReadOnly("eventstore stream change");
+
+	/*
+	 * Archiving by inactivity passes over tombstoned and soft-deleted
+	 * streams (nothing stored after the delete), without taking their lock:
+	 * retention is removing their events.  Asked for by name, a tombstoned
+	 * stream is an error.
+	 */
+	if (has_inactive_for)
+	{
+		EsStreamRules rules;
+
+		es_latest_rules(cat, stream_id, &rules);
+		if (rules.found &&
+			(rules.tombstoned || rules.archived ||
+			 (rules.deleted &&
+			  rules.deleted_version >= es_stored_head(cat, stream_id, false))))
+			return 0;
+	}
+
 	if (!es_lock_stream(stream_id, wait))
 		return -1;				/* busy: left for later */
 
@@ -1115,15 +1141,6 @@ es_retention_bounds(const EsCatalog *cat, text *stream_id, const EsStreamRules *
 	}
 }
 
-/* A stream's row as of now (the caller may hold its lock). */
-static void
-es_latest_rules(const EsCatalog *cat, text *stream_id, EsStreamRules *rules)
-{
-	Snapshot	snapshot = es_latest_snapshot();
-
-	es_stream_rules(cat, stream_id, snapshot, rules);
-	UnregisterSnapshot(snapshot);
-}
 
 /* How many candidates a step fetches from its cursor at a time. */
 #define ES_STEP_FETCH	50
@@ -1439,19 +1456,11 @@ es_archive_step(const EsCatalog *cat, int max_streams)
 			for (uint64 j = 0; j < streams->numvals; j++)
 			{
 				text	   *stream_id;
-				EsStreamRules rules;
 				Interval   *inactive = DatumGetIntervalP(inactive_for);
 
 				CHECK_FOR_INTERRUPTS();
 				stream_id = DatumGetTextPP(SPI_getbinval(streams->vals[j], streams->tupdesc,
 														 1, &isnull));
-				/* tombstoned and deleted streams: their events are on their way out */
-				es_latest_rules(cat, stream_id, &rules);
-				if (rules.found &&
-					(rules.tombstoned || rules.archived ||
-					 (rules.deleted &&
-					  rules.deleted_version >= es_stored_head(cat, stream_id, false))))
-					continue;
 				if (es_archive_stream(cat, stream_id, false, true, inactive) > 0)
 				{
 					Oid			texttype = TEXTOID;

@@ -333,7 +333,7 @@ RETURNS bigint
     AS 'MODULE_PATHNAME', 'eventstore_archive_stream'
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._archive_stream(text, boolean, interval) IS
-    'Move one stream''s events to eventstore.archived_events; without wait a busy stream, with inactive_for an active one, is left alone (internal)';
+    'Move one stream''s events to eventstore.archived_events; without wait a busy stream, with inactive_for an active, tombstoned or deleted one, is left alone (internal)';
 REVOKE ALL ON FUNCTION eventstore._archive_stream(text, boolean, interval) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.archive_stream(stream_id text)
@@ -420,14 +420,8 @@ BEGIN
         RAISE EXCEPTION 'max_streams must be between 1 and 10000' USING ERRCODE = '22023',
             HINT = 'Archive more streams by calling archive_streams again, in a new transaction, until it returns 0.';
     END IF;
+    -- _archive_stream passes over tombstoned and deleted streams
     FOR s IN SELECT * FROM eventstore._inactive_streams(inactive_for, stream_prefix, max_streams) LOOP
-        -- tombstoned and deleted streams: their events are on their way out
-        IF EXISTS (SELECT FROM eventstore.streams t
-                    WHERE t.stream_id = s
-                      AND (t.tombstoned_at IS NOT NULL
-                           OR t.deleted_version >= eventstore._stored_head(s, false))) THEN
-            CONTINUE;
-        END IF;
         moved := eventstore._archive_stream(s, false, inactive_for);
         IF moved > 0 THEN
             n := n + 1;

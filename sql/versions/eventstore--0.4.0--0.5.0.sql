@@ -15,7 +15,7 @@
 COMMENT ON FUNCTION eventstore._archive_step(integer) IS
     'Archive at most max_streams streams for the archive policies; run by the background worker (internal)';
 COMMENT ON FUNCTION eventstore._archive_stream(text, boolean, interval) IS
-    'Move one stream''s events to eventstore.archived_events; without wait a busy stream, with inactive_for an active one, is left alone (internal)';
+    'Move one stream''s events to eventstore.archived_events; without wait a busy stream, with inactive_for an active, tombstoned or deleted one, is left alone (internal)';
 COMMENT ON FUNCTION eventstore._check_projection_args(regprocedure, text[], text) IS
     'Raise 22004, 42P13 or 22023 unless a handler and an event filter are fit for a projection (internal)';
 COMMENT ON FUNCTION eventstore._delete_stream(text, bigint, boolean) IS
@@ -118,6 +118,41 @@ BEGIN
     SELECT * INTO st FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
     SELECT v.head, v.visible INTO head, visible
       FROM eventstore._stream_versions(p_stream_id, allow_tombstoned) v;
+END $$;
+
+-- Archiving by inactivity passes over tombstoned and deleted streams in
+-- C (_archive_stream with inactive_for), for archive_streams as for the
+-- worker's archive step.
+CREATE OR REPLACE FUNCTION eventstore.archive_streams(
+    inactive_for  interval,
+    stream_prefix text    DEFAULT NULL,
+    max_streams   integer DEFAULT 1000)
+RETURNS bigint
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s text;
+    n bigint := 0;
+    moved bigint;
+BEGIN
+    IF inactive_for IS NULL OR inactive_for <= interval '0' THEN
+        RAISE EXCEPTION 'inactive_for must be a positive interval' USING ERRCODE = '22023';
+    END IF;
+    PERFORM eventstore._check_interval('inactive_for', inactive_for);
+    -- each stream archived holds its lock to the end of the transaction
+    IF max_streams IS NULL OR max_streams < 1 OR max_streams > 10000 THEN
+        RAISE EXCEPTION 'max_streams must be between 1 and 10000' USING ERRCODE = '22023',
+            HINT = 'Archive more streams by calling archive_streams again, in a new transaction, until it returns 0.';
+    END IF;
+    -- _archive_stream passes over tombstoned and deleted streams
+    FOR s IN SELECT * FROM eventstore._inactive_streams(inactive_for, stream_prefix, max_streams) LOOP
+        moved := eventstore._archive_stream(s, false, inactive_for);
+        IF moved > 0 THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
 END $$;
 
 -- (end of section 3)
