@@ -29,6 +29,7 @@ append_setup() {
 	bench_log "append: setting up the three contenders"
 	bench_psql -c "SET client_min_messages = warning" \
 		-c "DROP EXTENSION IF EXISTS eventstore" -c "CREATE EXTENSION eventstore" \
+		-c "DROP SCHEMA IF EXISTS bench_plain, bench_plpgsql CASCADE" \
 		-f "$BENCH_ROOT/bench/plain.sql" \
 		-f "$BENCH_ROOT/bench/plpgsql_store.sql" \
 		-c "ALTER DATABASE $BENCH_DB SET bench_plpgsql.notify = '${BENCH_PLPGSQL_NOTIFY:-off}'"
