@@ -141,3 +141,26 @@ SELECT 'only in fresh install', object FROM
 ORDER BY 1, 2;
 DROP EXTENSION eventstore;
 DROP TABLE seen, upgrade_objects;
+
+-- Updating from 0.5.0 to 0.6.0.  The 0.6.0 library on a 0.5.0 database
+-- (no index on event_id yet) recognises a retry after another append by
+-- reading the stream.  A database where an id is stored twice (a retry
+-- appended again before 0.6.0, made here by hand) keeps every event: the
+-- update indexes event_id without uniqueness and warns; retries are
+-- recognised all the same, and an id of another stream is refused.
+CREATE EXTENSION eventstore VERSION '0.5.0';
+SELECT stream_version FROM eventstore.append_events('dup', '[{"type": "A", "data": 1, "id": "00000000-0000-0000-0000-000000000001"}]');
+SELECT stream_version FROM eventstore.append('dup', 'B', '2');
+SELECT stream_version FROM eventstore.append_events('dup', '[{"type": "A", "data": 1, "id": "00000000-0000-0000-0000-000000000001"}]');
+INSERT INTO eventstore.events (global_position, stream_version, created_at, event_id, stream_id, event_type, data)
+SELECT nextval('eventstore.global_position_seq'), 3, created_at, event_id, stream_id, event_type, data
+  FROM eventstore.events WHERE stream_id = 'dup' AND stream_version = 1;
+ALTER EXTENSION eventstore UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
+SELECT indisunique FROM pg_index WHERE indexrelid = 'eventstore.events_event_id_key'::regclass;
+SELECT count(*) AS stored FROM eventstore.events WHERE stream_id = 'dup';
+SELECT stream_version FROM eventstore.append_events('dup', '[{"type": "A", "data": 1, "id": "00000000-0000-0000-0000-000000000001"}]');
+SELECT stream_version FROM eventstore.append('dup-2', 'A', '1', event_id => '00000000-0000-0000-0000-000000000001');
+\echo :SQLSTATE
+SELECT count(*) AS stored FROM eventstore.events;
+DROP EXTENSION eventstore;

@@ -20,11 +20,15 @@
  *	   refuses appends (ST002), an archived one too (ST003), a soft-deleted
  *	   one counts as absent, and numbering goes on after events that
  *	   retention removed;
- *	4. if every event carries an id and they are the events a former call
- *	   appended (a retry after a lost acknowledgement), return that call's
- *	   result and write nothing; ids that only partly match raise ST004
- *	   (es_append_retry);
- *	   otherwise compare with expected_version, raising ST001 on a mismatch;
+ *	4. look up the ids the call gives through the index on event_id
+ *	   (es_append_retry): if they are stored, in order, as consecutive
+ *	   events of this stream, the call is the retry of one that stored them
+ *	   (after a lost acknowledgement): return that call's result and write
+ *	   nothing, whatever the expected version and whatever happened to the
+ *	   stream since; if only some are, or not in that order, raise ST001;
+ *	   an id stored in another stream raises 23505.  Calls without ids pay
+ *	   no lookup.  Otherwise compare with expected_version, raising ST001
+ *	   on a mismatch;
  *	5. insert each event with ExecSimpleRelationInsert(): heap insert, index
  *	   entries and user triggers, without planner or SPI overhead.  Each
  *	   event draws its global position from a sequence; before the first
@@ -38,8 +42,10 @@
  * holds it to the end of the transaction: changes of projections wait for
  * appends in flight (see projection.c).
  *
- * The unique index is the last line of defence: even a writer that bypassed
- * the lock could not create two events with one version.
+ * The unique indexes are the last line of defence: even a writer that
+ * bypassed the lock could not create two events with one version, and two
+ * appends of one new id to different streams (different locks) cannot both
+ * commit.
  *
  * src/append.c
  *
@@ -48,6 +54,7 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -120,11 +127,11 @@ static void es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *
 static void es_element_error_callback(void *arg);
 static void es_append_begin(EsAppend *ap, text *stream_id,
 							bool has_expected, int64 expected,
-							const pg_uuid_t *ids, int nids);
-static bool es_append_retry(EsAppend *ap, Relation stream_index, TupleTableSlot *scanslot,
-							bool has_expected, int64 expected, int64 current,
-							int64 head, const EsStreamRules *rules,
-							const pg_uuid_t *ids, int nids);
+							const pg_uuid_t *ids, int nids, int nevents);
+static bool es_append_retry(EsAppend *ap, Relation stream_index,
+							TupleTableSlot *scanslot, const pg_uuid_t *ids,
+							int nids, int nevents);
+static void es_check_batch_ids(const pg_uuid_t *ids, const uint32 *index, int nids);
 static void es_append_event(EsAppend *ap, const EsEventInput *ev);
 static void es_append_end(EsAppend *ap);
 static void es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
@@ -202,7 +209,7 @@ eventstore_append(PG_FUNCTION_ARGS)
 		ev.event_id = *PG_GETARG_UUID_P(5);
 
 	es_append_begin(&ap, stream_id, has_expected, expected,
-					&ev.event_id, ev.has_event_id ? 1 : 0);
+					&ev.event_id, ev.has_event_id ? 1 : 0, 1);
 	if (!ap.retry)
 		es_append_event(&ap, &ev);
 	es_append_end(&ap);
@@ -259,6 +266,7 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 	EsElementContext ectx;
 	ErrorContextCallback errcallback;
 	pg_uuid_t  *ids;
+	uint32	   *id_index;
 	int			nids = 0;
 
 	es_check_stream_id(stream_id);
@@ -277,10 +285,12 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 	errcallback.previous = error_context_stack;
 
 	/*
-	 * Pass 1: validate, before taking any lock, and collect the ids: a call
-	 * whose events all carry one may be the retry of an earlier call.
+	 * Pass 1: validate, before taking any lock, and collect the ids the
+	 * events carry: a call whose events all carry one may be the retry of an
+	 * earlier call, and no id may be stored twice.
 	 */
 	ids = palloc(Max(nevents, 1) * sizeof(pg_uuid_t));
+	id_index = palloc(Max(nevents, 1) * sizeof(uint32));
 	element_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										"eventstore batch element",
 										ALLOCSET_DEFAULT_SIZES);
@@ -292,17 +302,20 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(element_cxt);
 		es_parse_element(&events->root, ectx.index, &ev);
-		if (ev.has_event_id && nids == (int) ectx.index)
+		if (ev.has_event_id)
+		{
+			id_index[nids] = ectx.index;
 			ids[nids++] = ev.event_id;
+		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(element_cxt);
 	}
 	error_context_stack = errcallback.previous;
-	if (nids != (int) nevents)
-		nids = 0;
+	if (nids > 1)
+		es_check_batch_ids(ids, id_index, nids);
 
 	/* Pass 2: lock, check the version, insert. */
-	es_append_begin(ap, stream_id, has_expected, expected, ids, nids);
+	es_append_begin(ap, stream_id, has_expected, expected, ids, nids, (int) nevents);
 	error_context_stack = &errcallback;
 	for (ectx.index = 0; !ap->retry && ectx.index < nevents; ectx.index++)
 	{
@@ -320,6 +333,55 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 
 	MemoryContextDelete(element_cxt);
 	pfree(ids);
+	pfree(id_index);
+}
+
+/* An id and the index of the batch element that carries it. */
+typedef struct EsBatchId
+{
+	pg_uuid_t	id;
+	uint32		index;
+} EsBatchId;
+
+static int
+es_batch_id_cmp(const void *a, const void *b)
+{
+	const EsBatchId *x = a;
+	const EsBatchId *y = b;
+	int			c = memcmp(&x->id, &y->id, UUID_LEN);
+
+	if (c != 0)
+		return c;
+	return (x->index > y->index) - (x->index < y->index);
+}
+
+/*
+ * One call cannot store one id twice, nor can it be the retry of a call
+ * that did: 22023 for an id that two elements of the batch carry.
+ */
+static void
+es_check_batch_ids(const pg_uuid_t *ids, const uint32 *index, int nids)
+{
+	EsBatchId  *sorted = palloc(nids * sizeof(EsBatchId));
+
+	for (int i = 0; i < nids; i++)
+	{
+		sorted[i].id = ids[i];
+		sorted[i].index = index[i];
+	}
+	qsort(sorted, nids, sizeof(EsBatchId), es_batch_id_cmp);
+	for (int i = 1; i < nids; i++)
+	{
+		if (memcmp(&sorted[i - 1].id, &sorted[i].id, UUID_LEN) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event id %s appears more than once in the batch",
+							DatumGetCString(DirectFunctionCall1(uuid_out,
+																UUIDPGetDatum(&sorted[i].id)))),
+					 errdetail("Elements %u and %u carry the same id; an event id identifies one event.",
+							   sorted[i - 1].index, sorted[i].index)));
+	}
+	pfree(sorted);
 }
 
 static void
@@ -520,7 +582,7 @@ es_active_push(text *stream_id)
 
 static void
 es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected,
-				const pg_uuid_t *ids, int nids)
+				const pg_uuid_t *ids, int nids, int nevents)
 {
 	const EsCatalog *cat;
 	RangeTblEntry *rte;
@@ -598,11 +660,9 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 
 	ap->retry = false;
 	if (nids > 0 &&
-		es_append_retry(ap, stream_index, scanslot, has_expected, expected,
-						current, head, &rules, ids, nids))
+		es_append_retry(ap, stream_index, scanslot, ids, nids, nevents))
 	{
 		ap->retry = true;
-		ap->first_version = ap->last_version - nids + 1;
 		return;
 	}
 
@@ -616,139 +676,152 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	ap->created_at = GetCurrentTransactionStartTimestamp();
 }
 
+/* Where one id of the call is stored, as SnapshotSelf sees it. */
+typedef struct EsStoredId
+{
+	bool		here;			/* as an event of the appended stream */
+	int64		version;		/* if here */
+	int64		position;		/* if here */
+	text	   *elsewhere;		/* else the stream storing it, or NULL */
+} EsStoredId;
+
 /*
- * The ids and positions of the stored events of the stream at versions
- * from, from + 1, ... (at most n of them, stopping at a missing version),
- * as SnapshotSelf sees them.  Returns how many were found.
+ * Find the ids ids[0..nids-1] among the stored events: through the index
+ * on event_id, one probe per id; before version 0.6.0 created the index,
+ * by one pass over the appended stream (ids stored in other streams then
+ * go unseen).  With SnapshotSelf under the stream lock, the events of this
+ * stream are seen exactly; those of other streams once committed, or
+ * appended earlier in this transaction.
  */
-static int
-es_stored_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
-			  int64 from, int n, pg_uuid_t *ids, int64 *positions)
-{
-	EsEventScan scan;
-	int			found = 0;
-
-	es_scan_stream_begin(&scan, ap->rel, stream_index, SnapshotSelf, ap->stream_id,
-						 from, PG_INT64_MAX, ForwardScanDirection, slot);
-	while (found < n && es_scan_next(&scan))
-	{
-		bool		isnull;
-
-		if (DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull)) != from + found)
-			break;
-		ids[found] = *DatumGetUUIDP(slot_getattr(slot, Anum_es_event_id, &isnull));
-		positions[found] = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
-		found++;
-	}
-	es_scan_end(&scan);
-	return found;
-}
-
-static int
-es_uuid_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, UUID_LEN);
-}
-
 static void
-es_retry_conflict(EsAppend *ap, const pg_uuid_t *id, int64 version)
+es_find_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
+			const pg_uuid_t *ids, int nids, EsStoredId *stored)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_ES_IDEMPOTENCY_CONFLICT),
-			 errmsg("events of the append overlap events stored in stream \"%s\"",
-					text_to_cstring(ap->stream_id)),
-			 errdetail("Event id %s is stored at version " INT64_FORMAT " of stream \"%s\", but the append is not a repetition of the append that stored it.",
-					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))),
-					   version, text_to_cstring(ap->stream_id)),
-			 errhint("A retry must repeat the original append exactly: the same events, with the same ids, in the same order.")));
+	Size		len = VARSIZE_ANY_EXHDR(ap->stream_id);
+	EsEventScan scan;
+	bool		isnull;
+
+	memset(stored, 0, nids * sizeof(EsStoredId));
+
+	if (!OidIsValid(ap->cat->event_id_index_relid))
+	{
+		es_scan_stream_begin(&scan, ap->rel, stream_index, SnapshotSelf, ap->stream_id,
+							 0, PG_INT64_MAX, ForwardScanDirection, slot);
+		while (es_scan_next(&scan))
+		{
+			pg_uuid_t  *id = DatumGetUUIDP(slot_getattr(slot, Anum_es_event_id, &isnull));
+
+			CHECK_FOR_INTERRUPTS();
+			for (int i = 0; i < nids; i++)
+			{
+				if (!stored[i].here && memcmp(id, &ids[i], UUID_LEN) == 0)
+				{
+					stored[i].here = true;
+					stored[i].version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
+					stored[i].position = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+				}
+			}
+		}
+		es_scan_end(&scan);
+		return;
+	}
+
+	for (int i = 0; i < nids; i++)
+	{
+		Relation	id_index = index_open(ap->cat->event_id_index_relid, AccessShareLock);
+
+		es_scan_event_id_begin(&scan, ap->rel, id_index, SnapshotSelf, &ids[i], slot);
+		/* more than one row only where an update kept ids stored twice */
+		while (!stored[i].here && es_scan_next(&scan))
+		{
+			text	   *stream = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
+
+			if (VARSIZE_ANY_EXHDR(stream) == len &&
+				memcmp(VARDATA_ANY(stream), VARDATA_ANY(ap->stream_id), len) == 0)
+			{
+				stored[i].here = true;
+				stored[i].version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
+				stored[i].position = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+			}
+			else if (stored[i].elsewhere == NULL)
+				stored[i].elsewhere = DatumGetTextPCopy(PointerGetDatum(stream));
+		}
+		es_scan_end(&scan);
+		index_close(id_index, AccessShareLock);
+	}
 }
 
 /*
  * Is this call the repetition of one that already stored its events (a
- * retry after a lost acknowledgement)?  Every event of the call carries an
- * id (ids[0..nids-1]).  If so, note that call's result in ap and return
- * true: nothing is written.
+ * retry after a lost acknowledgement)?  ids[0..nids-1] are the ids the
+ * call's nevents events carry.  If so, note that call's result in ap and
+ * return true: nothing is written.
  *
- * With an expected version N >= 0 that no longer holds, the former call
- * stored its events right after N: if the stored events from there carry
- * the call's ids, it is a retry; if only some do, ST004; if the first
- * differs, the caller reports the version mismatch (ST001).
- *
- * With NULL or -1 the former call may have stored its events anywhere; it
- * is recognised while its events are still the newest of the stream.  If
- * the newest nids events carry the call's ids it is a retry; if any of them
- * carries one of the call's ids, ST004 (an overlap, not a repetition).
+ * The call is a retry when every event carries an id and the ids are
+ * stored as consecutive events of this stream, in the call's order,
+ * whatever the expected version and whatever the stream went through since
+ * (more appends, a soft delete).  Calls made of several former calls'
+ * events in order count as well: the ids are what is compared, not the
+ * calls.  None of the ids stored: a new append.  Anything in between (some
+ * stored and some not, another order, an event without id next to stored
+ * ones) is neither: the version conflict ST001, so that clients that catch
+ * conflicts catch it (before 0.6.0: ST004).  An id stored in another
+ * stream: 23505, as the unique index would say.
  */
 static bool
 es_append_retry(EsAppend *ap, Relation stream_index, TupleTableSlot *scanslot,
-				bool has_expected, int64 expected, int64 current, int64 head,
-				const EsStreamRules *rules, const pg_uuid_t *ids, int nids)
+				const pg_uuid_t *ids, int nids, int nevents)
 {
-	pg_uuid_t  *stored = palloc(nids * sizeof(pg_uuid_t));
-	int64	   *positions = palloc(nids * sizeof(int64));
-	int64		from;
-	int			found;
-	bool		retry = false;
+	EsStoredId *stored = palloc(nids * sizeof(EsStoredId));
+	int			nhere = 0;
+	int			first_here = -1;
+	bool		retry;
 
-	if (has_expected && expected >= 0)
+	es_find_ids(ap, stream_index, scanslot, ids, nids, stored);
+
+	for (int i = 0; i < nids; i++)
 	{
-		if (current == expected)
-			return false;		/* the check passes: a new append */
-		from = (expected == 0 && rules->deleted) ? rules->deleted_version + 1 : expected + 1;
-		if (from > head)
-			return false;
-		found = es_stored_ids(ap, stream_index, scanslot, from, nids, stored, positions);
-		if (found == 0 || memcmp(&stored[0], &ids[0], UUID_LEN) != 0)
-			return false;		/* different events: ST001 */
-		for (int i = 1; i < found; i++)
-			if (memcmp(&stored[i], &ids[i], UUID_LEN) != 0)
-				es_retry_conflict(ap, &ids[0], from);
-		if (found < nids)
-			es_retry_conflict(ap, &stored[0], from);
-		retry = true;
-	}
-	else
-	{
-		from = head - nids + 1;
-		if (from < 1)
-			from = 1;
-		if (rules->deleted && from <= rules->deleted_version)
-			from = rules->deleted_version + 1;
-		if (from > head)
-			return false;
-		found = es_stored_ids(ap, stream_index, scanslot, from, (int) (head - from + 1),
-							  stored, positions);
-		if (found == nids && from + found - 1 == head &&
-			memcmp(stored, ids, nids * sizeof(pg_uuid_t)) == 0)
-			retry = true;
-		else if (found > 0)
+		if (stored[i].here)
 		{
-			/* any shared id is an overlap */
-			pg_uuid_t  *sorted = palloc(found * sizeof(pg_uuid_t));
-
-			memcpy(sorted, stored, found * sizeof(pg_uuid_t));
-			qsort(sorted, found, sizeof(pg_uuid_t), es_uuid_cmp);
-			for (int i = 0; i < nids; i++)
-			{
-				if (bsearch(&ids[i], sorted, found, sizeof(pg_uuid_t), es_uuid_cmp) != NULL)
-				{
-					for (int j = 0; j < found; j++)
-						if (memcmp(&stored[j], &ids[i], UUID_LEN) == 0)
-							es_retry_conflict(ap, &ids[i], from + j);
-				}
-			}
-			pfree(sorted);
+			if (first_here < 0)
+				first_here = i;
+			nhere++;
 		}
+		else if (stored[i].elsewhere != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("event id %s is stored in stream \"%s\"",
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ids[i]))),
+							text_to_cstring(stored[i].elsewhere)),
+					 errdetail("An event id identifies one event of the store; the append to stream \"%s\" cannot store it again.",
+							   text_to_cstring(ap->stream_id)),
+					 errhint("Give a new event a new id; repeat an id only to retry the append that stored it, on the same stream.")));
+	}
+	if (nhere == 0)
+	{
+		pfree(stored);
+		return false;
 	}
 
-	if (retry)
-	{
-		ap->last_version = from + nids - 1;
-		ap->last_position = positions[nids - 1];
-	}
+	retry = (nhere == nevents);
+	for (int i = 1; retry && i < nids; i++)
+		retry = (stored[i].version == stored[0].version + i);
+	if (!retry)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
+				 errmsg("events of the append overlap events stored in stream \"%s\"",
+						text_to_cstring(ap->stream_id)),
+				 errdetail("Event id %s is stored at version " INT64_FORMAT " of stream \"%s\", but the append is not a repetition of the append that stored it: %d of its %d events carry ids stored in the stream.",
+						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ids[first_here]))),
+						   stored[first_here].version, text_to_cstring(ap->stream_id),
+						   nhere, nevents),
+				 errhint("A retry must repeat the original append exactly: the same events, with the same ids, in the same order.")));
+
+	ap->first_version = stored[0].version;
+	ap->last_version = stored[nids - 1].version;
+	ap->last_position = stored[nids - 1].position;
 	pfree(stored);
-	pfree(positions);
-	return retry;
+	return true;
 }
 
 static void

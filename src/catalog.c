@@ -177,6 +177,9 @@ es_catalog_lookup(bool missing_ok)
 	es_catalog_cache.event_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 												   CStringGetDatum("event"),
 												   ObjectIdGetDatum(es_catalog_cache.namespace_oid));
+	/* added by version 0.6.0 */
+	es_catalog_cache.event_id_index_relid = get_relname_relid("events_event_id_key",
+															  es_catalog_cache.namespace_oid);
 	/* added by version 0.2.0 */
 	es_catalog_cache.projections_relid = get_relname_relid("projections",
 														   es_catalog_cache.namespace_oid);

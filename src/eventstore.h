@@ -99,6 +99,7 @@ typedef struct EsCatalog
 	Oid			stream_index_relid; /* unique (stream_id, stream_version) */
 	Oid			position_seq_relid; /* draws global positions */
 	Oid			position_index_relid;	/* primary key (global_position) */
+	Oid			event_id_index_relid;	/* (event_id); InvalidOid before 0.6.0 */
 	Oid			horizon_relid;	/* eventstore.recorded_horizon */
 	AttrNumber	horizon_position_att;	/* its column "position" */
 	Oid			event_typid;	/* the eventstore.event type */
@@ -296,6 +297,11 @@ extern void es_scan_positions_begin(EsEventScan *scan, Relation heap, Relation i
 									Snapshot snapshot, int64 from_position,
 									int64 to_position, ScanDirection direction,
 									struct TupleTableSlot *slot);
+struct pg_uuid_t;
+
+extern void es_scan_event_id_begin(EsEventScan *scan, Relation heap, Relation index,
+								   Snapshot snapshot, const struct pg_uuid_t *event_id,
+								   struct TupleTableSlot *slot);
 extern struct TupleTableSlot *es_scan_next(EsEventScan *scan);
 extern void es_scan_end(EsEventScan *scan);
 extern bool es_lock_stream(text *stream_id, bool wait);

@@ -23,6 +23,7 @@
 #include "storage/lock.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/uuid.h"
 
 #include "eventstore.h"
 
@@ -102,6 +103,24 @@ es_scan_positions_begin(EsEventScan *scan, Relation heap, Relation index,
 	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8LE, Int64GetDatum(to_position));
 	es_scan_begin(scan, heap, index, snapshot, keys, 2, direction, slot);
+}
+
+/*
+ * The same for the events that carry one event id: eventstore.events
+ * through its index on event_id.  The index is unique from 0.6.0 on, but a
+ * database updated with ids stored twice keeps it non-unique, so callers
+ * read on until the end.
+ */
+void
+es_scan_event_id_begin(EsEventScan *scan, Relation heap, Relation index,
+					   Snapshot snapshot, const pg_uuid_t *event_id,
+					   TupleTableSlot *slot)
+{
+	ScanKeyData key;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(event_id));
+	es_scan_begin(scan, heap, index, snapshot, &key, 1, ForwardScanDirection, slot);
 }
 
 static void

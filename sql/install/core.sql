@@ -76,6 +76,14 @@ CREATE TABLE eventstore.events (
 COMMENT ON TABLE eventstore.events IS 'All events; append-only, written by eventstore.append and eventstore.append_events';
 ALTER SEQUENCE eventstore.global_position_seq OWNED BY eventstore.events.global_position;
 
+-- Exactly once per event id (0.6.0): an append whose ids are stored
+-- already is a retry, recognised through this index whatever happened to
+-- the stream since (src/append.c).  Unique, so that two appends of one id
+-- to different streams, which take different stream locks, cannot both
+-- commit.  Generated ids are time-ordered (UUID version 7), so they land
+-- at the right edge of the index.
+CREATE UNIQUE INDEX events_event_id_key ON eventstore.events (event_id);
+
 -- Events are user data: pg_dump must dump them although the table belongs
 -- to the extension.
 SELECT pg_catalog.pg_extension_config_dump('eventstore.events', '');
