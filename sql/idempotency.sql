@@ -111,6 +111,15 @@ SELECT try($$SELECT ae('twice', NULL, '31', '32', '31')$$) AS twice;
 SELECT try($$SELECT ae('r', NULL, '1', '1')$$) AS twice_stored;
 SELECT ids('twice');
 
+-- An archived stream's events (and ids) are out of eventstore.events: its
+-- retries are refused (ST003) and its ids are free for other streams; then
+-- restoring it fails (23505) while another stream holds one of them.
+SELECT eventstore.archive_stream('one') AS archived;
+SELECT split_part(try($$SELECT eventstore.append('one', 'T', '1', NULL, NULL, '00000000-0000-0000-0000-0000000000aa')::text$$), ':', 1) AS archived_retry;
+SELECT try($$SELECT eventstore.append('taker', 'T', '1', NULL, NULL, '00000000-0000-0000-0000-0000000000aa')::text$$) LIKE '(1,%' AS taken;
+SELECT try($$SELECT eventstore.restore_stream('one')::text$$) AS restore;
+SELECT ids('one') AS one, ids('taker') AS taker;
+
 -- No id is stored twice anywhere.
 SELECT event_id, count(*) FROM eventstore.events GROUP BY event_id HAVING count(*) > 1;
 SELECT indisunique FROM pg_index WHERE indexrelid = 'eventstore.events_event_id_key'::regclass;

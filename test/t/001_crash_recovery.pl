@@ -20,7 +20,9 @@
 #   - appends resume where the streams left off: the clients of the next
 #     round append with expected versions learned after the restart, and
 #     finally a correct expected version succeeds and a stale one fails
-#     with ST001.
+#     with ST001;
+#   - a retry of a batch with event ids, committed before a backend was
+#     killed, returns the original result and stores nothing (0.6.0).
 #
 # The node runs with the test framework's fsync = off: killing processes
 # does not lose what was written to the kernel, so this tests WAL replay,
@@ -412,6 +414,59 @@ my ($ret, $stdout, $stderr) = $node->psql(
 isnt($ret, 0, 'a stale expected version fails');
 like($stderr, qr/ST001/, 'with SQLSTATE ST001');
 like($stderr, qr/actual version @{[ $n + 1 ]}/, 'naming the actual version');
+
+# Exactly once per event id across crash-restarts (0.6.0).  A session
+# commits a batch with ids, another append follows, and the session is
+# killed (SIGKILL: the postmaster reinitialises, redo replays the commit):
+# the client never saw the acknowledgement, so it retries, with any
+# expected version, and gets the original result while nothing is stored
+# again.  A batch whose transaction was in progress at the kill is gone
+# with it: its retry writes it.
+sub ids_batch
+{
+	return "'["
+	  . join(', ',
+		map { qq({"type": "Paid", "data": {}, "id": "c0000000-0000-0000-0000-00000000000$_"}) }
+		  @_) . "]'";
+}
+my $victim_session = $node->background_psql('postgres');
+my $victim = $victim_session->query_safe('SELECT pg_backend_pid()');
+my $first = $victim_session->query_safe(
+	"SELECT stream_version || '/' || global_position FROM eventstore.append_events('idem-crash', "
+	  . ids_batch(1, 2) . ', 0)');
+is($first =~ /^2\//, 1, 'the batch with ids is committed at version 2');
+$node->safe_psql('postgres', q{SELECT eventstore.append('idem-crash', 'Noted', '{}')});
+$victim_session->query_safe('BEGIN');
+$victim_session->query_safe(
+	"SELECT eventstore.append_events('idem-crash-2', " . ids_batch(3) . ', 0)');
+ok(es_kill_backend($node, $victim), 'killing the appending session crash-restarts the server');
+for my $expected ('NULL', '-1', '0')
+{
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT stream_version || '/' || global_position FROM eventstore.append_events('idem-crash', "
+			  . ids_batch(1, 2) . ", $expected)"),
+		$first,
+		"after the crash, the retry with expected version $expected returns the original result");
+}
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT string_agg(event_type || coalesce(':' || right(event_id::text, 1), ''), ' ' ORDER BY stream_version)
+		    FROM (SELECT event_type, stream_version,
+		                 CASE WHEN event_id::text LIKE 'c0000000-%' THEN event_id END AS event_id
+		            FROM eventstore.events WHERE stream_id = 'idem-crash') e}),
+	'Paid:1 Paid:2 Noted',
+	'the retried events are stored once');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT stream_version FROM eventstore.append_events('idem-crash-2', " . ids_batch(3) . ', 0)'),
+	'1',
+	'the batch lost with its transaction is written by its retry');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT count(*) FROM eventstore.events WHERE event_id::text LIKE 'c0000000-%'}),
+	'3',
+	'each id is stored once');
 
 $node->stop;
 done_testing();
