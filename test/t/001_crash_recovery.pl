@@ -45,7 +45,11 @@ my $nrounds  = 4;
 my $min_acks = 50;
 my @own_suffixes = qw(a b c);
 
-my $node = es_node('primary', extensions => [ 'eventstore', 'amcheck' ]);
+# restart_after_crash: the last step kills a single backend
+my $node = es_node(
+	'primary',
+	extensions => [ 'eventstore', 'amcheck' ],
+	conf => "restart_after_crash = on\n");
 
 my $connstr = $node->connstr('postgres');
 my $workdir = PostgreSQL::Test::Utils::tempdir;
