@@ -124,4 +124,5 @@ SELECT ids('one') AS one, ids('taker') AS taker;
 SELECT event_id, count(*) FROM eventstore.events GROUP BY event_id HAVING count(*) > 1;
 SELECT indisunique FROM pg_index WHERE indexrelid = 'eventstore.events_event_id_key'::regclass;
 
+DROP FUNCTION try(text), ae(text, bigint, text[]), ids(text);
 DROP EXTENSION eventstore;

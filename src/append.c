@@ -54,7 +54,6 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
-#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -698,12 +697,20 @@ es_find_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
 			const pg_uuid_t *ids, int nids, EsStoredId *stored)
 {
 	Size		len = VARSIZE_ANY_EXHDR(ap->stream_id);
+	Relation	id_index = NULL;
 	EsEventScan scan;
 	bool		isnull;
 
 	memset(stored, 0, nids * sizeof(EsStoredId));
 
-	if (!OidIsValid(ap->cat->event_id_index_relid))
+	/* ExecOpenIndices() opened it with the others */
+	for (int i = 0; i < ap->rri->ri_NumIndices; i++)
+	{
+		if (RelationGetRelid(ap->rri->ri_IndexRelationDescs[i]) == ap->cat->event_id_index_relid)
+			id_index = ap->rri->ri_IndexRelationDescs[i];
+	}
+
+	if (id_index == NULL)
 	{
 		es_scan_stream_begin(&scan, ap->rel, stream_index, SnapshotSelf, ap->stream_id,
 							 0, PG_INT64_MAX, ForwardScanDirection, slot);
@@ -728,8 +735,7 @@ es_find_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
 
 	for (int i = 0; i < nids; i++)
 	{
-		Relation	id_index = index_open(ap->cat->event_id_index_relid, AccessShareLock);
-
+		CHECK_FOR_INTERRUPTS();
 		es_scan_event_id_begin(&scan, ap->rel, id_index, SnapshotSelf, &ids[i], slot);
 		/* more than one row only where an update kept ids stored twice */
 		while (!stored[i].here && es_scan_next(&scan))
@@ -747,7 +753,6 @@ es_find_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
 				stored[i].elsewhere = DatumGetTextPCopy(PointerGetDatum(stream));
 		}
 		es_scan_end(&scan);
-		index_close(id_index, AccessShareLock);
 	}
 }
 
