@@ -109,7 +109,8 @@ DROP ROLE regress_es_upgrade_mgr, "regress_es_Upgrade mgr";
 SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace
    AND has_function_privilege('public', p.oid, 'EXECUTE');
--- On to the default version: 0.5.0 adds comments, changes no behaviour.
+-- On to the default version (0.5.0 adds comments and changes no behaviour;
+-- 0.6.0 is issue 14).
 ALTER EXTENSION eventstore UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
 -- the objects of 0.2.0 + updates, to compare with a fresh install

@@ -18,8 +18,9 @@
  *	   appends, even those of the current command; then the stream's row in
  *	   eventstore.streams, if it has one (lifecycle.c): a tombstoned stream
  *	   refuses appends (ST002), an archived one too (ST003), a soft-deleted
- *	   one counts as absent, and numbering goes on after events that
- *	   retention removed;
+ *	   one counts as absent (expected 0, or the version it was deleted at,
+ *	   recreates it), and numbering goes on after events that retention
+ *	   removed;
  *	4. if every event carries an id and they are the events a former call
  *	   appended (a retry after a lost acknowledgement), return that call's
  *	   result and write nothing; ids that only partly match raise ST004
@@ -606,7 +607,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 		return;
 	}
 
-	es_check_expected_matches(stream_id, has_expected, expected, current);
+	es_check_expected_matches(stream_id, has_expected, expected, current, head);
 
 	ap->next_version = head + 1;
 	ap->first_version = head + 1;

@@ -387,17 +387,37 @@ es_check_expected_arg(bool has_expected, int64 expected)
 				 errdetail("The value given was " INT64_FORMAT ".", expected)));
 }
 
-/* ST001 unless the stream's current version is what the caller expected. */
+/*
+ * ST001 unless the stream is in the state the caller expected.  "current"
+ * is the version the stream reads as (what stream_version() returns) and
+ * "last" the highest version it ever had (stream_info's last_version).
+ *
+ * A stream that reads as version 0 although it had versions is soft-deleted
+ * at "last", with nothing appended since (a tombstoned one never gets here:
+ * it is refused with ST002 first).  It is absent, so 0 expects it; and the
+ * version a writer last saw before the delete, "last", expects it too: a
+ * writer that read the stream and decided on its version does not fail
+ * because the stream was deleted meanwhile -- its append recreates the
+ * stream, as with 0.  The version of an append of a recreated stream goes
+ * on from "last" either way.
+ */
 void
 es_check_expected_matches(text *stream_id, bool has_expected, int64 expected,
-						  int64 current)
+						  int64 current, int64 last)
 {
+	bool		deleted = (current == 0 && last > 0);
+	bool		matches;
 	char		expected_str[64];
 
-	if (!has_expected ||
-		!((expected == 0 && current != 0) ||
-		  (expected == -1 && current == 0) ||
-		  (expected > 0 && current != expected)))
+	if (!has_expected)
+		return;
+	if (expected == 0)
+		matches = (current == 0);
+	else if (expected == -1)
+		matches = (current != 0);
+	else
+		matches = (current == expected || (deleted && expected == last));
+	if (matches)
 		return;
 
 	if (expected == 0)
@@ -407,6 +427,13 @@ es_check_expected_matches(text *stream_id, bool has_expected, int64 expected,
 	else
 		snprintf(expected_str, sizeof(expected_str), INT64_FORMAT, expected);
 
+	if (deleted)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
+				 errmsg("wrong expected version for stream \"%s\"",
+						text_to_cstring(stream_id)),
+				 errdetail("Stream \"%s\": expected version %s, actual version 0 (deleted at version " INT64_FORMAT "; expect 0 or " INT64_FORMAT " to recreate it).",
+						   text_to_cstring(stream_id), expected_str, last, last)));
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 			 errmsg("wrong expected version for stream \"%s\"",
@@ -424,21 +451,28 @@ eventstore_check_stream_id(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* eventstore._check_expected(stream_id, expected, actual), for PL/pgSQL */
+/*
+ * eventstore._check_expected(stream_id, expected, actual, last), for
+ * PL/pgSQL.  Before 0.6.0 it had no "last" (the deleted version expected
+ * nothing): its three-argument form still works that way.
+ */
 PG_FUNCTION_INFO_V1(eventstore_check_expected);
 Datum
 eventstore_check_expected(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id;
+	int64		last = 0;
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_VOID();
 	stream_id = es_stream_id_arg(fcinfo, 0);
 	es_check_expected_arg(true, PG_GETARG_INT64(1));
-	if (PG_ARGISNULL(2))
+	if (PG_ARGISNULL(2) || (PG_NARGS() > 3 && PG_ARGISNULL(3)))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the actual version must not be NULL")));
-	es_check_expected_matches(stream_id, true, PG_GETARG_INT64(1), PG_GETARG_INT64(2));
+	if (PG_NARGS() > 3)
+		last = PG_GETARG_INT64(3);
+	es_check_expected_matches(stream_id, true, PG_GETARG_INT64(1), PG_GETARG_INT64(2), last);
 	PG_RETURN_VOID();
 }

@@ -271,7 +271,7 @@ extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
 							   Datum *out_values, bool *out_nulls);
 extern void es_check_expected_arg(bool has_expected, int64 expected);
 extern void es_check_expected_matches(text *stream_id, bool has_expected,
-									  int64 expected, int64 current);
+									  int64 expected, int64 current, int64 last);
 
 /*
  * storage.c.  EsEventScan: an ordered index scan of stored events (see

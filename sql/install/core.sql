@@ -202,13 +202,17 @@ COMMENT ON FUNCTION eventstore._check_stream_id(text) IS
     'Raise 22004/22023/54000 for a NULL, empty or too long stream id (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_stream_id(text) FROM PUBLIC;
 
-CREATE FUNCTION eventstore._check_expected(p_stream_id text, expected bigint, actual bigint)
+-- actual: the version the stream reads as; last_version: the highest it
+-- ever had (a stream that reads as 0 with a last version is soft-deleted
+-- at it, and expecting that version recreates it).
+CREATE FUNCTION eventstore._check_expected(p_stream_id text, expected bigint, actual bigint,
+                                           last_version bigint)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_check_expected'
     LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
-COMMENT ON FUNCTION eventstore._check_expected(text, bigint, bigint) IS
-    'Raise 22023 for an invalid expected version, ST001 when it does not match the actual one (internal)';
-REVOKE ALL ON FUNCTION eventstore._check_expected(text, bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore._check_expected(text, bigint, bigint, bigint) IS
+    'Raise 22023 for an invalid expected version, ST001 when it does not match the stream''s actual and last versions (internal)';
+REVOKE ALL ON FUNCTION eventstore._check_expected(text, bigint, bigint, bigint) FROM PUBLIC;
 
 -- Management functions run as the extension's owner (SECURITY DEFINER, so
 -- the tables need not be writable by anyone else) and learn their caller
