@@ -49,7 +49,8 @@ ISOLATION = same_expected_version any_version_serialises different_streams expec
 	projection_same_row projection_changes_wait subscription_competing_consumers \
 	snapshot_concurrent_append as_of_commit_order command_conflict_retry \
 	lifecycle_idempotent_concurrent lifecycle_delete_vs_append lifecycle_tombstone_vs_append \
-	lifecycle_archive_vs_append lifecycle_retention_vs_append idempotent_retry_concurrent
+	lifecycle_archive_vs_append lifecycle_retention_vs_append idempotent_retry_concurrent \
+	lifecycle_recreate_concurrent
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/eventstore.conf
 
 TAP_TESTS = 1

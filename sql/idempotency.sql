@@ -111,18 +111,28 @@ SELECT try($$SELECT ae('twice', NULL, '31', '32', '31')$$) AS twice;
 SELECT try($$SELECT ae('r', NULL, '1', '1')$$) AS twice_stored;
 SELECT ids('twice');
 
--- An archived stream's events (and ids) are out of eventstore.events: its
--- retries are refused (ST003) and its ids are free for other streams; then
--- restoring it fails (23505) while another stream holds one of them.
+-- An archived stream's events are out of eventstore.events, but its ids
+-- stay taken (eventstore.event_ids keeps them for good): its retries are
+-- refused (ST003), another stream cannot take one of its ids (23505), and
+-- restoring it cannot fail on its ids; then its retries are recognised.
 SELECT eventstore.archive_stream('one') AS archived;
 SELECT split_part(try($$SELECT eventstore.append('one', 'T', '1', NULL, NULL, '00000000-0000-0000-0000-0000000000aa')::text$$), ':', 1) AS archived_retry;
-SELECT try($$SELECT eventstore.append('taker', 'T', '1', NULL, NULL, '00000000-0000-0000-0000-0000000000aa')::text$$) LIKE '(1,%' AS taken;
+SELECT try($$SELECT eventstore.append('taker', 'T', '1', NULL, NULL, '00000000-0000-0000-0000-0000000000aa')::text$$) AS taken;
 SELECT try($$SELECT eventstore.restore_stream('one')::text$$) AS restore;
+SELECT try($$SELECT eventstore.append('one', 'T', '1', NULL, NULL, '00000000-0000-0000-0000-0000000000aa')::text$$) LIKE '(1,%' AS retry_after_restore;
 SELECT ids('one') AS one, ids('taker') AS taker;
 
--- No id is stored twice anywhere.
+-- No id is stored twice anywhere; eventstore.event_ids holds exactly the
+-- ids callers gave, each with its event (generated ids are not stored).
 SELECT event_id, count(*) FROM eventstore.events GROUP BY event_id HAVING count(*) > 1;
-SELECT indisunique FROM pg_index WHERE indexrelid = 'eventstore.events_event_id_key'::regclass;
+SELECT count(*) AS id_rows,
+       count(*) FILTER (WHERE e.stream_id <> i.stream_id OR e.stream_version <> i.stream_version) AS wrong_event
+  FROM eventstore.event_ids i LEFT JOIN eventstore.events e USING (event_id, global_position);
+SELECT count(*) > 0 AS generated_not_stored
+  FROM eventstore.events e
+ WHERE NOT EXISTS (SELECT FROM eventstore.event_ids i WHERE i.event_id = e.event_id);
+SELECT has_table_privilege('public', 'eventstore.event_ids', 'SELECT') AS public_reads,
+       has_table_privilege('public', 'eventstore.event_ids', 'INSERT') AS public_writes;
 
 DROP FUNCTION try(text), ae(text, bigint, text[]), ids(text);
 DROP EXTENSION eventstore;

@@ -1,9 +1,10 @@
 --
 -- Stream lifecycle (0.3.0): the expected-version matrix against every
--- stream state, idempotent appends, per-stream settings honoured by every
--- read, soft delete, tombstones, archiving (round trip byte for byte),
--- archive policies, snapshots leaving with their stream, bad arguments and
--- privileges.
+-- stream state, recreation with the version last seen (0.6.0), idempotent
+-- appends, per-stream settings honoured by every read, soft delete,
+-- tombstones (and their metadata, 0.6.0), archiving (round trip byte for
+-- byte), archive policies, snapshots leaving with their stream, bad
+-- arguments and privileges.
 --
 -- The background worker runs (preloaded) and removes what settings and
 -- deletes exclude whenever it likes: every read below must give the same
@@ -20,6 +21,9 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT st || ' ' || CASE
         WHEN st = 'ST001' AND det LIKE 'Event id %' THEN
             regexp_replace(det, '^Event id (\S+) is stored at version (\d+) .*$', '(\1 at \2)')
+        WHEN st = 'ST001' AND det LIKE '%(deleted at version %'
+            THEN regexp_replace(det, '^.*actual version (\d+) \(deleted at version (\d+);.*$',
+                                '(actual \1, deleted at \2)')
         WHEN st = 'ST001' THEN regexp_replace(det, '^.*actual version (\d+)\.$', '(actual \1)')
         ELSE regexp_replace(msg, '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?)?',
                             '<time>', 'g') END
@@ -141,6 +145,7 @@ SELECT s AS stream,
   FROM unnest(ARRAY['m-absent', 'm-active', 'm-deleted']) s;
 -- An empty batch appends nothing but still checks the version.
 SELECT try('SELECT eventstore.append_events(''m-deleted'', ''[]'', 0)::text') AS deleted_0,
+       try('SELECT eventstore.append_events(''m-deleted'', ''[]'', 3)::text') AS deleted_3,
        try('SELECT eventstore.append_events(''m-deleted'', ''[]'', -1)::text') AS deleted_minus_1,
        try('SELECT eventstore.append_events(''m-recreated'', ''[]'', 5)::text') AS recreated_5,
        try('SELECT eventstore.append_events(''m-tombstoned'', ''[]'', NULL)::text') AS tombstoned,
@@ -175,7 +180,8 @@ SELECT eventstore.delete_stream('m-gone') AS deleted;
 SELECT wait_until('SELECT NOT EXISTS (SELECT FROM eventstore.events WHERE stream_id = ''m-gone'')') AS removed;
 SELECT removed_through, deleted_version FROM eventstore.streams WHERE stream_id = 'm-gone';
 SELECT i.state, i.stream_version, i.last_version FROM eventstore.stream_info('m-gone') i;
-SELECT try('SELECT eventstore.append(''m-gone'', ''T'', ''{}'', expected_version => 4)::text') AS append_4;
+SELECT try('SELECT eventstore.append_events(''m-gone'', ''[]'', 4)::text') AS append_4,
+       try('SELECT eventstore.append_events(''m-gone'', ''[]'', 3)::text') AS append_3;
 SELECT stream_version FROM eventstore.append('m-gone', 'T', '{}', expected_version => 0);
 SELECT vers('m-gone') AS read_stream;
 
@@ -313,8 +319,9 @@ SELECT ks('i-s');
 -- Soft-deleted streams: the deleted events keep their ids until the worker
 -- removes them, so appending them again is their retry (before 0.6.0 it
 -- recreated the stream with copies); in one transaction here, so that the
--- worker cannot remove them in between.  Once removed, the ids are
--- forgotten: the same call recreates the stream.
+-- worker cannot remove them in between.  Once removed, the ids stay taken
+-- (eventstore.event_ids keeps them for good): the same call still returns
+-- the original result and writes nothing.
 SELECT ae('i-d', 0, 'A', 'B') AS ab_0;
 BEGIN;
 SELECT eventstore.delete_stream('i-d') AS deleted;
@@ -323,7 +330,7 @@ SELECT ae_probe('i-d', 0, 'A', 'B') AS ab_0, ae_probe('i-d', NULL, 'A', 'B') AS 
 SELECT ks('i-d'), eventstore.stream_version('i-d') AS version;
 COMMIT;
 SELECT wait_until('SELECT NOT EXISTS (SELECT FROM eventstore.events WHERE stream_id = ''i-d'')') AS removed;
-SELECT ae('i-d', 0, 'A', 'B') AS ab_0_recreate;
+SELECT ae('i-d', 0, 'A', 'B') AS ab_0_after_removal;
 SELECT ae('i-d', 0, 'A', 'B') AS ab_0_retry, ae('i-d', NULL, 'A', 'B') AS ab_null_retry,
        ae('i-d', 2, 'A', 'B') AS ab_2;
 SELECT ks('i-d'), eventstore.stream_version('i-d') AS version;
@@ -714,6 +721,65 @@ SELECT count(DISTINCT e) AS distinct_errors, min(left(e, 39)) AS error,
          st002_of($$SELECT eventstore.set_stream_metadata('m-tombstoned', max_count => 5)$$),
          st002_of($$SELECT eventstore.archive_stream('m-tombstoned')$$)]) e;
 DROP FUNCTION st002_of(text);
+
+--
+-- Recreation with the version a writer last saw (0.6.0).  A writer read
+-- version 3, then the stream was soft-deleted: its append expecting 3
+-- recreates the stream, as one expecting 0 would; -1 and any other version
+-- fail, the DETAIL telling what stream_info tells (deleted, last version 3).
+--
+SELECT stream_version FROM eventstore.append_events('rec-d', n_events(1, 3), 0);
+SELECT eventstore.delete_stream('rec-d', 3) AS deleted;
+SELECT i.state, i.stream_version, i.last_version, eventstore.stream_version('rec-d') AS stream_version_fn
+  FROM eventstore.stream_info('rec-d') i;
+SELECT eventstore.append('rec-d', 'T', '{}', expected_version => -1);
+SELECT eventstore.append('rec-d', 'T', '{}', expected_version => 2);
+SELECT eventstore.append_events('rec-d', n_events(4, 4), 4);
+SELECT eventstore.delete_stream('rec-d', 5);
+-- deleting it again with the version last seen does nothing (0)
+SELECT eventstore.delete_stream('rec-d', 3) AS deleted_again;
+SELECT stream_version FROM eventstore.append('rec-d', 'T', '{"n": 4}', expected_version => 3);
+SELECT vers('rec-d') AS read_stream, i.state, i.stream_version, i.last_version
+  FROM eventstore.stream_info('rec-d') i;
+-- recreated, it exists at version 4: neither 0 nor 3 expects it any more
+SELECT try('SELECT eventstore.append(''rec-d'', ''T'', ''{}'', expected_version => 0)::text') AS expect_0,
+       try('SELECT eventstore.append(''rec-d'', ''T'', ''{}'', expected_version => 3)::text') AS expect_3;
+-- deleted again at 4: the version seen before the first delete is stale
+SELECT eventstore.delete_stream('rec-d', 4) AS deleted;
+SELECT try('SELECT eventstore.append(''rec-d'', ''T'', ''{}'', expected_version => 3)::text') AS expect_3;
+-- a retry of the recreating append (same ids, same expected version) is
+-- recognised as such: the original result, nothing written
+SELECT stream_version FROM eventstore.append('rec-d', 'T', '{"n": 5}', NULL, 4,
+                                             '00000000-0000-0000-0000-00000000000d');
+SELECT stream_version FROM eventstore.append('rec-d', 'T', '{"n": 5}', NULL, 4,
+                                             '00000000-0000-0000-0000-00000000000d');
+SELECT vers('rec-d') AS read_stream;
+-- tombstoning a deleted stream expects it by 0 or its last version too
+SELECT stream_version FROM eventstore.append_events('rec-t', n_events(1, 2), 0);
+SELECT eventstore.delete_stream('rec-t') AS deleted;
+SELECT try('SELECT eventstore.tombstone_stream(''rec-t'', 1)::text') AS tombstone_1;
+SELECT eventstore.tombstone_stream('rec-t', 2) AS tombstoned;
+
+--
+-- The metadata of a tombstoned stream (0.6.0): a tombstone takes the
+-- settings with it.  get_stream_metadata reads NULLs, as for a stream
+-- without settings; stream_info tells the two apart (state tombstoned) and
+-- set_stream_metadata still refuses the stream (ST002).  A soft delete
+-- keeps the settings: they hold for the recreated stream.
+--
+SELECT stream_version FROM eventstore.append_events('meta-t', n_events(1, 3), 0);
+SELECT stream_version FROM eventstore.append_events('meta-d', n_events(1, 3), 0);
+SELECT (eventstore.set_stream_metadata(s, interval '1 day', 10, 2)).state
+  FROM unnest(ARRAY['meta-t', 'meta-d']) s;
+SELECT eventstore.tombstone_stream('meta-t', 3) AS tombstoned,
+       eventstore.delete_stream('meta-d', 3) AS deleted;
+SELECT s AS stream, m.*
+  FROM unnest(ARRAY['meta-t', 'meta-d']) s, LATERAL eventstore.get_stream_metadata(s) m;
+SELECT i.stream_id, i.state, i.max_age, i.max_count, i.truncate_before,
+       i.tombstoned_at IS NOT NULL AS tombstoned
+  FROM unnest(ARRAY['meta-t', 'meta-d']) s, LATERAL eventstore.stream_info(s) i;
+SELECT try('SELECT eventstore.set_stream_metadata(''meta-t'', max_count => 1)::text') AS set_stream_metadata;
+SELECT * FROM eventstore.get_stream_metadata('meta-t');
 
 --
 -- Clean up.

@@ -109,7 +109,8 @@ DROP ROLE regress_es_upgrade_mgr, "regress_es_Upgrade mgr";
 SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) AS executable_by_public
   FROM pg_proc p WHERE p.pronamespace = 'eventstore'::regnamespace
    AND has_function_privilege('public', p.oid, 'EXECUTE');
--- On to the default version: 0.5.0 adds comments, changes no behaviour.
+-- On to the default version (0.5.0 adds comments and changes no behaviour;
+-- 0.6.0 is issue 14).
 ALTER EXTENSION eventstore UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
 -- the objects of 0.2.0 + updates, to compare with a fresh install
@@ -143,10 +144,11 @@ DROP EXTENSION eventstore;
 DROP TABLE seen, upgrade_objects;
 
 -- Updating from 0.5.0 to 0.6.0.  The 0.6.0 library on a 0.5.0 database
--- (no index on event_id yet) recognises a retry after another append by
--- reading the stream.  A database where an id is stored twice (a retry
+-- (no eventstore.event_ids yet) recognises a retry after another append by
+-- reading the stream.  The update stores the ids of all stored events in
+-- eventstore.event_ids.  A database where an id is stored twice (a retry
 -- appended again before 0.6.0, made here by hand) keeps every event: the
--- update indexes event_id without uniqueness and warns; retries are
+-- first event of the id keeps it, and the update warns; retries are
 -- recognised all the same, and an id of another stream is refused.
 CREATE EXTENSION eventstore VERSION '0.5.0';
 SELECT stream_version FROM eventstore.append_events('dup', '[{"type": "A", "data": 1, "id": "00000000-0000-0000-0000-000000000001"}]');
@@ -157,7 +159,10 @@ SELECT nextval('eventstore.global_position_seq'), 3, created_at, event_id, strea
   FROM eventstore.events WHERE stream_id = 'dup' AND stream_version = 1;
 ALTER EXTENSION eventstore UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'eventstore';
-SELECT indisunique FROM pg_index WHERE indexrelid = 'eventstore.events_event_id_key'::regclass;
+SELECT (SELECT count(DISTINCT event_id) FROM eventstore.events) AS distinct_ids,
+       (SELECT count(*) FROM eventstore.event_ids) AS id_rows;
+SELECT stream_id, stream_version FROM eventstore.event_ids
+ WHERE event_id = '00000000-0000-0000-0000-000000000001';
 SELECT count(*) AS stored FROM eventstore.events WHERE stream_id = 'dup';
 SELECT stream_version FROM eventstore.append_events('dup', '[{"type": "A", "data": 1, "id": "00000000-0000-0000-0000-000000000001"}]');
 SELECT stream_version FROM eventstore.append('dup-2', 'A', '1', event_id => '00000000-0000-0000-0000-000000000001');

@@ -18,9 +18,10 @@
  *	   appends, even those of the current command; then the stream's row in
  *	   eventstore.streams, if it has one (lifecycle.c): a tombstoned stream
  *	   refuses appends (ST002), an archived one too (ST003), a soft-deleted
- *	   one counts as absent, and numbering goes on after events that
- *	   retention removed;
- *	4. look up the ids the call gives through the index on event_id
+ *	   one counts as absent (expected 0, or the version it was deleted at,
+ *	   recreates it), and numbering goes on after events that retention
+ *	   removed;
+ *	4. look up the ids the call gives in eventstore.event_ids
  *	   (es_append_retry): if they are stored, in order, as consecutive
  *	   events of this stream, the call is the retry of one that stored them
  *	   (after a lost acknowledgement): return that call's result and write
@@ -107,6 +108,10 @@ typedef struct EsAppend
 	int64		last_position;	/* 0 until an event is inserted */
 	int64		first_version;	/* of the first event of the call */
 	bool		retry;			/* a repeated call: nothing to insert */
+	/* eventstore.event_ids, opened only when the call gives ids (0.6.0) */
+	Relation	ids_rel;
+	ResultRelInfo *ids_rri;
+	TupleTableSlot *ids_slot;
 	MemoryContext cxt;			/* lives as long as the call */
 	int			nprojs;			/* live inline projections */
 	const EsProjection **projs;
@@ -620,6 +625,25 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	ap->estate->es_opened_result_relations = list_make1(ap->rri);
 	ap->estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(ap->rri, false);
+
+	/*
+	 * The ids the call gives go to eventstore.event_ids as well, through
+	 * its primary key: a concurrent append of one id to another stream
+	 * waits there and fails with 23505.  Calls without ids leave the table
+	 * alone, as does a library ahead of a database without it.
+	 */
+	ap->ids_rel = NULL;
+	if (nids > 0 && OidIsValid(cat->event_ids_relid))
+	{
+		ap->ids_rel = table_open(cat->event_ids_relid, RowExclusiveLock);
+		ap->ids_rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(ap->ids_rri, ap->ids_rel, 0, NULL, 0);
+		ap->estate->es_opened_result_relations =
+			lappend(ap->estate->es_opened_result_relations, ap->ids_rri);
+		ExecOpenIndices(ap->ids_rri, false);
+		ap->ids_slot = ExecInitExtraTupleSlot(ap->estate, RelationGetDescr(ap->ids_rel),
+											  &TTSOpsVirtual);
+	}
 	AfterTriggerBeginQuery();
 
 	for (int i = 0; i < ap->rri->ri_NumIndices; i++)
@@ -665,7 +689,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 		return;
 	}
 
-	es_check_expected_matches(stream_id, has_expected, expected, current);
+	es_check_expected_matches(stream_id, has_expected, expected, current, head);
 
 	ap->next_version = head + 1;
 	ap->first_version = head + 1;
@@ -685,12 +709,12 @@ typedef struct EsStoredId
 } EsStoredId;
 
 /*
- * Find the ids ids[0..nids-1] among the stored events: through the index
- * on event_id, one probe per id; before version 0.6.0 created the index,
- * by one pass over the appended stream (ids stored in other streams then
- * go unseen).  With SnapshotSelf under the stream lock, the events of this
- * stream are seen exactly; those of other streams once committed, or
- * appended earlier in this transaction.
+ * Find the ids ids[0..nids-1]: in eventstore.event_ids, one probe of its
+ * primary key per id; before version 0.6.0 created it, by one pass over
+ * the appended stream (ids stored in other streams then go unseen).  With
+ * SnapshotSelf under the stream lock, the ids of this stream are seen
+ * exactly; those of other streams once committed, or stored earlier in
+ * this transaction.
  */
 static void
 es_find_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
@@ -698,19 +722,13 @@ es_find_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
 {
 	Size		len = VARSIZE_ANY_EXHDR(ap->stream_id);
 	Relation	id_index = NULL;
+	TupleTableSlot *idslot;
 	EsEventScan scan;
 	bool		isnull;
 
 	memset(stored, 0, nids * sizeof(EsStoredId));
 
-	/* ExecOpenIndices() opened it with the others */
-	for (int i = 0; i < ap->rri->ri_NumIndices; i++)
-	{
-		if (RelationGetRelid(ap->rri->ri_IndexRelationDescs[i]) == ap->cat->event_id_index_relid)
-			id_index = ap->rri->ri_IndexRelationDescs[i];
-	}
-
-	if (id_index == NULL)
+	if (ap->ids_rel == NULL)
 	{
 		es_scan_stream_begin(&scan, ap->rel, stream_index, SnapshotSelf, ap->stream_id,
 							 0, PG_INT64_MAX, ForwardScanDirection, slot);
@@ -733,23 +751,33 @@ es_find_ids(EsAppend *ap, Relation stream_index, TupleTableSlot *slot,
 		return;
 	}
 
+	/* ExecOpenIndices() opened the primary key */
+	for (int i = 0; i < ap->ids_rri->ri_NumIndices; i++)
+	{
+		if (RelationGetRelid(ap->ids_rri->ri_IndexRelationDescs[i]) == ap->cat->event_ids_pkey_relid)
+			id_index = ap->ids_rri->ri_IndexRelationDescs[i];
+	}
+	if (id_index == NULL)
+		elog(ERROR, "index eventstore.event_ids_pkey is missing");
+	idslot = ExecInitExtraTupleSlot(ap->estate, RelationGetDescr(ap->ids_rel),
+									table_slot_callbacks(ap->ids_rel));
+
 	for (int i = 0; i < nids; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		es_scan_event_id_begin(&scan, ap->rel, id_index, SnapshotSelf, &ids[i], slot);
-		/* more than one row only where an update kept ids stored twice */
-		while (!stored[i].here && es_scan_next(&scan))
+		es_scan_event_id_begin(&scan, ap->ids_rel, id_index, SnapshotSelf, &ids[i], idslot);
+		if (es_scan_next(&scan))
 		{
-			text	   *stream = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
+			text	   *stream = DatumGetTextPP(slot_getattr(idslot, Anum_es_ids_stream_id, &isnull));
 
 			if (VARSIZE_ANY_EXHDR(stream) == len &&
 				memcmp(VARDATA_ANY(stream), VARDATA_ANY(ap->stream_id), len) == 0)
 			{
 				stored[i].here = true;
-				stored[i].version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
-				stored[i].position = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+				stored[i].version = DatumGetInt64(slot_getattr(idslot, Anum_es_ids_stream_version, &isnull));
+				stored[i].position = DatumGetInt64(slot_getattr(idslot, Anum_es_ids_global_position, &isnull));
 			}
-			else if (stored[i].elsewhere == NULL)
+			else
 				stored[i].elsewhere = DatumGetTextPCopy(PointerGetDatum(stream));
 		}
 		es_scan_end(&scan);
@@ -865,6 +893,21 @@ es_append_event(EsAppend *ap, const EsEventInput *ev)
 
 	ExecSimpleRelationInsert(ap->rri, ap->estate, slot);
 
+	/* the id the caller gave is taken for good */
+	if (ev->has_event_id && ap->ids_rel != NULL)
+	{
+		TupleTableSlot *ids_slot = ap->ids_slot;
+
+		ExecClearTuple(ids_slot);
+		ids_slot->tts_values[Anum_es_ids_event_id - 1] = UUIDPGetDatum(&ev->event_id);
+		ids_slot->tts_values[Anum_es_ids_global_position - 1] = Int64GetDatum(position);
+		ids_slot->tts_values[Anum_es_ids_stream_version - 1] = Int64GetDatum(ap->next_version);
+		ids_slot->tts_values[Anum_es_ids_stream_id - 1] = PointerGetDatum(ap->stream_id);
+		memset(ids_slot->tts_isnull, false, Natts_es_event_ids * sizeof(bool));
+		ExecStoreVirtualTuple(ids_slot);
+		ExecSimpleRelationInsert(ap->ids_rri, ap->estate, ids_slot);
+	}
+
 	ap->last_version = ap->next_version++;
 	ap->last_position = position;
 
@@ -954,6 +997,8 @@ es_append_end(EsAppend *ap)
 	ExecCloseResultRelations(ap->estate);
 	ExecResetTupleTable(ap->estate->es_tupleTable, false);
 	FreeExecutorState(ap->estate);
+	if (ap->ids_rel != NULL)
+		table_close(ap->ids_rel, NoLock);
 	table_close(ap->rel, NoLock);
 
 	Assert(es_nactive > 0);

@@ -49,7 +49,9 @@ es_relcache_callback(Datum arg, Oid relid)
 		relid == es_catalog_cache.archive_relid)
 		es_catalog_valid = false;
 	/* an older version may be updated: look for the newer objects again */
-	if (!OidIsValid(es_catalog_cache.streams_relid))
+	if (!OidIsValid(es_catalog_cache.streams_relid) ||
+		!OidIsValid(es_catalog_cache.event_ids_relid) ||
+		relid == es_catalog_cache.event_ids_relid)
 		es_catalog_valid = false;
 }
 
@@ -85,6 +87,22 @@ es_lookup_column(Oid relid, const char *relname, const char *colname)
 	return attnum;
 }
 
+/* Check that a table has its columns in the order C expects. */
+static void
+es_check_columns(Oid relid, const char *relname, const char *const *names, int natts)
+{
+	for (int i = 0; i < natts; i++)
+	{
+		if (es_lookup_column(relid, relname, names[i]) != i + 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("relation \"eventstore.%s\" has its columns in an unexpected order",
+							relname),
+					 errdetail("Column \"%s\" must be column %d.", names[i], i + 1),
+					 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
+	}
+}
+
 /*
  * The events tables are the exception: their physical order is fixed (see
  * eventstore.h), because every read and append uses it on the hot path and
@@ -105,16 +123,21 @@ es_check_events_columns(Oid relid, const char *relname)
 		[Anum_es_metadata - 1] = "metadata",
 	};
 
-	for (int i = 0; i < Natts_es_events; i++)
-	{
-		if (es_lookup_column(relid, relname, names[i]) != i + 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("relation \"eventstore.%s\" has its columns in an unexpected order",
-							relname),
-					 errdetail("Column \"%s\" must be column %d.", names[i], i + 1),
-					 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
-	}
+	es_check_columns(relid, relname, names, Natts_es_events);
+}
+
+/* So is that of eventstore.event_ids (0.6.0), which appends write. */
+static void
+es_check_event_ids_columns(Oid relid)
+{
+	static const char *const names[Natts_es_event_ids] = {
+		[Anum_es_ids_event_id - 1] = "event_id",
+		[Anum_es_ids_global_position - 1] = "global_position",
+		[Anum_es_ids_stream_version - 1] = "stream_version",
+		[Anum_es_ids_stream_id - 1] = "stream_id",
+	};
+
+	es_check_columns(relid, "event_ids", names, Natts_es_event_ids);
 }
 
 /* The columns of eventstore.streams that C reads (version 0.3.0 and later). */
@@ -178,8 +201,14 @@ es_catalog_lookup(bool missing_ok)
 												   CStringGetDatum("event"),
 												   ObjectIdGetDatum(es_catalog_cache.namespace_oid));
 	/* added by version 0.6.0 */
-	es_catalog_cache.event_id_index_relid = get_relname_relid("events_event_id_key",
+	es_catalog_cache.event_ids_relid = get_relname_relid("event_ids",
+														 es_catalog_cache.namespace_oid);
+	es_catalog_cache.event_ids_pkey_relid = get_relname_relid("event_ids_pkey",
 															  es_catalog_cache.namespace_oid);
+	if (!OidIsValid(es_catalog_cache.event_ids_pkey_relid))
+		es_catalog_cache.event_ids_relid = InvalidOid;
+	if (OidIsValid(es_catalog_cache.event_ids_relid))
+		es_check_event_ids_columns(es_catalog_cache.event_ids_relid);
 	/* added by version 0.2.0 */
 	es_catalog_cache.projections_relid = get_relname_relid("projections",
 														   es_catalog_cache.namespace_oid);
@@ -390,17 +419,37 @@ es_check_expected_arg(bool has_expected, int64 expected)
 				 errdetail("The value given was " INT64_FORMAT ".", expected)));
 }
 
-/* ST001 unless the stream's current version is what the caller expected. */
+/*
+ * ST001 unless the stream is in the state the caller expected.  "current"
+ * is the version the stream reads as (what stream_version() returns) and
+ * "last" the highest version it ever had (stream_info's last_version).
+ *
+ * A stream that reads as version 0 although it had versions is soft-deleted
+ * at "last", with nothing appended since (a tombstoned one never gets here:
+ * it is refused with ST002 first).  It is absent, so 0 expects it; and the
+ * version a writer last saw before the delete, "last", expects it too: a
+ * writer that read the stream and decided on its version does not fail
+ * because the stream was deleted meanwhile -- its append recreates the
+ * stream, as with 0.  The version of an append of a recreated stream goes
+ * on from "last" either way.
+ */
 void
 es_check_expected_matches(text *stream_id, bool has_expected, int64 expected,
-						  int64 current)
+						  int64 current, int64 last)
 {
+	bool		deleted = (current == 0 && last > 0);
+	bool		matches;
 	char		expected_str[64];
 
-	if (!has_expected ||
-		!((expected == 0 && current != 0) ||
-		  (expected == -1 && current == 0) ||
-		  (expected > 0 && current != expected)))
+	if (!has_expected)
+		return;
+	if (expected == 0)
+		matches = (current == 0);
+	else if (expected == -1)
+		matches = (current != 0);
+	else
+		matches = (current == expected || (deleted && expected == last));
+	if (matches)
 		return;
 
 	if (expected == 0)
@@ -410,6 +459,13 @@ es_check_expected_matches(text *stream_id, bool has_expected, int64 expected,
 	else
 		snprintf(expected_str, sizeof(expected_str), INT64_FORMAT, expected);
 
+	if (deleted)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
+				 errmsg("wrong expected version for stream \"%s\"",
+						text_to_cstring(stream_id)),
+				 errdetail("Stream \"%s\": expected version %s, actual version 0 (deleted at version " INT64_FORMAT "; expect 0 or " INT64_FORMAT " to recreate it).",
+						   text_to_cstring(stream_id), expected_str, last, last)));
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 			 errmsg("wrong expected version for stream \"%s\"",
@@ -427,21 +483,28 @@ eventstore_check_stream_id(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* eventstore._check_expected(stream_id, expected, actual), for PL/pgSQL */
+/*
+ * eventstore._check_expected(stream_id, expected, actual, last), for
+ * PL/pgSQL.  Before 0.6.0 it had no "last" (the deleted version expected
+ * nothing): its three-argument form still works that way.
+ */
 PG_FUNCTION_INFO_V1(eventstore_check_expected);
 Datum
 eventstore_check_expected(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id;
+	int64		last = 0;
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_VOID();
 	stream_id = es_stream_id_arg(fcinfo, 0);
 	es_check_expected_arg(true, PG_GETARG_INT64(1));
-	if (PG_ARGISNULL(2))
+	if (PG_ARGISNULL(2) || (PG_NARGS() > 3 && PG_ARGISNULL(3)))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the actual version must not be NULL")));
-	es_check_expected_matches(stream_id, true, PG_GETARG_INT64(1), PG_GETARG_INT64(2));
+	if (PG_NARGS() > 3)
+		last = PG_GETARG_INT64(3);
+	es_check_expected_matches(stream_id, true, PG_GETARG_INT64(1), PG_GETARG_INT64(2), last);
 	PG_RETURN_VOID();
 }

@@ -64,6 +64,16 @@
 #define Anum_es_metadata			8
 #define Natts_es_events				8
 
+/*
+ * Column order of eventstore.event_ids (0.6.0): the ids callers gave
+ * appends and the events that took them, checked by the catalog lookup.
+ */
+#define Anum_es_ids_event_id		1
+#define Anum_es_ids_global_position	2
+#define Anum_es_ids_stream_version	3
+#define Anum_es_ids_stream_id		4
+#define Natts_es_event_ids			4
+
 /* Column order of the eventstore.event composite type (the contract). */
 #define Natts_es_event_type			8
 
@@ -99,7 +109,6 @@ typedef struct EsCatalog
 	Oid			stream_index_relid; /* unique (stream_id, stream_version) */
 	Oid			position_seq_relid; /* draws global positions */
 	Oid			position_index_relid;	/* primary key (global_position) */
-	Oid			event_id_index_relid;	/* (event_id); InvalidOid before 0.6.0 */
 	Oid			horizon_relid;	/* eventstore.recorded_horizon */
 	AttrNumber	horizon_position_att;	/* its column "position" */
 	Oid			event_typid;	/* the eventstore.event type */
@@ -110,6 +119,9 @@ typedef struct EsCatalog
 	Oid			archive_relid;	/* eventstore.archived_events */
 	Oid			archive_index_relid;	/* unique (stream_id, stream_version) */
 	EsStreamsColumns streams_att;	/* columns of eventstore.streams */
+	/* InvalidOid before version 0.6.0: */
+	Oid			event_ids_relid;	/* eventstore.event_ids */
+	Oid			event_ids_pkey_relid;	/* its primary key (event_id) */
 } EsCatalog;
 
 /*
@@ -272,7 +284,7 @@ extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
 							   Datum *out_values, bool *out_nulls);
 extern void es_check_expected_arg(bool has_expected, int64 expected);
 extern void es_check_expected_matches(text *stream_id, bool has_expected,
-									  int64 expected, int64 current);
+									  int64 expected, int64 current, int64 last);
 
 /*
  * storage.c.  EsEventScan: an ordered index scan of stored events (see

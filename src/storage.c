@@ -106,10 +106,8 @@ es_scan_positions_begin(EsEventScan *scan, Relation heap, Relation index,
 }
 
 /*
- * The same for the events that carry one event id: eventstore.events
- * through its index on event_id.  The index is unique from 0.6.0 on, but a
- * database updated with ids stored twice keeps it non-unique, so callers
- * read on until the end.
+ * The row of one event id in eventstore.event_ids (0.6.0), through its
+ * primary key: at most one.
  */
 void
 es_scan_event_id_begin(EsEventScan *scan, Relation heap, Relation index,

@@ -76,13 +76,25 @@ CREATE TABLE eventstore.events (
 COMMENT ON TABLE eventstore.events IS 'All events; append-only, written by eventstore.append and eventstore.append_events';
 ALTER SEQUENCE eventstore.global_position_seq OWNED BY eventstore.events.global_position;
 
--- Exactly once per event id (0.6.0): an append whose ids are stored
--- already is a retry, recognised through this index whatever happened to
--- the stream since (src/append.c).  Unique, so that two appends of one id
--- to different streams, which take different stream locks, cannot both
--- commit.  Generated ids are time-ordered (UUID version 7), so they land
--- at the right edge of the index.
-CREATE UNIQUE INDEX events_event_id_key ON eventstore.events (event_id);
+-- Exactly once per event id (0.6.0): every id a caller gave an append,
+-- with the event that took it.  An append whose ids are stored here is a
+-- retry, recognised whatever happened to the stream since (src/append.c).
+-- The primary key makes two appends of one id to different streams, which
+-- take different stream locks, unable to both commit.  Only ids callers
+-- give are stored: generated ones (UUID version 7) do not collide, so
+-- appends without ids neither read nor write this table.  Rows stay when
+-- retention, deletes, tombstones or archiving remove the events: an id is
+-- taken for good.
+CREATE TABLE eventstore.event_ids (
+    event_id        uuid        NOT NULL,
+    global_position bigint      NOT NULL,
+    stream_version  bigint      NOT NULL,
+    stream_id       text COLLATE "C" NOT NULL,
+    CONSTRAINT event_ids_pkey PRIMARY KEY (event_id)
+);
+COMMENT ON TABLE eventstore.event_ids IS 'Event ids given by callers of appends and the event each took, kept for good: retries are recognised by them';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.event_ids', '');
+REVOKE ALL ON TABLE eventstore.event_ids FROM PUBLIC;
 
 -- Events are user data: pg_dump must dump them although the table belongs
 -- to the extension.
@@ -210,13 +222,17 @@ COMMENT ON FUNCTION eventstore._check_stream_id(text) IS
     'Raise 22004/22023/54000 for a NULL, empty or too long stream id (internal)';
 REVOKE ALL ON FUNCTION eventstore._check_stream_id(text) FROM PUBLIC;
 
-CREATE FUNCTION eventstore._check_expected(p_stream_id text, expected bigint, actual bigint)
+-- actual: the version the stream reads as; last_version: the highest it
+-- ever had (a stream that reads as 0 with a last version is soft-deleted
+-- at it, and expecting that version recreates it).
+CREATE FUNCTION eventstore._check_expected(p_stream_id text, expected bigint, actual bigint,
+                                           last_version bigint)
 RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_check_expected'
     LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
-COMMENT ON FUNCTION eventstore._check_expected(text, bigint, bigint) IS
-    'Raise 22023 for an invalid expected version, ST001 when it does not match the actual one (internal)';
-REVOKE ALL ON FUNCTION eventstore._check_expected(text, bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore._check_expected(text, bigint, bigint, bigint) IS
+    'Raise 22023 for an invalid expected version, ST001 when it does not match the stream''s actual and last versions (internal)';
+REVOKE ALL ON FUNCTION eventstore._check_expected(text, bigint, bigint, bigint) FROM PUBLIC;
 
 -- Management functions run as the extension's owner (SECURITY DEFINER, so
 -- the tables need not be writable by anyone else) and learn their caller

@@ -264,7 +264,7 @@ CREATE FUNCTION eventstore.get_stream_metadata(
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT i.max_age, i.max_count, i.truncate_before FROM eventstore.stream_info(stream_id) i $$;
 COMMENT ON FUNCTION eventstore.get_stream_metadata(text) IS
-    'A stream''s settings as set_stream_metadata set them (NULL: no limit)';
+    'A stream''s settings as set_stream_metadata set them (NULL: no limit; all NULL for a tombstoned stream)';
 REVOKE ALL ON FUNCTION eventstore.get_stream_metadata(text) FROM PUBLIC;
 
 -- Soft delete (hard = false) or tombstone (hard = true).  The events of an
@@ -279,7 +279,7 @@ DECLARE
     c record;
 BEGIN
     c := eventstore._stream_for_change(p_stream_id, false);
-    PERFORM eventstore._check_expected(p_stream_id, expected_version, c.visible);
+    PERFORM eventstore._check_expected(p_stream_id, expected_version, c.visible, c.head);
     IF c.visible = 0 AND NOT hard THEN
         RETURN 0;               -- absent already: nothing to do
     END IF;
@@ -291,6 +291,10 @@ BEGIN
     ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
         SET tombstoned_at = excluded.tombstoned_at,
             deleted_version = excluded.deleted_version, deleted_at = excluded.deleted_at,
+            -- a tombstone takes the stream's settings with it for good
+            max_age = CASE WHEN NOT hard THEN s.max_age END,
+            max_count = CASE WHEN NOT hard THEN s.max_count END,
+            truncate_before = CASE WHEN NOT hard THEN s.truncate_before END,
             archived_at = NULL,
             settings_version = s.settings_version + 1, retention_checked = false,
             removed_through = CASE WHEN s.archived_at IS NOT NULL THEN excluded.deleted_version
