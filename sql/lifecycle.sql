@@ -341,6 +341,11 @@ SELECT eventstore.restore_stream('i-s') AS restored;
 SELECT a1('i-s', 0, 'A') = :'first_call' AS restored_same_result;
 SELECT eventstore.tombstone_stream('i-d') AS tombstoned;
 SELECT ae('i-d', 2, 'A', 'B') AS tombstoned_retry;
+-- Ids stay taken for good (0.6.0): eventstore.event_ids keeps the rows of
+-- the removed and tombstoned stream, and another stream cannot take them.
+SELECT count(*) AS kept_ids FROM eventstore.event_ids WHERE stream_id = 'i-d';
+SELECT split_part(try(format('SELECT eventstore.append(%L, ''T'', ''{}'', NULL, NULL, %L)::text',
+                             'i-other', md5('i-d/A')::uuid)), ' ', 1) AS taken_elsewhere;
 
 --
 -- Reads honour the settings at once: read_stream (forward, backward, from a
