@@ -1276,7 +1276,7 @@ es_retention_step(const EsCatalog *cat, int batch_size, int64 after_position,
 	/* got events since the last complete pass */
 									   "         OR ($1 OPERATOR(pg_catalog.>) 0"
 									   "             AND (s.max_count IS NOT NULL OR s.truncate_before IS NOT NULL)"
-									   "             AND s.stream_id IN (SELECT f.stream_id FROM fresh f))"
+									   "             AND s.stream_id OPERATOR(pg_catalog.=) ANY (SELECT f.stream_id FROM fresh f))"
 	/*
 	 * no such pass (the worker just started): one index probe per stream
 	 * instead of a scan of the whole log
@@ -1445,7 +1445,7 @@ es_archive_step(const EsCatalog *cat, int max_streams)
 
 				es_spi_exec("DELETE FROM eventstore.archive_candidates ac"
 							" WHERE ac.policy OPERATOR(pg_catalog.=) $1"
-							"   AND ac.stream_id IN (SELECT ac2.stream_id"
+							"   AND ac.stream_id OPERATOR(pg_catalog.=) ANY (SELECT ac2.stream_id"
 							"                          FROM eventstore.archive_candidates ac2"
 							"                         WHERE ac2.policy OPERATOR(pg_catalog.=) $1"
 							"                         ORDER BY ac2.stream_id LIMIT $2)"
