@@ -41,7 +41,7 @@ DATA = $(wildcard sql/versions/$(EXTENSION)--*.sql)
 
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).
-REGRESS = append append_events idempotency read_stream errors roles read_all projections subscriptions state lifecycle security_manage security_core security_attack security_fuzz security_parallel security_worker upgrade
+REGRESS = append append_events idempotency read_stream errors roles read_all projections subscriptions state lifecycle markers security_manage security_core security_attack security_fuzz security_parallel security_worker upgrade
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.conf
 
 ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \
@@ -50,7 +50,7 @@ ISOLATION = same_expected_version any_version_serialises different_streams expec
 	snapshot_concurrent_append as_of_commit_order command_conflict_retry \
 	lifecycle_idempotent_concurrent lifecycle_delete_vs_append lifecycle_tombstone_vs_append \
 	lifecycle_archive_vs_append lifecycle_retention_vs_append idempotent_retry_concurrent \
-	lifecycle_recreate_concurrent
+	lifecycle_recreate_concurrent lifecycle_marker_in_order
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/eventstore.conf
 
 TAP_TESTS = 1

@@ -67,9 +67,12 @@ LANGUAGE sql AS $$
       FROM eventstore.read_stream(s, from_version, max_count, backward) WITH ORDINALITY t
 $$;
 -- The versions of a stream read_all returns (the stream id is the prefix).
+-- A stream prefix also matches the stream's lifecycle markers (0.7.0): they
+-- show as their type.
 CREATE FUNCTION all_vers(s text, max_count bigint DEFAULT NULL, types text[] DEFAULT NULL) RETURNS text
 LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(t.stream_version::text, ',' ORDER BY t.ordinality), '-')
+    SELECT coalesce(string_agg(CASE WHEN t.stream_id = s THEN t.stream_version::text
+                                    ELSE t.event_type END, ',' ORDER BY t.ordinality), '-')
       FROM eventstore.read_all(0, max_count, types, s) WITH ORDINALITY t
 $$;
 -- The same without filters, picking the stream out afterwards.

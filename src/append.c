@@ -117,6 +117,14 @@ typedef struct EsAppend
 	const EsProjection **projs;
 	FmgrInfo   *handlers;		/* looked up at first use */
 	TupleDesc	event_desc;		/* of eventstore.event, for handlers */
+
+	/*
+	 * Run handlers as their projections' owners, under the search_path each
+	 * recorded, as the worker does: set for lifecycle markers, which the
+	 * extension appends in its own (SECURITY DEFINER) functions, where the
+	 * current user and search_path are the extension's, not the caller's.
+	 */
+	bool		handlers_as_owners;
 } EsAppend;
 
 /* Context for errors raised while reading a batch element. */
@@ -125,7 +133,7 @@ typedef struct EsElementContext
 	uint32		index;
 } EsElementContext;
 
-static void es_check_event_type(Size len);
+static void es_check_event_type(const char *type, Size len);
 static void es_check_event_size(Size data_size, Size metadata_size);
 static void es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev);
 static void es_element_error_callback(void *arg);
@@ -170,10 +178,10 @@ eventstore_append(PG_FUNCTION_ARGS)
 				 errhint("Use the JSON value 'null' for an event without data.")));
 
 	stream_id = PG_GETARG_TEXT_PP(0);
-	es_check_stream_id(stream_id);
+	es_check_writable_stream_id(stream_id);
 
 	ev.event_type = PG_GETARG_TEXT_PP(1);
-	es_check_event_type(VARSIZE_ANY_EXHDR(ev.event_type));
+	es_check_event_type(VARDATA_ANY(ev.event_type), VARSIZE_ANY_EXHDR(ev.event_type));
 
 	ev.data = PG_GETARG_DATUM(2);
 
@@ -247,6 +255,54 @@ eventstore_append_events(PG_FUNCTION_ARGS)
 }
 
 /*
+ * eventstore._append_marker(stream_id, event_type, data jsonb)
+ *	  returns eventstore.append_result
+ *
+ * Append a lifecycle marker about stream_id (0.7.0): one event of a reserved
+ * type ("$deleted", "$tombstoned", "$metadata") to the marker stream
+ * "$$<stream_id>", through the path every append takes -- the stream lock,
+ * the global-log horizon, inline projections -- so followers of the log see
+ * it in order, exactly like an event.  Internal: the lifecycle functions
+ * call it in the transaction that makes the change, holding the lock of
+ * stream_id.  They run as the extension's owner, so inline handlers run as
+ * their projections' owners here (see EsAppend.handlers_as_owners).
+ */
+PG_FUNCTION_INFO_V1(eventstore_append_marker);
+Datum
+eventstore_append_marker(PG_FUNCTION_ARGS)
+{
+	text	   *subject = es_writable_stream_id_arg(fcinfo, 0);
+	StringInfoData marker;
+	EsEventInput ev;
+	EsAppend	ap;
+
+	es_arg_not_null(fcinfo, 1, "event_type");
+	es_arg_not_null(fcinfo, 2, "data");
+	ev.event_type = PG_GETARG_TEXT_PP(1);
+	if (!es_is_reserved_type(VARDATA_ANY(ev.event_type), VARSIZE_ANY_EXHDR(ev.event_type)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a lifecycle marker's type must begin with \"%c\"",
+						ES_RESERVED_TYPE_PREFIX)));
+	es_check_identifier("event type", VARSIZE_ANY_EXHDR(ev.event_type), ES_MAX_EVENT_TYPE_BYTES);
+	ev.data = PG_GETARG_DATUM(2);
+	ev.has_metadata = false;
+	ev.has_event_id = false;
+
+	initStringInfo(&marker);
+	appendStringInfoString(&marker, ES_MARKER_STREAM_PREFIX);
+	appendBinaryStringInfo(&marker, VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject));
+
+	es_append_begin(&ap, cstring_to_text_with_len(marker.data, marker.len),
+					false, 0, NULL, 0, 1);
+	ap.handlers_as_owners = true;
+	es_append_event(&ap, &ev);
+	es_append_end(&ap);
+
+	return es_append_result(fcinfo, &ap);
+}
+
+/*
  * append_events for C callers (command handling): returns the number of
  * events appended.
  */
@@ -273,7 +329,7 @@ es_append_batch(EsAppend *ap, text *stream_id, Jsonb *events,
 	uint32	   *id_index;
 	int			nids = 0;
 
-	es_check_stream_id(stream_id);
+	es_check_writable_stream_id(stream_id);
 	es_check_expected_arg(has_expected, expected);
 
 	if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
@@ -396,10 +452,12 @@ es_element_error_callback(void *arg)
 	errcontext("events[%u]", ectx->index);
 }
 
+/* An event type a caller may append: not empty, not too long, not ours. */
 static void
-es_check_event_type(Size len)
+es_check_event_type(const char *type, Size len)
 {
 	es_check_identifier("event type", len, ES_MAX_EVENT_TYPE_BYTES);
+	es_check_writable_type(type, len);
 }
 
 static void
@@ -445,7 +503,7 @@ es_parse_element(JsonbContainer *array, uint32 index, EsEventInput *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event \"type\" must be a JSON string")));
-	es_check_event_type(v.val.string.len);
+	es_check_event_type(v.val.string.val, v.val.string.len);
 	ev->event_type = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
 	known++;
 
@@ -602,6 +660,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	cat = es_catalog();
 	ap->cat = cat;
 	ap->cxt = CurrentMemoryContext;
+	ap->handlers_as_owners = false;
 
 	es_active_push(stream_id);
 	es_inline_projections_begin(ap);
@@ -973,8 +1032,18 @@ es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls, int64 positi
 			event = es_event_datum(ap->event_desc, values, nulls);
 		}
 		if (!OidIsValid(ap->handlers[i].fn_oid))
-			es_handler_init(p, GetUserId(), &ap->handlers[i], ap->cxt);
-		es_handler_call(p, &ap->handlers[i], event, position);
+			es_handler_init(p, ap->handlers_as_owners ? p->owner : GetUserId(),
+							&ap->handlers[i], ap->cxt);
+		if (ap->handlers_as_owners)
+		{
+			EsGuard		guard;
+
+			es_user_code_begin(&guard, p->owner, p->search_path);
+			es_handler_call(p, &ap->handlers[i], event, position);
+			es_user_code_end(&guard);
+		}
+		else
+			es_handler_call(p, &ap->handlers[i], event, position);
 	}
 
 	/* later events of the call are inserted after what the handlers did */

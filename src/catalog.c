@@ -262,10 +262,77 @@ es_stream_id_arg(FunctionCallInfo fcinfo, int argno)
 	return stream_id;
 }
 
+/*
+ * Any stream id a caller may read.  A marker stream's id is the reserved
+ * prefix and the id of the stream it is about, so it may be longer by the
+ * prefix.
+ */
 void
 es_check_stream_id(text *stream_id)
 {
-	es_check_identifier("stream_id", VARSIZE_ANY_EXHDR(stream_id), ES_MAX_STREAM_ID_BYTES);
+	Size		len = VARSIZE_ANY_EXHDR(stream_id);
+
+	es_check_identifier("stream_id", len,
+						es_is_marker_stream(VARDATA_ANY(stream_id), len) ?
+						ES_MAX_STREAM_ID_BYTES + ES_MARKER_STREAM_PREFIX_LEN :
+						ES_MAX_STREAM_ID_BYTES);
+}
+
+/*
+ * Lifecycle markers (0.7.0).  Deleting, tombstoning and setting the metadata
+ * of stream S append a system event to the marker stream "$$S", so that
+ * followers of the global log learn of them in order.  Only the extension
+ * writes marker streams, and event types beginning with "$" are the
+ * extension's: callers get 42939 for either.  This is the one place that
+ * knows the reserved prefixes.
+ */
+bool
+es_is_marker_stream(const char *stream_id, Size len)
+{
+	return len >= ES_MARKER_STREAM_PREFIX_LEN &&
+		memcmp(stream_id, ES_MARKER_STREAM_PREFIX, ES_MARKER_STREAM_PREFIX_LEN) == 0;
+}
+
+bool
+es_is_reserved_type(const char *event_type, Size len)
+{
+	return len >= 1 && event_type[0] == ES_RESERVED_TYPE_PREFIX;
+}
+
+/* A stream id a caller may write (append to, delete, change or archive). */
+void
+es_check_writable_stream_id(text *stream_id)
+{
+	es_check_stream_id(stream_id);
+	if (es_is_marker_stream(VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id)))
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("stream \"%s\" is a marker stream, written only by eventstore",
+						text_to_cstring(stream_id)),
+				 errdetail("Stream ids beginning with \"%s\" are reserved for the lifecycle markers of other streams.",
+						   ES_MARKER_STREAM_PREFIX)));
+}
+
+text *
+es_writable_stream_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream_id = es_stream_id_arg(fcinfo, argno);
+
+	es_check_writable_stream_id(stream_id);
+	return stream_id;
+}
+
+/* An event type a caller may append. */
+void
+es_check_writable_type(const char *event_type, Size len)
+{
+	if (es_is_reserved_type(event_type, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("event type \"%s\" is reserved for eventstore's own events",
+						pnstrdup(event_type, len)),
+				 errdetail("Event types beginning with \"%c\" are written only by eventstore (lifecycle markers).",
+						   ES_RESERVED_TYPE_PREFIX)));
 }
 
 /*
@@ -301,14 +368,72 @@ es_result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
 }
 
-/* Does an event of this stream and type pass the filter? */
+/*
+ * The filter of read_all and of subscriptions from SQL arguments: an array
+ * of event types (NULL: any type; NULL elements are ignored, so a list of
+ * only NULLs matches nothing) and a stream id prefix (NULL or empty: every
+ * stream).  The filter points into the arguments.
+ */
+void
+es_filter_from_args(EsFilter *filter, ArrayType *event_types, text *stream_prefix)
+{
+	memset(filter, 0, sizeof(EsFilter));
+	if (event_types != NULL)
+	{
+		Datum	   *types;
+		bool	   *type_nulls;
+		int			n;
+
+		if (ARR_NDIM(event_types) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event_types must be a one-dimensional array")));
+		deconstruct_array(event_types, TEXTOID, -1, false, TYPALIGN_INT,
+						  &types, &type_nulls, &n);
+		filter->has_types = true;
+		filter->types = palloc(Max(n, 1) * sizeof(char *));
+		filter->type_lens = palloc(Max(n, 1) * sizeof(int));
+		for (int i = 0; i < n; i++)
+		{
+			text	   *want;
+
+			if (type_nulls[i])
+				continue;
+			want = DatumGetTextPP(types[i]);
+			filter->types[filter->ntypes] = VARDATA_ANY(want);
+			filter->type_lens[filter->ntypes] = VARSIZE_ANY_EXHDR(want);
+			filter->ntypes++;
+		}
+	}
+	if (stream_prefix != NULL && VARSIZE_ANY_EXHDR(stream_prefix) > 0)
+	{
+		filter->prefix = VARDATA_ANY(stream_prefix);
+		filter->prefix_len = VARSIZE_ANY_EXHDR(stream_prefix);
+	}
+}
+
+static inline bool
+es_has_prefix(const char *s, int len, const char *prefix, int prefix_len)
+{
+	return len >= prefix_len && memcmp(s, prefix, prefix_len) == 0;
+}
+
+/*
+ * Does an event of this stream and type pass the filter?  A stream prefix
+ * matches the events of the streams it begins, and the lifecycle markers of
+ * those streams: a follower of "order-" learns that "order-1" was deleted
+ * (its marker stream "$$order-1" matches "order-" as well as "$$").
+ */
 bool
 es_filter_matches(const EsFilter *filter, const char *stream_id, int stream_len,
 				  const char *type, int type_len)
 {
 	if (filter->prefix != NULL &&
-		(stream_len < filter->prefix_len ||
-		 memcmp(stream_id, filter->prefix, filter->prefix_len) != 0))
+		!es_has_prefix(stream_id, stream_len, filter->prefix, filter->prefix_len) &&
+		!(es_is_marker_stream(stream_id, stream_len) &&
+		  es_has_prefix(stream_id + ES_MARKER_STREAM_PREFIX_LEN,
+						stream_len - ES_MARKER_STREAM_PREFIX_LEN,
+						filter->prefix, filter->prefix_len)))
 		return false;
 	if (filter->has_types)
 	{
@@ -474,13 +599,39 @@ es_check_expected_matches(text *stream_id, bool has_expected, int64 expected,
 					   text_to_cstring(stream_id), expected_str, current)));
 }
 
-/* eventstore._check_stream_id(stream_id): the C rule, for PL/pgSQL */
+/*
+ * eventstore._check_stream_id(stream_id): the C rule for a stream id a
+ * caller may change, for PL/pgSQL
+ */
 PG_FUNCTION_INFO_V1(eventstore_check_stream_id);
 Datum
 eventstore_check_stream_id(PG_FUNCTION_ARGS)
 {
-	(void) es_stream_id_arg(fcinfo, 0);
+	(void) es_writable_stream_id_arg(fcinfo, 0);
 	PG_RETURN_VOID();
+}
+
+/*
+ * eventstore._event_matches(stream_id, event_type, event_types, stream_prefix)
+ * returns boolean: the filter rule of read_all, for SQL (0.7.0)
+ */
+PG_FUNCTION_INFO_V1(eventstore_event_matches);
+Datum
+eventstore_event_matches(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	text	   *type;
+	EsFilter	filter;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	stream_id = PG_GETARG_TEXT_PP(0);
+	type = PG_GETARG_TEXT_PP(1);
+	es_filter_from_args(&filter, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
+						PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
+	PG_RETURN_BOOL(es_filter_matches(&filter,
+									 VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+									 VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)));
 }
 
 /*

@@ -69,7 +69,7 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 
 	/* arguments: 0 stream_id, 1 decide, 2 command, 3 evolve, 4 initial */
-	a.stream_id = es_stream_id_arg(fcinfo, 0);
+	a.stream_id = es_writable_stream_id_arg(fcinfo, 0);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

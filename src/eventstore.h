@@ -18,6 +18,7 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "access/tupdesc.h"
@@ -44,6 +45,14 @@
  * pg_locks shows these as locktype 'advisory' with objsubid 17747 ('ES').
  */
 #define ES_ADVISORY_LOCK_CLASS		0x4553
+
+/*
+ * Lifecycle markers (0.7.0, catalog.c): the marker stream of stream S is
+ * "$$S"; event types beginning with "$" are the extension's own.
+ */
+#define ES_MARKER_STREAM_PREFIX		"$$"
+#define ES_MARKER_STREAM_PREFIX_LEN	2
+#define ES_RESERVED_TYPE_PREFIX		'$'
 
 /* Limits on identifiers; longer ones are rejected with 54000. */
 #define ES_MAX_STREAM_ID_BYTES		1024
@@ -277,6 +286,12 @@ extern void es_check_identifier(const char *what, Size len, int limit);
 struct FunctionCallInfoBaseData;
 extern void es_arg_not_null(struct FunctionCallInfoBaseData *fcinfo, int argno, const char *name);
 extern text *es_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
+extern bool es_is_marker_stream(const char *stream_id, Size len);
+extern bool es_is_reserved_type(const char *event_type, Size len);
+extern void es_check_writable_stream_id(text *stream_id);
+extern text *es_writable_stream_id_arg(struct FunctionCallInfoBaseData *fcinfo, int argno);
+extern void es_check_writable_type(const char *event_type, Size len);
+extern void es_filter_from_args(EsFilter *filter, ArrayType *event_types, text *stream_prefix);
 extern Datum es_result_row(struct FunctionCallInfoBaseData *fcinfo, Datum *values, bool *nulls);
 extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
 							  int stream_len, const char *type, int type_len);

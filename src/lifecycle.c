@@ -976,6 +976,18 @@ es_archive_stream(const EsCatalog *cat, text *stream_id, bool wait,
 	PreventCommandIfReadOnly("eventstore stream change");
 
 	/*
+	 * Lifecycle markers stay in the hot table, readable by read_all for good:
+	 * archiving by inactivity passes over marker streams; by name, they are
+	 * refused.
+	 */
+	if (es_is_marker_stream(VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id)))
+	{
+		if (has_inactive_for)
+			return 0;
+		es_check_writable_stream_id(stream_id);
+	}
+
+	/*
 	 * Archiving by inactivity passes over tombstoned and soft-deleted
 	 * streams (nothing stored after the delete), without taking their lock:
 	 * retention is removing their events.  Asked for by name, a tombstoned

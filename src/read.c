@@ -272,9 +272,6 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	ArrayType  *types_array = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
 	text	   *prefix = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *types = NULL;
-	int			ntypes = 0;
-	Size		prefix_len = prefix ? VARSIZE_ANY_EXHDR(prefix) : 0;
 	const EsCatalog *cat;
 	Snapshot	snapshot;
 	int64		horizon;
@@ -295,46 +292,14 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_count must not be negative")));
-	if (types_array != NULL)
-	{
-		bool	   *type_nulls;
-		int			n;
-
-		if (ARR_NDIM(types_array) > 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event_types must be a one-dimensional array")));
-		deconstruct_array(types_array, TEXTOID, -1, false, TYPALIGN_INT,
-						  &types, &type_nulls, &n);
-		for (int i = 0; i < n; i++)
-		{
-			if (!type_nulls[i])
-				types[ntypes++] = types[i];
-		}
-		filter.has_types = true;
-		filter.ntypes = ntypes;
-		filter.types = palloc(Max(ntypes, 1) * sizeof(char *));
-		filter.type_lens = palloc(Max(ntypes, 1) * sizeof(int));
-		for (int i = 0; i < ntypes; i++)
-		{
-			text	   *want = DatumGetTextPP(types[i]);
-
-			filter.types[i] = VARDATA_ANY(want);
-			filter.type_lens[i] = VARSIZE_ANY_EXHDR(want);
-		}
-	}
-	if (prefix_len > 0)
-	{
-		filter.prefix = VARDATA_ANY(prefix);
-		filter.prefix_len = prefix_len;
-	}
+	es_filter_from_args(&filter, types_array, prefix);
 
 	es_init_result(fcinfo);
 
 	if (has_max && max_count == 0)
 		return (Datum) 0;
 	/* An empty list of types matches nothing. */
-	if (types_array != NULL && ntypes == 0)
+	if (filter.has_types && filter.ntypes == 0)
 		return (Datum) 0;
 
 	cat = es_catalog();

@@ -209,6 +209,34 @@ COMMENT ON FUNCTION eventstore.global_horizon() IS
     'Position up to which the global log is complete: read_all never returns a later position';
 REVOKE ALL ON FUNCTION eventstore.global_horizon() FROM PUBLIC;
 
+-- The filter rule of read_all (event types, stream prefix; a prefix also
+-- matches the lifecycle markers of the streams it begins), for SQL that
+-- must count what read_all would return (subscription_status).  Pure
+-- computation on its arguments: executable by everyone.
+CREATE FUNCTION eventstore._event_matches(stream_id text, event_type text,
+                                          event_types text[], stream_prefix text)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_event_matches'
+    LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore._event_matches(text, text, text[], text) IS
+    'Whether an event of this stream and type passes the filter of read_all with these event_types and stream_prefix (internal)';
+GRANT EXECUTE ON FUNCTION eventstore._event_matches(text, text, text[], text) TO PUBLIC;
+
+-- Lifecycle markers (0.7.0).  Deleting, tombstoning or setting the metadata
+-- of stream S appends, in the same transaction, a system event about it to
+-- the marker stream '$$S': type '$deleted', '$tombstoned' or '$metadata',
+-- data {"stream_id": S, ...}.  It takes the path of every append (stream
+-- lock, global-log horizon, inline projections), so read_all, subscriptions
+-- and projections deliver it in order.  Marker streams and event types
+-- beginning with '$' are written only by the extension (42939).
+CREATE FUNCTION eventstore._append_marker(stream_id text, event_type text, data jsonb)
+RETURNS eventstore.append_result
+    AS 'MODULE_PATHNAME', 'eventstore_append_marker'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._append_marker(text, text, jsonb) IS
+    'Append a lifecycle marker about a stream to its marker stream $$<stream_id> (internal)';
+REVOKE ALL ON FUNCTION eventstore._append_marker(text, text, jsonb) FROM PUBLIC;
+
 -- ---------------------------------------------------------------------
 -- Shared checks (internal)
 -- ---------------------------------------------------------------------
@@ -219,7 +247,7 @@ CREATE FUNCTION eventstore._check_stream_id(stream_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_check_stream_id'
     LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore._check_stream_id(text) IS
-    'Raise 22004/22023/54000 for a NULL, empty or too long stream id (internal)';
+    'Raise 22004/22023/54000 for a NULL, empty or too long stream id, 42939 for a marker stream (a stream id a caller may change; internal)';
 REVOKE ALL ON FUNCTION eventstore._check_stream_id(text) FROM PUBLIC;
 
 -- actual: the version the stream reads as; last_version: the highest it

@@ -204,6 +204,17 @@ COMMENT ON FUNCTION eventstore._forget_snapshots(text) IS
     'Delete the snapshots of a stream whose events go (internal)';
 REVOKE ALL ON FUNCTION eventstore._forget_snapshots(text) FROM PUBLIC;
 
+-- An interval as ISO 8601 text ('P1DT2H'), whatever the session's
+-- IntervalStyle: how $metadata markers spell max_age (0.7.0).
+CREATE FUNCTION eventstore._iso_interval(i interval) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = 'iso_8601'
+AS $$ SELECT i::pg_catalog.text $$;
+COMMENT ON FUNCTION eventstore._iso_interval(interval) IS
+    'An interval as ISO 8601 text whatever the session''s IntervalStyle (internal)';
+REVOKE ALL ON FUNCTION eventstore._iso_interval(interval) FROM PUBLIC;
+
 CREATE FUNCTION eventstore.set_stream_metadata(
     stream_id       text,
     max_age         interval DEFAULT NULL,
@@ -240,11 +251,17 @@ BEGIN
     -- a snapshot holds the events folded when it was taken: with other
     -- settings it may hold events now hidden, or miss ones now shown
     PERFORM eventstore._forget_snapshots(stream_id);
+    -- followers of the global log learn of it (0.7.0)
+    PERFORM eventstore._append_marker(stream_id, '$metadata',
+                pg_catalog.jsonb_build_object('stream_id', set_stream_metadata.stream_id,
+                                              'max_age', eventstore._iso_interval(set_stream_metadata.max_age),
+                                              'max_count', set_stream_metadata.max_count,
+                                              'truncate_before', set_stream_metadata.truncate_before));
     PERFORM eventstore._need_worker('stream retention');
     RETURN eventstore.stream_info(stream_id);
 END $$;
 COMMENT ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) IS
-    'Set a stream''s max age, max count and truncate-before (NULL: no limit); reads honour them at once, the worker removes what they exclude';
+    'Set a stream''s max age, max count and truncate-before (NULL: no limit); reads honour them at once, the worker removes what they exclude; appends a $metadata marker to $$<stream_id>';
 REVOKE ALL ON FUNCTION eventstore.set_stream_metadata(text, interval, bigint, bigint) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.stream_info(stream_id text)
@@ -300,6 +317,11 @@ BEGIN
             removed_through = CASE WHEN s.archived_at IS NOT NULL THEN excluded.deleted_version
                                    ELSE s.removed_through END;
     PERFORM eventstore._forget_snapshots(p_stream_id);
+    -- followers of the global log learn of it (0.7.0)
+    PERFORM eventstore._append_marker(p_stream_id,
+                                      CASE WHEN hard THEN '$tombstoned' ELSE '$deleted' END,
+                                      pg_catalog.jsonb_build_object('stream_id', p_stream_id,
+                                                                    'deleted_version', c.head));
     PERFORM eventstore._need_worker('stream retention');
     RETURN c.head;
 END $$;
@@ -313,7 +335,7 @@ RETURNS bigint
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT eventstore._delete_stream(stream_id, expected_version, false) $$;
 COMMENT ON FUNCTION eventstore.delete_stream(text, bigint) IS
-    'Soft delete: the stream reads as absent; a later append recreates it, numbering going on.  Returns the version deleted (0: nothing to delete)';
+    'Soft delete: the stream reads as absent; a later append recreates it, numbering going on; appends a $deleted marker to $$<stream_id>.  Returns the version deleted (0: nothing to delete)';
 REVOKE ALL ON FUNCTION eventstore.delete_stream(text, bigint) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.tombstone_stream(stream_id text, expected_version bigint DEFAULT NULL)
@@ -322,7 +344,7 @@ RETURNS bigint
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT eventstore._delete_stream(stream_id, expected_version, true) $$;
 COMMENT ON FUNCTION eventstore.tombstone_stream(text, bigint) IS
-    'Hard delete: the stream reads as absent and every later append fails with ST002.  Returns the version deleted';
+    'Hard delete: the stream reads as absent and every later append fails with ST002; appends a $tombstoned marker to $$<stream_id>.  Returns the version deleted';
 REVOKE ALL ON FUNCTION eventstore.tombstone_stream(text, bigint) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------
@@ -383,11 +405,13 @@ CREATE FUNCTION eventstore._inactive_streams(inactive_for interval, stream_prefi
 RETURNS SETOF text
     LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
-AS $$
+AS $fn$
     SELECT e.stream_id
       FROM eventstore.events e
-     WHERE stream_prefix IS NULL
-        OR left(e.stream_id, length(stream_prefix)) = stream_prefix COLLATE "C"
+     WHERE (stream_prefix IS NULL
+            OR left(e.stream_id, length(stream_prefix)) = stream_prefix COLLATE "C")
+       -- lifecycle markers stay in the hot table for good (0.7.0)
+       AND left(e.stream_id, 2) <> '$$' COLLATE "C"
      GROUP BY e.stream_id
     HAVING max(e.created_at) < now() - inactive_for
        -- tombstoned and deleted streams: their events are on their way out
@@ -397,7 +421,7 @@ AS $$
                                OR t.deleted_version >= max(e.stream_version)))
      ORDER BY max(e.created_at), e.stream_id
      LIMIT max_streams
-$$;
+$fn$;
 COMMENT ON FUNCTION eventstore._inactive_streams(interval, text, integer) IS
     'Streams with a stored event but none for inactive_for, oldest first (internal)';
 REVOKE ALL ON FUNCTION eventstore._inactive_streams(interval, text, integer) FROM PUBLIC;

@@ -629,8 +629,8 @@ SELECT s.name,
                   FROM eventstore.events e
                  WHERE e.global_position > cp.position
                    AND e.global_position <= greatest(h.horizon, s.pulled_position)
-                   AND (s.event_types IS NULL OR e.event_type = ANY (s.event_types))
-                   AND (s.stream_prefix IS NULL OR starts_with(e.stream_id, s.stream_prefix))) e) lag
+                   AND eventstore._event_matches(e.stream_id, e.event_type,
+                                                 s.event_types, s.stream_prefix)) e) lag
  CROSS JOIN LATERAL (
         SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
           FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
