@@ -452,12 +452,14 @@ SELECT kc_read('md-2') AS loosened_to_2;
 ROLLBACK;
 
 -- truncate before beyond the end hides every event, but the version goes
--- on: an append expecting the last version succeeds and is read
+-- on and the stream still exists: appends expecting the last version or
+-- "stream exists" succeed, "no stream" is a conflict
 BEGIN;
 SELECT (eventstore.set_stream_metadata('md-2', truncate_before => 100)).state;
 SELECT kc_read('md-2') AS read, eventstore.stream_version('md-2') AS version;
 SELECT kc_try('md-2', kc_ae_sql('md-2', 5, 'w6')) AS append_expecting_5,
-       kc_try('md-2', kc_ae_sql('md-2', 0, 'w7')) AS no_stream;
+       kc_try('md-2', kc_ae_sql('md-2', -1, 'w7')) AS stream_exists,
+       kc_try('md-2', kc_ae_sql('md-2', 0, 'w9')) AS no_stream;
 SELECT kc_read('md-2') AS read;
 ROLLBACK;
 
