@@ -559,3 +559,45 @@ SELECT (SELECT string_agg(t.data->>'k', ' ' ORDER BY t.global_position)
                                    NULL, ARRAY['KcEvent'], 'ra-') t) AS after_z3,
        (SELECT string_agg(t.data->>'k', ' ' ORDER BY t.global_position)
           FROM eventstore.read_all(0, 2, ARRAY['KcEvent'], 'ra-') t) AS first_2;
+
+--------------------------------------------------------------------------
+-- Deletions and metadata changes in the global log (0.7.0).  KurrentDB
+-- writes a soft delete and every metadata change as a $metadata event of
+-- the metadata stream $$<stream>, and a tombstone as a $streamDeleted
+-- event; followers of $all see them.  eventstore appends a lifecycle
+-- marker to $$<stream>: $deleted, $tombstoned or $metadata.
+--------------------------------------------------------------------------
+
+-- soft-deleting a stream leaves an event in the global log, which
+-- followers of the stream's prefix see (the stream's own events no longer
+-- read there: difference 13)
+SELECT kc_append('lm-1', 0, 'lm-1a', 'lm-1b') AS appended;
+SELECT eventstore.delete_stream('lm-1', 2) AS deleted;
+SELECT string_agg(t.stream_id || '@' || t.stream_version || ' ' || t.event_type
+                  || coalesce(' ' || (t.data->>'deleted_version'), ''), ', ' ORDER BY t.global_position) AS log
+  FROM eventstore.read_all(0, NULL, ARRAY['KcEvent', '$deleted', '$tombstoned', '$metadata'], 'lm-') t;
+
+-- DIFFERENCE: setting metadata appends $metadata to $$<stream> as in
+-- KurrentDB, but its data is eventstore's three settings, not a document
+SELECT (eventstore.set_stream_metadata('lm-2', max_count => 3, truncate_before => 2)).state;
+SELECT t.stream_id, t.stream_version, t.event_type, t.data
+  FROM eventstore.read_stream('$$lm-2') t;
+
+-- DIFFERENCE: tombstoning leaves $tombstoned in $$<stream> (KurrentDB:
+-- $streamDeleted in the stream itself, which reads as deleted)
+SELECT kc_append('lm-3', 0, 'lm-3a') AS appended;
+SELECT eventstore.tombstone_stream('lm-3') AS tombstoned;
+SELECT t.stream_id, t.stream_version, t.event_type, t.data
+  FROM eventstore.read_all(0, NULL, ARRAY['$tombstoned'], 'lm-3') t;
+
+-- DIFFERENCE: metadata streams are written only through the lifecycle
+-- functions, and event types beginning with "$" only by eventstore: an
+-- application cannot write either (KurrentDB lets a client with the rights
+-- write $$<stream> and $-types)
+SELECT kc_try('$$lm-1', $q$SELECT eventstore.append('$$lm-1', '$metadata', '{}')$q$) AS write_metadata_stream;
+SELECT kc_try('lm-4', $q$SELECT eventstore.append('lm-4', '$deleted', '{"stream_id": "lm-1"}')$q$) AS write_system_type;
+
+DROP FUNCTION kc_fingerprint(text), kc_try(text, text), kc_probe(text, text), kc_events(text[]),
+    kc_ae_sql(text, bigint, text[]), kc_append(text, bigint, text[]), kc_result(text, bigint, text[]),
+    kc_read_all(text), kc_state(text), wait_until(text);
+DROP EXTENSION eventstore;
