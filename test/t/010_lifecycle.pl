@@ -31,6 +31,7 @@
 #     archived after an immediate stop, and read_stream returns the same
 #     bytes (a TOASTed event included); an uncommitted archive that crashes
 #     leaves the stream in the hot table.
+# (d) A lifecycle marker (0.7.0) is atomic with its change across a crash.
 #
 # Set ES_TAP_SEED to replay a run (the seed is printed).
 use strict;
@@ -192,6 +193,7 @@ sub committed_record
 my $follower = es_connect_follower($node, 'follower');
 
 my @got;    # [pos, stream, version, c, s, i, head, max_count, truncate_before, deleted_version, t_sent]
+my @markers;    # lifecycle markers (0.7.0): [pos, marker stream, version, type, stream, value]
 my $checkpoint = 0;
 my $pages = 0;
 
@@ -204,7 +206,9 @@ sub follow_page
 		SELECT r.global_position, r.stream_id, r.stream_version,
 		       r.data->>'c', r.data->>'s', r.data->>'i',
 		       i.last_version, coalesce(i.max_count, 0), coalesce(i.truncate_before, 0),
-		       coalesce(st.deleted_version, 0)
+		       coalesce(st.deleted_version, 0),
+		       r.event_type, r.data->>'stream_id',
+		       coalesce(r.data->>'deleted_version', r.data->>'truncate_before')
 		  FROM eventstore.read_all($checkpoint, 100) r
 		 CROSS JOIN LATERAL eventstore.stream_info(r.stream_id) i
 		  LEFT JOIN eventstore.streams st ON st.stream_id = r.stream_id
@@ -215,8 +219,15 @@ sub follow_page
 	for my $row (split /\n/, $out)
 	{
 		next if $row eq '';
-		my @f = split /\|/, $row;
-		push @got, [ @f, $t_sent ];
+		my @f = split /\|/, $row, -1;
+		if ($f[1] =~ /^\$\$/)
+		{
+			push @markers, [ @f[ 0 .. 2 ], @f[ 10 .. 12 ] ];
+		}
+		else
+		{
+			push @got, [ @f[ 0 .. 9 ], $t_sent ];
+		}
 		$checkpoint = $f[0];
 		$n++;
 	}
@@ -232,6 +243,7 @@ sub follow_page
 
 my $ctl = $node->background_psql('postgres', on_error_stop => 1);
 my @deletes;    # [stream, version, t_returned]
+my @settings;    # [stream, truncate_before] of each set_stream_metadata
 
 sub ctl_query
 {
@@ -253,6 +265,7 @@ sub control_step
 		my $mc = $max_count{$s} // 'NULL';
 		ctl_query("SELECT eventstore.set_stream_metadata('$s', max_count => $mc, truncate_before => $t)");
 		$truncate_before{$s} = $t;
+		push @settings, [ $s, $t ];
 	}
 	else
 	{
@@ -270,6 +283,8 @@ sub control_step
 my @clients = (1 .. 5);
 my %codes;
 my $t0 = time();
+# markers after this position are the controller's (the setup's settings made some before)
+my $load_start = $node->safe_psql('postgres', 'SELECT last_value FROM eventstore.global_position_seq');
 $writers->start(\@clients, sub { writer_script($_[0], 150) });
 my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 my $last_control = 0;
@@ -315,6 +330,31 @@ my @uncommitted = grep {
 } @got;
 ok(!@uncommitted, '(a) every received event was committed')
   or diag('not committed: ' . join(' ', map { join('|', @$_[ 0 .. 5 ]) } es_head(10, @uncommitted)));
+
+# the lifecycle markers: exactly one for each change the controller made
+# (a delete that found the stream absent makes none), each stream's markers
+# read in version order, none skipped
+{
+	my %want;
+	$want{"\$deleted|$_->[0]|$_->[1]"}++ for @deletes;
+	$want{"\$metadata|$_->[0]|$_->[1]"}++ for grep { $_->[0] !~ /^\$\$/ } @settings;
+	my %seen;
+	my %next_version;
+	my @wrong;
+	for my $m (@markers)
+	{
+		my ($pos, $mstream, $v, $type, $stream, $value) = @$m;
+		$seen{"$type|$stream|$value"}++ if $pos > $load_start;
+		push @wrong, join('|', @$m)
+		  if $mstream ne "\$\$$stream" || $v != ($next_version{$mstream} // 1);
+		$next_version{$mstream} = $v + 1;
+	}
+	is_deeply(\%seen, \%want,
+		sprintf('(a) the follower received one lifecycle marker per change (%d deletes, %d settings)',
+			scalar(@deletes), scalar(@settings)));
+	ok(!@wrong, '(a) each stream\'s markers arrived in version order, none skipped')
+	  or diag('out of order: ' . join(' ', es_head(10, @wrong)));
+}
 
 # no received event was excluded by the state its statement saw
 my @excluded = grep {
@@ -399,7 +439,7 @@ cmp_ok(scalar(keys %$rec) - scalar(@want), '>', 100, '(a) the settings excluded 
 	  . (scalar(keys %$rec) - scalar(@want)) . ' of ' . scalar(keys %$rec) . ')');
 
 # every stored event at or below the final horizon was received
-my %received = map { ("$_->[1]|$_->[2]" => 1) } @got;
+my %received = map { ("$_->[1]|$_->[2]" => 1) } (@got, @markers);
 my @stored_pos = split /\n/, $node->safe_psql('postgres',
 	"SELECT stream_id || '|' || stream_version FROM eventstore.events WHERE global_position <= $horizon");
 my @unseen = grep { !$received{$_} } @stored_pos;
@@ -546,6 +586,39 @@ ok(eval {
 			       bt_index_parent_check('eventstore.archived_events_stream_version_key', true)});
 		1;
 	}, '(c) the indexes of both tables pass amcheck') or diag($@);
+
+# (d) A lifecycle marker is atomic with its change across a crash: a
+# committed delete has its $deleted marker after an immediate stop; a
+# tombstone in flight at the crash left neither the tombstone nor its
+# marker, and the global log's follower reads on without a gap it must
+# wait for.
+$node->safe_psql('postgres', q{
+	SELECT eventstore.append('mk-1', 'Placed', '1');
+	SELECT eventstore.append('mk-2', 'Placed', '2');
+	SELECT eventstore.delete_stream('mk-1')});
+my $marker_sql = q{
+	SELECT string_agg(e.stream_id || ' ' || e.event_type, ', ' ORDER BY e.global_position)
+	  FROM eventstore.events e WHERE e.stream_id LIKE '$$mk-%'};
+my $dying = $node->background_psql('postgres', on_error_stop => 1);
+$dying->query_safe('BEGIN');
+is($dying->query_safe("SELECT eventstore.tombstone_stream('mk-2')"), '1',
+	'(d) an uncommitted tombstone_stream');
+$node->stop('immediate');
+es_drop_session($dying);
+$node->start;
+is($node->safe_psql('postgres', $marker_sql), '$$mk-1 $deleted',
+	'(d) after the crash: the committed delete has its marker, the uncommitted tombstone none');
+is($node->safe_psql('postgres', q{
+	SELECT (eventstore.stream_info('mk-1')).state || ' ' || (eventstore.stream_info('mk-2')).state}),
+	'deleted active', '(d) and the states agree with the markers');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(r.stream_id || ' ' || r.event_type, ', ' ORDER BY r.global_position)
+	  FROM eventstore.read_all(0, NULL, stream_prefix => 'mk-') r}),
+	'mk-2 Placed, $$mk-1 $deleted', '(d) read_all returns the live stream and the marker, in position order');
+is($node->safe_psql('postgres', q{SELECT eventstore.tombstone_stream('mk-2')}), '1',
+	'(d) the tombstone can be made again');
+is($node->safe_psql('postgres', $marker_sql), '$$mk-1 $deleted, $$mk-2 $tombstoned',
+	'(d) with its marker');
 
 $node->stop;
 done_testing();
