@@ -111,8 +111,9 @@ SELECT count(*) AS superuser_canaries FROM canary WHERE superuser;
 -- proves less, but its output stays the same).
 --
 TRUNCATE seen;
-INSERT INTO eventstore.projections (name, handler, event_types, mode, owner)
-SELECT 'bulk-' || g, 'note_event(eventstore.event)', '{Never}', 'inline', current_user::regrole
+INSERT INTO eventstore.projections (name, handler, event_types, mode, owner, handler_owner)
+SELECT 'bulk-' || g, 'public.note_event(eventstore.event)', '{Never}', 'inline', current_user::regrole,
+       current_user::regrole
   FROM generate_series(1, 100000) g;
 INSERT INTO eventstore.projection_checkpoints (name, position)
 SELECT name, 0 FROM eventstore.projections WHERE name LIKE 'bulk-%';

@@ -155,6 +155,8 @@ es_projections_load(const EsCatalog *cat)
 	EsGuard		guard;
 	uint64		generation;
 	bool		has_search_path;
+	bool		by_name;
+	char	   *query;
 
 	if (es_proj_cxt != NULL)
 	{
@@ -181,29 +183,32 @@ es_projections_load(const EsCatalog *cat)
 
 	/*
 	 * Before version 0.4.0 nothing was recorded: handlers ran under the
-	 * server's default path, and do so until the update.
+	 * server's default path, and do so until the update.  Before 0.7.0 the
+	 * handler was a regprocedure; since, it is kept by name and owner and
+	 * found again here (NULL, so InvalidOid, when it is gone).
 	 */
 	has_search_path = get_attnum(cat->projections_relid, "search_path") != InvalidAttrNumber;
+	by_name = get_attnum(cat->projections_relid, "handler_owner") != InvalidAttrNumber;
 
 	/*
 	 * Appending roles need no privileges on the table: read it as its
 	 * owner, as the RI triggers read referenced tables.
 	 */
 	es_spi_begin(&guard, es_relation_owner(cat->projections_relid));
-	plan = SPI_prepare(has_search_path ?
-					   "SELECT name, handler::oid, event_types, stream_prefix,"
-					   "       mode OPERATOR(pg_catalog.=) 'inline', enabled, catching_up, owner::oid,"
-					   "       coalesce((SELECT pronargs OPERATOR(pg_catalog.=) 2 FROM pg_catalog.pg_proc"
-					   "                  WHERE oid OPERATOR(pg_catalog.=) handler), false),"
-					   "       search_path"
-					   "  FROM eventstore.projections ORDER BY priority, name" :
-					   "SELECT name, handler::oid, event_types, stream_prefix,"
-					   "       mode OPERATOR(pg_catalog.=) 'inline', enabled, catching_up, owner::oid,"
-					   "       coalesce((SELECT pronargs OPERATOR(pg_catalog.=) 2 FROM pg_catalog.pg_proc"
-					   "                  WHERE oid OPERATOR(pg_catalog.=) handler), false),"
-					   "       '\"$user\", public'::text"
-					   "  FROM eventstore.projections ORDER BY priority, name",
-					   0, NULL);
+	query = psprintf("SELECT p.name, h.fn, p.event_types, p.stream_prefix,"
+					 "       p.mode OPERATOR(pg_catalog.=) 'inline', p.enabled, p.catching_up,"
+					 "       p.owner::pg_catalog.oid,"
+					 "       coalesce((SELECT f.pronargs OPERATOR(pg_catalog.=) 2 FROM pg_catalog.pg_proc f"
+					 "                  WHERE f.oid OPERATOR(pg_catalog.=) h.fn), false),"
+					 "       %s"
+					 "  FROM eventstore.projections p,"
+					 "       LATERAL (SELECT %s AS fn) h"
+					 " ORDER BY p.priority, p.name",
+					 has_search_path ? "p.search_path" : "'\"$user\", public'::pg_catalog.text",
+					 by_name ?
+					 "eventstore._function_by_name(p.handler, p.handler_owner)::pg_catalog.oid" :
+					 "p.handler::pg_catalog.oid");
+	plan = SPI_prepare(query, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the projection query: %s",
 			 SPI_result_code_string(SPI_result));
@@ -343,7 +348,7 @@ es_handler_init(const EsProjection *p, Oid role, FmgrInfo *flinfo, MemoryContext
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the handler of projection \"%s\" does not exist", p->name),
-				 errdetail("The function it was created with has been dropped."),
+				 errdetail("The function it was created with has been dropped, or replaced by a function of another role."),
 				 errhint("Drop or disable the projection, or re-create it with a new handler.")));
 	what = psprintf("handler of projection \"%s\"", p->name);
 	es_check_user_function(p->handler, role, what);

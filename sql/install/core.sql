@@ -222,6 +222,34 @@ COMMENT ON FUNCTION eventstore._event_matches(text, text, text[], text) IS
     'Whether an event of this stream and type passes the filter of read_all with these event_types and stream_prefix (internal)';
 GRANT EXECUTE ON FUNCTION eventstore._event_matches(text, text, text[], text) TO PUBLIC;
 
+-- A function stored by name (0.7.0): projection handlers and the evolve of
+-- snapshot policies are kept as their schema-qualified signature and the
+-- role that owned the function, not as regprocedure -- pg_upgrade refuses
+-- reg* columns, whose OIDs it does not keep.  This finds the function
+-- again: NULL unless a function of that signature exists AND belongs to
+-- that role, so a function another role creates under a dropped one's
+-- name is never called in its place.  A bare number is not a name.
+CREATE FUNCTION eventstore._function_by_name(signature text, owner regrole)
+RETURNS regprocedure
+    LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.oid::pg_catalog.regprocedure
+      FROM pg_catalog.pg_proc f
+     WHERE f.proowner = owner::pg_catalog.oid
+       -- only what looks like a signature is parsed: to_regprocedure
+       -- raises on a malformed one (before PostgreSQL 16) or takes a bare
+       -- number for an OID (since)
+       AND f.oid = CASE WHEN signature ~ '^[^0-9].*\)$'
+                        THEN pg_catalog.to_regprocedure(signature)::pg_catalog.oid END
+$$;
+COMMENT ON FUNCTION eventstore._function_by_name(text, regrole) IS
+    'The function of this schema-qualified signature if the role owns it, else NULL (internal)';
+REVOKE ALL ON FUNCTION eventstore._function_by_name(text, regrole) FROM PUBLIC;
+-- _snapshot_step, which the projector runs as a policy's creator, calls it;
+-- it tells nothing pg_proc does not
+GRANT EXECUTE ON FUNCTION eventstore._function_by_name(text, regrole) TO PUBLIC;
+
 -- Lifecycle markers (0.7.0).  Deleting, tombstoning or setting the metadata
 -- of stream S appends, in the same transaction, a system event about it to
 -- the marker stream '$$S': type '$deleted', '$tombstoned' or '$metadata',

@@ -16,7 +16,11 @@
 CREATE TABLE eventstore.projections (
     name          text COLLATE "C" NOT NULL PRIMARY KEY
                   CHECK (name <> '' AND octet_length(name) <= 63),
-    handler       regprocedure NOT NULL,
+    -- the handler by name (0.7.0: was regprocedure, whose OIDs pg_upgrade
+    -- does not keep): its signature, schema-qualified, and the role that
+    -- owned it when registered (handler_owner): only that role's function
+    -- of that signature is ever called (eventstore._function_by_name)
+    handler       text NOT NULL,
     event_types   text[] COLLATE "C" CHECK (cardinality(event_types) > 0),
     stream_prefix text COLLATE "C" CHECK (stream_prefix <> ''),
     mode          text NOT NULL CHECK (mode IN ('inline', 'async')),
@@ -29,7 +33,9 @@ CREATE TABLE eventstore.projections (
     created_at    timestamptz NOT NULL DEFAULT now(),
     -- added in 0.4.0, hence last: the search_path the handler runs
     -- under, its creator's
-    search_path   text NOT NULL DEFAULT '"$user", public'
+    search_path   text NOT NULL DEFAULT '"$user", public',
+    -- added in 0.7.0, hence last
+    handler_owner regrole NOT NULL
 );
 COMMENT ON TABLE eventstore.projections IS 'Registered projections; change through eventstore.create_projection() and friends';
 
@@ -171,6 +177,10 @@ BEGIN
         RAISE EXCEPTION 'handler must not be NULL' USING ERRCODE = '22004';
     END IF;
     SELECT * INTO p FROM pg_catalog.pg_proc WHERE oid = handler;
+    IF NOT FOUND THEN
+        -- a regprocedure of a dropped function (0.7.0: was registered)
+        RAISE EXCEPTION 'function % does not exist', handler::oid USING ERRCODE = '42883';
+    END IF;
     IF p.pronargs NOT IN (1, 2) OR p.proargtypes[0] <> 'eventstore.event'::regtype
        OR (p.pronargs = 2 AND p.proargtypes[1] <> 'text'::regtype) THEN
         RAISE EXCEPTION 'projection handler % must take (eventstore.event) or (eventstore.event, text)', handler
@@ -235,10 +245,13 @@ BEGIN
         PERFORM eventstore._need_worker(format('projection "%s"', name));
     END IF;
 
+    -- by name, under the pinned search_path: qualified (0.7.0)
     INSERT INTO eventstore.projections
-        (name, handler, event_types, stream_prefix, mode, priority, catching_up, owner, search_path)
-    VALUES (name, handler, event_types, stream_prefix, mode, priority,
-            mode = 'inline' AND replay AND drawn > 0, owner, search_path);
+        (name, handler, event_types, stream_prefix, mode, priority, catching_up, owner, search_path,
+         handler_owner)
+    VALUES (name, handler::text, event_types, stream_prefix, mode, priority,
+            mode = 'inline' AND replay AND drawn > 0, owner, search_path,
+            (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = handler::oid));
     INSERT INTO eventstore.projection_checkpoints (name, position)
     VALUES (name, CASE WHEN replay THEN 0 ELSE drawn END);
 END $$;

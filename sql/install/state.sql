@@ -133,7 +133,8 @@ REVOKE ALL ON FUNCTION eventstore.handle_command(text, regprocedure, jsonb, regp
 -- runs as an async projection named 'snapshot:<policy>'.
 CREATE TABLE eventstore.snapshot_policies (
     name           text COLLATE "C" NOT NULL PRIMARY KEY CHECK (name <> '' AND octet_length(name) <= 54),
-    evolve         regprocedure NOT NULL,
+    -- by name since 0.7.0, as eventstore.projections.handler
+    evolve         text         NOT NULL,
     state_type     regtype      NOT NULL,
     initial        text,
     stream_prefix  text COLLATE "C" CHECK (stream_prefix <> ''),
@@ -143,6 +144,8 @@ CREATE TABLE eventstore.snapshot_policies (
     -- added in 0.4.0, hence last: the search_path evolve runs under,
     -- the policy creator's
     search_path    text NOT NULL DEFAULT '"$user", public',
+    -- added in 0.7.0, hence last: the role that owned evolve
+    evolve_owner   regrole NOT NULL,
     CHECK (every IS NOT NULL OR on_event_types IS NOT NULL)
 );
 COMMENT ON TABLE eventstore.snapshot_policies IS 'When the background worker takes snapshots';
@@ -203,9 +206,10 @@ BEGIN
     END IF;
     INSERT INTO eventstore.snapshot_policies
         (name, evolve, state_type, initial, stream_prefix, every, on_event_types, snapshot_tag,
-         search_path)
-    VALUES (name, evolve, pg_typeof(initial)::regtype, initial::text, stream_prefix, every,
-            on_event_types, snapshot_tag, caller_search_path);
+         search_path, evolve_owner)
+    VALUES (name, evolve::text, pg_typeof(initial)::regtype, initial::text, stream_prefix, every,
+            on_event_types, snapshot_tag, caller_search_path,
+            (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = evolve::oid));
     PERFORM eventstore._register_projection(caller, caller_search_path, false, 'snapshot:' || name,
                                             'eventstore._snapshot_step(eventstore.event, text)',
                                             NULL, stream_prefix, 'async', true, 0);
@@ -317,16 +321,25 @@ RETURNS void
 DECLARE
     p eventstore.snapshot_policies := eventstore._snapshot_policy(projection);
     q text;
+    evolve regprocedure;
 BEGIN
     IF p.name IS NULL THEN
         RETURN;
     END IF;
     IF (p.every IS NOT NULL AND e.stream_version % p.every = 0)
        OR e.event_type = ANY (p.on_event_types) THEN
+        evolve := eventstore._function_by_name(p.evolve, p.evolve_owner);
+        IF evolve IS NULL THEN
+            RAISE EXCEPTION 'the evolve function of snapshot policy "%" does not exist', p.name
+                USING ERRCODE = '42883',
+                      DETAIL = format('No function %s owned by role %s exists: it was dropped, or replaced by another role''s.',
+                                      p.evolve, p.evolve_owner),
+                      HINT = 'Drop the policy and create it again.';
+        END IF;
         -- formatted under the pinned path: the type's name is qualified
         q := format('SELECT eventstore.take_snapshot($1, $2, $3::%s, $4, $5)', p.state_type);
         PERFORM pg_catalog.set_config('search_path', p.search_path, true);
-        EXECUTE q USING e.stream_id, p.evolve, p.initial, e.stream_version, p.snapshot_tag;
+        EXECUTE q USING e.stream_id, evolve, p.initial, e.stream_version, p.snapshot_tag;
     END IF;
 END $$;
 COMMENT ON FUNCTION eventstore._snapshot_step(eventstore.event, text) IS

@@ -215,3 +215,277 @@ SELECT s.name,
                 SELECT se.consumer FROM eventstore.subscription_events se
                  WHERE se.subscription = s.name AND se.state = 'leased'
                    AND se.lease_expires_at > now()) x) c;
+
+-- =====================================================================
+-- Section 2: functions by name, so that pg_upgrade can move a store
+-- =====================================================================
+
+-- pg_upgrade refuses a cluster with reg* columns in user tables (the OIDs
+-- of functions are not kept): projection handlers and the evolve of
+-- snapshot policies become their schema-qualified signature (printed
+-- under a pinned search_path, so qualified) and the role that owned the
+-- function.  A handler dropped before the update (a dangling OID) becomes
+-- a name that finds nothing, as its OID found nothing.  The path set here
+-- lasts to the end of this script.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+-- A function stored by name (0.7.0): projection handlers and the evolve of
+-- snapshot policies are kept as their schema-qualified signature and the
+-- role that owned the function, not as regprocedure -- pg_upgrade refuses
+-- reg* columns, whose OIDs it does not keep.  This finds the function
+-- again: NULL unless a function of that signature exists AND belongs to
+-- that role, so a function another role creates under a dropped one's
+-- name is never called in its place.  A bare number is not a name.
+CREATE FUNCTION eventstore._function_by_name(signature text, owner regrole)
+RETURNS regprocedure
+    LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.oid::pg_catalog.regprocedure
+      FROM pg_catalog.pg_proc f
+     WHERE f.proowner = owner::pg_catalog.oid
+       -- only what looks like a signature is parsed: to_regprocedure
+       -- raises on a malformed one (before PostgreSQL 16) or takes a bare
+       -- number for an OID (since)
+       AND f.oid = CASE WHEN signature ~ '^[^0-9].*\)$'
+                        THEN pg_catalog.to_regprocedure(signature)::pg_catalog.oid END
+$$;
+COMMENT ON FUNCTION eventstore._function_by_name(text, regrole) IS
+    'The function of this schema-qualified signature if the role owns it, else NULL (internal)';
+REVOKE ALL ON FUNCTION eventstore._function_by_name(text, regrole) FROM PUBLIC;
+-- _snapshot_step, which the projector runs as a policy's creator, calls it;
+-- it tells nothing pg_proc does not
+GRANT EXECUTE ON FUNCTION eventstore._function_by_name(text, regrole) TO PUBLIC;
+
+-- a registered handler must exist (a dangling regprocedure was accepted)
+CREATE OR REPLACE FUNCTION eventstore._check_projection_args(
+    handler regprocedure, event_types text[], stream_prefix text)
+RETURNS void
+    LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p pg_catalog.pg_proc;
+BEGIN
+    IF handler IS NULL THEN
+        RAISE EXCEPTION 'handler must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO p FROM pg_catalog.pg_proc WHERE oid = handler;
+    IF NOT FOUND THEN
+        -- a regprocedure of a dropped function (0.7.0: was registered)
+        RAISE EXCEPTION 'function % does not exist', handler::oid USING ERRCODE = '42883';
+    END IF;
+    IF p.pronargs NOT IN (1, 2) OR p.proargtypes[0] <> 'eventstore.event'::regtype
+       OR (p.pronargs = 2 AND p.proargtypes[1] <> 'text'::regtype) THEN
+        RAISE EXCEPTION 'projection handler % must take (eventstore.event) or (eventstore.event, text)', handler
+            USING ERRCODE = '42P13';
+    END IF;
+    IF p.prokind <> 'f' OR p.proretset THEN
+        RAISE EXCEPTION 'projection handler % must be a function returning one value (usually void)', handler
+            USING ERRCODE = '42P13';
+    END IF;
+    PERFORM eventstore._check_event_types('event_types', event_types);
+    IF stream_prefix = '' THEN
+        RAISE EXCEPTION 'stream_prefix must be NULL (all streams) or non-empty' USING ERRCODE = '22023';
+    END IF;
+END $$;
+
+DROP VIEW eventstore.projection_status;
+
+ALTER TABLE eventstore.projections ADD COLUMN handler_owner regrole;
+UPDATE eventstore.projections p
+   SET handler_owner = coalesce((SELECT f.proowner::regrole FROM pg_catalog.pg_proc f
+                                  WHERE f.oid = p.handler::oid), p.owner);
+ALTER TABLE eventstore.projections
+    ALTER COLUMN handler TYPE text
+        USING CASE WHEN handler::text ~ '^[0-9]+$' THEN 'dropped function ' || handler::text
+                   ELSE handler::text END,
+    ALTER COLUMN handler_owner SET NOT NULL;
+
+ALTER TABLE eventstore.snapshot_policies ADD COLUMN evolve_owner regrole;
+UPDATE eventstore.snapshot_policies sp
+   SET evolve_owner = coalesce((SELECT f.proowner::regrole FROM pg_catalog.pg_proc f
+                                 WHERE f.oid = sp.evolve::oid),
+                               (SELECT q.owner FROM eventstore.projections q
+                                 WHERE q.name = 'snapshot:' || sp.name),
+                               current_user::regrole);
+ALTER TABLE eventstore.snapshot_policies
+    ALTER COLUMN evolve TYPE text
+        USING CASE WHEN evolve::text ~ '^[0-9]+$' THEN 'dropped function ' || evolve::text
+                   ELSE evolve::text END,
+    ALTER COLUMN evolve_owner SET NOT NULL;
+
+-- What each projection has done, and how far behind it is.
+CREATE VIEW eventstore.projection_status AS
+SELECT p.name, p.mode, p.handler, p.event_types, p.stream_prefix, p.priority,
+       p.enabled,
+       CASE WHEN NOT p.enabled THEN 'disabled'
+            WHEN c.retry_at IS NOT NULL THEN 'failing'
+            WHEN p.catching_up THEN 'catching_up'
+            WHEN p.mode = 'inline' THEN 'live'
+            ELSE 'running' END AS state,
+       CASE WHEN p.mode = 'async' OR p.catching_up OR NOT p.enabled
+            THEN c.position END AS position,
+       coalesce(lag.events, 0) AS lag_events,
+       now() - lag.oldest AS lag_time,
+       c.events_total, c.updated_at,
+       c.error_count, c.error_position, c.last_error, c.last_error_at, c.retry_at,
+       p.owner, p.created_at
+  FROM eventstore.projections p
+  JOIN eventstore.projection_checkpoints c USING (name)
+  LEFT JOIN LATERAL (
+      SELECT count(*) AS events, min(e.created_at) AS oldest
+        FROM eventstore.events e
+       WHERE e.global_position > c.position
+         AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+         AND (p.stream_prefix IS NULL OR starts_with(e.stream_id, p.stream_prefix))
+  ) lag ON p.mode = 'async' OR p.catching_up OR NOT p.enabled;
+COMMENT ON VIEW eventstore.projection_status IS 'Every projection with its state, checkpoint, lag and last error';
+REVOKE ALL ON TABLE eventstore.projection_status FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._register_projection(
+    owner         regrole,
+    search_path   text,
+    check_execute boolean,
+    name          text,
+    handler       regprocedure,
+    event_types   text[],
+    stream_prefix text,
+    mode          text,
+    replay        boolean,
+    priority      integer)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    drawn bigint;
+BEGIN
+    IF name IS NULL OR mode IS NULL OR replay IS NULL OR priority IS NULL THEN
+        RAISE EXCEPTION 'name, mode, replay and priority must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF name = '' OR octet_length(name) > 63 THEN
+        RAISE EXCEPTION 'projection name must have 1 to 63 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF mode NOT IN ('inline', 'async') THEN
+        RAISE EXCEPTION 'mode must be ''inline'' or ''async'', not ''%''', mode USING ERRCODE = '22023';
+    END IF;
+    PERFORM eventstore._check_projection_args(handler, event_types, stream_prefix);
+    IF check_execute AND NOT pg_catalog.has_function_privilege(owner::oid, handler::oid, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', handler
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role %s, which would run the handler, may not execute it.', owner);
+    END IF;
+
+    LOCK TABLE eventstore.projections IN EXCLUSIVE MODE;
+    IF EXISTS (SELECT FROM eventstore.projections p WHERE p.name = _register_projection.name) THEN
+        RAISE EXCEPTION 'projection "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    drawn := eventstore._drawn_position();
+    IF mode = 'async' OR (replay AND drawn > 0) THEN
+        PERFORM eventstore._need_worker(format('projection "%s"', name));
+    END IF;
+
+    -- by name, under the pinned search_path: qualified (0.7.0)
+    INSERT INTO eventstore.projections
+        (name, handler, event_types, stream_prefix, mode, priority, catching_up, owner, search_path,
+         handler_owner)
+    VALUES (name, handler::text, event_types, stream_prefix, mode, priority,
+            mode = 'inline' AND replay AND drawn > 0, owner, search_path,
+            (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = handler::oid));
+    INSERT INTO eventstore.projection_checkpoints (name, position)
+    VALUES (name, CASE WHEN replay THEN 0 ELSE drawn END);
+END $$;
+
+CREATE OR REPLACE FUNCTION eventstore._create_snapshot_policy(
+    caller             regrole,
+    caller_search_path text,
+    name               text,
+    evolve             regprocedure,
+    initial            anyelement,
+    stream_prefix      text,
+    every              integer,
+    on_event_types     text[],
+    snapshot_tag       text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    -- the initial state is kept as text, read back by the worker: write it
+    -- in a form that reads back the same under any settings
+    SET DateStyle = 'ISO' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 SET TimeZone = 'UTC'
+    AS $$
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    IF name IS NULL OR evolve IS NULL THEN
+        RAISE EXCEPTION 'name and evolve must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF name = '' OR octet_length(name) > 54 THEN
+        RAISE EXCEPTION 'snapshot policy name must have 1 to 54 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF every IS NULL AND on_event_types IS NULL THEN
+        RAISE EXCEPTION 'a snapshot policy needs every or on_event_types' USING ERRCODE = '22023';
+    END IF;
+    PERFORM eventstore._check_event_types('on_event_types', on_event_types);
+    IF every <= 0 OR stream_prefix = '' OR snapshot_tag = '' THEN
+        RAISE EXCEPTION 'every must be positive; stream_prefix and snapshot_tag must not be empty'
+            USING ERRCODE = '22023';
+    END IF;
+    -- the snapshots are taken as the caller, with the caller's evolve
+    IF NOT pg_catalog.has_function_privilege(caller::oid, evolve::oid, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', evolve USING ERRCODE = '42501';
+    END IF;
+    IF NOT pg_catalog.has_function_privilege(
+               caller::oid,
+               'eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text)'::regprocedure::oid,
+               'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function eventstore.take_snapshot'
+            USING ERRCODE = '42501',
+                  DETAIL = 'The background worker takes the policy''s snapshots as the role that creates it.';
+    END IF;
+    -- Checks evolve against the state type (42P13).  It folds no event
+    -- (to_version => 0) and reads no snapshot: no user code runs here as
+    -- the extension's owner.
+    PERFORM eventstore.aggregate_stream(' ', evolve, initial, 0, use_snapshots => false);
+    IF EXISTS (SELECT FROM eventstore.snapshot_policies p WHERE p.name = _create_snapshot_policy.name) THEN
+        RAISE EXCEPTION 'snapshot policy "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    INSERT INTO eventstore.snapshot_policies
+        (name, evolve, state_type, initial, stream_prefix, every, on_event_types, snapshot_tag,
+         search_path, evolve_owner)
+    VALUES (name, evolve::text, pg_typeof(initial)::regtype, initial::text, stream_prefix, every,
+            on_event_types, snapshot_tag, caller_search_path,
+            (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = evolve::oid));
+    PERFORM eventstore._register_projection(caller, caller_search_path, false, 'snapshot:' || name,
+                                            'eventstore._snapshot_step(eventstore.event, text)',
+                                            NULL, stream_prefix, 'async', true, 0);
+END $$;
+
+CREATE OR REPLACE FUNCTION eventstore._snapshot_step(e eventstore.event, projection text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p eventstore.snapshot_policies := eventstore._snapshot_policy(projection);
+    q text;
+    evolve regprocedure;
+BEGIN
+    IF p.name IS NULL THEN
+        RETURN;
+    END IF;
+    IF (p.every IS NOT NULL AND e.stream_version % p.every = 0)
+       OR e.event_type = ANY (p.on_event_types) THEN
+        evolve := eventstore._function_by_name(p.evolve, p.evolve_owner);
+        IF evolve IS NULL THEN
+            RAISE EXCEPTION 'the evolve function of snapshot policy "%" does not exist', p.name
+                USING ERRCODE = '42883',
+                      DETAIL = format('No function %s owned by role %s exists: it was dropped, or replaced by another role''s.',
+                                      p.evolve, p.evolve_owner),
+                      HINT = 'Drop the policy and create it again.';
+        END IF;
+        -- formatted under the pinned path: the type's name is qualified
+        q := format('SELECT eventstore.take_snapshot($1, $2, $3::%s, $4, $5)', p.state_type);
+        PERFORM pg_catalog.set_config('search_path', p.search_path, true);
+        EXECUTE q USING e.stream_id, evolve, p.initial, e.stream_version, p.snapshot_tag;
+    END IF;
+END $$;
