@@ -544,6 +544,39 @@ SELECT DISTINCT what, cur, su FROM regress_canary.canary
 SELECT name, state, error_count FROM eventstore.projection_status WHERE name = 'atk_async';
 SELECT eventstore.drop_projection('atk_async');
 
+-- Handlers are kept by name since 0.7.0 (pg_upgrade).  A handler that is
+-- dropped and replaced by another role's function of the same signature
+-- is never called in its place: the projection names its function's
+-- owner too, and appends fail with 42883 as for a dropped handler.
+CREATE SCHEMA regress_shared;
+GRANT USAGE, CREATE ON SCHEMA regress_shared TO regress_atk_projmgr, regress_atk_writer;
+SET ROLE regress_atk_projmgr;
+CREATE FUNCTION regress_shared.h(e eventstore.event) RETURNS void LANGUAGE sql AS 'SELECT NULL';
+SELECT eventstore.create_projection('atk_named', 'regress_shared.h(eventstore.event)',
+                                    event_types => ARRAY['Named'], replay => false);
+DROP FUNCTION regress_shared.h(eventstore.event);
+RESET ROLE;
+SET ROLE regress_atk_writer;
+CREATE FUNCTION regress_shared.h(e eventstore.event) RETURNS void LANGUAGE sql
+    AS $$SELECT regress_canary.hit('regress_atk_writer', 'replaced handler')$$;
+GRANT EXECUTE ON FUNCTION regress_shared.h(eventstore.event) TO PUBLIC;
+RESET ROLE;
+SELECT eventstore.append('atk-named', 'Named', '{}');
+\echo :SQLSTATE
+SET ROLE regress_atk_writer;
+SELECT eventstore.append('atk-named', 'Named', '{}');
+\echo :SQLSTATE
+RESET ROLE;
+SELECT count(*) AS replaced_handler_ran FROM regress_canary.canary WHERE what = 'replaced handler';
+-- the function's owner may put it back
+DROP FUNCTION regress_shared.h(eventstore.event);
+SET ROLE regress_atk_projmgr;
+CREATE FUNCTION regress_shared.h(e eventstore.event) RETURNS void LANGUAGE sql AS 'SELECT NULL';
+RESET ROLE;
+SELECT stream_version FROM eventstore.append('atk-named', 'Named', '{}');
+SELECT eventstore.drop_projection('atk_named');
+DROP SCHEMA regress_shared CASCADE;
+
 -- No attacker is a superuser at the end.
 SELECT rolname FROM pg_roles WHERE rolname LIKE 'regress_atk%' AND rolsuper ORDER BY 1;
 
