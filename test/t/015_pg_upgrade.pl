@@ -123,12 +123,16 @@ my $last_position = $old->safe_psql('postgres', 'SELECT max(global_position) FRO
 cmp_ok(scalar(my @rows = split /\n/, $before{events}), '>', 30, 'the old store holds the events');
 like($before{subscription_events}, qr/parked/, 'the old subscription has a parked event');
 like($before{subscription_events}, qr/leased/, 'the old subscription has a leased event');
+my $old_checksums = $old->safe_psql('postgres', 'SHOW data_checksums') eq 'on';
 $old->stop;
 
 # ---------------------------------------------------------------------------
 # pg_upgrade to the installation under test
 # ---------------------------------------------------------------------------
-$new->init;
+# pg_upgrade needs both clusters alike in data checksums; initdb turns them
+# on by default since 18 (and only 18 has --no-data-checksums)
+my ($new_major) = $new->config_data('--version') =~ /(\d+)/;
+$new->init(extra => [ $old_checksums ? '--data-checksums' : $new_major >= 18 ? '--no-data-checksums' : () ]);
 $new->append_conf('postgresql.conf', es_conf());
 my $work = tempdir(CLEANUP => 1);
 my $oldbin = $old->config_data('--bindir');
