@@ -647,7 +647,6 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 				const pg_uuid_t *ids, int nids, int nevents)
 {
 	const EsCatalog *cat;
-	RangeTblEntry *rte;
 	Relation	stream_index = NULL;
 	TupleTableSlot *scanslot;
 	EsStreamRules rules;
@@ -672,12 +671,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 
 	/* A minimal executor state, as logical replication's apply worker uses. */
 	ap->estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(ap->rel);
-	rte->relkind = ap->rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(ap->estate, list_make1(rte));
+	es_init_range_table(ap->estate, ap->rel, RowExclusiveLock);
 	ap->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(ap->rri, ap->rel, 1, NULL, 0);
 	/* so that AFTER triggers find it rather than open the table again */

@@ -25,6 +25,9 @@
 #include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
+/* every difference between PostgreSQL versions */
+#include "compat.h"
+
 /*
  * SQLSTATEs of our own, in class "ST" (stream).  The class is outside the
  * ranges the SQL standard and PostgreSQL use, so clients can tell these
@@ -254,7 +257,7 @@ typedef struct EsShared
 	int			max_databases;
 	int			nslots;			/* one per PGPROC */
 	EsDatabaseState *databases; /* max_databases entries */
-	EsBackendSlot *slots;		/* nslots entries, by pgprocno */
+	EsBackendSlot *slots;		/* nslots entries, by PGPROC number */
 } EsShared;
 
 extern EsShared *es_shared;
@@ -381,7 +384,7 @@ extern void es_stream_view(const EsCatalog *cat, text *stream_id, Snapshot snaps
 						   bool need_head, EsStreamView *view);
 extern int64 es_rules_head(const EsStreamRules *r, int64 stored);
 extern int64 es_rules_version(const EsStreamRules *r, int64 head);
-extern void es_error_tombstoned(text *stream_id, TimestampTz at) pg_attribute_noreturn();
+pg_noreturn extern void es_error_tombstoned(text *stream_id, TimestampTz at);
 extern bool es_view_hides(const EsStreamView *view, int64 version, TimestampTz created_at);
 extern EsViewCache *es_view_cache_create(const EsCatalog *cat, Snapshot snapshot);
 extern bool es_view_cache_hides(EsViewCache *cache, text *stream_id, int64 version,

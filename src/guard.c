@@ -102,7 +102,7 @@ es_check_user_function(Oid fn, Oid role, const char *what)
 {
 	AclResult	aclresult;
 
-	aclresult = pg_proc_aclcheck(fn, role, ACL_EXECUTE);
+	aclresult = es_proc_aclcheck(fn, role, ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
 	{
 		char	   *fname = get_func_name(fn);

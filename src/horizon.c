@@ -136,7 +136,7 @@ es_xact_callback(XactEvent event, void *arg)
 				 * (ProcArrayEndTransaction has run), so readers may now pass
 				 * our positions.
 				 */
-				pg_atomic_write_u64(&es_shared->slots[MyProc->pgprocno].min_position, 0);
+				pg_atomic_write_u64(&es_shared->slots[es_my_proc_number()].min_position, 0);
 				es_xact_registered = false;
 				if (es_xact_db->worker_latch != NULL)
 					SetLatch(es_xact_db->worker_latch);
@@ -169,7 +169,7 @@ es_horizon_exit(int code, Datum arg)
 {
 	if (es_xact_registered && MyProc != NULL)
 	{
-		pg_atomic_write_u64(&es_shared->slots[MyProc->pgprocno].min_position, 0);
+		pg_atomic_write_u64(&es_shared->slots[es_my_proc_number()].min_position, 0);
 		es_xact_registered = false;
 	}
 }
@@ -347,7 +347,7 @@ es_horizon_enter(const EsCatalog *cat)
 	}
 
 	db = es_database_state(cat, MyDatabaseId, true);
-	slot = &es_shared->slots[MyProc->pgprocno];
+	slot = &es_shared->slots[es_my_proc_number()];
 
 	slot->dboid = MyDatabaseId;
 	pg_write_barrier();
@@ -414,7 +414,7 @@ es_live_horizon(const EsCatalog *cat, EsDatabaseState *db, bool exclude_self)
 {
 	uint64		horizon;
 	uint64		seq_last;
-	int			self = (exclude_self && MyProc != NULL) ? MyProc->pgprocno : -1;
+	int			self = (exclude_self && MyProc != NULL) ? es_my_proc_number() : -1;
 
 	/*
 	 * The sequence itself also counts as "drawn": it covers positions set

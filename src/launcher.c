@@ -329,17 +329,6 @@ eventstore_launcher_main(Datum main_arg)
  * ---------------------------------------------------------------------
  */
 
-/* pg_database_ownercheck() became object_ownercheck() in PostgreSQL 16. */
-static bool
-es_database_owner(Oid dboid)
-{
-#if PG_VERSION_NUM >= 160000
-	return object_ownercheck(DatabaseRelationId, dboid, GetUserId());
-#else
-	return pg_database_ownercheck(dboid, GetUserId());
-#endif
-}
-
 /*
  * The database whose eventstore processes a utility command needs gone,
  * if the command is one that needs the database without connections
@@ -397,9 +386,9 @@ es_database_to_release(Node *parsetree, bool *dropping)
 		return InvalidOid;
 
 	if (IsA(parsetree, DropdbStmt) || IsA(parsetree, AlterDatabaseStmt))
-		allowed = es_database_owner(dboid);
+		allowed = es_database_ownercheck(dboid, GetUserId());
 	else if (IsA(parsetree, RenameStmt))
-		allowed = es_database_owner(dboid) && have_createdb_privilege();
+		allowed = es_database_ownercheck(dboid, GetUserId()) && have_createdb_privilege();
 	else if (IsA(parsetree, CreatedbStmt))
 	{
 		/* a template may be copied by anyone who may create databases */
@@ -411,7 +400,7 @@ es_database_to_release(Node *parsetree, bool *dropping)
 
 			ReleaseSysCache(tup);
 			allowed = have_createdb_privilege() &&
-				(istemplate || es_database_owner(dboid));
+				(istemplate || es_database_ownercheck(dboid, GetUserId()));
 		}
 	}
 	return allowed ? dboid : InvalidOid;

@@ -763,7 +763,6 @@ es_move_stream(const EsCatalog *cat, text *stream_id, bool to_archive)
 	Relation	src_index;
 	Relation	dst;
 	EState	   *estate;
-	RangeTblEntry *rte;
 	ResultRelInfo *rri;
 	TupleTableSlot *src_slot;
 	TupleTableSlot *dst_slot;
@@ -785,12 +784,7 @@ es_move_stream(const EsCatalog *cat, text *stream_id, bool to_archive)
 		elog(ERROR, "eventstore.events and eventstore.archived_events differ in shape");
 
 	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(dst);
-	rte->relkind = dst->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
+	es_init_range_table(estate, dst, RowExclusiveLock);
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, dst, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
@@ -807,8 +801,8 @@ es_move_stream(const EsCatalog *cat, text *stream_id, bool to_archive)
 		ExecCopySlot(dst_slot, src_slot);
 		table_tuple_insert(dst, dst_slot, cid, 0, NULL);
 		if (rri->ri_NumIndices > 0)
-			list_free(ExecInsertIndexTuples(rri, dst_slot, estate, false, false,
-											NULL, NIL));
+			list_free(es_insert_index_tuples(rri, dst_slot, estate, false,
+											 NULL, NIL));
 		simple_table_tuple_delete(src, &src_slot->tts_tid, snapshot);
 		moved++;
 	}

@@ -128,7 +128,7 @@ es_scan_begin(EsEventScan *scan, Relation heap, Relation index, Snapshot snapsho
 	scan->own_slot = (slot == NULL);
 	scan->slot = slot ? slot : table_slot_create(heap, NULL);
 	scan->direction = direction;
-	scan->desc = index_beginscan(heap, index, snapshot, nkeys, 0);
+	scan->desc = es_index_beginscan(heap, index, snapshot, nkeys, 0);
 	/* the index scan keeps its own copy of the keys */
 	index_rescan(scan->desc, keys, nkeys, NULL, 0);
 }
