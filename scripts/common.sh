@@ -3,24 +3,32 @@
 # PostgreSQL refuses to run as root; when we are root, the server (and
 # everything that starts one) runs as the "postgres" system user.
 
-PG_MAJOR=15
-# The system PostgreSQL by default.  Another installation of PostgreSQL 15
-# (a private or relocated copy, a source build) is chosen with PG_CONFIG, its
-# pg_config, or PGBIN, the directory of its programs; everything then builds,
-# installs and runs from there.
+# The system PostgreSQL (Debian 12's 15) by default.  Another installation
+# is chosen with PG_CONFIG, its pg_config, or PGBIN, the directory of its
+# programs; everything then builds, installs and runs from there.  It may be
+# another copy of 15 (a relocated one, a source build) or another supported
+# major version, e.g. PG_CONFIG=$(bash scripts/postgres.sh 18).
+ES_SYSTEM_PG_MAJOR=15
+ES_SUPPORTED_PG_MAJORS="15 18"
 if [ -n "${PG_CONFIG:-}" ]; then
 	PG_BINDIR=$("$PG_CONFIG" --bindir) ||
 		{ echo "PG_CONFIG=$PG_CONFIG: not a working pg_config" >&2; exit 1; }
 elif [ -n "${PGBIN:-}" ]; then
 	PG_BINDIR=$PGBIN
 else
-	PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+	PG_BINDIR=/usr/lib/postgresql/$ES_SYSTEM_PG_MAJOR/bin
 fi
 PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
 export PG_CONFIG
-case $("$PG_CONFIG" --version 2>/dev/null) in
-"PostgreSQL $PG_MAJOR".*) ;;
-*) echo "$PG_CONFIG is not the pg_config of PostgreSQL $PG_MAJOR (set PG_CONFIG or PGBIN)" >&2; exit 1 ;;
+# "PostgreSQL 18.1", "PostgreSQL 15.18 (Debian 15.18-0+deb12u1)", "PostgreSQL 18beta1"
+PG_MAJOR=$("$PG_CONFIG" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+# the system's, not installed yet: es_install_deps installs it
+if [ -z "$PG_MAJOR" ] && [ "$PG_BINDIR" = "/usr/lib/postgresql/$ES_SYSTEM_PG_MAJOR/bin" ]; then
+	PG_MAJOR=$ES_SYSTEM_PG_MAJOR
+fi
+case " $ES_SUPPORTED_PG_MAJORS " in
+*" ${PG_MAJOR:-none} "*) ;;
+*) echo "$PG_CONFIG is not the pg_config of a supported PostgreSQL ($ES_SUPPORTED_PG_MAJORS; set PG_CONFIG or PGBIN)" >&2; exit 1 ;;
 esac
 
 if [ "$(id -u)" = 0 ]; then
@@ -32,7 +40,12 @@ else
 fi
 
 # Debian packages needed to build, install and test.
-ES_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libipc-run-perl python3-psycopg2 pgbouncer"
+# Debian 12 packages only the system's major version; the others come with
+# their own client, headers and test tools (scripts/postgres.sh).
+ES_PACKAGES="build-essential libipc-run-perl python3-psycopg2 pgbouncer"
+if [ "$PG_MAJOR" = "$ES_SYSTEM_PG_MAJOR" ]; then
+	ES_PACKAGES="$ES_PACKAGES postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR"
+fi
 
 es_install_deps() {
 	local missing=
@@ -49,7 +62,12 @@ es_install_deps() {
 es_build_install() {
 	echo "== building and installing eventstore"
 	make -s PG_CONFIG="$PG_CONFIG"
-	$SUDO make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+	# a PostgreSQL in the user's own cache needs no sudo
+	if [ -w "$("$PG_CONFIG" --pkglibdir)" ] && [ -w "$("$PG_CONFIG" --sharedir)/extension" ]; then
+		make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+	else
+		$SUDO make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+	fi
 }
 
 # es_as_server_user CMD...: run CMD as the user the server runs as.
