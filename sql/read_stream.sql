@@ -136,14 +136,18 @@ SELECT array_agg(stream_version) AS versions_now FROM eventstore.read_stream('r'
 COMMIT;
 
 -- The read functions are PARALLEL SAFE: they give the same answers when run
--- in a parallel worker, including the transaction's own appends.
-SET force_parallel_mode = on;
+-- in a parallel worker, including the transaction's own appends.  The
+-- setting that forces it: force_parallel_mode until PostgreSQL 15,
+-- debug_parallel_query from 16.
+SELECT CASE WHEN current_setting('server_version_num')::int < 160000
+            THEN 'force_parallel_mode' ELSE 'debug_parallel_query' END AS parallel_guc \gset
+SET :parallel_guc = on;
 BEGIN;
 SELECT stream_version FROM eventstore.append('r', 'e7', '{"n": 7}', NULL, 6);
 SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 5);
 SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r', 6, NULL, true);
 SELECT eventstore.stream_version('r');
 ROLLBACK;
-RESET force_parallel_mode;
+RESET :parallel_guc;
 
 DROP EXTENSION eventstore;

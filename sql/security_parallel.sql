@@ -19,7 +19,7 @@
 -- Nothing is RESTRICTED: a restricted function runs in the leader while the
 -- query is in parallel mode, where none of the above is allowed either.
 --
--- Each call runs twice: alone under force_parallel_mode = regress (a SAFE
+-- Each call runs twice: alone under debug_parallel_query = regress (a SAFE
 -- function then runs in a worker), and as an InitPlan of a parallel scan
 -- (the leader is in parallel mode when it evaluates it).  Output: violations
 -- only.
@@ -42,6 +42,11 @@ SET parallel_setup_cost = 0;
 SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
+-- The setting that forces parallel plans: force_parallel_mode until
+-- PostgreSQL 15, debug_parallel_query from 16.
+SELECT CASE WHEN current_setting('server_version_num')::int < 160000
+            THEN 'force_parallel_mode' ELSE 'debug_parallel_query' END AS parallel_guc \gset
+SET regress_sec.parallel_guc = :'parallel_guc';
 
 -- The labels documented: SAFE ones listed, every other function UNSAFE.
 CREATE TABLE regress_sec.labels (name text PRIMARY KEY, label "char" NOT NULL);
@@ -92,12 +97,12 @@ BEGIN
             END IF;
             BEGIN
                 -- "regress" hides the Gather from EXPLAIN, "on" shows it
-                PERFORM set_config('force_parallel_mode', CASE form WHEN 1 THEN 'on' ELSE 'off' END, true);
+                PERFORM set_config(current_setting('regress_sec.parallel_guc'), CASE form WHEN 1 THEN 'on' ELSE 'off' END, true);
                 plan := '';
                 FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
                     plan := plan || line || E'\n';
                 END LOOP;
-                PERFORM set_config('force_parallel_mode', CASE form WHEN 1 THEN 'regress' ELSE 'off' END, true);
+                PERFORM set_config(current_setting('regress_sec.parallel_guc'), CASE form WHEN 1 THEN 'regress' ELSE 'off' END, true);
                 EXECUTE q;
                 RAISE EXCEPTION USING ERRCODE = 'ZZ999';   -- undo what the call did
             EXCEPTION WHEN OTHERS THEN
@@ -138,11 +143,11 @@ SELECT count(DISTINCT what) > 60 AS functions_and_views_tested FROM regress_sec.
 SELECT count(*) FROM regress_sec.big
  WHERE n > (SELECT max(stream_version) FROM eventstore.read_all(0, NULL));
 SELECT count(*) FROM regress_sec.big WHERE n > (SELECT eventstore.global_horizon()) + 9990;
--- subscription_status under force_parallel_mode (it calls global_horizon):
-SET force_parallel_mode = regress;
+-- subscription_status under debug_parallel_query (it calls global_horizon):
+SET :parallel_guc = regress;
 SELECT name, position IS NOT NULL AS has_position FROM eventstore.subscription_status ORDER BY 1;
 SELECT stream_version, event_type FROM eventstore.read_all(0, 3) ORDER BY 1;
-RESET force_parallel_mode;
+RESET :parallel_guc;
 
 -- An evolve that writes, folded next to a parallel scan: a user's function
 -- may do anything, so the fold must keep the plan serial (it failed with
@@ -168,13 +173,13 @@ SELECT count(*) AS evolve_calls FROM regress_sec.log;
 
 -- SAFE reads in a worker, on streams with settings, archived, deleted.
 SELECT eventstore.delete_stream('sec-2');
-SET force_parallel_mode = regress;
+SET :parallel_guc = regress;
 SELECT s, eventstore.stream_version(s) AS version,
        (SELECT count(*) FROM eventstore.read_stream(s)) AS events,
        (eventstore.stream_info(s)).state
   FROM unnest(ARRAY['sec-1', 'sec-2', 'sec-arch', 'sec-set', 'sec-none']) AS s ORDER BY 1;
 SELECT * FROM eventstore.get_stream_metadata('sec-set');
-RESET force_parallel_mode;
+RESET :parallel_guc;
 
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
