@@ -61,6 +61,15 @@ es_install_deps() {
 
 es_build_install() {
 	echo "== building and installing eventstore"
+	# make cannot tell objects built against another PostgreSQL: a tree
+	# built for one version and then tested on another is built afresh
+	local built_for= want
+	want="$PG_CONFIG $("$PG_CONFIG" --version)"
+	[ -f .pg_config_built ] && built_for=$(cat .pg_config_built)
+	if [ "$built_for" != "$want" ]; then
+		make -s clean PG_CONFIG="$PG_CONFIG"
+		echo "$want" >.pg_config_built
+	fi
 	make -s PG_CONFIG="$PG_CONFIG"
 	# a PostgreSQL in the user's own cache needs no sudo
 	if [ -w "$("$PG_CONFIG" --pkglibdir)" ] && [ -w "$("$PG_CONFIG" --sharedir)/extension" ]; then

@@ -432,7 +432,9 @@ note($node->safe_psql('postgres', q{
 	  FROM applied WHERE subscription = 'main'}));
 
 my $log = slurp_file($node->logfile);
-my @signals = $log =~ /(server process \(PID \d+\) was terminated by signal \d+)/g;
+# "server process (PID n) was terminated ..." until PostgreSQL 17, "client
+# backend (PID n) ..." from 18 on (the process's type); any process counts.
+my @signals = $log =~ /(\(PID \d+\) was terminated by signal \d+)/g;
 is(scalar(@signals), 1, 'one server process died of a signal: the one we killed')
   or diag(join("\n", @signals));
 unlike($log, qr/deadlock detected/, 'no deadlock');

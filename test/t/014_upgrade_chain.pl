@@ -189,7 +189,11 @@ ok($fresh_facts =~ /^function eventstore\.append\(/m && $fresh_dump =~ /CREATE T
 
 for my $kind ('function', 'aggregate', 'relation', 'type')
 {
-	my @missing = grep { /^\Q$kind\E / && /comment=<NONE>/ && !/ kind=c / } split /\n/, $fresh_facts;
+	# A table's row type (kind c) and the implicit array type of a type
+	# (name[]; a member of the extension too on PostgreSQL 18) are
+	# described by the table's or the type's own comment.
+	my @missing = grep { /^\Q$kind\E / && /comment=<NONE>/ && !/ kind=c / && !/^type \S+\[\] / }
+	  split /\n/, $fresh_facts;
 	ok(!@missing, "every $kind of the fresh install has a COMMENT")
 	  or diag(join("\n", @missing));
 }
