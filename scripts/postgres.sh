@@ -24,7 +24,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 VERSION   (supported: 18)" >&2
+	echo "usage: $0 VERSION   (18; others with scripts/lib/postgres-VERSION.sh)" >&2
 	exit 2
 }
 [ $# = 1 ] || usage
@@ -129,18 +129,23 @@ build_18() {
 		echo "build_seconds: $((t2 - t1))"
 		echo "built_at: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	} >"$prefix/BUILD_INFO"
-	# readable by the unprivileged user the server runs as
-	chmod -R go+rX "$prefix"
-	touch "$marker"
 }
 
-case $version in
-18) ;;
-*)
-	say "PostgreSQL $version is not supported by this script yet"
-	usage
-	;;
-esac
+# Another version is added either as a function build_<VERSION> here or as
+# scripts/lib/postgres-<VERSION>.sh, sourced, defining es_prepare_pg<VERSION>
+# PREFIX that makes PREFIX an installation (progress on stderr, non-zero and
+# no PREFIX on failure).
+lib=$(dirname "$0")/lib/postgres-$version.sh
+if ! declare -F "build_$version" >/dev/null; then
+	if [ -f "$lib" ]; then
+		# shellcheck source=/dev/null
+		. "$lib"
+		eval "build_$version() { es_prepare_pg$version \"\$prefix\"; }"
+	else
+		say "PostgreSQL $version is not supported by this script"
+		usage
+	fi
+fi
 
 mkdir -p "$cache_root"
 chmod go+rx "$cache_root" 2>/dev/null || true
@@ -151,5 +156,8 @@ if complete; then
 	say "reusing $prefix"
 else
 	"build_$version"
+	# readable by the unprivileged user the server runs as
+	chmod -R go+rX "$prefix"
+	touch "$marker"
 fi
 echo "$prefix/bin/pg_config"
