@@ -276,6 +276,24 @@ es_prepare_pg17() {
 			src/test/isolation/isolationtester; do
 			cp -a "$npmroot/lib/postgresql/pgxs/$f" "$stage/lib/postgresql/pgxs/$f"
 		done
+		# isolationtester calls libpq 17 functions (PQcancelErrorMessage)
+		# and its RUNPATH (/usr/local/pg-build/lib, where it was built)
+		# does not lead to the package's libpq: a wrapper gives it lib/ of
+		# this tree.  It starts no other program, so the variable goes no
+		# further.  (pg_regress and pg_isolation_regress run with the
+		# system's libpq.so.5: they start psql, which must keep its own.)
+		iso=$stage/lib/postgresql/pgxs/src/test/isolation
+		mv "$iso/isolationtester" "$iso/isolationtester.bin"
+		cat >"$iso/isolationtester" <<'EOF'
+#!/bin/sh
+# eventstore scripts/lib/postgres-17.sh: the npm package's isolationtester
+# with the package's libpq (lib/ of this tree, five levels up).
+d=$(dirname "$(readlink -f "$0")")
+LD_LIBRARY_PATH=$(cd "$d/../../../../.." && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH
+exec "$d/isolationtester.bin" "$@"
+EOF
+		chmod 755 "$iso/isolationtester"
 		mg=$stage/lib/postgresql/pgxs/src/Makefile.global
 		sed -i 's/^with_llvm\([[:space:]]*\)= yes$/with_llvm\1= no/' "$mg"
 		grep -q '^with_llvm[[:space:]]*= no$' "$mg" || { echo "with_llvm not set to no in $mg" >&2; exit 1; }
@@ -322,6 +340,19 @@ es_prepare_pg17() {
 			unusable="$unusable $(basename "$f")"
 		done
 		[ -z "$unusable" ] || _es_pg17_say "modules missing libraries of this system (not loadable):$unusable"
+		# each program starts (ldd does not see a missing symbol; they are
+		# linked with -z now, so -V finds it)
+		for f in bin/postgres bin/initdb bin/pg_ctl lib/postgresql/pgxs/src/test/regress/pg_regress \
+			lib/postgresql/pgxs/src/test/isolation/pg_isolation_regress \
+			lib/postgresql/pgxs/src/test/isolation/isolationtester; do
+			case $("$stage/$f" -V 2>&1) in
+			*" (PostgreSQL) $server_version") ;;
+			*)
+				echo "$f does not run here: $("$stage/$f" -V 2>&1)" >&2
+				exit 1
+				;;
+			esac
+		done
 		case $("$stage/bin/pg_config" --version) in "PostgreSQL $server_version") ;; *) exit 1 ;; esac
 		grep -q '^#define PG_MAJORVERSION_NUM 17$' "$stage/include/postgresql/17/server/pg_config.h"
 		t3=$(date +%s)
