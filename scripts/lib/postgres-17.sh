@@ -313,10 +313,15 @@ EOF
 		# the client programs, from another installation
 		client=$(_es_pg17_client_bindir "$dest") ||
 			{ echo "no psql found: set ES_PG17_CLIENT_BINDIR, or install postgresql-client-15" >&2; exit 1; }
+		# (relative when it is the 18 beside this one, so that the cache
+		# can move as a whole)
+		link=$client
+		[ "$client" != "$(dirname "$dest")/pg18/bin" ] || link=../../pg18/bin
 		for n in psql pg_dump pg_dumpall pg_restore pg_basebackup pg_receivewal pg_recvlogical \
 			pg_isready pg_amcheck pgbench createdb dropdb createuser dropuser vacuumdb reindexdb clusterdb; do
-			if [ -x "$client/$n" ]; then ln -sfn "$client/$n" "$stage/bin/$n"; fi
+			if [ -x "$client/$n" ]; then ln -sfn "$link/$n" "$stage/bin/$n"; fi
 		done
+		"$stage/bin/psql" --version >/dev/null
 
 		# the programs, and the modules the tests load, find their libraries
 		# on this system; the other modules are only reported (the PL/Perl
