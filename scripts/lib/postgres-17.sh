@@ -39,9 +39,10 @@
 #     and PGXS would then compile bitcode with clang-19, which Debian 12
 #     does not have; the npm server has no JIT and would never load it.
 #   - pg_regress, pg_isolation_regress and isolationtester in PGXS are the
-#     npm package's (Debian's need glibc 2.38).  They find libpq.so.5 through
-#     the system (package libpq5, Debian 12's 15.x: a libpq of any version
-#     talks to a 17 server).
+#     npm package's (Debian's need glibc 2.38).  The first two find
+#     libpq.so.5 through the system (package libpq5, Debian 12's 15.x);
+#     isolationtester needs libpq 17 and is started by a wrapper script
+#     that gives it the package's.
 #   - The client programs (psql, pg_dump, pg_basebackup, ...) are in
 #     neither source that runs here: bin/ links them from another
 #     installation, $ES_PG17_CLIENT_BINDIR if set, else the PostgreSQL 18
@@ -53,8 +54,12 @@
 #     pg_controldata, pg_resetwal, pg_waldump, pg_rewind, pg_checksums) are
 #     missing.
 #   - The headers and PGXS are of a later minor release than the server
-#     (Debian serves only its current one): extensions built here report a
-#     PG_VERSION_NUM newer than the server's; minor releases keep the ABI.
+#     (Debian serves only its current one, npm has no later 17): extensions
+#     built here see a PG_VERSION_NUM newer than the server's.  Minor
+#     releases are meant to keep the ABI (17.1 broke it for ResultRelInfo,
+#     17.2 restored it), so this holds as long as they do.
+#   - The PL/Perl and PL/Python modules of the package need the Perl 5.26
+#     and Python 3.6 they were built with and do not load here.
 #
 # Versions: the npm package is pinned (ES_PG17_NPM_VERSION and its sha512
 # ES_PG17_NPM_INTEGRITY, to be changed together); Debian's packages are
