@@ -9,7 +9,7 @@
 # another copy of 15 (a relocated one, a source build) or another supported
 # major version, e.g. PG_CONFIG=$(bash scripts/postgres.sh 18).
 ES_SYSTEM_PG_MAJOR=15
-ES_SUPPORTED_PG_MAJORS="15 18"
+ES_SUPPORTED_PG_MAJORS="15 17 18"
 if [ -n "${PG_CONFIG:-}" ]; then
 	PG_BINDIR=$("$PG_CONFIG" --bindir) ||
 		{ echo "PG_CONFIG=$PG_CONFIG: not a working pg_config" >&2; exit 1; }

@@ -21,10 +21,19 @@
 #       built from the upstream tarball (the .orig.tar; Debian's packaging
 #       patches are not applied) with the TAP tests' Perl modules, psql,
 #       pg_regress, pg_isolation_regress and contrib.
+#   15.18  Debian 12's binary packages of that minor release
+#       (postgresql-15, -client-15, -server-dev-15 = 15.18-0+deb12u1), fetched
+#       with apt-get download from the system's own sources and unpacked
+#       (Debian's PostgreSQL finds its files relative to its programs).  The
+#       oldest 15 the tests run on, and the old side of the pg_upgrade test
+#       to 18: 15.20 stamps every column with an attribute option,
+#       pg_attver, that 18.6 rejects, so no cluster of 15.20 can be
+#       upgraded to 18.6 with pg_upgrade (a PostgreSQL matter, not the
+#       extension's).
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 VERSION   (18; others with scripts/lib/postgres-VERSION.sh)" >&2
+	echo "usage: $0 VERSION   (18, 17, 15.18)" >&2
 	exit 2
 }
 [ $# = 1 ] || usage
@@ -65,7 +74,7 @@ es_pg_deps() {
 complete() {
 	[ -f "$marker" ] && [ -x "$prefix/bin/pg_config" ] &&
 		case $("$prefix/bin/pg_config" --version 2>/dev/null) in
-		"PostgreSQL $version".*) true ;;
+		"PostgreSQL $version".* | "PostgreSQL $version "*) true ;;
 		*) false ;;
 		esac
 }
@@ -131,16 +140,45 @@ build_18() {
 	} >"$prefix/BUILD_INFO"
 }
 
+# build_15_18: Debian 12's packages of 15.18, unpacked into the prefix in
+# their own layout; bin/ and lib/ at the top are links, so the prefix is an
+# installation like the others (ES_UPGRADE_FROM takes it).
+build_15_18() {
+	local debver=15.18-0+deb12u1 t0 d
+	work=$(mktemp -d "${TMPDIR:-/tmp}/eventstore-pg$version.XXXXXX")
+	chmod go+rx "$work"
+	t0=$(date +%s)
+	say "downloading Debian 12's PostgreSQL $debver"
+	(cd "$work" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" postgresql-15="$debver" postgresql-client-15="$debver" \
+		postgresql-server-dev-15="$debver" >&2)
+	rm -rf "$prefix"
+	mkdir -p "$prefix"
+	for d in "$work"/*.deb; do
+		dpkg-deb -x "$d" "$prefix"
+	done
+	ln -s usr/lib/postgresql/15/bin "$prefix/bin"
+	ln -s usr/lib/postgresql/15/lib "$prefix/lib"
+	# every program must start here (libraries, symbols)
+	"$prefix/bin/postgres" --version >&2
+	"$prefix/bin/psql" --version >&2
+	{
+		echo "source: Debian 12 packages postgresql-15, postgresql-client-15, postgresql-server-dev-15 $debver"
+		echo "download_seconds: $(($(date +%s) - t0))"
+		echo "built_at: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	} >"$prefix/BUILD_INFO"
+}
+
 # Another version is added either as a function build_<VERSION> here or as
 # scripts/lib/postgres-<VERSION>.sh, sourced, defining es_prepare_pg<VERSION>
 # PREFIX that makes PREFIX an installation (progress on stderr, non-zero and
 # no PREFIX on failure).
 lib=$(dirname "$0")/lib/postgres-$version.sh
-if ! declare -F "build_$version" >/dev/null; then
+build=build_${version//./_}
+if ! declare -F "$build" >/dev/null; then
 	if [ -f "$lib" ]; then
 		# shellcheck source=/dev/null
 		. "$lib"
-		eval "build_$version() { es_prepare_pg$version \"\$prefix\"; }"
+		eval "$build() { es_prepare_pg$version \"\$prefix\"; }"
 	else
 		say "PostgreSQL $version is not supported by this script"
 		usage
@@ -155,7 +193,7 @@ flock 9
 if complete; then
 	say "reusing $prefix"
 else
-	"build_$version"
+	"$build"
 	# readable by the unprivileged user the server runs as
 	chmod -R go+rX "$prefix"
 	touch "$marker"

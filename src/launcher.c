@@ -37,6 +37,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -329,6 +330,30 @@ eventstore_launcher_main(Datum main_arg)
  * ---------------------------------------------------------------------
  */
 
+
+/*
+ * Whether the current user may create databases: superuser or CREATEDB, as
+ * CREATE DATABASE checks.  Our own, because have_createdb_privilege() is
+ * not exported by every PostgreSQL 15 minor release (15.18 lacks it), and
+ * one library must load on all of them.
+ */
+static bool
+es_may_create_databases(void)
+{
+	HeapTuple	tup;
+	bool		result = false;
+
+	if (superuser())
+		return true;
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (HeapTupleIsValid(tup))
+	{
+		result = ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
 /*
  * The database whose eventstore processes a utility command needs gone,
  * if the command is one that needs the database without connections
@@ -388,7 +413,7 @@ es_database_to_release(Node *parsetree, bool *dropping)
 	if (IsA(parsetree, DropdbStmt) || IsA(parsetree, AlterDatabaseStmt))
 		allowed = es_database_ownercheck(dboid, GetUserId());
 	else if (IsA(parsetree, RenameStmt))
-		allowed = es_database_ownercheck(dboid, GetUserId()) && have_createdb_privilege();
+		allowed = es_database_ownercheck(dboid, GetUserId()) && es_may_create_databases();
 	else if (IsA(parsetree, CreatedbStmt))
 	{
 		/* a template may be copied by anyone who may create databases */
@@ -399,7 +424,7 @@ es_database_to_release(Node *parsetree, bool *dropping)
 			bool		istemplate = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
 
 			ReleaseSysCache(tup);
-			allowed = have_createdb_privilege() &&
+			allowed = es_may_create_databases() &&
 				(istemplate || es_database_ownercheck(dboid, GetUserId()));
 		}
 	}
