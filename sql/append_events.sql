@@ -229,4 +229,19 @@ SELECT bool_and(global_position > prev) AS positions_ascend_with_versions
 SELECT eventstore.stream_version('big');
 SELECT stream_version, data FROM eventstore.read_stream('big', 99999);
 
+-- Generated event ids are version 7 UUIDs (RFC 9562), ordered by the time
+-- they were made to the millisecond; from PostgreSQL 18 on the server's own
+-- generator makes them, which also orders the ids of one backend within a
+-- millisecond: the ids of a batch strictly increase there.
+SELECT stream_version FROM eventstore.append_events('uuid-order',
+    (SELECT jsonb_agg(jsonb_build_object('type', 'E', 'data', g)) FROM generate_series(1, 500) g));
+SELECT bool_and(substr(event_id::text, 15, 1) = '7') AS version_7,
+       bool_and(substr(event_id::text, 20, 1) IN ('8', '9', 'a', 'b')) AS rfc_variant,
+       bool_and(prev IS NULL OR left(replace(event_id::text, '-', ''), 12) >= left(replace(prev::text, '-', ''), 12))
+         AS time_ordered,
+       current_setting('server_version_num')::int < 180000 OR bool_and(prev IS NULL OR event_id > prev)
+         AS strictly_increasing_from_18
+  FROM (SELECT event_id, lag(event_id) OVER (ORDER BY stream_version) AS prev
+          FROM eventstore.events WHERE stream_id = 'uuid-order') s;
+
 DROP EXTENSION eventstore;

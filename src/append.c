@@ -1085,12 +1085,16 @@ es_append_result(FunctionCallInfo fcinfo, EsAppend *ap)
 
 /*
  * A version 7 UUID (RFC 9562): 48 bits of Unix time in milliseconds, then
- * random bits.  Time-ordered ids keep any index on event_id compact.
+ * random bits.  Time-ordered ids keep any index on event_id compact.  The
+ * server's own generator where it has one (18, see compat.h).
  */
 static void
 es_generate_uuid(pg_uuid_t *uuid)
 {
 	uint64		unix_ms;
+
+	if (es_builtin_uuidv7(uuid))
+		return;
 
 	unix_ms = (uint64) (GetCurrentTimestamp() / 1000) +
 		(uint64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;

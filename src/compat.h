@@ -2,7 +2,7 @@
  *
  * compat.h
  *	  Every difference between the PostgreSQL major versions eventstore
- *	  builds against (15 and 18), in one place.
+ *	  builds against (15, 17 and 18), in one place.
  *
  * The rest of src/ is written against one API, the names below; nothing
  * outside this file tests PG_VERSION_NUM.  Each entry says in which
@@ -27,7 +27,9 @@
 #include "nodes/parsenodes.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/fmgrprotos.h"
 #include "utils/rel.h"
+#include "utils/uuid.h"
 
 #if PG_VERSION_NUM < 150000
 #error "eventstore needs PostgreSQL 15 or later"
@@ -131,6 +133,31 @@ es_index_beginscan(Relation heap, Relation index, Snapshot snapshot,
 	return index_beginscan(heap, index, snapshot, NULL, nkeys, norderbys);
 #else
 	return index_beginscan(heap, index, snapshot, nkeys, norderbys);
+#endif
+}
+
+/*
+ * A version 7 UUID for an event appended without an id.  18 generates them
+ * itself (the SQL function uuidv7()), with a sub-millisecond counter: the
+ * ids a backend generates strictly increase, within a millisecond too.
+ * Before 18 this returns false and the caller builds one (append.c):
+ * ordered to the millisecond, random within it.
+ */
+static inline bool
+es_builtin_uuidv7(pg_uuid_t *uuid)
+{
+#if PG_VERSION_NUM >= 180000
+	LOCAL_FCINFO(fcinfo, 0);
+	pg_uuid_t  *made;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	made = DatumGetUUIDP(uuidv7(fcinfo));
+	*uuid = *made;
+	pfree(made);
+	return true;
+#else
+	(void) uuid;
+	return false;
 #endif
 }
 
