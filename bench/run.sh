@@ -16,7 +16,8 @@
 # BENCH_KEEP, and BENCH_GLOBAL_* (global), BENCH_PROJ_* (projections),
 # BENCH_STATE_* (state) and BENCH_LC_* (lifecycle) for those suites: see
 # bench/README.md.
-# PG_CONFIG or PGBIN: another PostgreSQL 15 installation than the system's.
+# PG_CONFIG or PGBIN: another PostgreSQL than the system's 15, e.g.
+# PG_CONFIG=$(bash scripts/postgres.sh 18) (see README, "Supported versions").
 set -euo pipefail
 BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$BENCH_ROOT"
