@@ -299,25 +299,32 @@ es_is_reserved_type(const char *event_type, Size len)
 	return len >= 1 && event_type[0] == ES_RESERVED_TYPE_PREFIX;
 }
 
-/* A stream id a caller may write (append to, delete, change or archive). */
+/*
+ * A stream id a caller may write (append to, delete, change or archive):
+ * not a marker stream, and within the limit of ordinary ids.
+ */
 void
 es_check_writable_stream_id(text *stream_id)
 {
-	es_check_stream_id(stream_id);
-	if (es_is_marker_stream(VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id)))
+	Size		len = VARSIZE_ANY_EXHDR(stream_id);
+
+	if (es_is_marker_stream(VARDATA_ANY(stream_id), len))
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
 				 errmsg("stream \"%s\" is a marker stream, written only by eventstore",
 						text_to_cstring(stream_id)),
 				 errdetail("Stream ids beginning with \"%s\" are reserved for the lifecycle markers of other streams.",
 						   ES_MARKER_STREAM_PREFIX)));
+	es_check_identifier("stream_id", len, ES_MAX_STREAM_ID_BYTES);
 }
 
 text *
 es_writable_stream_id_arg(FunctionCallInfo fcinfo, int argno)
 {
-	text	   *stream_id = es_stream_id_arg(fcinfo, argno);
+	text	   *stream_id;
 
+	es_arg_not_null(fcinfo, argno, "stream_id");
+	stream_id = PG_GETARG_TEXT_PP(argno);
 	es_check_writable_stream_id(stream_id);
 	return stream_id;
 }

@@ -330,7 +330,6 @@ eventstore_launcher_main(Datum main_arg)
  * ---------------------------------------------------------------------
  */
 
-
 /*
  * Whether the current user may create databases: superuser or CREATEDB, as
  * CREATE DATABASE checks.  Our own, because have_createdb_privilege() is
