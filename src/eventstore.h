@@ -37,6 +37,8 @@
 #define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('S','T','0','0','2')
 #define ERRCODE_ES_STREAM_ARCHIVED			MAKE_SQLSTATE('S','T','0','0','3')
 #define ERRCODE_ES_IDEMPOTENCY_CONFLICT		MAKE_SQLSTATE('S','T','0','0','4')
+/* a distributed store (0.8.0): the stream's shard is on another node */
+#define ERRCODE_ES_STREAM_NOT_LOCAL			MAKE_SQLSTATE('S','T','0','0','5')
 
 /* The channel the background worker notifies on; the payload is a position. */
 #define ES_NOTIFY_CHANNEL			"eventstore_events"
@@ -268,7 +270,8 @@ extern EsShared *es_shared;
  *
  *	 0	catalog.c storage.c guard.c		objects, checks, stream lock, event scan
  *										and head, how SQL and users' code are run
- *	 1	horizon.c						shared memory, the global-log horizon
+ *	 1	horizon.c shard.c				shared memory, the global-log horizon;
+ *										where a stream is stored (Citus shards)
  *	 2	lifecycle.c						what a reader may see of a stream
  *	 3	projection.c read.c caller.c snapshot.c	handlers, reads, management
  *										callers, stored snapshots of state
@@ -283,6 +286,7 @@ extern EsShared *es_shared;
 /* catalog.c */
 extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
+extern void es_catalog_map_columns(EsCatalog *c);
 extern Oid	es_relation_owner(Oid relid);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_identifier(const char *what, Size len, int limit);
@@ -371,6 +375,12 @@ extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
 extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
 extern void es_worker_request(EsDatabaseState *db);
+
+/* shard.c */
+extern bool es_store_distributed(const EsCatalog *cat);
+extern const EsCatalog *es_stream_catalog(const EsCatalog *cat, text *stream_id);
+extern void es_partition_key(text *stream_id, const char **key, int *len);
+extern void es_require_single_server(const EsCatalog *cat, const char *what);
 
 /* append.c */
 extern void es_append_define_gucs(void);

@@ -122,7 +122,8 @@ es_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that appended events"),
-						 errdetail("A prepared transaction would hold back every reader of the global log until it is committed or rolled back.")));
+						 errdetail("A prepared transaction would hold back every reader of the global log until it is committed or rolled back."),
+						 errhint("On a store distributed with Citus, which prepares a transaction that wrote on several nodes, append in one transaction only to streams stored on one node.")));
 			break;
 
 		case XACT_EVENT_COMMIT:

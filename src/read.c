@@ -177,7 +177,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	if (backward && has_from && from_version == 0)
 		return (Datum) 0;
 
-	cat = es_catalog();
+	cat = es_stream_catalog(es_catalog(), stream_id);
 	es_stream_view(cat, stream_id, GetActiveSnapshot(), false, &view);
 	if (view.absent)
 		return (Datum) 0;
@@ -248,7 +248,8 @@ eventstore_stream_version(PG_FUNCTION_ARGS)
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	EsStreamView view;
 
-	es_stream_view(es_catalog(), stream_id, GetActiveSnapshot(), true, &view);
+	es_stream_view(es_stream_catalog(es_catalog(), stream_id), stream_id,
+				   GetActiveSnapshot(), true, &view);
 
 	PG_RETURN_INT64(view.version);
 }
@@ -303,6 +304,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	cat = es_catalog();
+	es_require_single_server(cat, "read_all");
 	horizon = es_reader_horizon(cat, &snapshot);
 	if (horizon <= after)
 	{
@@ -380,6 +382,7 @@ eventstore_global_horizon(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	int64		horizon;
 
+	es_require_single_server(cat, "global_horizon");
 	horizon = es_reader_horizon(cat, &snapshot);
 	UnregisterSnapshot(snapshot);
 
