@@ -31,6 +31,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
@@ -39,10 +40,12 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "eventstore.h"
 
@@ -63,7 +66,10 @@ typedef struct EsShard
 	int32		max_hash;
 	int64		shardid[ES_NUM_SHARDED];	/* 0: that table has no such shard */
 	bool		local;			/* placed on this node */
+	char	   *node_name;		/* where it is placed (NULL: unknown) */
+	int32		node_port;
 	bool		resolved;		/* "cat" holds the local relations */
+	bool		positions_checked;	/* this node draws above its positions */
 	EsCatalog	cat;
 } EsShard;
 
@@ -169,15 +175,18 @@ es_shards_load(const EsCatalog *cat)
 		return;
 	}
 
+	/* one placement per shard (hash distribution, replication factor 1) */
 	ret = SPI_execute_with_args(
 		"SELECT s.logicalrelid::pg_catalog.oid, s.shardid,"
 		"       s.shardminvalue::pg_catalog.int4, s.shardmaxvalue::pg_catalog.int4,"
-		"       EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl, pg_catalog.pg_dist_local_group lg"
-		"                WHERE pl.shardid OPERATOR(pg_catalog.=) s.shardid"
-		"                  AND pl.groupid OPERATOR(pg_catalog.=) lg.groupid)"
+		"       pl.groupid OPERATOR(pg_catalog.=) lg.groupid, n.nodename, n.nodeport"
 		"  FROM pg_catalog.pg_dist_shard s"
+		"  JOIN pg_catalog.pg_dist_placement pl ON pl.shardid OPERATOR(pg_catalog.=) s.shardid"
+		"  LEFT JOIN pg_catalog.pg_dist_node n ON n.groupid OPERATOR(pg_catalog.=) pl.groupid"
+		"        AND n.noderole OPERATOR(pg_catalog.=) 'primary'"
+		" CROSS JOIN pg_catalog.pg_dist_local_group lg"
 		" WHERE s.logicalrelid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1)"
-		" ORDER BY 3, 1",
+		" ORDER BY 3, 1, 5 DESC",
 		1, argtypes, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read pg_dist_shard: %s", SPI_result_code_string(ret));
@@ -191,12 +200,14 @@ es_shards_load(const EsCatalog *cat)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull[5];
+		bool		isnull[7];
 		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull[0]));
 		int64		shardid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull[1]));
 		int32		min_hash = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull[2]));
 		int32		max_hash = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull[3]));
 		bool		local = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull[4]));
+		char	   *node_name = SPI_getvalue(tup, desc, 6);
+		int32		node_port = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull[6]));
 		EsShard    *s;
 		int			t;
 
@@ -220,10 +231,20 @@ es_shards_load(const EsCatalog *cat)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the distributed tables of eventstore are not co-located"),
 					 errhint("Distribute the store with eventstore.distribute().")));
+		/* a second placement of one shard (the local one came first) */
+		if (s->shardid[t] == shardid)
+			continue;
 		s->shardid[t] = shardid;
 		/* the placement of the events shard says where the range lives */
 		if (t == ES_SHARD_EVENTS)
+		{
 			s->local = local;
+			if (node_name != NULL && !isnull[6])
+			{
+				s->node_name = MemoryContextStrdup(es_shards.cxt, node_name);
+				s->node_port = node_port;
+			}
+		}
 	}
 	es_spi_end(&g);
 	qsort(es_shards.shards, es_shards.nshards, sizeof(EsShard), es_shard_cmp);
@@ -362,18 +383,13 @@ es_shard_resolve(const EsCatalog *cat, EsShard *s)
  * naming the stream's local shards.  ST005 when the stream's shard is not
  * placed on this node.
  */
-const EsCatalog *
-es_stream_catalog(const EsCatalog *cat, text *stream_id)
+static EsShard *
+es_stream_shard(const EsCatalog *cat, text *stream_id)
 {
 	int32		hash;
 	int			lo,
 				hi;
 	EsShard    *s = NULL;
-	EsCatalog  *copy;
-
-	es_shards_current(cat);
-	if (!es_shards.distributed)
-		return cat;
 
 	hash = es_stream_hash(stream_id);
 	lo = 0;
@@ -409,10 +425,145 @@ es_stream_catalog(const EsCatalog *cat, text *stream_id)
 				 errhint("Call the eventstore functions of one stream through the coordinator, which runs them where the stream is stored.")));
 	if (!s->resolved)
 		es_shard_resolve(cat, s);
+	return s;
+}
 
-	copy = palloc(sizeof(EsCatalog));
+static const EsCatalog *
+es_shard_catalog_copy(const EsShard *s)
+{
+	EsCatalog  *copy = palloc(sizeof(EsCatalog));
+
 	*copy = s->cat;
 	return copy;
+}
+
+/*
+ * The tables that hold a stream, as a catalog: "cat" itself on a single
+ * server; on a distributed store a copy (in the current memory context)
+ * naming the stream's local shards.  ST005 when the stream's shard is not
+ * placed on this node.
+ */
+const EsCatalog *
+es_stream_catalog(const EsCatalog *cat, text *stream_id)
+{
+	es_shards_current(cat);
+	if (!es_shards.distributed)
+		return cat;
+	return es_shard_catalog_copy(es_stream_shard(cat, stream_id));
+}
+
+/*
+ * The positions of a shard that came here from another node (a Citus
+ * shard move) were drawn by that node's sequence, which may be ahead of
+ * ours: before this backend first appends to a shard relation, make this
+ * node draw above the highest position stored in it, so that the shard's
+ * positions keep increasing.  A shard relation that arrives again is a new
+ * relation, so the check is made again.
+ */
+static void
+es_shard_check_positions(const EsCatalog *cat, EsShard *s)
+{
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	EsEventScan scan;
+	TupleTableSlot *slot;
+	int64		highest = 0;
+
+	heap = table_open(s->cat.events_relid, AccessShareLock);
+	index = index_open(s->cat.position_index_relid, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	es_scan_positions_begin(&scan, heap, index, snapshot, 1, PG_INT64_MAX,
+							BackwardScanDirection, NULL);
+	if ((slot = es_scan_next(&scan)) != NULL)
+	{
+		bool		isnull;
+
+		highest = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+	}
+	es_scan_end(&scan);
+	UnregisterSnapshot(snapshot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+
+	if (highest > 0)
+		es_positions_advance(cat, highest);
+	s->positions_checked = true;
+}
+
+/* es_stream_catalog() for an append, which draws positions for the stream. */
+const EsCatalog *
+es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id)
+{
+	EsShard    *s;
+
+	es_shards_current(cat);
+	if (!es_shards.distributed)
+		return cat;
+	s = es_stream_shard(cat, stream_id);
+	if (!s->positions_checked)
+		es_shard_check_positions(cat, s);
+	return es_shard_catalog_copy(s);
+}
+
+/*
+ * The partitions of the global log: on a distributed store each hash
+ * range (shard) is one, named by the lowest hash it covers; a single
+ * server is one partition covering every hash.  Returns their number and,
+ * in *parts (allocated in the current memory context), each with where it
+ * is placed, by increasing id.
+ */
+int
+es_log_partitions(const EsCatalog *cat, EsPartition **parts)
+{
+	EsPartition *p;
+
+	es_shards_current(cat);
+	if (!es_shards.distributed)
+	{
+		p = palloc0(sizeof(EsPartition));
+		p->id = PG_INT32_MIN;
+		p->local = true;
+		*parts = p;
+		return 1;
+	}
+	p = palloc0(sizeof(EsPartition) * Max(es_shards.nshards, 1));
+	for (int i = 0; i < es_shards.nshards; i++)
+	{
+		const EsShard *s = &es_shards.shards[i];
+
+		p[i].id = s->min_hash;
+		p[i].local = s->local;
+		p[i].node_name = s->node_name ? pstrdup(s->node_name) : NULL;
+		p[i].node_port = s->node_port;
+	}
+	*parts = p;
+	return es_shards.nshards;
+}
+
+/*
+ * The tables of a local partition (es_log_partitions), as a catalog in the
+ * current memory context; NULL when it is not (or no longer) placed here.
+ */
+const EsCatalog *
+es_partition_catalog(const EsCatalog *cat, int32 id)
+{
+	es_shards_current(cat);
+	if (!es_shards.distributed)
+		return (id == PG_INT32_MIN) ? cat : NULL;
+	for (int i = 0; i < es_shards.nshards; i++)
+	{
+		EsShard    *s = &es_shards.shards[i];
+
+		if (s->min_hash != id)
+			continue;
+		if (!s->local)
+			return NULL;
+		if (!s->resolved)
+			es_shard_resolve(cat, s);
+		return es_shard_catalog_copy(s);
+	}
+	return NULL;
 }
 
 /*
@@ -459,4 +610,27 @@ eventstore_single_server_only(PG_FUNCTION_ARGS)
 				 errmsg("eventstore._single_server_only() must be called as a trigger with one argument")));
 	es_require_single_server(es_catalog(), trigdata->tg_trigger->tgargs[0]);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * eventstore._advance_positions(floor bigint) returns void: make this node
+ * draw positions above floor (eventstore.align_positions runs it on every
+ * node).
+ */
+PG_FUNCTION_INFO_V1(eventstore_advance_positions);
+Datum
+eventstore_advance_positions(PG_FUNCTION_ARGS)
+{
+	int64		floor;
+
+	es_arg_not_null(fcinfo, 0, "floor");
+	floor = PG_GETARG_INT64(0);
+	if (floor < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("floor must not be negative")));
+	PreventCommandIfReadOnly("eventstore._advance_positions()");
+	PreventCommandDuringRecovery("eventstore._advance_positions()");
+	es_positions_advance(es_catalog(), floor);
+	PG_RETURN_VOID();
 }
