@@ -48,20 +48,32 @@ bench_cluster_start() {
 	BENCH_WORK=$(es_workdir)
 	BENCH_PORT=$(es_free_port 55432)
 	bench_log "starting a throwaway cluster in $BENCH_WORK (port $BENCH_PORT)"
-	es_as_server_user "$PG_BINDIR/initdb" -D "$BENCH_WORK/data" -A trust -U postgres \
-		--no-instructions >"$BENCH_WORK/initdb.log" 2>&1 ||
-		{ cat "$BENCH_WORK/initdb.log" >&2; return 1; }
+	bench_node_start "$BENCH_WORK/data" "$BENCH_PORT" "$BENCH_WORK/server.log" eventstore
+	bench_psql_db postgres -c "CREATE DATABASE $BENCH_DB" >/dev/null
+}
+
+# bench_node_start DATADIR PORT LOG PRELOAD [CONF]: initdb a server in
+# DATADIR (under $BENCH_WORK), with the bench settings, PRELOAD as
+# shared_preload_libraries and the lines CONF appended, listening on a
+# unix socket in $BENCH_WORK on PORT, and start it, logging to LOG.  The
+# bench cluster is one; a suite that needs more servers (citus) starts
+# them here too, and bench_cluster_stop stops them all.
+bench_node_start() {
+	local data=$1 port=$2 log=$3 preload=$4 conf=${5:-}
+	es_as_server_user "$PG_BINDIR/initdb" -D "$data" -A trust -U postgres \
+		--no-instructions >"$data.initdb.log" 2>&1 ||
+		{ cat "$data.initdb.log" >&2; return 1; }
 	# Durable (fsync, synchronous_commit and full_page_writes on, the
 	# defaults, spelt out; BENCH_SYNCHRONOUS_COMMIT=off is for diagnosis
 	# only: it takes the commit flush out and shows CPU cost); WAL large enough that no checkpoint starts during
 	# a run: bench_quiesce checkpoints between runs instead.  Autovacuum is
 	# off so it cannot land in one contender's run and not another's;
 	# bench_quiesce vacuums between runs.
-	cat >>"$BENCH_WORK/data/postgresql.conf" <<CONF
+	cat >>"$data/postgresql.conf" <<CONF
 
 # --- bench/run.sh ---
-shared_preload_libraries = 'eventstore'
-port = $BENCH_PORT
+shared_preload_libraries = '$preload'
+port = $port
 listen_addresses = ''
 unix_socket_directories = '$BENCH_WORK'
 shared_buffers = ${BENCH_SHARED_BUFFERS:-1GB}
@@ -78,22 +90,29 @@ max_connections = 100
 # The suites that run in a database of their own leave it behind, and each
 # database with the extension has a worker and a projector: room for all.
 max_worker_processes = 32
+$conf
 CONF
 	# BENCH_SERVER_ENV (diagnosis only): NAME=VALUE words added to the
 	# server's environment, e.g. GLIBC_TUNABLES=glibc.malloc.trim_threshold=...
 	# shellcheck disable=SC2086 # split on purpose
-	es_as_server_user env ${BENCH_SERVER_ENV:-} "$PG_BINDIR/pg_ctl" -D "$BENCH_WORK/data" \
-		-l "$BENCH_WORK/server.log" -w -t 120 start >/dev/null ||
-		{ tail -n 40 "$BENCH_WORK/server.log" >&2; return 1; }
-	bench_psql_db postgres -c "CREATE DATABASE $BENCH_DB" >/dev/null
+	es_as_server_user env ${BENCH_SERVER_ENV:-} "$PG_BINDIR/pg_ctl" -D "$data" \
+		-l "$log" -w -t 120 start >/dev/null ||
+		{ tail -n 40 "$log" >&2; return 1; }
+}
+
+# bench_node_stop DATADIR: stop the server of DATADIR if one runs there.
+bench_node_stop() {
+	[ -f "$1/postmaster.pid" ] || return 0
+	es_as_server_user "$PG_BINDIR/pg_ctl" -D "$1" -m fast -w stop >/dev/null 2>&1 || true
 }
 
 bench_cluster_stop() {
 	[ -n "${BENCH_WORK:-}" ] || return 0
-	if [ -d "$BENCH_WORK/data" ]; then
-		es_as_server_user "$PG_BINDIR/pg_ctl" -D "$BENCH_WORK/data" -m fast -w stop \
-			>/dev/null 2>&1 || true
-	fi
+	local d
+	# the bench cluster and every server a suite started (bench_node_start)
+	for d in "$BENCH_WORK"/*/; do
+		[ -f "$d/PG_VERSION" ] && bench_node_stop "${d%/}"
+	done
 	if [ -n "${BENCH_KEEP:-}" ]; then
 		bench_log "kept $BENCH_WORK (BENCH_KEEP set; server stopped)"
 	else
@@ -353,14 +372,16 @@ bench_ratio() {
 # bench_fmt N: a rate rounded to a whole number, "n/a" when missing.
 bench_fmt() { awk -v n="${1:-}" 'BEGIN { if (n == "") print "n/a"; else printf "%.0f\n", n }'; }
 
-# bench_checkpoints_since LINE: number of checkpoints started by WAL volume
-# or by time (not by our CHECKPOINT) in the server log after line LINE.
+# bench_checkpoints_since LINE [LOG]: number of checkpoints started by WAL
+# volume or by time (not by our CHECKPOINT) in the server log (of the bench
+# cluster, or LOG) after line LINE.
 bench_checkpoints_since() {
-	tail -n +"$(($1 + 1))" "$BENCH_WORK/server.log" 2>/dev/null |
+	tail -n +"$(($1 + 1))" "${2:-$BENCH_WORK/server.log}" 2>/dev/null |
 		grep -cE 'checkpoint starting: .*(wal|time)' || true
 }
 
-bench_log_lines() { wc -l <"$BENCH_WORK/server.log"; }
+# bench_log_lines [LOG]: lines in the server log (of the bench cluster, or LOG).
+bench_log_lines() { wc -l <"${1:-$BENCH_WORK/server.log}"; }
 
 # bench_machine: one line describing the machine and the server settings.
 bench_machine() {
@@ -383,7 +404,8 @@ bench_machine() {
 		"checkout at commit $commit, eventstore.so md5 $so."
 }
 
-# bench_server_cpu: CPU seconds (user + system) used so far by the server:
+# bench_server_cpu [DATADIR]: CPU seconds (user + system) used so far by
+# the server (the bench cluster's, or the one of DATADIR):
 # the postmaster, its live children and, through the postmaster's cutime and
 # cstime, its children that have exited (backends of earlier runs).  The
 # difference around a run over its transactions is the server's CPU per
@@ -391,7 +413,7 @@ bench_machine() {
 # change the way it changes throughput.
 bench_server_cpu() {
 	local pm c
-	pm=$(head -1 "$BENCH_WORK/data/postmaster.pid")
+	pm=$(head -1 "${1:-$BENCH_WORK/data}/postmaster.pid")
 	{
 		cat "/proc/$pm/stat"
 		for c in $(pgrep -P "$pm"); do cat "/proc/$c/stat" 2>/dev/null || true; done
