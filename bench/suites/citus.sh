@@ -156,12 +156,31 @@ citus_log() {
 	if [ "$1" = "$BENCH_WORK/data" ]; then echo "$BENCH_WORK/server.log"; else echo "$1.log"; fi
 }
 
-# citus_cpu CLUSTER: CPU seconds used so far by all the servers of CLUSTER.
+# citus_cpu CLUSTER: CPU seconds used so far by the servers of CLUSTER:
+# all of them, then the first (the coordinator, or the single node).
 citus_cpu() {
 	local d
 	for d in $(citus_data "$1"); do bench_server_cpu "$d"; done |
-		awk '{ t += $1 } END { printf "%.2f\n", t }'
+		awk 'NR == 1 { first = $1 } { t += $1 } END { printf "%.2f %.2f\n", t, first }'
 }
+
+# citus_settle PORT: wait until the backends of pgbench's clients on the
+# server of PORT have exited and, one second more, for the workers'
+# backends serving them, so that their CPU time is in the postmasters'
+# (bench_server_cpu) and not lost between two samples.
+citus_settle() {
+	local tries=100
+	while [ "$tries" -gt 0 ]; do
+		tries=$((tries - 1))
+		[ "$(BENCH_PORT=$1 bench_value "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity
+			WHERE application_name OPERATOR(pg_catalog.=) 'pgbench'")" = 0 ] && break
+		sleep 0.1
+	done
+	sleep 1
+}
+
+# citus_per_event SECONDS ROWS: microseconds per row, empty without rows.
+citus_per_event() { awk -v c="$1" -v r="$2" 'BEGIN { if (r > 0) printf "%.1f", c * 1e6 / r }'; }
 
 # citus_run CSV: every workload x clients x (cluster, contender),
 # BENCH_ROUNDS times, the order of the four rotating from cell to cell and
@@ -170,7 +189,7 @@ citus_cpu() {
 citus_run() {
 	local csv=$1 round workload name per clients run cell=0
 	local -a runs order
-	echo "suite,workload,events_per_tx,clients,cluster,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints,server_cpu_s,cpu_us_per_event" >"$csv"
+	echo "suite,workload,events_per_tx,clients,cluster,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints,server_cpu_s,cpu_us_per_event,coordinator_cpu_us_per_event" >"$csv"
 	[ -z "$CITUS_SKIP" ] || return 0
 	runs=(citus:extension citus:plain)
 	[ "${BENCH_CITUS_SINGLE:-1}" = 0 ] || runs+=(single:extension single:plain)
@@ -188,17 +207,19 @@ citus_run() {
 					local cluster=${run%%:*} contender=${run##*:}
 					local script=$BENCH_ROOT/bench/append/$name.$contender.pgbench
 					local tag=citus-$name-c$clients-$cluster-$contender-r$round
-					local port=$BENCH_PORT d res tps tx failed lat rows ckpt=0 cpu0 cpu1 cpu_s
+					local port=$BENCH_PORT d res tps tx failed lat rows ckpt=0 cpu_s first_s
+					local -a cpu0 cpu1
 					local -A start=()
 					[ "$cluster" = single ] || port=$(citus_port 0)
 					citus_reset "$cluster" "$contender"
 					for d in $(citus_data "$cluster"); do start[$d]=$(bench_log_lines "$(citus_log "$d")"); done
-					cpu0=$(citus_cpu "$cluster")
+					read -r -a cpu0 <<<"$(citus_cpu "$cluster")"
 					bench_log "round $round/$BENCH_ROUNDS: $name, $clients client(s), $contender on $cluster (${BENCH_DURATION}s)"
 					res=$(BENCH_PORT=$port bench_pgbench "$tag" "$clients" "$BENCH_DURATION" -f "$script" \
 						-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA" \
 						-D "events=$events_json")
-					cpu1=$(citus_cpu "$cluster")
+					citus_settle "$port"
+					read -r -a cpu1 <<<"$(citus_cpu "$cluster")"
 					read -r tps tx failed lat <<<"$res"
 					for d in $(citus_data "$cluster"); do
 						ckpt=$((ckpt + $(bench_checkpoints_since "${start[$d]}" "$(citus_log "$d")")))
@@ -216,8 +237,9 @@ citus_run() {
 						[ "$(citus_psql 0 -At -c "SELECT pg_catalog.pg_relation_size('eventstore.events')")" != 0 ]; then
 						bench_log "WARNING: $tag: the coordinator's placeholder eventstore.events was written"
 					fi
-					cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')
-					echo "citus,$name,$per,$clients,$cluster,$contender,$round,$tps,$(awk -v t="$tps" -v p="$per" 'BEGIN { printf "%.1f", t * p }'),$tx,$failed,$lat,$rows,$ckpt,$cpu_s,$(awk -v c="$cpu_s" -v r="$rows" 'BEGIN { if (r > 0) printf "%.1f", c * 1e6 / r }')" >>"$csv"
+					cpu_s=$(awk -v a="${cpu0[0]}" -v b="${cpu1[0]}" 'BEGIN { printf "%.2f", b - a }')
+					first_s=$(awk -v a="${cpu0[1]}" -v b="${cpu1[1]}" 'BEGIN { printf "%.2f", b - a }')
+					echo "citus,$name,$per,$clients,$cluster,$contender,$round,$tps,$(awk -v t="$tps" -v p="$per" 'BEGIN { printf "%.1f", t * p }'),$tx,$failed,$lat,$rows,$ckpt,$cpu_s,$(citus_per_event "$cpu_s" "$rows"),$(citus_per_event "$first_s" "$rows")" >>"$csv"
 				done
 			done
 		done
@@ -232,6 +254,19 @@ citus_run() {
 citus_cell() {
 	# shellcheck disable=SC2046 # one number per line
 	bench_median $(bench_csv_values "$1" "$6" workload="$2" clients="$3" cluster="$4" contender="$5")
+}
+
+# citus_round_ratios CSV WORKLOAD CLIENTS: Citus extension/plain of each
+# round, the two runs of a round being back to back, comma-separated: on a
+# shared machine their spread says more than the median alone.
+citus_round_ratios() {
+	local r out=''
+	for r in $(seq 1 "$BENCH_ROUNDS"); do
+		out="$out${out:+, }$(bench_ratio \
+			"$(bench_csv_values "$1" rows_per_s workload="$2" clients="$3" cluster=citus contender=extension round="$r")" \
+			"$(bench_csv_values "$1" rows_per_s workload="$2" clients="$3" cluster=citus contender=plain round="$r")")"
+	done
+	echo "$out"
 }
 
 # citus_report CSV: the markdown report on stdout.
@@ -256,37 +291,56 @@ citus_report() {
 		"pgbench -M prepared against the coordinator, -j min(${BENCH_JOBS:-2}, clients), synchronous_commit=$(bench_value 'SHOW synchronous_commit');" \
 		"each run starts from a table preloaded with $CITUS_PRELOAD events, after VACUUM (ANALYZE) and CHECKPOINT on every node;" \
 		"streams 'stream-<client>-<random 1..1000000>', expected_version NULL; ~100-byte data, ~70-byte metadata;" \
-		"rows/s = tps x events per transaction; CPU = user + system time of all the servers of the cluster (not pgbench) per event appended."
+		"events/s = tps x events per transaction; CPU = user + system time of the servers (not pgbench) per event appended, read once their backends have exited."
 	[ -z "$single" ] || echo "\"single\" is the same on the bench cluster alone (no Citus), for context."
 	echo
-	local head="| workload | clients | Citus: extension rows/s | Citus: plain rows/s | Citus: extension/plain |"
+	local head="| workload | clients | Citus: extension | Citus: plain | Citus: extension/plain |"
 	local sep="|---|---:|---:|---:|---:|"
 	[ -z "$single" ] || {
-		head="$head single: extension rows/s | single: plain rows/s | single: extension/plain | extension Citus/single |"
+		head="$head single: extension | single: plain | single: extension/plain | extension, Citus/single |"
 		sep="$sep---:|---:|---:|---:|"
 	}
-	head="$head CPU µs/event Citus: extension | Citus: plain |"
-	sep="$sep---:|---:|"
-	[ -z "$single" ] || { head="$head single: extension | single: plain |"; sep="$sep---:|---:|"; }
+	echo "Events per second:"
+	echo
 	echo "$head"
 	echo "$sep"
-
-	local targets=''
+	local targets='' line
 	for workload in $CITUS_WORKLOADS; do
 		name=${workload%%:*}
 		for clients in $BENCH_CLIENTS; do
-			local ce cp se sp q line
+			local ce cp se sp q
 			ce=$(citus_cell "$csv" "$name" "$clients" citus extension rows_per_s)
 			cp=$(citus_cell "$csv" "$name" "$clients" citus plain rows_per_s)
 			q=$(bench_ratio "$ce" "$cp")
 			line="| $name | $clients | $(bench_fmt "$ce") | $(bench_fmt "$cp") | $q |"
-			targets="$targets- $name, $clients client(s): Citus extension/plain = $q (target >= 0.90: $(awk -v q="$q" 'BEGIN { print (q != "n/a" && q >= 0.9) ? "met" : "NOT met" }'))"$'\n'
+			targets="$targets- $name, $clients client(s): Citus extension/plain = $q (target >= 0.90: $(awk -v q="$q" 'BEGIN { print (q != "n/a" && q >= 0.9) ? "met" : "NOT met" }'); by round: $(citus_round_ratios "$csv" "$name" "$clients"))"$'\n'
 			if [ -n "$single" ]; then
 				se=$(citus_cell "$csv" "$name" "$clients" single extension rows_per_s)
 				sp=$(citus_cell "$csv" "$name" "$clients" single plain rows_per_s)
 				line="$line $(bench_fmt "$se") | $(bench_fmt "$sp") | $(bench_ratio "$se" "$sp") | $(bench_ratio "$ce" "$se") |"
 			fi
-			line="$line $(citus_cell "$csv" "$name" "$clients" citus extension cpu_us_per_event) | $(citus_cell "$csv" "$name" "$clients" citus plain cpu_us_per_event) |"
+			echo "$line"
+		done
+	done
+
+	# where the time goes: the servers' CPU per event, the coordinator's
+	# share apart
+	echo
+	echo "Server CPU per event (µs, user + system of every server of the cluster; of which the coordinator):"
+	echo
+	head="| workload | clients | Citus: extension | of which coordinator | Citus: plain | of which coordinator |"
+	sep="|---|---:|---:|---:|---:|---:|"
+	[ -z "$single" ] || { head="$head single: extension | single: plain |"; sep="$sep---:|---:|"; }
+	echo "$head"
+	echo "$sep"
+	for workload in $CITUS_WORKLOADS; do
+		name=${workload%%:*}
+		for clients in $BENCH_CLIENTS; do
+			line="| $name | $clients |"
+			line="$line $(citus_cell "$csv" "$name" "$clients" citus extension cpu_us_per_event) |"
+			line="$line $(citus_cell "$csv" "$name" "$clients" citus extension coordinator_cpu_us_per_event) |"
+			line="$line $(citus_cell "$csv" "$name" "$clients" citus plain cpu_us_per_event) |"
+			line="$line $(citus_cell "$csv" "$name" "$clients" citus plain coordinator_cpu_us_per_event) |"
 			[ -z "$single" ] ||
 				line="$line $(citus_cell "$csv" "$name" "$clients" single extension cpu_us_per_event) | $(citus_cell "$csv" "$name" "$clients" single plain cpu_us_per_event) |"
 			echo "$line"
