@@ -60,7 +60,8 @@ citus_psql() {
 citus_setup() {
 	if ! citus_installed; then
 		CITUS_SKIP="Citus is not installed in this PostgreSQL ($("$PG_CONFIG" --pkglibdir));"
-		CITUS_SKIP="$CITUS_SKIP bash scripts/citus.sh ../shared/deps/citus-13.2.2.tar.gz installs it"
+		CITUS_SKIP="$CITUS_SKIP PG_CONFIG=$PG_CONFIG bash scripts/citus.sh CITUS_SOURCE_TARBALL"
+		CITUS_SKIP="$CITUS_SKIP (e.g. ../shared/deps/citus-13.2.2.tar.gz) installs it"
 		bench_log "citus: SKIPPED: $CITUS_SKIP"
 		return 0
 	fi
