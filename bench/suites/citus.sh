@@ -32,6 +32,12 @@ done
 CITUS_NWORKERS=${BENCH_CITUS_WORKERS:-2}
 CITUS_SHARDS=${BENCH_CITUS_SHARDS:-32}
 CITUS_PRELOAD=${BENCH_PRELOAD_EVENTS:-100000}
+# they go into SQL text and port numbers: whole numbers only
+for v in BENCH_CITUS_WORKERS:CITUS_NWORKERS BENCH_CITUS_SHARDS:CITUS_SHARDS BENCH_PRELOAD_EVENTS:CITUS_PRELOAD; do
+	w=${v#*:}
+	[[ ${!w} =~ ^[0-9]+$ ]] || { echo "citus: ${v%%:*} must be a whole number: ${!w}" >&2; exit 2; }
+done
+[ "$CITUS_NWORKERS" -ge 1 ] || { echo "citus: BENCH_CITUS_WORKERS must be at least 1" >&2; exit 2; }
 
 # Set by citus_setup: why the suite is skipped (empty when it runs), the
 # nodes' names (citus-coordinator, citus-worker1, ...) and the Citus
