@@ -59,6 +59,13 @@
 #define ES_MARKER_STREAM_PREFIX_LEN	2
 #define ES_RESERVED_TYPE_PREFIX		'$'
 
+/*
+ * On a store distributed with Citus (shard.c), node group g draws the
+ * positions congruent to g modulo this: positions are unique across the
+ * store, and up to this many node groups can append.
+ */
+#define ES_POSITION_STRIDE			1024
+
 /* Limits on identifiers; longer ones are rejected with 54000. */
 #define ES_MAX_STREAM_ID_BYTES		1024
 #define ES_MAX_EVENT_TYPE_BYTES		1024
@@ -375,7 +382,8 @@ extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 							 bool exclude_self);
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
 extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
-extern void es_positions_advance(const EsCatalog *cat, int64 floor);
+extern int64 es_positions_stride(const EsCatalog *cat);
+extern void es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue);
 extern void es_worker_request(EsDatabaseState *db);
 
 /* shard.c */

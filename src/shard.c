@@ -38,6 +38,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
@@ -80,6 +81,7 @@ static struct
 	MemoryContext cxt;			/* holds "shards"; reset on every rebuild */
 	Oid			placeholder[ES_NUM_SHARDED];	/* the distributed tables */
 	bool		distributed;
+	int32		local_group;	/* this node's group (pg_dist_local_group) */
 	int			nshards;
 	EsShard    *shards;			/* sorted by min_hash */
 } es_shards;
@@ -179,7 +181,7 @@ es_shards_load(const EsCatalog *cat)
 	ret = SPI_execute_with_args(
 		"SELECT s.logicalrelid::pg_catalog.oid, s.shardid,"
 		"       s.shardminvalue::pg_catalog.int4, s.shardmaxvalue::pg_catalog.int4,"
-		"       pl.groupid OPERATOR(pg_catalog.=) lg.groupid, n.nodename, n.nodeport"
+		"       pl.groupid OPERATOR(pg_catalog.=) lg.groupid, n.nodename, n.nodeport, lg.groupid"
 		"  FROM pg_catalog.pg_dist_shard s"
 		"  JOIN pg_catalog.pg_dist_placement pl ON pl.shardid OPERATOR(pg_catalog.=) s.shardid"
 		"  LEFT JOIN pg_catalog.pg_dist_node n ON n.groupid OPERATOR(pg_catalog.=) pl.groupid"
@@ -200,7 +202,7 @@ es_shards_load(const EsCatalog *cat)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull[7];
+		bool		isnull[8];
 		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull[0]));
 		int64		shardid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull[1]));
 		int32		min_hash = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull[2]));
@@ -208,11 +210,13 @@ es_shards_load(const EsCatalog *cat)
 		bool		local = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull[4]));
 		char	   *node_name = SPI_getvalue(tup, desc, 6);
 		int32		node_port = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull[6]));
+		int32		local_group = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull[7]));
 		EsShard    *s;
 		int			t;
 
-		if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[4])
+		if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[4] || isnull[7])
 			continue;
+		es_shards.local_group = local_group;
 		for (t = 0; t < ES_NUM_SHARDED; t++)
 			if (relid == es_shards.placeholder[t])
 				break;
@@ -278,6 +282,7 @@ es_shards_current(const EsCatalog *cat)
 	es_shards.shards = NULL;
 	es_shards.nshards = 0;
 	es_shards.distributed = false;
+	es_shards.local_group = -1;
 	es_shards.placeholder[ES_SHARD_EVENTS] = cat->events_relid;
 	es_shards.placeholder[ES_SHARD_EVENT_IDS] = cat->event_ids_relid;
 	es_shards.placeholder[ES_SHARD_STREAMS] = cat->streams_relid;
@@ -453,6 +458,22 @@ es_stream_catalog(const EsCatalog *cat, text *stream_id)
 }
 
 /*
+ * This node draws the positions of its class (ES_POSITION_STRIDE): else a
+ * node added to the cluster after distribute() would draw numbers other
+ * nodes draw.  55000 until eventstore.align_positions() numbered it.
+ */
+static void
+es_check_numbered(const EsCatalog *cat)
+{
+	if (es_positions_stride(cat) != ES_POSITION_STRIDE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this node does not draw the global positions of the distributed store yet"),
+				 errdetail("Each node of a distributed store draws its own class of positions; this node's sequence has not been set up for it."),
+				 errhint("Run SELECT eventstore.align_positions() on the coordinator (needed after adding a node).")));
+}
+
+/*
  * The positions of a shard that came here from another node (a Citus
  * shard move) were drawn by that node's sequence, which may be ahead of
  * ours: before this backend first appends to a shard relation, make this
@@ -486,8 +507,9 @@ es_shard_check_positions(const EsCatalog *cat, EsShard *s)
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 
+	es_check_numbered(cat);
 	if (highest > 0)
-		es_positions_advance(cat, highest);
+		es_positions_advance(cat, highest, es_shards.local_group);
 	s->positions_checked = true;
 }
 
@@ -613,15 +635,22 @@ eventstore_single_server_only(PG_FUNCTION_ARGS)
 }
 
 /*
- * eventstore._advance_positions(floor bigint) returns void: make this node
- * draw positions above floor (eventstore.align_positions runs it on every
- * node).
+ * eventstore._advance_positions(floor bigint) returns void: number this
+ * node for the distributed store -- its sequence steps by
+ * ES_POSITION_STRIDE through the numbers congruent to its node group --
+ * and make it draw at or above floor (eventstore.align_positions runs it on
+ * every node).
  */
 PG_FUNCTION_INFO_V1(eventstore_advance_positions);
 Datum
 eventstore_advance_positions(PG_FUNCTION_ARGS)
 {
+	const EsCatalog *cat = es_catalog();
 	int64		floor;
+	EsGuard		g;
+	int			ret;
+	int32		group;
+	bool		isnull;
 
 	es_arg_not_null(fcinfo, 0, "floor");
 	floor = PG_GETARG_INT64(0);
@@ -631,6 +660,35 @@ eventstore_advance_positions(PG_FUNCTION_ARGS)
 				 errmsg("floor must not be negative")));
 	PreventCommandIfReadOnly("eventstore._advance_positions()");
 	PreventCommandDuringRecovery("eventstore._advance_positions()");
-	es_positions_advance(es_catalog(), floor);
+	/*
+	 * Not "is the store distributed": distribute() numbers the workers over
+	 * connections of their own, which do not see its transaction yet.
+	 */
+	if (!OidIsValid(get_relname_relid("pg_dist_local_group", PG_CATALOG_NAMESPACE)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"citus\" is not installed in this database")));
+
+	/* as the owner of the sequence, under a pinned search_path */
+	es_spi_begin(&g, es_relation_owner(cat->position_seq_relid));
+	ret = SPI_execute("SELECT groupid FROM pg_catalog.pg_dist_local_group", true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read pg_dist_local_group");
+	group = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || group < 0 || group >= ES_POSITION_STRIDE)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("node group %d cannot draw positions of the distributed store", group),
+				 errdetail("Node groups 0 to %d can.", ES_POSITION_STRIDE - 1)));
+	if (es_positions_stride(cat) != ES_POSITION_STRIDE)
+	{
+		ret = SPI_execute(psprintf("ALTER SEQUENCE eventstore.global_position_seq INCREMENT BY %d",
+								   ES_POSITION_STRIDE), false, 0);
+		if (ret != SPI_OK_UTILITY)
+			elog(ERROR, "could not number the global positions: %s", SPI_result_code_string(ret));
+		CommandCounterIncrement();
+	}
+	es_spi_end(&g);
+	es_positions_advance(cat, floor, group);
 	PG_RETURN_VOID();
 }

@@ -72,13 +72,16 @@ CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._advance_positions(bigint) IS
-    'Make this node draw global positions above floor (internal, eventstore.align_positions)';
+    'Number this node for a distributed store and make it draw global positions at or above floor (internal, eventstore.align_positions)';
 REVOKE ALL ON FUNCTION eventstore._advance_positions(bigint) FROM PUBLIC;
 
--- After shards were split (or data copied in by hand), a partition can
--- hold positions another node drew: make every node draw above the
--- highest position stored anywhere.  Shard moves need nothing (an append
--- to a shard that arrived checks it, src/shard.c).
+-- Number every node for the distributed store -- node group g draws the
+-- positions congruent to g modulo 1024 (ES_POSITION_STRIDE), so positions
+-- are unique across the store -- and make each draw above the highest
+-- position stored anywhere.  distribute() runs it; run it again after
+-- adding a node (whose appends are refused until then) or splitting
+-- shards.  Shard moves need nothing (an append to a shard that arrived
+-- checks it, src/shard.c).
 CREATE FUNCTION eventstore.align_positions()
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -96,20 +99,23 @@ BEGIN
     SELECT pg_catalog.max(e.global_position) INTO highest FROM eventstore.events e;
     highest := GREATEST(COALESCE(highest, 0),
                         (SELECT s.last_value FROM eventstore.global_position_seq s));
+    -- here, in this transaction; the workers over connections of their own
+    -- (distribute() calls this before its transaction commits)
+    PERFORM eventstore._advance_positions(highest);
     SELECT r.* INTO failed
-      FROM pg_catalog.run_command_on_all_nodes(
+      FROM pg_catalog.run_command_on_workers(
                pg_catalog.format('SELECT eventstore._advance_positions(%s)', highest)) r
      WHERE NOT r.success
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'could not align the positions of node %', failed.nodeid
+        RAISE EXCEPTION 'could not align the positions of node %:%', failed.nodename, failed.nodeport
             USING ERRCODE = '08006', DETAIL = failed.result;
     END IF;
     RETURN highest;
 END
 $$;
 COMMENT ON FUNCTION eventstore.align_positions() IS
-    'Make every node of a distributed store draw global positions above the highest stored; returns it';
+    'Number every node of a distributed store (unique positions) and make each draw above the highest position stored; returns it';
 REVOKE ALL ON FUNCTION eventstore.align_positions() FROM PUBLIC;
 
 CREATE FUNCTION eventstore.distribute(shard_count integer DEFAULT 32)
