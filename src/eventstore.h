@@ -295,6 +295,7 @@ extern EsShared *es_shared;
 extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
 extern void es_catalog_map_columns(EsCatalog *c);
+extern pg_noreturn void es_null_arg_error(const char *name);
 extern Oid	es_relation_owner(Oid relid);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_identifier(const char *what, Size len, int limit);
@@ -397,7 +398,9 @@ typedef struct EsPartition
 
 extern bool es_store_distributed(const EsCatalog *cat);
 extern const EsCatalog *es_stream_catalog(const EsCatalog *cat, text *stream_id);
+extern const EsCatalog *es_stream_catalog_for_write(const EsCatalog *cat, text *stream_id);
 extern const EsCatalog *es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id);
+extern void es_shard_install_hooks(void);
 extern int	es_log_partitions(const EsCatalog *cat, EsPartition **parts);
 extern const EsCatalog *es_partition_catalog(const EsCatalog *cat, int32 id);
 extern void es_partition_key(text *stream_id, const char **key, int *len);

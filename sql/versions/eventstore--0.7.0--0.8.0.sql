@@ -1,9 +1,13 @@
 -- eventstore 0.7.0 -> 0.8.0: a store distributed by stream with Citus
 -- (issue 16).  test/t/014_upgrade_chain.pl checks that this script and a
--- fresh install of 0.8.0 agree.  The same definitions as
--- sql/install/distribution.sql.
+-- fresh install of 0.8.0 agree.
 
 \echo Use "ALTER EXTENSION eventstore UPDATE TO '0.8.0'" to load this file. \quit
+
+-- =====================================================================
+-- Section 1: the functions and guards of a distributed store
+-- (the same definitions as sql/install/distribution.sql)
+-- =====================================================================
 
 -- ---------------------------------------------------------------------
 -- A store distributed by stream with Citus (0.8.0)
@@ -223,3 +227,77 @@ END
 $$;
 COMMENT ON FUNCTION eventstore.distribute(integer) IS 'Distribute the store with Citus by stream_id into shard_count co-located shards; run once on the coordinator';
 REVOKE ALL ON FUNCTION eventstore.distribute(integer) FROM PUBLIC;
+
+-- =====================================================================
+-- Section 2: a snapshot policy is inserted before its evolve is tried on
+-- a stream, so that a distributed store refuses it with 0A000 (as
+-- sql/install/state.sql)
+-- =====================================================================
+
+CREATE OR REPLACE FUNCTION eventstore._create_snapshot_policy(
+    caller             regrole,
+    caller_search_path text,
+    name               text,
+    evolve             regprocedure,
+    initial            anyelement,
+    stream_prefix      text,
+    every              integer,
+    on_event_types     text[],
+    snapshot_tag       text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    -- the initial state is kept as text, read back by the worker: write it
+    -- in a form that reads back the same under any settings
+    SET DateStyle = 'ISO' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 SET TimeZone = 'UTC'
+    AS $$
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    IF name IS NULL OR evolve IS NULL THEN
+        RAISE EXCEPTION 'name and evolve must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF name = '' OR octet_length(name) > 54 THEN
+        RAISE EXCEPTION 'snapshot policy name must have 1 to 54 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF every IS NULL AND on_event_types IS NULL THEN
+        RAISE EXCEPTION 'a snapshot policy needs every or on_event_types' USING ERRCODE = '22023';
+    END IF;
+    PERFORM eventstore._check_event_types('on_event_types', on_event_types);
+    IF every <= 0 OR stream_prefix = '' OR snapshot_tag = '' THEN
+        RAISE EXCEPTION 'every must be positive; stream_prefix and snapshot_tag must not be empty'
+            USING ERRCODE = '22023';
+    END IF;
+    -- the snapshots are taken as the caller, with the caller's evolve
+    IF NOT pg_catalog.has_function_privilege(caller::oid, evolve::oid, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', evolve USING ERRCODE = '42501';
+    END IF;
+    IF NOT pg_catalog.has_function_privilege(
+               caller::oid,
+               'eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text)'::regprocedure::oid,
+               'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function eventstore.take_snapshot'
+            USING ERRCODE = '42501',
+                  DETAIL = 'The background worker takes the policy''s snapshots as the role that creates it.';
+    END IF;
+    IF EXISTS (SELECT FROM eventstore.snapshot_policies p WHERE p.name = _create_snapshot_policy.name) THEN
+        RAISE EXCEPTION 'snapshot policy "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    -- first, so that a distributed store refuses the policy (0A000, the
+    -- table's trigger) before evolve is tried on a stream
+    INSERT INTO eventstore.snapshot_policies
+        (name, evolve, state_type, initial, stream_prefix, every, on_event_types, snapshot_tag,
+         search_path, evolve_owner)
+    VALUES (name, evolve::text, pg_typeof(initial)::regtype, initial::text, stream_prefix, every,
+            on_event_types, snapshot_tag, caller_search_path,
+            (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = evolve::oid));
+    -- Checks evolve against the state type (42P13).  It folds no event
+    -- (to_version => 0) and reads no snapshot: no user code runs here as
+    -- the extension's owner.
+    PERFORM eventstore.aggregate_stream(' ', evolve, initial, 0, use_snapshots => false);
+    PERFORM eventstore._register_projection(caller, caller_search_path, false, 'snapshot:' || name,
+                                            'eventstore._snapshot_step(eventstore.event, text)',
+                                            NULL, stream_prefix, 'async', true, 0);
+END $$;
+COMMENT ON FUNCTION eventstore._create_snapshot_policy(regrole, text, text, regprocedure, anyelement, text, integer, text[], text) IS
+    'Implementation of eventstore.create_snapshot_policy (internal)';
+REVOKE ALL ON FUNCTION eventstore._create_snapshot_policy(regrole, text, text, regprocedure, anyelement, text, integer, text[], text) FROM PUBLIC;
