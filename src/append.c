@@ -656,7 +656,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	PreventCommandIfReadOnly("eventstore append");
 	PreventCommandDuringRecovery("eventstore append");
 
-	cat = es_catalog();
+	cat = es_stream_catalog_for_append(es_catalog(), stream_id);
 	ap->cat = cat;
 	ap->cxt = CurrentMemoryContext;
 	ap->handlers_as_owners = false;

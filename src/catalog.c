@@ -158,6 +158,26 @@ es_lookup_streams_columns(Oid relid, EsStreamsColumns *att)
 	att->retention_checked = es_lookup_column(relid, rel, "retention_checked");
 }
 
+/*
+ * Check the column order of the events tables and map the columns of
+ * eventstore.streams, for the relations "c" names: the extension's own
+ * tables, or their local shards on a distributed store (shard.c), which
+ * have the same columns but not the dropped ones.
+ */
+void
+es_catalog_map_columns(EsCatalog *c)
+{
+	es_check_events_columns(c->events_relid, "events");
+	if (OidIsValid(c->event_ids_relid))
+		es_check_event_ids_columns(c->event_ids_relid);
+	memset(&c->streams_att, 0, sizeof(EsStreamsColumns));
+	if (OidIsValid(c->streams_relid))
+	{
+		es_lookup_streams_columns(c->streams_relid, &c->streams_att);
+		es_check_events_columns(c->archive_relid, "archived_events");
+	}
+}
+
 const EsCatalog *
 es_catalog(void)
 {
@@ -196,7 +216,6 @@ es_catalog_lookup(bool missing_ok)
 	es_catalog_cache.horizon_relid = es_lookup_relation("recorded_horizon");
 	es_catalog_cache.horizon_position_att = es_lookup_column(es_catalog_cache.horizon_relid,
 															 "recorded_horizon", "position");
-	es_check_events_columns(es_catalog_cache.events_relid, "events");
 	es_catalog_cache.event_typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 												   CStringGetDatum("event"),
 												   ObjectIdGetDatum(es_catalog_cache.namespace_oid));
@@ -207,8 +226,6 @@ es_catalog_lookup(bool missing_ok)
 															  es_catalog_cache.namespace_oid);
 	if (!OidIsValid(es_catalog_cache.event_ids_pkey_relid))
 		es_catalog_cache.event_ids_relid = InvalidOid;
-	if (OidIsValid(es_catalog_cache.event_ids_relid))
-		es_check_event_ids_columns(es_catalog_cache.event_ids_relid);
 	/* added by version 0.2.0 */
 	es_catalog_cache.projections_relid = get_relname_relid("projections",
 														   es_catalog_cache.namespace_oid);
@@ -225,13 +242,7 @@ es_catalog_lookup(bool missing_ok)
 		!OidIsValid(es_catalog_cache.archive_relid) ||
 		!OidIsValid(es_catalog_cache.archive_index_relid))
 		es_catalog_cache.streams_relid = InvalidOid;
-	memset(&es_catalog_cache.streams_att, 0, sizeof(EsStreamsColumns));
-	if (OidIsValid(es_catalog_cache.streams_relid))
-	{
-		es_lookup_streams_columns(es_catalog_cache.streams_relid,
-								  &es_catalog_cache.streams_att);
-		es_check_events_columns(es_catalog_cache.archive_relid, "archived_events");
-	}
+	es_catalog_map_columns(&es_catalog_cache);
 	es_catalog_valid = true;
 
 	return &es_catalog_cache;

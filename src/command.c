@@ -54,7 +54,7 @@ PG_FUNCTION_INFO_V1(eventstore_handle_command);
 Datum
 eventstore_handle_command(PG_FUNCTION_ARGS)
 {
-	const EsCatalog *cat = es_catalog();
+	const EsCatalog *cat;
 	EsLoadArgs	a;
 	Oid			decide;
 	Jsonb	   *command;
@@ -93,6 +93,7 @@ eventstore_handle_command(PG_FUNCTION_ARGS)
 									a.initial, a.initial_isnull);
 
 	es_check_decide(decide, a.state_type);
+	cat = es_stream_catalog(es_catalog(), a.stream_id);
 	es_fmgr_info_typed(decide, JSONBOID, JSONBOID, a.state_type, &decide_flinfo);
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)

@@ -37,6 +37,8 @@
 #define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('S','T','0','0','2')
 #define ERRCODE_ES_STREAM_ARCHIVED			MAKE_SQLSTATE('S','T','0','0','3')
 #define ERRCODE_ES_IDEMPOTENCY_CONFLICT		MAKE_SQLSTATE('S','T','0','0','4')
+/* a distributed store (0.8.0): the stream's shard is on another node */
+#define ERRCODE_ES_STREAM_NOT_LOCAL			MAKE_SQLSTATE('S','T','0','0','5')
 
 /* The channel the background worker notifies on; the payload is a position. */
 #define ES_NOTIFY_CHANNEL			"eventstore_events"
@@ -269,20 +271,23 @@ extern EsShared *es_shared;
  *	 0	catalog.c storage.c guard.c		objects, checks, stream lock, event scan
  *										and head, how SQL and users' code are run
  *	 1	horizon.c						shared memory, the global-log horizon
- *	 2	lifecycle.c						what a reader may see of a stream
- *	 3	projection.c read.c caller.c snapshot.c	handlers, reads, management
+ *	 2	shard.c							where a stream is stored (Citus shards),
+ *										the partitions of the global log
+ *	 3	lifecycle.c						what a reader may see of a stream
+ *	 4	projection.c read.c caller.c snapshot.c	handlers, reads, management
  *										callers, stored snapshots of state
- *	 4	append.c fold.c					the append path; folds of a stream
- *	 5	command.c						handle_command: load, decide, append
- *	 6	process.c						what the background processes share
- *	 7	worker.c projector.c launcher.c	a database's worker and projector,
+ *	 5	append.c fold.c					the append path; folds of a stream
+ *	 6	command.c						handle_command: load, decide, append
+ *	 7	process.c						what the background processes share
+ *	 8	worker.c projector.c launcher.c	a database's worker and projector,
  *										the launcher and the utility hook
- *	 8	init.c							_PG_init: each module's GUCs, the hooks
+ *	 9	init.c							_PG_init: each module's GUCs, the hooks
  */
 
 /* catalog.c */
 extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
+extern void es_catalog_map_columns(EsCatalog *c);
 extern Oid	es_relation_owner(Oid relid);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_identifier(const char *what, Size len, int limit);
@@ -370,7 +375,25 @@ extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 							 bool exclude_self);
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
 extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
+extern void es_positions_advance(const EsCatalog *cat, int64 floor);
 extern void es_worker_request(EsDatabaseState *db);
+
+/* shard.c */
+typedef struct EsPartition
+{
+	int32		id;				/* the lowest hash of its range */
+	bool		local;			/* placed on this node */
+	char	   *node_name;		/* else where (NULL: unknown) */
+	int32		node_port;
+} EsPartition;
+
+extern bool es_store_distributed(const EsCatalog *cat);
+extern const EsCatalog *es_stream_catalog(const EsCatalog *cat, text *stream_id);
+extern const EsCatalog *es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id);
+extern int	es_log_partitions(const EsCatalog *cat, EsPartition **parts);
+extern const EsCatalog *es_partition_catalog(const EsCatalog *cat, int32 id);
+extern void es_partition_key(text *stream_id, const char **key, int *len);
+extern void es_require_single_server(const EsCatalog *cat, const char *what);
 
 /* append.c */
 extern void es_append_define_gucs(void);

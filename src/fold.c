@@ -353,7 +353,7 @@ PG_FUNCTION_INFO_V1(eventstore_load_state);
 Datum
 eventstore_load_state(PG_FUNCTION_ARGS)
 {
-	const EsCatalog *cat = es_catalog();
+	const EsCatalog *cat;
 	EsLoadArgs	a;
 	EsFold		f;
 	int64		snapshot_version;
@@ -362,6 +362,7 @@ eventstore_load_state(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 
 	es_load_args(fcinfo, &a, 3, 4, 5, 6);
+	cat = es_stream_catalog(es_catalog(), a.stream_id);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
@@ -383,11 +384,12 @@ PG_FUNCTION_INFO_V1(eventstore_aggregate_stream);
 Datum
 eventstore_aggregate_stream(PG_FUNCTION_ARGS)
 {
-	const EsCatalog *cat = es_catalog();
+	const EsCatalog *cat;
 	EsLoadArgs	a;
 	EsFold		f;
 
 	es_load_args(fcinfo, &a, 3, 4, 5, 6);
+	cat = es_stream_catalog(es_catalog(), a.stream_id);
 	(void) es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
 	if (f.isnull)
 		PG_RETURN_NULL();
@@ -406,13 +408,14 @@ PG_FUNCTION_INFO_V1(eventstore_take_snapshot);
 Datum
 eventstore_take_snapshot(PG_FUNCTION_ARGS)
 {
-	const EsCatalog *cat = es_catalog();
+	const EsCatalog *cat;
 	EsLoadArgs	a;
 	EsFold		f;
 	int64		snapshot_version;
 	bool		usable;
 
 	es_load_args(fcinfo, &a, 3, -1, -1, 4);
+	cat = es_stream_catalog(es_catalog(), a.stream_id);
 	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot(), &usable);
 	if (!usable)
 		PG_RETURN_INT64(0);	/* settings hide events: no snapshot */

@@ -62,9 +62,11 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/guc.h"
@@ -122,7 +124,8 @@ es_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that appended events"),
-						 errdetail("A prepared transaction would hold back every reader of the global log until it is committed or rolled back.")));
+						 errdetail("A prepared transaction would hold back every reader of the global log until it is committed or rolled back."),
+						 errhint("On a store distributed with Citus, which prepares a transaction that wrote on several nodes, append in one transaction only to streams stored on one node.")));
 			break;
 
 		case XACT_EVENT_COMMIT:
@@ -470,6 +473,50 @@ es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot)
 	table_close(rel, AccessShareLock);
 
 	return horizon;
+}
+
+/*
+ * Make this node draw positions above "floor" from now on (a distributed
+ * store, shard.c: a shard that came from another node holds positions that
+ * node drew).  The sequence is set forward as its owner, under a lock that
+ * waits for the transactions that drew from it and keeps others from
+ * drawing meanwhile, so it never moves back.  No position at or below the
+ * new value will be drawn here, so drawn_max may pass it: readers then see
+ * the shard's events up to it once the appenders in flight have finished.
+ */
+void
+es_positions_advance(const EsCatalog *cat, int64 floor)
+{
+	Oid			seq = cat->position_seq_relid;
+	EsDatabaseState *db;
+	uint64		current;
+
+	if (es_sequence_last_drawn(seq) >= floor)
+		return;
+
+	LockRelationOid(seq, ExclusiveLock);
+	if (es_sequence_last_drawn(seq) < floor)
+	{
+		Oid			save_userid;
+		int			save_sec_context;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(es_relation_owner(seq),
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seq), Int64GetDatum(floor));
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	UnlockRelationOid(seq, ExclusiveLock);
+
+	if (es_shared == NULL)
+		return;
+	db = es_database_state(cat, MyDatabaseId, true);
+	current = pg_atomic_read_u64(&db->drawn_max);
+	while (current < (uint64) floor)
+	{
+		if (pg_atomic_compare_exchange_u64(&db->drawn_max, &current, (uint64) floor))
+			break;
+	}
 }
 
 /*

@@ -23,13 +23,18 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "catalog/pg_type.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -114,15 +119,24 @@ es_init_result(FunctionCallInfo fcinfo)
  * scan that found them.  Allocations go to the caller's per-row context.
  */
 static void
-es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc, TupleTableSlot *slot)
+es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc, TupleTableSlot *slot,
+			 const int32 *partition)
 {
-	Datum		values[Natts_es_event_type];
-	bool		nulls[Natts_es_event_type];
+	Datum		values[Natts_es_event_type + 1];
+	bool		nulls[Natts_es_event_type + 1];
+	int			first = 0;
 
+	/* read_partitions: the partition comes first */
+	if (partition != NULL)
+	{
+		values[0] = Int32GetDatum(*partition);
+		nulls[0] = false;
+		first = 1;
+	}
 	slot_getallattrs(slot);
-	es_event_to_output(slot->tts_values, slot->tts_isnull, values, nulls);
+	es_event_to_output(slot->tts_values, slot->tts_isnull, values + first, nulls + first);
 
-	for (int i = 0; i < Natts_es_event_type; i++)
+	for (int i = first; i < first + Natts_es_event_type; i++)
 	{
 		if (!nulls[i] && TupleDescAttr(tupdesc, i)->attlen == -1 &&
 			VARATT_IS_EXTERNAL(DatumGetPointer(values[i])))
@@ -177,7 +191,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	if (backward && has_from && from_version == 0)
 		return (Datum) 0;
 
-	cat = es_catalog();
+	cat = es_stream_catalog(es_catalog(), stream_id);
 	es_stream_view(cat, stream_id, GetActiveSnapshot(), false, &view);
 	if (view.absent)
 		return (Datum) 0;
@@ -222,7 +236,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 		}
 
 		oldcxt = MemoryContextSwitchTo(row_cxt);
-		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
+		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, NULL);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(row_cxt);
 		count++;
@@ -248,67 +262,33 @@ eventstore_stream_version(PG_FUNCTION_ARGS)
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	EsStreamView view;
 
-	es_stream_view(es_catalog(), stream_id, GetActiveSnapshot(), true, &view);
+	es_stream_view(es_stream_catalog(es_catalog(), stream_id), stream_id,
+				   GetActiveSnapshot(), true, &view);
 
 	PG_RETURN_INT64(view.version);
 }
 
 /*
- * eventstore.read_all(after_position, max_count, event_types, stream_prefix)
- *	  returns setof eventstore.event
- *
- * Events with after_position < global_position <= the safe horizon
- * (horizon.c), ascending, at most max_count of them that match the filters.
- * A follower that passes back the last position it received sees every
- * committed event exactly once.
+ * Put into the result the events of the global log (of one partition, when
+ * "partition" is given: its tables are "cat") with after < position <=
+ * horizon, ascending, at most max_count of them that match the filter and
+ * that the stream's lifecycle state lets readers see.
  */
-PG_FUNCTION_INFO_V1(eventstore_read_all);
-Datum
-eventstore_read_all(PG_FUNCTION_ARGS)
+static void
+es_read_log(ReturnSetInfo *rsinfo, const EsCatalog *cat, Snapshot snapshot,
+			int64 after, int64 horizon, const EsFilter *filter,
+			bool has_max, int64 max_count, const int32 *partition)
 {
-	int64		after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
-	bool		has_max = !PG_ARGISNULL(1);
-	int64		max_count = has_max ? PG_GETARG_INT64(1) : 0;
-	ArrayType  *types_array = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
-	text	   *prefix = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const EsCatalog *cat;
-	Snapshot	snapshot;
-	int64		horizon;
 	Relation	heap;
 	Relation	index;
 	EsEventScan scan;
 	TupleTableSlot *slot;
 	MemoryContext row_cxt;
 	int64		count = 0;
-	EsFilter	filter = {0};
 	EsViewCache *views;
 
-	if (after < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("after_position must not be negative")));
-	if (has_max && max_count < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_count must not be negative")));
-	es_filter_from_args(&filter, types_array, prefix);
-
-	es_init_result(fcinfo);
-
-	if (has_max && max_count == 0)
-		return (Datum) 0;
-	/* An empty list of types matches nothing. */
-	if (filter.has_types && filter.ntypes == 0)
-		return (Datum) 0;
-
-	cat = es_catalog();
-	horizon = es_reader_horizon(cat, &snapshot);
 	if (horizon <= after)
-	{
-		UnregisterSnapshot(snapshot);
-		return (Datum) 0;
-	}
+		return;
 
 	heap = table_open(cat->events_relid, AccessShareLock);
 	index = index_open(cat->position_index_relid, AccessShareLock);
@@ -334,11 +314,11 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 		oldcxt = MemoryContextSwitchTo(row_cxt);
 		stream_id = DatumGetTextPP(slot_getattr(slot, Anum_es_stream_id, &isnull));
 
-		if (filter.prefix != NULL || filter.has_types)
+		if (filter->prefix != NULL || filter->has_types)
 		{
 			text	   *type = DatumGetTextPP(slot_getattr(slot, Anum_es_event_type, &isnull));
 
-			if (!es_filter_matches(&filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+			if (!es_filter_matches(filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
 								   VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
 				goto next;
 		}
@@ -349,7 +329,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 								DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull))))
 			goto next;
 
-		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot);
+		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, partition);
 		count++;
 next:
 		MemoryContextSwitchTo(oldcxt);
@@ -361,6 +341,60 @@ next:
 	MemoryContextDelete(row_cxt);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
+}
+
+/*
+ * eventstore.read_all(after_position, max_count, event_types, stream_prefix)
+ *	  returns setof eventstore.event
+ *
+ * Events with after_position < global_position <= the safe horizon
+ * (horizon.c), ascending, at most max_count of them that match the filters.
+ * A follower that passes back the last position it received sees every
+ * committed event exactly once.
+ */
+PG_FUNCTION_INFO_V1(eventstore_read_all);
+Datum
+eventstore_read_all(PG_FUNCTION_ARGS)
+{
+	int64		after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	bool		has_max = !PG_ARGISNULL(1);
+	int64		max_count = has_max ? PG_GETARG_INT64(1) : 0;
+	ArrayType  *types_array = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
+	text	   *prefix = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const EsCatalog *cat;
+	Snapshot	snapshot;
+	int64		horizon;
+	EsFilter	filter = {0};
+
+	if (after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must not be negative")));
+	if (has_max && max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative")));
+	es_filter_from_args(&filter, types_array, prefix);
+
+	es_init_result(fcinfo);
+
+	if (has_max && max_count == 0)
+		return (Datum) 0;
+	/* An empty list of types matches nothing. */
+	if (filter.has_types && filter.ntypes == 0)
+		return (Datum) 0;
+
+	cat = es_catalog();
+	es_require_single_server(cat, "read_all");
+	horizon = es_reader_horizon(cat, &snapshot);
+	if (horizon <= after)
+	{
+		UnregisterSnapshot(snapshot);
+		return (Datum) 0;
+	}
+
+	es_read_log(rsinfo, cat, snapshot, after, horizon, &filter, has_max, max_count, NULL);
 	UnregisterSnapshot(snapshot);
 
 	return (Datum) 0;
@@ -380,8 +414,400 @@ eventstore_global_horizon(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	int64		horizon;
 
+	es_require_single_server(cat, "global_horizon");
 	horizon = es_reader_horizon(cat, &snapshot);
 	UnregisterSnapshot(snapshot);
 
 	PG_RETURN_INT64(horizon);
+}
+
+/* ---------------------------------------------------------------------
+ * The partitions of the global log (0.8.0)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * A follower's checkpoint in a partitioned log: {"<partition>": position}
+ * for the partitions it has read from, sorted by partition.
+ */
+typedef struct EsVector
+{
+	int			n;
+	int32	   *ids;
+	int64	   *positions;
+} EsVector;
+
+static pg_noreturn void
+es_vector_error(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("after must be a JSON object of partitions and positions"),
+			 errdetail("%s", detail),
+			 errhint("Pass {} to read from the start, then {\"<partition>\": <last position read>, ...}.")));
+}
+
+/* A whole non-negative number that fits in bigint, from its decimal digits. */
+static bool
+es_parse_int64(const char *s, int64 *result)
+{
+	uint64		v = 0;
+
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+	{
+		if (*s < '0' || *s > '9' || v > (PG_INT64_MAX - (*s - '0')) / 10)
+			return false;
+		v = v * 10 + (*s - '0');
+	}
+	*result = (int64) v;
+	return true;
+}
+
+static void
+es_vector_parse(Jsonb *jb, EsVector *v)
+{
+	JsonbIterator *it;
+	JsonbValue	val;
+	JsonbIteratorToken tok;
+	int			cap;
+	int32		key = 0;
+	int32	   *pairs_id;
+	int64	   *pairs_pos;
+	int		   *order;
+
+	v->n = 0;
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		es_vector_error("It is not an object.");
+	cap = JB_ROOT_COUNT(jb);
+	pairs_id = palloc(sizeof(int32) * Max(cap, 1));
+	pairs_pos = palloc(sizeof(int64) * Max(cap, 1));
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &val, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *k = pnstrdup(val.val.string.val, val.val.string.len);
+			char	   *end;
+			long		l;
+
+			errno = 0;
+			l = strtol(k, &end, 10);
+			if (*k == '\0' || *end != '\0' || errno != 0 || l < PG_INT32_MIN || l > PG_INT32_MAX)
+				es_vector_error(psprintf("Key \"%s\" is not a partition (an integer).", k));
+			key = (int32) l;
+		}
+		else if (tok == WJB_VALUE)
+		{
+			int64		pos;
+
+			if (val.type != jbvNumeric ||
+				!es_parse_int64(DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(val.val.numeric))),
+								&pos))
+				es_vector_error(psprintf("The position of partition %d is not a whole number from 0.", key));
+			pairs_id[v->n] = key;
+			pairs_pos[v->n] = pos;
+			v->n++;
+		}
+	}
+
+	/* sort by partition */
+	order = palloc(sizeof(int) * Max(v->n, 1));
+	v->ids = palloc(sizeof(int32) * Max(v->n, 1));
+	v->positions = palloc(sizeof(int64) * Max(v->n, 1));
+	for (int i = 0; i < v->n; i++)
+		order[i] = i;
+	for (int i = 1; i < v->n; i++)
+		for (int j = i; j > 0 && pairs_id[order[j - 1]] > pairs_id[order[j]]; j--)
+		{
+			int			t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (int i = 0; i < v->n; i++)
+	{
+		v->ids[i] = pairs_id[order[i]];
+		v->positions[i] = pairs_pos[order[i]];
+	}
+}
+
+/*
+ * Where a follower with checkpoint "v" continues in partition "id": after
+ * the position it names for it or -- a partition split off a larger one
+ * after the checkpoint was made (its range begins inside that one's) --
+ * for the partition with the greatest id not above it; from the start
+ * when there is none.
+ */
+static int64
+es_vector_after(const EsVector *v, int32 id)
+{
+	int64		after = 0;
+
+	for (int i = 0; i < v->n && v->ids[i] <= id; i++)
+		after = v->positions[i];
+	return after;
+}
+
+/* Whether "id" is listed in the partitions argument (NULL: all are). */
+static bool
+es_partition_wanted(ArrayType *wanted, int32 id)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (wanted == NULL)
+		return true;
+	deconstruct_array(wanted, INT4OID, sizeof(int32), true, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && DatumGetInt32(elems[i]) == id)
+			return true;
+	return false;
+}
+
+/* Append a SQL literal of "value" (or NULL) and a cast to "type". */
+static void
+es_append_literal(StringInfo buf, const char *value, const char *type)
+{
+	if (value == NULL)
+		appendStringInfoString(buf, "NULL");
+	else
+		appendStringInfoString(buf, quote_literal_cstr(value));
+	appendStringInfo(buf, "::%s", type);
+}
+
+/*
+ * Read the partitions placed on other nodes: one command per node, run
+ * there by Citus's master_run_on_worker over connections of the calling
+ * role, each reading the partitions this node's metadata places there
+ * (eventstore._read_partitions_here: one that moved meanwhile is skipped,
+ * and read by the next call where it now is).  Each node returns its rows
+ * as one JSON array.
+ */
+static void
+es_read_remote_partitions(ReturnSetInfo *rsinfo, FunctionCallInfo fcinfo,
+						  const EsPartition *parts, int nparts, const bool *remote)
+{
+	Datum	   *names = palloc(sizeof(Datum) * nparts);
+	Datum	   *ports = palloc(sizeof(Datum) * nparts);
+	Datum	   *commands = palloc(sizeof(Datum) * nparts);
+	bool	   *done = palloc0(sizeof(bool) * nparts);
+	int			nnodes = 0;
+	char	   *after = PG_ARGISNULL(0) ? NULL :
+		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(0)));
+	char	   *max = PG_ARGISNULL(1) ? NULL :
+		DatumGetCString(DirectFunctionCall1(int8out, PG_GETARG_DATUM(1)));
+	char	   *types = PG_ARGISNULL(2) ? NULL :
+		DatumGetCString(OidFunctionCall3(F_ARRAY_OUT, PG_GETARG_DATUM(2),
+										 ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1)));
+	char	   *prefix = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum		args[3];
+	EsGuard		g;
+	int			ret;
+
+	for (int i = 0; i < nparts; i++)
+	{
+		StringInfoData cmd;
+		bool		first = true;
+
+		if (!remote[i] || done[i])
+			continue;
+		if (parts[i].node_name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("partition %d of the global log has no active primary node", parts[i].id)));
+
+		initStringInfo(&cmd);
+		appendStringInfoString(&cmd,
+							   "SELECT COALESCE(pg_catalog.jsonb_agg(r), '[]'::pg_catalog.jsonb)"
+							   " FROM eventstore._read_partitions_here(");
+		es_append_literal(&cmd, after, "pg_catalog.jsonb");
+		appendStringInfoString(&cmd, ", ");
+		es_append_literal(&cmd, max, "pg_catalog.int8");
+		appendStringInfoString(&cmd, ", ");
+		es_append_literal(&cmd, types, "pg_catalog.text[]");
+		appendStringInfoString(&cmd, ", ");
+		es_append_literal(&cmd, prefix, "pg_catalog.text");
+		appendStringInfoString(&cmd, ", ARRAY[");
+		for (int j = i; j < nparts; j++)
+		{
+			if (!remote[j] || done[j] || parts[j].node_name == NULL ||
+				strcmp(parts[j].node_name, parts[i].node_name) != 0 ||
+				parts[j].node_port != parts[i].node_port)
+				continue;
+			appendStringInfo(&cmd, "%s%d", first ? "" : ", ", parts[j].id);
+			first = false;
+			done[j] = true;
+		}
+		appendStringInfoString(&cmd, "]::pg_catalog.int4[]) r");
+
+		names[nnodes] = CStringGetTextDatum(parts[i].node_name);
+		ports[nnodes] = Int32GetDatum(parts[i].node_port);
+		commands[nnodes] = CStringGetTextDatum(cmd.data);
+		nnodes++;
+	}
+	if (nnodes == 0)
+		return;
+
+	args[0] = PointerGetDatum(construct_array(names, nnodes, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(ports, nnodes, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(commands, nnodes, TEXTOID, -1, false, TYPALIGN_INT));
+
+	/* as the caller, whose rights the nodes check again */
+	es_spi_begin(&g, InvalidOid);
+	ret = SPI_execute_with_args(
+		"SELECT w.node_name, w.node_port, w.success, w.result,"
+		"       r.partition, r.global_position, r.stream_id, r.stream_version, r.event_id,"
+		"       r.event_type, r.data, r.metadata, r.created_at"
+		"  FROM pg_catalog.master_run_on_worker($1, $2, $3, true) w"
+		"  LEFT JOIN LATERAL pg_catalog.jsonb_to_recordset("
+		"         CASE WHEN w.success THEN w.result::pg_catalog.jsonb END)"
+		"       AS r(partition pg_catalog.int4, global_position pg_catalog.int8,"
+		"            stream_id pg_catalog.text, stream_version pg_catalog.int8,"
+		"            event_id pg_catalog.uuid, event_type pg_catalog.text,"
+		"            data pg_catalog.jsonb, metadata pg_catalog.jsonb,"
+		"            created_at pg_catalog.timestamptz) ON true",
+		3, argtypes, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read partitions on other nodes: %s", SPI_result_code_string(ret));
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		values[Natts_es_event_type + 1];
+		bool		nulls[Natts_es_event_type + 1];
+
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) || isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not read the partitions of the global log on node %s:%s",
+							SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2)),
+					 errdetail("%s", SPI_getvalue(tup, desc, 4))));
+		/* a node with nothing to return */
+		(void) SPI_getbinval(tup, desc, 5, &isnull);
+		if (isnull)
+			continue;
+		for (int c = 0; c < Natts_es_event_type + 1; c++)
+			values[c] = SPI_getbinval(tup, desc, 5 + c, &nulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	es_spi_end(&g);
+}
+
+/*
+ * eventstore.read_partitions(after, max_count, event_types, stream_prefix,
+ *		partitions) returns setof (partition, the columns of eventstore.event)
+ * and eventstore._read_partitions_here(the same), which reads only the
+ * partitions placed on this node.
+ *
+ * The global log as partitions (a distributed store: one per shard; a
+ * single server: one, -2147483648): for each partition, its events with
+ * after[partition] < global_position <= the horizon of the node that holds
+ * it, ascending, at most max_count of them that match the filters.  Within
+ * a partition the promise of read_all holds: a follower that passes back
+ * the last position it received of each partition sees every committed
+ * event exactly once.
+ */
+static Datum
+es_read_partitions(FunctionCallInfo fcinfo, bool here_only)
+{
+	bool		has_max = !PG_ARGISNULL(1);
+	int64		max_count = has_max ? PG_GETARG_INT64(1) : 0;
+	ArrayType  *types_array = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
+	text	   *prefix = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	ArrayType  *wanted = PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const EsCatalog *cat;
+	EsPartition *parts;
+	int			nparts;
+	bool	   *remote;
+	bool		any_remote = false;
+	Snapshot	snapshot;
+	int64		horizon;
+	EsFilter	filter = {0};
+	EsVector	vector = {0};
+
+	if (!PG_ARGISNULL(0))
+		es_vector_parse(PG_GETARG_JSONB_P(0), &vector);
+	if (has_max && max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative")));
+	if (wanted != NULL && (ARR_NDIM(wanted) > 1 || array_contains_nulls(wanted)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions must be a one-dimensional array without NULLs")));
+	es_filter_from_args(&filter, types_array, prefix);
+
+	es_init_result(fcinfo);
+
+	if (has_max && max_count == 0)
+		return (Datum) 0;
+	if (filter.has_types && filter.ntypes == 0)
+		return (Datum) 0;
+
+	cat = es_catalog();
+	nparts = es_log_partitions(cat, &parts);
+	remote = palloc0(sizeof(bool) * nparts);
+
+	/* the partitions placed here, with this node's horizon */
+	horizon = es_reader_horizon(cat, &snapshot);
+	for (int i = 0; i < nparts; i++)
+	{
+		const EsCatalog *pcat;
+
+		if (!es_partition_wanted(wanted, parts[i].id))
+			continue;
+		pcat = parts[i].local ? es_partition_catalog(cat, parts[i].id) : NULL;
+		if (pcat == NULL)
+		{
+			remote[i] = !here_only;
+			any_remote |= remote[i];
+			continue;
+		}
+		es_read_log(rsinfo, pcat, snapshot, es_vector_after(&vector, parts[i].id), horizon,
+					&filter, has_max, max_count, &parts[i].id);
+	}
+	UnregisterSnapshot(snapshot);
+
+	/* the others, where they are placed */
+	if (any_remote)
+		es_read_remote_partitions(rsinfo, fcinfo, parts, nparts, remote);
+
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_read_partitions);
+Datum
+eventstore_read_partitions(PG_FUNCTION_ARGS)
+{
+	return es_read_partitions(fcinfo, false);
+}
+
+/*
+ * The part of read_partitions that one node does for another: whoever may
+ * call read_partitions may call this (it is executable by everyone and
+ * checks that right itself), so one grant governs both.
+ */
+PG_FUNCTION_INFO_V1(eventstore_read_partitions_here);
+Datum
+eventstore_read_partitions_here(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[5] = {JSONBOID, INT8OID, TEXTARRAYOID, TEXTOID, INT4ARRAYOID};
+	List	   *name = list_make2(makeString("eventstore"), makeString("read_partitions"));
+	Oid			fn = LookupFuncName(name, 5, argtypes, false);
+
+	if (es_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function read_partitions")));
+	return es_read_partitions(fcinfo, true);
 }

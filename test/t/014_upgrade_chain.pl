@@ -1,7 +1,7 @@
 # A fresh install and the update chain give the same objects (issue 13).
 #
 # CREATE EXTENSION eventstore runs the install script built from
-# sql/install/; a database created at any released version (0.1.0 ... 0.6.0) reaches
+# sql/install/; a database created at any released version (0.1.0 ... 0.7.0) reaches
 # the same version through the frozen update scripts of sql/versions/.  For
 # each starting version this test compares, with the fresh install:
 #
@@ -198,7 +198,7 @@ for my $kind ('function', 'aggregate', 'relation', 'type')
 	  or diag(join("\n", @missing));
 }
 
-for my $from ('0.1.0', '0.2.0', '0.3.0', '0.4.0', '0.5.0', '0.6.0')
+for my $from ('0.1.0', '0.2.0', '0.3.0', '0.4.0', '0.5.0', '0.6.0', '0.7.0')
 {
 	(my $db = "from_$from") =~ s/\./_/g;
 	$node->safe_psql('postgres', "CREATE DATABASE $db");

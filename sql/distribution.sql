@@ -1,0 +1,141 @@
+--
+-- A store distributed with Citus (0.8.0), as a single server sees it: the
+-- functions exist, report a single server, and refuse what needs Citus
+-- with their SQLSTATE, writing nothing.  Distribution itself is tested on
+-- a coordinator and two workers (test/t/016_citus.pl).
+--
+CREATE EXTENSION eventstore;
+SELECT stream_version FROM eventstore.append('d-1', 'Opened', '{}');
+\set unchanged 'SELECT count(*) AS events, eventstore.is_distributed() AS distributed, (SELECT string_agg(conname || ''='' || pg_get_constraintdef(oid), '', '' ORDER BY conname) FROM pg_constraint WHERE conrelid IN (''eventstore.events''::regclass, ''eventstore.event_ids''::regclass) AND contype = ''p'') AS keys FROM eventstore.events;'
+:unchanged
+
+-- A single server: nothing distributed, read_all and global_horizon work.
+SELECT eventstore.is_distributed();
+SELECT count(*) FROM eventstore.read_all(0);
+SELECT eventstore.global_horizon() >= 1 AS horizon_ok;
+
+-- The global log as partitions: a single server is one partition,
+-- -2147483648 (the lowest hash), read as read_all reads it.
+SELECT count(eventstore.append('d-' || (i % 3), CASE WHEN i % 2 = 0 THEN 'Even' ELSE 'Odd' END,
+                               jsonb_build_object('i', i)))
+  FROM generate_series(1, 9) i;
+SELECT partition, global_position, stream_id, stream_version, event_type
+  FROM eventstore.read_partitions() ORDER BY global_position;
+SELECT (SELECT array_agg(global_position ORDER BY global_position)
+          FROM eventstore.read_partitions('{"-2147483648": 3}', 4, ARRAY['Odd'], 'd-'))
+     = (SELECT array_agg(global_position ORDER BY global_position)
+          FROM eventstore.read_all(3, 4, ARRAY['Odd'], 'd-')) AS same_as_read_all;
+-- a key below every partition stands for all of them (a follower's
+-- checkpoint from before a split); unknown higher keys change nothing
+SELECT count(*) FROM eventstore.read_partitions('{"-2147483648": 8}');
+SELECT count(*) FROM eventstore.read_partitions('{"-2147483648": 8, "5": 1}');
+SELECT count(*) FROM eventstore.read_partitions('{"-2147483648": 8}', partitions => ARRAY[7]);
+SELECT count(*) FROM eventstore.read_partitions('{}', 0);
+-- deleted streams are hidden as read_all hides them
+SELECT eventstore.delete_stream('d-0');
+SELECT count(*) FILTER (WHERE stream_id = 'd-0') AS d0, count(*) FILTER (WHERE stream_id = '$$d-0') AS markers
+  FROM eventstore.read_partitions();
+
+-- Bad checkpoints and counts (22023), nothing read.
+SELECT * FROM eventstore.read_partitions('[1, 2]');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('"x"');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{"first": 1}');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{"1.5": 1}');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{"2147483648": 1}');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{"0": -1}');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{"0": 1.5}');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{"0": "1"}');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{"0": 99999999999999999999}');
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{}', -1);
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{}', 10, partitions => ARRAY[1, NULL]);
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_partitions('{}', 10, partitions => ARRAY[[1], [2]]);
+\echo :SQLSTATE
+-- NULL checkpoint: from the start
+SELECT count(*) FROM eventstore.read_partitions(NULL);
+
+-- Nothing to align on a single server (55000).
+SELECT eventstore.align_positions();
+\echo :SQLSTATE
+
+-- Bad shard counts (22023), before anything else is looked at.
+SELECT eventstore.distribute(0);
+\echo :SQLSTATE
+SELECT eventstore.distribute(64001);
+\echo :SQLSTATE
+SELECT eventstore.distribute(NULL);
+\echo :SQLSTATE
+:unchanged
+
+-- Without Citus in the database (55000): the keys stay as they were.
+SELECT eventstore.distribute();
+\echo :SQLSTATE
+SELECT eventstore.distribute(4);
+\echo :SQLSTATE
+:unchanged
+
+-- Only its owner (a superuser here) may distribute the store: EXECUTE is
+-- not granted to PUBLIC (42501) ...
+CREATE ROLE regress_dist_user;
+GRANT USAGE ON SCHEMA eventstore TO regress_dist_user;
+SET ROLE regress_dist_user;
+SELECT eventstore.distribute(4);
+\echo :SQLSTATE
+RESET ROLE;
+-- The functions of the partitioned log for nobody but those granted:
+-- read_partitions, align_positions and _advance_positions refuse PUBLIC
+-- (42501); _read_partitions_here, which nodes call for one another, is
+-- executable by everyone but refuses whoever may not call read_partitions.
+SET ROLE regress_dist_user;
+SELECT * FROM eventstore.read_partitions();
+\echo :SQLSTATE
+SELECT eventstore.align_positions();
+\echo :SQLSTATE
+SELECT eventstore._advance_positions(1000000);
+\echo :SQLSTATE
+SELECT * FROM eventstore._read_partitions_here('{}', 10, NULL, NULL, NULL);
+\echo :SQLSTATE
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION eventstore.read_partitions(jsonb, bigint, text[], text, integer[]) TO regress_dist_user;
+SET ROLE regress_dist_user;
+SELECT count(*) FROM eventstore._read_partitions_here('{}', 10, NULL, NULL, NULL);
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION eventstore.read_partitions(jsonb, bigint, text[], text, integer[]) FROM regress_dist_user;
+-- the sequence was not moved by the refused call
+SELECT last_value < 1000000 AS not_advanced FROM eventstore.global_position_seq;
+SET ROLE regress_dist_user;
+-- ... and granted EXECUTE, the function runs with the caller's rights
+-- (SECURITY INVOKER: only the owner of the tables could change them; on a
+-- single server the missing Citus is refused first, 55000).
+GRANT EXECUTE ON FUNCTION eventstore.distribute(integer) TO regress_dist_user;
+SET ROLE regress_dist_user;
+SELECT eventstore.distribute(4);
+\echo :SQLSTATE
+RESET ROLE;
+:unchanged
+
+-- The guard triggers of what stays single-server let a single server be.
+CREATE FUNCTION d_handler(e eventstore.event) RETURNS void LANGUAGE sql AS 'SELECT';
+SELECT eventstore.create_projection('d_proj', 'd_handler(eventstore.event)');
+SELECT name FROM eventstore.projections;
+SELECT eventstore.drop_projection('d_proj');
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgname LIKE '%single_server' ORDER BY 1;
+
+SELECT prosecdef AS security_definer FROM pg_proc WHERE oid = 'eventstore.distribute(integer)'::regprocedure;
+
+REVOKE EXECUTE ON FUNCTION eventstore.distribute(integer) FROM regress_dist_user;
+REVOKE USAGE ON SCHEMA eventstore FROM regress_dist_user;
+DROP ROLE regress_dist_user;
+DROP FUNCTION d_handler(eventstore.event);
+DROP EXTENSION eventstore;

@@ -1,0 +1,219 @@
+-- eventstore 0.7.0 -> 0.8.0: a store distributed by stream with Citus
+-- (issue 16).  test/t/014_upgrade_chain.pl checks that this script and a
+-- fresh install of 0.8.0 agree.  The same definitions as
+-- sql/install/distribution.sql.
+
+\echo Use "ALTER EXTENSION eventstore UPDATE TO '0.8.0'" to load this file. \quit
+
+-- ---------------------------------------------------------------------
+-- A store distributed by stream with Citus (0.8.0)
+-- ---------------------------------------------------------------------
+-- eventstore.distribute() splits the tables keyed by stream into
+-- co-located shards by stream_id and makes the functions of one stream
+-- Citus "distributed functions": called on the coordinator, each runs on
+-- the node that holds the stream, where the C code finds the stream's local
+-- shards (src/shard.c).  The global log is read by partition
+-- (read_partitions).  What else works across streams (read_all,
+-- projections, subscriptions, snapshot and archive policies) stays
+-- single-server in this version: on a distributed store it is refused with
+-- 0A000, never run against the empty placeholder tables.
+
+CREATE FUNCTION eventstore.is_distributed() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_is_distributed'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore.is_distributed() IS 'Whether eventstore.events is distributed with Citus in this database (eventstore.distribute)';
+
+CREATE FUNCTION eventstore._single_server_only() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'eventstore_single_server_only'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._single_server_only() IS 'Trigger refusing, on a distributed store, what this version runs on one server only';
+REVOKE ALL ON FUNCTION eventstore._single_server_only() FROM PUBLIC;
+
+CREATE TRIGGER projections_single_server
+    BEFORE INSERT ON eventstore.projections
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a projection');
+CREATE TRIGGER subscriptions_single_server
+    BEFORE INSERT ON eventstore.subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a durable subscription');
+CREATE TRIGGER snapshot_policies_single_server
+    BEFORE INSERT ON eventstore.snapshot_policies
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a snapshot policy');
+CREATE TRIGGER archive_policies_single_server
+    BEFORE INSERT ON eventstore.archive_policies
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('an archive policy');
+
+-- The global log as partitions: one per shard of a distributed store, one
+-- (-2147483648) on a single server.  Positions increase within a
+-- partition; a follower keeps one per partition, {"<partition>": position},
+-- and within each partition read_partitions keeps read_all's promise.
+CREATE FUNCTION eventstore.read_partitions(
+    after         jsonb     DEFAULT '{}',
+    max_count     bigint    DEFAULT 1000,
+    event_types   text[]    DEFAULT NULL,
+    stream_prefix text      DEFAULT NULL,
+    partitions    integer[] DEFAULT NULL)
+RETURNS TABLE (partition integer, global_position bigint, stream_id text,
+               stream_version bigint, event_id uuid, event_type text,
+               data jsonb, metadata jsonb, created_at timestamptz)
+    AS 'MODULE_PATHNAME', 'eventstore_read_partitions'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 1000;
+COMMENT ON FUNCTION eventstore.read_partitions(jsonb, bigint, text[], text, integer[]) IS
+    'Events of each partition of the global log after its position in after, ascending per partition; never skips an event that commits later';
+REVOKE ALL ON FUNCTION eventstore.read_partitions(jsonb, bigint, text[], text, integer[]) FROM PUBLIC;
+
+-- What one node reads for read_partitions on another; it checks that the
+-- caller may execute read_partitions, so one grant governs both.
+CREATE FUNCTION eventstore._read_partitions_here(
+    after jsonb, max_count bigint, event_types text[], stream_prefix text,
+    partitions integer[])
+RETURNS TABLE (partition integer, global_position bigint, stream_id text,
+               stream_version bigint, event_id uuid, event_type text,
+               data jsonb, metadata jsonb, created_at timestamptz)
+    AS 'MODULE_PATHNAME', 'eventstore_read_partitions_here'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 1000;
+COMMENT ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text, integer[]) IS
+    'The partitions of read_partitions placed on this node (internal; needs EXECUTE on read_partitions)';
+GRANT EXECUTE ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text, integer[]) TO PUBLIC;
+
+CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._advance_positions(bigint) IS
+    'Make this node draw global positions above floor (internal, eventstore.align_positions)';
+REVOKE ALL ON FUNCTION eventstore._advance_positions(bigint) FROM PUBLIC;
+
+-- After shards were split (or data copied in by hand), a partition can
+-- hold positions another node drew: make every node draw above the
+-- highest position stored anywhere.  Shard moves need nothing (an append
+-- to a shard that arrived checks it, src/shard.c).
+CREATE FUNCTION eventstore.align_positions()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    highest bigint;
+    failed record;
+BEGIN
+    IF NOT eventstore.is_distributed() THEN
+        RAISE EXCEPTION 'eventstore is not distributed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'A single server draws every position from one sequence: there is nothing to align.';
+    END IF;
+    SELECT pg_catalog.max(e.global_position) INTO highest FROM eventstore.events e;
+    highest := GREATEST(COALESCE(highest, 0),
+                        (SELECT s.last_value FROM eventstore.global_position_seq s));
+    SELECT r.* INTO failed
+      FROM pg_catalog.run_command_on_all_nodes(
+               pg_catalog.format('SELECT eventstore._advance_positions(%s)', highest)) r
+     WHERE NOT r.success
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'could not align the positions of node %', failed.nodeid
+            USING ERRCODE = '08006', DETAIL = failed.result;
+    END IF;
+    RETURN highest;
+END
+$$;
+COMMENT ON FUNCTION eventstore.align_positions() IS
+    'Make every node of a distributed store draw global positions above the highest stored; returns it';
+REVOKE ALL ON FUNCTION eventstore.align_positions() FROM PUBLIC;
+
+CREATE FUNCTION eventstore.distribute(shard_count integer DEFAULT 32)
+RETURNS void
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    IF shard_count IS NULL THEN
+        RAISE EXCEPTION 'shard_count must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF shard_count < 1 OR shard_count > 64000 THEN
+        RAISE EXCEPTION 'shard_count must be between 1 and 64000'
+            USING ERRCODE = '22023';
+    END IF;
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RAISE EXCEPTION 'extension "citus" is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'Install Citus, put citus first in shared_preload_libraries and run CREATE EXTENSION citus.';
+    END IF;
+    IF eventstore.is_distributed() THEN
+        RAISE NOTICE 'eventstore is already distributed';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'eventstore.distribute() must run on the coordinator'
+            USING ERRCODE = '55000';
+    END IF;
+    IF EXISTS (SELECT FROM eventstore.projections)
+       OR EXISTS (SELECT FROM eventstore.subscriptions)
+       OR EXISTS (SELECT FROM eventstore.snapshot_policies)
+       OR EXISTS (SELECT FROM eventstore.archive_policies) THEN
+        RAISE EXCEPTION 'cannot distribute a store that has projections, subscriptions or policies'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'This version runs them on one server only.',
+                  HINT = 'Drop them first.';
+    END IF;
+
+    -- Citus requires every unique key of a distributed table to include
+    -- the distribution column.  Positions are drawn per node, so they are
+    -- unique per node and increasing per shard, not across the store; an
+    -- event id is unique within its shard's streams.
+    ALTER TABLE eventstore.events
+        DROP CONSTRAINT events_pkey,
+        ADD CONSTRAINT events_pkey PRIMARY KEY (global_position, stream_id);
+    ALTER TABLE eventstore.event_ids
+        DROP CONSTRAINT event_ids_pkey,
+        ADD CONSTRAINT event_ids_pkey PRIMARY KEY (event_id, stream_id);
+
+    -- the triggers keeping the events append-only go with the shards
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM pg_catalog.create_distributed_table('eventstore.events', 'stream_id',
+                                                shard_count => shard_count);
+    PERFORM pg_catalog.create_distributed_table('eventstore.event_ids', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_table('eventstore.streams', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_table('eventstore.archived_events', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_table('eventstore.snapshots', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+
+    -- the functions of one stream run where it is stored, also inside a
+    -- transaction block (force_delegation)
+    FOR fn IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::regnamespace
+           AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY[
+                 'append', 'append_events', 'read_stream', 'stream_version',
+                 'stream_info', 'get_stream_metadata', 'set_stream_metadata',
+                 'delete_stream', 'tombstone_stream', 'archive_stream',
+                 'restore_stream', 'load_state', 'aggregate_stream',
+                 'take_snapshot', 'handle_command']::name[])
+         ORDER BY p.proname
+    LOOP
+        PERFORM pg_catalog.create_distributed_function(fn, '$1',
+                    colocate_with => 'eventstore.events', force_delegation => true);
+    END LOOP;
+
+    -- Citus copied the rows into the shards and left them on disk in the
+    -- tables here, which stay as empty placeholders (the truncation must
+    -- pass the trigger that keeps the events append-only)
+    ALTER TABLE eventstore.events DISABLE TRIGGER events_no_truncate;
+    ALTER TABLE eventstore.archived_events DISABLE TRIGGER archived_events_no_truncate;
+    PERFORM pg_catalog.truncate_local_data_after_distributing_table(t)
+       FROM unnest(ARRAY['eventstore.events', 'eventstore.event_ids', 'eventstore.streams',
+                         'eventstore.archived_events', 'eventstore.snapshots']::regclass[]) t;
+    ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
+    ALTER TABLE eventstore.archived_events ENABLE ALWAYS TRIGGER archived_events_no_truncate;
+
+    -- the events stored so far keep their positions in their partitions:
+    -- every node draws above them
+    PERFORM eventstore.align_positions();
+END
+$$;
+COMMENT ON FUNCTION eventstore.distribute(integer) IS 'Distribute the store with Citus by stream_id into shard_count co-located shards; run once on the coordinator';
+REVOKE ALL ON FUNCTION eventstore.distribute(integer) FROM PUBLIC;
