@@ -42,6 +42,14 @@
 #     on at version n+1 with positions above every earlier one of the
 #     shard.  Then a move back while writers run (as in (b)): nothing lost
 #     or duplicated, positions increasing.
+# (h) A follower of every partition (read_partitions on the coordinator,
+#     a vector checkpoint) while writers run and a transaction that
+#     appended to a stream of the hot stream's partition stays open: until
+#     it commits, nothing of that partition above its position is
+#     delivered, while the other worker's partitions go on; in the end
+#     each partition was received whole, once, in position order.  (It
+#     runs before (f), which deletes events.)
+# (i) A NULL stream id through the coordinator: 22004 (Citus crashed on it).
 #
 # Set ES_TAP_SEED to replay a run (the seed is printed).
 use strict;
@@ -677,6 +685,136 @@ placeholders_empty('(c)');
 }
 
 # ===========================================================================
+# (h) a follower of every partition, a long transaction open on one node
+# ===========================================================================
+
+{
+	my $cols = "global_position, stream_id, stream_version, data->>'c', data->>'s', data->>'i'";
+	my %partition_of = map { split /\|/ } split /\n/, sql($coord, q{
+		SELECT shardid, shardminvalue FROM pg_dist_shard
+		 WHERE logicalrelid = 'eventstore.events'::regclass});
+	my %node_of;    # partition => worker port
+	for my $row (split /\n/, sql($coord, q{
+		SELECT s.shardminvalue, n.nodeport
+		  FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+		  JOIN pg_dist_node n USING (groupid)
+		 WHERE s.logicalrelid = 'eventstore.events'::regclass}))
+	{
+		my ($part, $port) = split /\|/, $row;
+		$node_of{$part} = $port;
+	}
+
+	# The follower: pages of read_partitions(checkpoint, 100); the
+	# checkpoint of a partition is the last position received from it.
+	my $session = es_connect_follower($coord, 'partition follower');
+	my (%checkpoint, %got, $pages);
+	my $follow = sub {
+		my $after = '{' . join(', ', map { qq("$_": $checkpoint{$_}) } sort keys %checkpoint) . '}';
+		my ($out, $err) = es_quiet_query($session,
+			"SELECT partition, $cols FROM eventstore.read_partitions('$after', 100)");
+		die "read_partitions failed: $session->{stderr}" if $err;
+		$pages++;
+		my $n = 0;
+		for my $row (split /\n/, $out)
+		{
+			next if $row eq '';
+			my ($part, $rest) = split /\|/, $row, 2;
+			push @{ $got{$part} }, $rest;
+			($checkpoint{$part}) = split /\|/, $rest;
+			$n++;
+		}
+		return $n;
+	};
+
+	# The long transaction: a stream of the hot stream's shard, so that the
+	# writers' appends to the hot stream draw positions above it in the
+	# same partition while it is open.
+	my $hot_at = placement('hot')->{hot};
+	my ($long) = grep { placement($_)->{$_} eq $hot_at } map { "long-$_" } 0 .. 63;
+	my $long_part = $partition_of{ (split /\|/, $hot_at)[1] };
+	my $long_session = $coord->background_psql('postgres', on_error_stop => 1);
+	$long_session->query_safe('BEGIN');
+	my $long_pos = $long_session->query_safe(
+		qq{SELECT global_position FROM eventstore.append('$long', 'Long', '{"c": 0, "s": 0, "i": 1}')});
+	my $other_port = (grep { $_->port != $node_of{$long_part} } @workers)[0]->port;
+	my ($held, $other_before, $other_during, $later_committed);
+
+	run_writers('(h) follower', [ 21 .. 23 ], 120, 'r', sub {
+		# while the long transaction is open
+		my $count_other = sub {
+			my $n = 0;
+			$n += scalar(@{ $got{$_} }) for grep { $node_of{$_} == $other_port } keys %got;
+			return $n;
+		};
+		$other_before = $count_other->();
+		my $until = time() + 1.5;
+		while (time() < $until)
+		{
+			usleep(2_000) if $follow->() == 0;
+		}
+		$other_during = $count_other->() - $other_before;
+		$held = grep { (split /\|/)[0] > $long_pos } @{ $got{$long_part} // [] };
+		my $long_shard = (split /\|/, $hot_at)[1];
+		($later_committed) = map { (split /\|/)[2] }
+		  grep { (split /\|/)[1] == $long_shard } stored('count(*)', "global_position > $long_pos");
+		$long_session->query_safe('COMMIT');
+		$follow->() for 1 .. 20;
+	});
+	$long_session->quit;
+
+	cmp_ok($later_committed // 0, '>', 0,
+		"(h) events of the long transaction's partition committed above its position ($long_pos) while it was open");
+	is($held, 0, '(h) none of them was delivered before it committed');
+	cmp_ok($other_during, '>', 0,
+		"(h) the other worker's partitions went on meanwhile ($other_during events)");
+
+	# Drain: until every partition has reached its highest stored position.
+	my %committed;
+	for (stored($cols))
+	{
+		my ($port, $shard, $rest) = split /\|/, $_, 3;
+		push @{ $committed{ $partition_of{$shard} } }, $rest;
+	}
+	for my $part (keys %committed)
+	{
+		@{ $committed{$part} } =
+		  sort { (split /\|/, $a)[0] <=> (split /\|/, $b)[0] } @{ $committed{$part} };
+	}
+	my $caught_up = es_wait_for('the follower to catch up',
+		$PostgreSQL::Test::Utils::timeout_default,
+		sub {
+			$follow->();
+			return !grep {
+				($checkpoint{$_} // 0) < (split /\|/, $committed{$_}[-1])[0]
+			} keys %committed;
+		});
+	ok($caught_up, "(h) the follower caught up with every partition ($pages pages)");
+	is(join(' ', sort keys %got), join(' ', sort keys %committed),
+		'(h) the follower received the partitions that hold events');
+	my (@wrong);
+	for my $part (sort keys %committed)
+	{
+		my @pos = map { (split /\|/)[0] } @{ $got{$part} // [] };
+		push @wrong, "$part: positions not increasing"
+		  if grep { $pos[$_] <= $pos[ $_ - 1 ] } 1 .. $#pos;
+		my %have = map { $_ => 1 } @{ $got{$part} // [] };
+		my %want = map { $_ => 1 } @{ $committed{$part} };
+		my @missed = grep { !$have{$_} } @{ $committed{$part} };
+		my @extra = grep { !$want{$_} } @{ $got{$part} // [] };
+		push @wrong, "$part: missed " . join(' ', es_head(5, @missed)) if @missed;
+		push @wrong, "$part: extra " . join(' ', es_head(5, @extra)) if @extra;
+		push @wrong, "$part: not the committed sequence"
+		  unless join("\n", @{ $got{$part} // [] }) eq join("\n", @{ $committed{$part} });
+	}
+	is(scalar(@wrong), 0,
+		'(h) every partition was received whole, once, in position order')
+	  or diag(join("\n", es_head(20, @wrong)));
+	ok(grep({ (split /\|/)[1] eq $long } @{ $got{$long_part} }),
+		'(h) the long transaction\'s event was received after its commit');
+	$session->quit;
+}
+
+# ===========================================================================
 # (f) reads, deletes, tombstones, commands through the coordinator
 # ===========================================================================
 
@@ -827,7 +965,7 @@ sql($coord, q{
 }
 
 # ===========================================================================
-# (h) a NULL stream id through the coordinator
+# (i) a NULL stream id through the coordinator
 # ===========================================================================
 
 # Last, because it has crashed the coordinator: Citus 13.2.2 hashes the
@@ -839,7 +977,7 @@ for my $q (q{SELECT * FROM eventstore.append(NULL, 'Added', '{}')},
 	q{SELECT eventstore.stream_version(NULL)})
 {
 	my ($state, $err) = sql_state($coord, $q);
-	is($state, '22004', "(h) $q: 22004 through the coordinator") or diag($err);
+	is($state, '22004', "(i) $q: 22004 through the coordinator") or diag($err);
 }
 
 for my $node ($coord, @workers)
