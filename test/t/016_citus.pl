@@ -38,10 +38,12 @@
 #     lifecycle markers are stored in their stream's shard; read_all is
 #     refused with 0A000 on a distributed store (for now).
 # (g) citus_move_shard_placement (block_writes) of the shard holding the hot
-#     stream: the shard's events are the same on the new worker, appends go
-#     on at version n+1 with positions above every earlier one of the
-#     shard.  Then a move back while writers run (as in (b)): nothing lost
-#     or duplicated, positions increasing.
+#     stream, after a batch that puts the source worker's positions far
+#     ahead of the target's: the shard's events are the same on the new
+#     worker, appends go on at version n+1 with positions above every
+#     earlier one of the shard.  Then a move back while writers run (as in
+#     (b)), with commits before and after it: nothing lost or duplicated,
+#     every outcome as predicted, positions increasing.
 # (h) A follower of every partition (read_partitions on the coordinator,
 #     a vector checkpoint) while writers run and a transaction that
 #     appended to a stream of the hot stream's partition stays open: until
@@ -49,7 +51,8 @@
 #     delivered, while the other worker's partitions go on; in the end
 #     each partition was received whole, once, in position order.  (It
 #     runs before (f), which deletes events.)
-# (i) A NULL stream id through the coordinator: 22004 (Citus crashed on it).
+# (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
+#     crashes the coordinator on it, see there).
 #
 # Set ES_TAP_SEED to replay a run (the seed is printed).
 use strict;
