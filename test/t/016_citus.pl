@@ -888,9 +888,24 @@ sql($coord, q{
 			"SELECT eventstore.aggregate_stream('f-2', 'counter_evolve(bigint,eventstore.event)', NULL::bigint)"),
 		'13', '(f) aggregate_stream folds the stream');
 
-	# The global log is per partition (a later step): read_all is refused.
-	($state, $err) = sql_state($coord, 'SELECT * FROM eventstore.read_all(0, 10)');
-	is($state, '0A000', '(f) read_all on a distributed store: 0A000 (for now)') or diag($err);
+	# What works on one total order of the log is refused on a distributed
+	# store in this version, and nothing of it is created.
+	sql($coord, q{CREATE FUNCTION tap_handler(e eventstore.event) RETURNS void
+		LANGUAGE plpgsql AS $$ BEGIN END $$});
+	for my $q ('SELECT * FROM eventstore.read_all(0, 10)',
+		'SELECT eventstore.global_horizon()',
+		q{SELECT eventstore.create_projection('p', 'tap_handler(eventstore.event)')},
+		q{SELECT eventstore.create_projection('q', 'tap_handler(eventstore.event)', mode => 'async')},
+		q{SELECT eventstore.create_subscription('s')},
+		q{SELECT eventstore.create_snapshot_policy('sp', 'counter_evolve(bigint,eventstore.event)', NULL::bigint)},
+		q{SELECT eventstore.create_archive_policy('ap', '1 day')})
+	{
+		($state, $err) = sql_state($coord, $q);
+		is($state, '0A000', "(f) $q on a distributed store: 0A000 (for now)") or diag($err);
+	}
+	is( sql($coord, 'SELECT ' . join(' + ', map { "(SELECT count(*) FROM eventstore.$_)" }
+			  qw(projections subscriptions snapshot_policies archive_policies))),
+		'0', '(f) no projection, subscription or policy was created');
 	placeholders_empty('(f)');
 }
 
