@@ -690,7 +690,8 @@ es_read_remote_partitions(ReturnSetInfo *rsinfo, FunctionCallInfo fcinfo,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("could not read the partitions of the global log on node %s:%s",
 							SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2)),
-					 errdetail("%s", SPI_getvalue(tup, desc, 4))));
+					 errdetail("%s", SPI_getvalue(tup, desc, 4)),
+					 errhint("The calling role needs EXECUTE on eventstore.read_partitions on every node: Citus does not pass that grant on.")));
 		/* a node with nothing to return */
 		(void) SPI_getbinval(tup, desc, 5, &isnull);
 		if (isnull)
