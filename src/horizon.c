@@ -516,6 +516,14 @@ es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue)
 	EsDatabaseState *db;
 	uint64		current;
 
+	/*
+	 * Mostly there is nothing to do: look first without the lock, which
+	 * waits for every transaction that drew from the sequence to end.
+	 */
+	last = es_sequence_last_drawn(seq);
+	if (last >= floor && (stride == 1 || last % stride == residue))
+		return;
+
 	LockRelationOid(seq, ExclusiveLock);
 	last = es_sequence_last_drawn(seq);
 	if (last < floor || (stride > 1 && last % stride != residue))
