@@ -51,6 +51,11 @@
 #     delivered, while the other worker's partitions go on; in the end
 #     each partition was received whole, once, in position order.  (It
 #     runs before (f), which deletes events.)
+# (j) Shard splits: a shard holding a lifecycle marker of a stream that
+#     Citus's hash places elsewhere ($$S is stored with S) is not split
+#     (Citus refuses, nothing changes); a shard without one is split in two,
+#     and after align_positions a follower's checkpoint from before the
+#     split goes on: exactly the events appended after it, each once.
 # (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
 #     crashes the coordinator on it, see there).
 #
@@ -983,6 +988,99 @@ sql($coord, q{
 	  map { my @f = split /\|/; [ $f[3], $f[2] ] } stream_rows('hot', 'global_position, stream_version');
 	ok(!grep({ $hot[$_][1] <= $hot[ $_ - 1 ][1] } 1 .. $#hot),
 		'(g) the hot stream\'s positions increase over both moves');
+}
+
+# ===========================================================================
+# (j) shard splits
+# ===========================================================================
+
+{
+	# A follower's checkpoint of every partition, taken before the split.
+	my $vector = sql($coord, q{
+		SELECT jsonb_object_agg(partition, last)
+		  FROM (SELECT partition, max(global_position) AS last
+		          FROM eventstore.read_partitions('{}', 100000000) GROUP BY 1) p});
+
+	# A shard that holds the lifecycle marker of a stream stored elsewhere by
+	# Citus's hash ($$S is stored with S): Citus refuses to split it, and
+	# nothing changes.
+	my $foreign_marker = sub {
+		for (stored('stream_id', q{stream_id LIKE '$$%'}))
+		{
+			my ($port, $shard, $stream) = split /\|/;
+			return $shard
+			  if sql($coord, "SELECT get_shard_id_for_distribution_column('eventstore.events', '$stream')")
+			  != $shard;
+		}
+		return undef;
+	};
+	# (f) left markers; make sure one of them is stored off its hash
+	for my $n (1 .. 20)
+	{
+		last if defined $foreign_marker->();
+		sql($coord, "SELECT eventstore.append('split-del-$n', 'Added', '{}')");
+		sql($coord, "SELECT eventstore.delete_stream('split-del-$n')");
+	}
+	my $marker_shard = $foreign_marker->();
+	ok(defined $marker_shard, '(j) a marker stored off its hash') or $marker_shard = 0;
+	my $nshards = sql($coord,
+		q{SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'eventstore.events'::regclass});
+	my ($lo, $hi) = split /\|/, sql($coord,
+		"SELECT shardminvalue, shardmaxvalue FROM pg_dist_shard WHERE shardid = $marker_shard");
+	my $node_ids = sql($coord, q{
+		SELECT string_agg(nodeid::text, ',' ORDER BY nodeport) FROM pg_dist_node
+		 WHERE groupid <> 0});
+	my ($state, $err) = sql_state($coord,
+		"SELECT citus_split_shard_by_split_points($marker_shard, ARRAY['"
+		  . int(($lo + $hi) / 2) . "'], ARRAY[$node_ids], 'block_writes')");
+	isnt($state, '', "(j) a shard holding a marker whose hash lies elsewhere is not split ($state)")
+	  or diag($err);
+	is(sql($coord,
+		q{SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'eventstore.events'::regclass}),
+		$nshards, '(j) the shards are as they were');
+
+	# A shard without markers: split in two, one half on each worker; after
+	# align_positions, appends to streams of both halves are drawn above
+	# the checkpoint of the range they come from, and a follower that goes
+	# on from its checkpoint receives exactly them, each once.
+	my %marker_shards = map { (split /\|/)[1] => 1 } stored('stream_id', q{stream_id LIKE '$$%'});
+	my ($plain_shard) = grep { !$marker_shards{$_} } split /\n/, sql($coord, q{
+		SELECT shardid FROM pg_dist_shard WHERE logicalrelid = 'eventstore.events'::regclass
+		 ORDER BY shardid});
+	($lo, $hi) = split /\|/, sql($coord,
+		"SELECT shardminvalue, shardmaxvalue FROM pg_dist_shard WHERE shardid = $plain_shard");
+	my $mid = int(($lo + $hi) / 2);
+	($state, $err) = sql_state($coord,
+		"SELECT citus_split_shard_by_split_points($plain_shard, ARRAY['$mid'], ARRAY[$node_ids], 'block_writes')");
+	is($state, '', "(j) shard $plain_shard split at $mid") or diag($err);
+	cmp_ok(sql($coord, 'SELECT eventstore.align_positions()'), '>', 0,
+		'(j) align_positions after the split');
+
+	# streams of each half
+	my @halves = split /\n/, sql($coord, qq{
+		SELECT shardid FROM pg_dist_shard
+		 WHERE logicalrelid = 'eventstore.events'::regclass
+		   AND shardminvalue::int >= $lo AND shardmaxvalue::int <= $hi ORDER BY 1});
+	is(scalar(@halves), 2, '(j) two shards cover the range that was split');
+	my %want;
+	my $at = placement(map { "split-$_" } 0 .. 199);
+	for my $half (@halves)
+	{
+		my @streams = grep { (split /\|/, $at->{$_})[1] == $half } sort keys %$at;
+		ok(@streams >= 2, "(j) streams of shard $half") or next;
+		for my $stream (@streams[0 .. 1])
+		{
+			my $pos = sql($coord,
+				"SELECT global_position FROM eventstore.append('$stream', 'AfterSplit', '{}')");
+			$want{"$stream|$pos"} = 1;
+		}
+	}
+	my $after = sql($coord, qq{
+		SELECT string_agg(stream_id || '|' || global_position, E'\\n' ORDER BY stream_id)
+		  FROM eventstore.read_partitions('$vector', 100000)});
+	is_deeply({ map { $_ => 1 } grep { $_ ne '' } split /\n/, $after }, \%want,
+		'(j) the follower goes on from its checkpoint: exactly the events appended after the split')
+	  or diag("after: $after");
 }
 
 # ===========================================================================
