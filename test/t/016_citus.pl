@@ -56,6 +56,9 @@
 #     (Citus refuses, nothing changes); a shard without one is split in two,
 #     and after align_positions a follower's checkpoint from before the
 #     split goes on: exactly the events appended after it, each once.
+# (k) Notifications: the worker of each node notifies that node's
+#     listeners when events commit in the partitions it holds (the payload
+#     is a position of one of them).
 # (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
 #     crashes the coordinator on it, see there).
 #
@@ -988,6 +991,29 @@ sql($coord, q{
 	  map { my @f = split /\|/; [ $f[3], $f[2] ] } stream_rows('hot', 'global_position, stream_version');
 	ok(!grep({ $hot[$_][1] <= $hot[ $_ - 1 ][1] } 1 .. $#hot),
 		'(g) the hot stream\'s positions increase over both moves');
+}
+
+# ===========================================================================
+# (k) notifications: each worker notifies its own listeners
+# ===========================================================================
+
+for my $w (@workers)
+{
+	my ($stream) = streams_on($w->port, 'notify');
+	my $listener = $w->background_psql('postgres', on_error_stop => 1);
+	$listener->query_safe('LISTEN eventstore_events');
+	my $pos = sql($coord,
+		"SELECT global_position FROM eventstore.append('$stream', 'Notified', '{}')");
+	my $payload = 0;
+	# psql prints a notification after the next command it runs
+	es_wait_for('a notification on ' . $w->name, 10, sub {
+		my $out = $listener->query_safe('SELECT 1');
+		($payload) = $out =~ /Asynchronous notification "eventstore_events" with payload "(\d+)"/;
+		return defined $payload && $payload >= $pos;
+	});
+	cmp_ok($payload // 0, '>=', $pos,
+		'(k) ' . $w->name . ' notified its listener of the append to ' . $stream);
+	$listener->quit;
 }
 
 # ===========================================================================
