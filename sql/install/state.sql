@@ -200,6 +200,9 @@ BEGIN
     IF EXISTS (SELECT FROM eventstore.snapshot_policies p WHERE p.name = _create_snapshot_policy.name) THEN
         RAISE EXCEPTION 'snapshot policy "%" already exists', name USING ERRCODE = '42710';
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid OPERATOR(pg_catalog.=) evolve::oid) THEN
+        RAISE EXCEPTION 'function with OID % does not exist', evolve::oid USING ERRCODE = '42883';
+    END IF;
     -- first, so that a distributed store refuses the policy (0A000, the
     -- table's trigger) before evolve is tried on a stream
     INSERT INTO eventstore.snapshot_policies
