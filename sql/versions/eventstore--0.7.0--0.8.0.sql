@@ -563,6 +563,11 @@ BEGIN
     v_window := greatest(1000, max_count);
     v_step := 0;
     v_dist := eventstore.is_distributed();
+    -- (distribute() refuses a store with subscriptions: this is a guard,
+    -- after N in every partition being what pulled_position promised)
+    IF v_dist AND v_sub.pulled_partitions IS NULL THEN
+        v_sub.pulled_partitions := jsonb_build_object('-2147483648', v_sub.pulled_position);
+    END IF;
     LOOP
         EXIT WHEN cardinality(v_deliver) >= max_count;
         SELECT count(*) INTO v_pending FROM eventstore.subscription_events se
