@@ -403,7 +403,6 @@ extern const EsCatalog *es_stream_catalog_for_append(const EsCatalog *cat, text 
 extern void es_shard_install_hooks(void);
 extern int	es_log_partitions(const EsCatalog *cat, EsPartition **parts);
 extern const EsCatalog *es_partition_catalog(const EsCatalog *cat, int32 id);
-extern void es_partition_key(text *stream_id, const char **key, int *len);
 extern void es_require_single_server(const EsCatalog *cat, const char *what);
 
 /* append.c */

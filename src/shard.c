@@ -350,7 +350,7 @@ es_store_distributed(const EsCatalog *cat)
  * The bytes of a stream id that decide its shard: a marker stream "$$S"
  * goes with S.
  */
-void
+static void
 es_partition_key(text *stream_id, const char **key, int *len)
 {
 	*key = VARDATA_ANY(stream_id);
