@@ -6,8 +6,9 @@
 -- Citus "distributed functions": called on the coordinator, each runs on
 -- the node that holds the stream, where the C code finds the stream's local
 -- shards (src/shard.c).  The global log is read by partition
--- (read_partitions).  What else works across streams (read_all,
--- projections, subscriptions, snapshot and archive policies) stays
+-- (read_partitions), which durable subscriptions pull from with a vector
+-- checkpoint (subscriptions.sql).  What else works across streams
+-- (read_all, projections, snapshot and archive policies) stays
 -- single-server in this version: on a distributed store it is refused with
 -- 0A000, never run against the empty placeholder tables.
 
@@ -25,9 +26,6 @@ REVOKE ALL ON FUNCTION eventstore._single_server_only() FROM PUBLIC;
 CREATE TRIGGER projections_single_server
     BEFORE INSERT ON eventstore.projections
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a projection');
-CREATE TRIGGER subscriptions_single_server
-    BEFORE INSERT ON eventstore.subscriptions
-    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a durable subscription');
 CREATE TRIGGER snapshot_policies_single_server
     BEFORE INSERT ON eventstore.snapshot_policies
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a snapshot policy');
@@ -67,6 +65,28 @@ RETURNS TABLE (partition integer, global_position bigint, stream_id text,
 COMMENT ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text, integer[]) IS
     'The partitions of read_partitions placed on this node (internal; needs EXECUTE on read_partitions)';
 GRANT EXECUTE ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text, integer[]) TO PUBLIC;
+
+-- Where each partition of the global log is complete: the horizon of the
+-- node holding it (a single server: one row, -2147483648, global_horizon).
+-- A filtered follower reads it before a page of read_partitions; a
+-- partition that returned a short page may move its checkpoint there.
+CREATE FUNCTION eventstore.partition_horizons()
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partition_horizons'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore.partition_horizons() IS
+    'For each partition of the global log, the position up to which read_partitions reads it now';
+REVOKE ALL ON FUNCTION eventstore.partition_horizons() FROM PUBLIC;
+
+-- What one node reads for partition_horizons on another; it checks that
+-- the caller may execute partition_horizons, so one grant governs both.
+CREATE FUNCTION eventstore._partition_horizons_here(partitions integer[])
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partition_horizons_here'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore._partition_horizons_here(integer[]) IS
+    'The partitions of partition_horizons placed on this node (internal; needs EXECUTE on partition_horizons)';
+GRANT EXECUTE ON FUNCTION eventstore._partition_horizons_here(integer[]) TO PUBLIC;
 
 CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
@@ -152,8 +172,8 @@ BEGIN
        OR EXISTS (SELECT FROM eventstore.archive_policies) THEN
         RAISE EXCEPTION 'cannot distribute a store that has projections, subscriptions or policies'
             USING ERRCODE = '0A000',
-                  DETAIL = 'This version runs them on one server only.',
-                  HINT = 'Drop them first.';
+                  DETAIL = 'This version runs projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
+                  HINT = 'Drop them first (subscriptions may be created again after distribute()).';
     END IF;
 
     -- Citus requires every unique key of a distributed table to include
@@ -208,6 +228,51 @@ BEGIN
                          'eventstore.archived_events', 'eventstore.snapshots']::regclass[]) t;
     ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
     ALTER TABLE eventstore.archived_events ENABLE ALWAYS TRIGGER archived_events_no_truncate;
+
+    -- Durable subscriptions stay local tables here; their status view
+    -- must not read the distributed events (Citus cannot join them with
+    -- the local tables there, and the lag it counts is one server's): the
+    -- view of subscriptions.sql without the lag, which is NULL.
+    CREATE OR REPLACE VIEW eventstore.subscription_status AS
+    SELECT s.name,
+           s.event_types,
+           s.stream_prefix,
+           cp.position,
+           CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
+           lag.lag_events,
+           now() - lag.oldest_created_at AS lag_time,
+           o.in_flight,
+           o.pending_retry,
+           o.parked,
+           coalesce(c.consumers, '{}') AS consumers,
+           s.last_fetch_at,
+           s.lease_timeout,
+           s.max_attempts,
+           s.pulled_partitions
+      FROM eventstore.subscriptions s
+     CROSS JOIN LATERAL (
+            SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
+                   count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
+                   count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
+                   count(*) FILTER (WHERE se.state = 'parked') AS parked
+              FROM eventstore.subscription_events se
+             WHERE se.subscription = s.name) o
+     CROSS JOIN LATERAL (
+            SELECT CASE WHEN s.pulled_partitions IS NULL
+                        THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
+                   NULL::bigint AS horizon) cp
+     CROSS JOIN LATERAL (
+            -- no lag: counting it would read every partition's events after
+            -- the checkpoint on every node (docs/distributed.md)
+            SELECT NULL::bigint AS lag_events, NULL::timestamptz AS oldest_created_at) lag
+     CROSS JOIN LATERAL (
+            SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
+              FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
+                     WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
+                    UNION
+                    SELECT se.consumer FROM eventstore.subscription_events se
+                     WHERE se.subscription = s.name AND se.state = 'leased'
+                       AND se.lease_expires_at > now()) x) c;
 
     -- the events stored so far keep their positions in their partitions:
     -- every node draws above them

@@ -59,6 +59,16 @@
 # (k) Notifications: the worker of each node notifies that node's
 #     listeners when events commit in the partitions it holds (the payload
 #     is a position of one of them).
+# (l) Durable subscriptions on the coordinator, pulled per partition: three
+#     competing consumers (test/t/subscription_clients.py) of a subscription
+#     created at the current end of every partition while writers append
+#     (as in (b)): every event appended after it is delivered and
+#     acknowledged, each once (the read model's key), each stream in its
+#     order, and the set equals the shards' events above the checkpoint
+#     taken at creation.  A filtered subscription whose events are all in
+#     one partition moves every partition's checkpoint past the events
+#     that do not match.  The status view reports no lag (NULL) rather than
+#     one server's count.
 # (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
 #     crashes the coordinator on it, see there).
 #
@@ -68,6 +78,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use File::Path qw(rmtree);
+use POSIX ();
 use Time::HiRes qw(usleep time);
 use EventStore::Test;
 
@@ -898,14 +910,14 @@ sql($coord, q{
 		'13', '(f) aggregate_stream folds the stream');
 
 	# What works on one total order of the log is refused on a distributed
-	# store in this version, and nothing of it is created.
+	# store in this version, and nothing of it is created.  (Durable
+	# subscriptions work: (l).)
 	sql($coord, q{CREATE FUNCTION tap_handler(e eventstore.event) RETURNS void
 		LANGUAGE plpgsql AS $$ BEGIN END $$});
 	for my $q ('SELECT * FROM eventstore.read_all(0, 10)',
 		'SELECT eventstore.global_horizon()',
 		q{SELECT eventstore.create_projection('p', 'tap_handler(eventstore.event)')},
 		q{SELECT eventstore.create_projection('q', 'tap_handler(eventstore.event)', mode => 'async')},
-		q{SELECT eventstore.create_subscription('s')},
 		q{SELECT eventstore.create_snapshot_policy('sp', 'counter_evolve(bigint,eventstore.event)', NULL::bigint)},
 		q{SELECT eventstore.create_archive_policy('ap', '1 day')})
 	{
@@ -914,7 +926,7 @@ sql($coord, q{
 	}
 	is( sql($coord, 'SELECT ' . join(' + ', map { "(SELECT count(*) FROM eventstore.$_)" }
 			  qw(projections subscriptions snapshot_policies archive_policies))),
-		'0', '(f) no projection, subscription or policy was created');
+		'0', '(f) no projection or policy was created');
 	placeholders_empty('(f)');
 }
 
@@ -1107,6 +1119,244 @@ for my $w (@workers)
 	is_deeply({ map { $_ => 1 } grep { $_ ne '' } split /\n/, $after }, \%want,
 		'(j) the follower goes on from its checkpoint: exactly the events appended after the split')
 	  or diag("after: $after");
+}
+
+# ===========================================================================
+# (l) durable subscriptions, pulled per partition, competing consumers
+# ===========================================================================
+
+{
+	my $python = es_python();
+	my $clients = 'test/t/subscription_clients.py';
+	# The read model on the coordinator (local tables), as in
+	# 008_subscription_consumers.pl: a plain INSERT, so that a second
+	# delivery that is applied raises.
+	sql($coord, q{
+		CREATE TABLE applied (
+		    subscription    text NOT NULL,
+		    global_position bigint NOT NULL,
+		    stream_id       text NOT NULL,
+		    stream_version  bigint NOT NULL,
+		    consumer        text NOT NULL,
+		    attempt         integer NOT NULL,
+		    applied_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+		    PRIMARY KEY (subscription, global_position));
+		CREATE FUNCTION test_apply(p_sub text, p_consumer text, p_strict boolean,
+		                           p_position bigint, p_stream text, p_version bigint,
+		                           p_attempt integer, p_n bigint)
+		RETURNS text LANGUAGE sql AS $$
+		    INSERT INTO applied (subscription, global_position, stream_id, stream_version,
+		                         consumer, attempt)
+		    VALUES (p_sub, p_position, p_stream, p_version, p_consumer, p_attempt);
+		    SELECT NULL::text;
+		$$;
+		SELECT eventstore.create_subscription('l_all', start_from => -1,
+		                                      lease_timeout => '5 seconds');
+		SELECT eventstore.create_subscription('l_rare', ARRAY['Rare'], start_from => -1);
+	});
+	my %partition_of = map { split /\|/ } split /\n/, sql($coord, q{
+		SELECT shardid, shardminvalue FROM pg_dist_shard
+		 WHERE logicalrelid = 'eventstore.events'::regclass});
+	my $vector = sql($coord, "SELECT pulled_partitions FROM eventstore.subscriptions WHERE name = 'l_all'");
+	my %start = $vector =~ /"(-?\d+)": (\d+)/g;
+	is( join(' ', sort { $a <=> $b } keys %start),
+		join(' ', sort { $a <=> $b } values %partition_of),
+		'(l) start_from -1: a checkpoint for every partition (its horizon)');
+	# where a partition continues: the entry of the greatest partition not
+	# above it (read_partitions' rule)
+	my $after = sub {
+		my ($vec, $part) = @_;
+		my ($key) = sort { $b <=> $a } grep { $_ <= $part } keys %$vec;
+		return defined $key ? $vec->{$key} : 0;
+	};
+
+	my $dir = "$PostgreSQL::Test::Utils::log_path/016_consumers";
+	rmtree($dir);
+	mkdir($dir) or die "could not create $dir: $!";
+	my %pid;
+	for my $c (1 .. 3)
+	{
+		my $pid = fork();
+		die "fork: $!" unless defined $pid;
+		if ($pid == 0)
+		{
+			open(STDOUT, '>>', "$dir/c$c.out") or POSIX::_exit(126);
+			open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
+			exec($python, $clients, 'consume', '--dsn', $coord->connstr('postgres'),
+				'--subscription', 'l_all', '--name', "c$c", '--dir', $dir,
+				'--stop', 'stop', '--max-count', 20,
+				'--vary-count', '--hold', 0.01, '--lease-timeout', 5)
+			  or POSIX::_exit(127);
+		}
+		$pid{$c} = $pid;
+	}
+
+	# The writers of (b), and meanwhile events of type Rare in one stream.
+	my @rare;
+	run_writers('(l) subscription', [ 31 .. 33 ], 100, 'l', sub {
+		for my $i (1 .. 3)
+		{
+			usleep(200_000);
+			push @rare, sql($coord,
+				"SELECT global_position FROM eventstore.append('rare-1', 'Rare', '{\"n\": $i}')");
+		}
+	});
+
+	# Everything appended since the subscription was created, read on the
+	# workers: "position|stream|version".
+	my %want;
+	for (stored('global_position, stream_id, stream_version'))
+	{
+		my ($port, $shard, $pos, $stream, $v) = split /\|/;
+		$want{$pos} = "$stream|$v" if $pos > $after->(\%start, $partition_of{$shard});
+	}
+	cmp_ok(scalar(keys %want), '>', 100, '(l) the writers appended after the subscription began');
+	my $applied_sql = q{SELECT count(*) FROM applied WHERE subscription = 'l_all'};
+	my $drained = es_wait_for('the consumers to apply every event',
+		$PostgreSQL::Test::Utils::timeout_default * 2,
+		sub { sql($coord, $applied_sql) >= scalar(keys %want) });
+	ok($drained, '(l) the consumers applied as many events as were appended');
+	# a while longer: nothing more (a duplicate) may arrive
+	usleep(500_000);
+	es_write_file("$dir/stop", '');
+	for my $c (sort keys %pid)
+	{
+		waitpid($pid{$c}, 0);
+		is($? >> 8, 0, "(l) consumer c$c exited cleanly");
+	}
+
+	my %got;
+	my @dup;
+	for (split /\n/, sql($coord, q{
+		SELECT global_position, stream_id, stream_version FROM applied
+		 WHERE subscription = 'l_all' ORDER BY global_position}))
+	{
+		my ($pos, $stream, $v) = split /\|/;
+		push @dup, $pos if exists $got{$pos};
+		$got{$pos} = "$stream|$v";
+	}
+	is_deeply(\%got, \%want,
+		'(l) the events applied are those appended after the subscription began, as stored in the shards');
+	is(sql($coord, q{SELECT count(*) FROM eventstore.subscription_events WHERE subscription = 'l_all'}),
+		'0', '(l) every event was acknowledged');
+	my @bad = grep { /^(?:ERROR|DUPLICATE|STOLEN|VIOLATION)/ }
+	  map { es_slurp_lines("$dir/c$_.log") } sort keys %pid;
+	is(scalar(@bad), 0, '(l) no consumer saw an error, a duplicate or a stolen lease')
+	  or diag(join("\n", es_head(20, @bad)));
+	cmp_ok(sql($coord, q{SELECT count(DISTINCT consumer) FROM applied WHERE subscription = 'l_all'}),
+		'>=', 2, '(l) the consumers competed');
+	# Per-stream order: in the order applied (each in the transaction of its
+	# ack), every stream's versions follow each other.
+	is( sql($coord, q{
+			SELECT count(*) FROM (
+			    SELECT stream_version - lag(stream_version) OVER w AS step
+			      FROM applied WHERE subscription = 'l_all'
+			    WINDOW w AS (PARTITION BY stream_id ORDER BY applied_at, global_position)) x
+			 WHERE step <> 1}),
+		'0', '(l) each stream was applied in its order, no version skipped');
+	is( sql($coord, q{
+			SELECT position IS NULL, pulled_position IS NULL, lag_events IS NULL,
+			       lag_time IS NULL, in_flight, parked, pulled_partitions IS NOT NULL
+			  FROM eventstore.subscription_status WHERE name = 'l_all'}),
+		't|t|t|t|0|0|t',
+		'(l) subscription_status: no single checkpoint or lag on a distributed store, nothing in flight');
+
+	# The filtered subscription: its events are in one partition; after a
+	# fetch, every partition's checkpoint is at or above its highest stored
+	# position, past the events that do not match.
+	my @rare_got;
+	for (1 .. 10)
+	{
+		my $rows = sql($coord, q{
+			SELECT string_agg(global_position || ':' || event_type || ':' || (data->>'n'), ' '
+			                  ORDER BY global_position)
+			  FROM eventstore.subscription_fetch('l_rare', 'r', 100)});
+		last if $rows eq '';
+		push @rare_got, split / /, $rows;
+		sql($coord, q{SELECT eventstore.subscription_ack('l_rare', 'r',
+			ARRAY(SELECT global_position FROM eventstore.subscription_events
+			       WHERE subscription = 'l_rare'))});
+	}
+	is("@rare_got", join(' ', map { "$rare[$_ - 1]:Rare:$_" } 1 .. 3),
+		'(l) the filtered subscription delivered its three events');
+	my %rare_vec = sql($coord, "SELECT pulled_partitions FROM eventstore.subscriptions WHERE name = 'l_rare'")
+	  =~ /"(-?\d+)": (\d+)/g;
+	my %highest;
+	for (stored('max(global_position)'))
+	{
+		my ($port, $shard, $max) = split /\|/;
+		$highest{ $partition_of{$shard} } = $max if $max ne '';
+	}
+	my @behind = grep { $after->(\%rare_vec, $_) < $highest{$_} } sort keys %highest;
+	is(scalar(@behind), 0,
+		'(l) the filtered subscription\'s checkpoint passed the events of every partition, matching or not')
+	  or diag("behind: @behind; vector " . join(', ', map { "$_: $rare_vec{$_}" } sort keys %rare_vec));
+
+	# A consumer that is not a superuser and has only the subscription
+	# grants on the coordinator, with a search_path that plants operators
+	# and functions a fetch uses before pg_catalog: it gets the new event,
+	# no planted code runs (the fetch's path is pinned, what the nodes run
+	# is qualified), and it needs no grant on the workers.
+	sql($coord, q{
+		CREATE ROLE l_consumer LOGIN;
+		GRANT USAGE ON SCHEMA eventstore TO l_consumer;
+		GRANT EXECUTE ON FUNCTION eventstore.subscription_fetch(text, text, integer),
+		                          eventstore.subscription_ack(text, text, bigint[]) TO l_consumer;
+		CREATE TABLE l_canary (who text, what text);
+		GRANT INSERT ON l_canary TO PUBLIC;
+		CREATE SCHEMA l_atk AUTHORIZATION l_consumer;
+	});
+	my $plant = q{
+		SET ROLE l_consumer;
+		CREATE FUNCTION l_atk.hit(what text) RETURNS boolean LANGUAGE sql AS
+		  $$ INSERT INTO public.l_canary VALUES (current_user, what); SELECT true $$;
+		CREATE FUNCTION l_atk.eq(a text, b text) RETURNS boolean LANGUAGE sql AS
+		  $$ SELECT CASE WHEN l_atk.hit('=') THEN a OPERATOR(pg_catalog.=) b END $$;
+		CREATE OPERATOR l_atk.= (LEFTARG = text, RIGHTARG = text, FUNCTION = l_atk.eq);
+		CREATE FUNCTION l_atk.exists(a jsonb, b text) RETURNS boolean LANGUAGE sql AS
+		  $$ SELECT CASE WHEN l_atk.hit('?') THEN a OPERATOR(pg_catalog.?) b END $$;
+		CREATE OPERATOR l_atk.? (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = l_atk.exists);
+		CREATE FUNCTION l_atk.get(a jsonb, b text) RETURNS jsonb LANGUAGE sql AS
+		  $$ SELECT CASE WHEN l_atk.hit('->') THEN a OPERATOR(pg_catalog.->) b END $$;
+		CREATE OPERATOR l_atk.-> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = l_atk.get);
+		CREATE FUNCTION l_atk.cat(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql AS
+		  $$ SELECT CASE WHEN l_atk.hit('||') THEN a OPERATOR(pg_catalog.||) b END $$;
+		CREATE OPERATOR l_atk.|| (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = l_atk.cat);
+		CREATE FUNCTION l_atk.jsonb_build_object(text, bigint) RETURNS jsonb LANGUAGE sql AS
+		  $$ SELECT CASE WHEN l_atk.hit('jsonb_build_object') THEN '{}'::jsonb END $$;
+		CREATE FUNCTION l_atk.jsonb_object_keys(jsonb) RETURNS SETOF text LANGUAGE sql AS
+		  $$ SELECT 'x' WHERE l_atk.hit('jsonb_object_keys') $$;
+		CREATE FUNCTION l_atk.jsonb_each_text(jsonb, OUT key text, OUT value text) RETURNS SETOF record
+		  LANGUAGE sql AS $$ SELECT 'x', 'y' WHERE l_atk.hit('jsonb_each_text') $$;
+		CREATE FUNCTION l_atk.jsonb_typeof(jsonb) RETURNS text LANGUAGE sql AS
+		  $$ SELECT CASE WHEN l_atk.hit('jsonb_typeof') THEN 'object' END $$;
+		CREATE FUNCTION l_atk.is_distributed() RETURNS boolean LANGUAGE sql AS
+		  $$ SELECT l_atk.hit('is_distributed') $$;
+		RESET ROLE;
+	};
+	sql($coord, $plant);
+	# the control: with that path, the caller's own query runs them
+	{
+		my ($r, $o, $e) = $coord->psql('postgres', q{SET search_path = l_atk, pg_catalog, public;
+			SELECT 'a'::text = 'b'::text, '{}'::jsonb ? 'a'}, extra_params => [ '-U', 'l_consumer' ]);
+		is($r, 0, '(l) the control query ran') or diag($e);
+	}
+	is(sql($coord, q{SELECT string_agg(what, ' ' ORDER BY what) FROM l_canary}), '= ?',
+		'(l) the planted operators run in the caller\'s own query');
+	sql($coord, 'TRUNCATE l_canary');
+	my $rare4 = sql($coord, q{SELECT global_position FROM eventstore.append('rare-1', 'Rare', '{"n": 4}')});
+	my ($ret, $out, $err) = $coord->psql('postgres', q{
+		SET search_path = l_atk, pg_catalog, public;
+		SELECT global_position, event_type, data->>'n' FROM eventstore.subscription_fetch('l_rare', 'lc', 10);
+		SELECT eventstore.subscription_ack('l_rare', 'lc',
+		         ARRAY(SELECT global_position FROM eventstore.subscription_fetch('l_rare', 'lc', 10)));
+	}, extra_params => [ '-U', 'l_consumer' ]);
+	is($ret, 0, '(l) a consumer without superuser rights fetches on the coordinator') or diag($err);
+	like($out, qr/^\Q$rare4\E\|Rare\|4\n0$/, '(l) it got the new event, once') or diag($out);
+	is(sql($coord, q{SELECT count(*) FROM l_canary}), '0',
+		'(l) no planted operator or function ran in the fetch')
+	  or diag(sql($coord, q{SELECT who, what, count(*) FROM l_canary GROUP BY 1, 2}));
+	placeholders_empty('(l)');
 }
 
 # ===========================================================================
