@@ -230,49 +230,15 @@ BEGIN
     ALTER TABLE eventstore.archived_events ENABLE ALWAYS TRIGGER archived_events_no_truncate;
 
     -- Durable subscriptions stay local tables here; their status view
-    -- must not read the distributed events (Citus cannot join them with
-    -- the local tables there, and the lag it counts is one server's): the
-    -- view of subscriptions.sql without the lag, which is NULL.
+    -- must not read the distributed events (Citus does not join them with
+    -- the local tables here, and the lag it counts is one server's):
+    -- subscription_status of subscriptions.sql with a NULL lag.
     CREATE OR REPLACE VIEW eventstore.subscription_status AS
-    SELECT s.name,
-           s.event_types,
-           s.stream_prefix,
-           cp.position,
-           CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
-           lag.lag_events,
-           now() - lag.oldest_created_at AS lag_time,
-           o.in_flight,
-           o.pending_retry,
-           o.parked,
-           coalesce(c.consumers, '{}') AS consumers,
-           s.last_fetch_at,
-           s.lease_timeout,
-           s.max_attempts,
-           s.pulled_partitions
-      FROM eventstore.subscriptions s
-     CROSS JOIN LATERAL (
-            SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
-                   count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
-                   count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
-                   count(*) FILTER (WHERE se.state = 'parked') AS parked
-              FROM eventstore.subscription_events se
-             WHERE se.subscription = s.name) o
-     CROSS JOIN LATERAL (
-            SELECT CASE WHEN s.pulled_partitions IS NULL
-                        THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
-                   NULL::bigint AS horizon) cp
-     CROSS JOIN LATERAL (
-            -- no lag: counting it would read every partition's events after
-            -- the checkpoint on every node (docs/distributed.md)
-            SELECT NULL::bigint AS lag_events, NULL::timestamptz AS oldest_created_at) lag
-     CROSS JOIN LATERAL (
-            SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
-              FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
-                     WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
-                    UNION
-                    SELECT se.consumer FROM eventstore.subscription_events se
-                     WHERE se.subscription = s.name AND se.state = 'leased'
-                       AND se.lease_expires_at > now()) x) c;
+    SELECT st.name, st.event_types, st.stream_prefix, st.position, st.pulled_position,
+           NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           st.in_flight, st.pending_retry, st.parked, st.consumers,
+           st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions
+      FROM eventstore._subscription_state st;
 
     -- the events stored so far keep their positions in their partitions:
     -- every node draws above them

@@ -750,14 +750,15 @@ REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
 -- there is none: every matching event at or below it was acknowledged or
 -- parked.  The view calls global_horizon(): its readers need EXECUTE on it
 -- (and shared_preload_libraries, else 55000).
-CREATE VIEW eventstore.subscription_status AS
+-- What subscription_status shows of a subscription but its lag (0.8.0):
+-- the same on a single server and on a distributed store.
+CREATE VIEW eventstore._subscription_state AS
 SELECT s.name,
        s.event_types,
        s.stream_prefix,
-       cp.position,
+       CASE WHEN s.pulled_partitions IS NULL
+            THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
        CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
-       lag.lag_events,
-       now() - lag.oldest_created_at AS lag_time,
        o.in_flight,
        o.pending_retry,
        o.parked,
@@ -775,22 +776,6 @@ SELECT s.name,
           FROM eventstore.subscription_events se
          WHERE se.subscription = s.name) o
  CROSS JOIN LATERAL (
-        SELECT CASE WHEN s.pulled_partitions IS NULL
-                    THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
-               CASE WHEN s.pulled_partitions IS NULL
-                    THEN eventstore.global_horizon() END AS horizon) cp
- CROSS JOIN LATERAL (
-        -- Pulled events are committed even when the horizon this snapshot
-        -- sees is older (REPEATABLE READ).
-        SELECT count(*) AS lag_events,
-               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
-          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
-                  FROM eventstore.events e
-                 WHERE e.global_position > cp.position
-                   AND e.global_position <= greatest(cp.horizon, s.pulled_position)
-                   AND eventstore._event_matches(e.stream_id, e.event_type,
-                                                 s.event_types, s.stream_prefix)) e) lag
- CROSS JOIN LATERAL (
         SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
           FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
                  WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
@@ -798,7 +783,43 @@ SELECT s.name,
                 SELECT se.consumer FROM eventstore.subscription_events se
                  WHERE se.subscription = s.name AND se.state = 'leased'
                    AND se.lease_expires_at > now()) x) c;
+COMMENT ON VIEW eventstore._subscription_state IS
+    'Durable subscriptions as subscription_status shows them, without the lag (internal)';
+REVOKE ALL ON TABLE eventstore._subscription_state FROM PUBLIC;
+
+-- The lag counts the matching events after the checkpoint up to what the
+-- subscription may pull.  On a distributed store distribute() replaces
+-- this view by one whose lag is NULL: counting it would read every
+-- partition after its checkpoint on every node, and Citus does not join
+-- the distributed events with the local tables of the coordinator.
+CREATE VIEW eventstore.subscription_status AS
+SELECT st.name,
+       st.event_types,
+       st.stream_prefix,
+       st.position,
+       st.pulled_position,
+       lag.lag_events,
+       now() - lag.oldest_created_at AS lag_time,
+       st.in_flight,
+       st.pending_retry,
+       st.parked,
+       st.consumers,
+       st.last_fetch_at,
+       st.lease_timeout,
+       st.max_attempts,
+       st.pulled_partitions
+  FROM eventstore._subscription_state st
+ CROSS JOIN LATERAL (
+        -- Pulled events are committed even when the horizon this snapshot
+        -- sees is older (REPEATABLE READ).
+        SELECT count(*) AS lag_events,
+               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
+          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
+                  FROM eventstore.events e
+                 WHERE e.global_position > st.position
+                   AND e.global_position <= greatest(eventstore.global_horizon(), st.pulled_position)
+                   AND eventstore._event_matches(e.stream_id, e.event_type,
+                                                 st.event_types, st.stream_prefix)) e) lag;
 COMMENT ON VIEW eventstore.subscription_status IS
     'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';
-
 REVOKE ALL ON TABLE eventstore.subscription_status FROM PUBLIC;

@@ -241,49 +241,15 @@ BEGIN
     ALTER TABLE eventstore.archived_events ENABLE ALWAYS TRIGGER archived_events_no_truncate;
 
     -- Durable subscriptions stay local tables here; their status view
-    -- must not read the distributed events (Citus cannot join them with
-    -- the local tables there, and the lag it counts is one server's): the
-    -- view of subscriptions.sql without the lag, which is NULL.
+    -- must not read the distributed events (Citus does not join them with
+    -- the local tables here, and the lag it counts is one server's):
+    -- subscription_status of subscriptions.sql with a NULL lag.
     CREATE OR REPLACE VIEW eventstore.subscription_status AS
-    SELECT s.name,
-           s.event_types,
-           s.stream_prefix,
-           cp.position,
-           CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
-           lag.lag_events,
-           now() - lag.oldest_created_at AS lag_time,
-           o.in_flight,
-           o.pending_retry,
-           o.parked,
-           coalesce(c.consumers, '{}') AS consumers,
-           s.last_fetch_at,
-           s.lease_timeout,
-           s.max_attempts,
-           s.pulled_partitions
-      FROM eventstore.subscriptions s
-     CROSS JOIN LATERAL (
-            SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
-                   count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
-                   count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
-                   count(*) FILTER (WHERE se.state = 'parked') AS parked
-              FROM eventstore.subscription_events se
-             WHERE se.subscription = s.name) o
-     CROSS JOIN LATERAL (
-            SELECT CASE WHEN s.pulled_partitions IS NULL
-                        THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
-                   NULL::bigint AS horizon) cp
-     CROSS JOIN LATERAL (
-            -- no lag: counting it would read every partition's events after
-            -- the checkpoint on every node (docs/distributed.md)
-            SELECT NULL::bigint AS lag_events, NULL::timestamptz AS oldest_created_at) lag
-     CROSS JOIN LATERAL (
-            SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
-              FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
-                     WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
-                    UNION
-                    SELECT se.consumer FROM eventstore.subscription_events se
-                     WHERE se.subscription = s.name AND se.state = 'leased'
-                       AND se.lease_expires_at > now()) x) c;
+    SELECT st.name, st.event_types, st.stream_prefix, st.position, st.pulled_position,
+           NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           st.in_flight, st.pending_retry, st.parked, st.consumers,
+           st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions
+      FROM eventstore._subscription_state st;
 
     -- the events stored so far keep their positions in their partitions:
     -- every node draws above them
@@ -750,14 +716,15 @@ COMMENT ON FUNCTION eventstore.subscription_parked(text) IS
     'The parked events of a subscription, in position order';
 REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
 
-CREATE OR REPLACE VIEW eventstore.subscription_status AS
+-- What subscription_status shows of a subscription but its lag (0.8.0):
+-- the same on a single server and on a distributed store.
+CREATE VIEW eventstore._subscription_state AS
 SELECT s.name,
        s.event_types,
        s.stream_prefix,
-       cp.position,
+       CASE WHEN s.pulled_partitions IS NULL
+            THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
        CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
-       lag.lag_events,
-       now() - lag.oldest_created_at AS lag_time,
        o.in_flight,
        o.pending_retry,
        o.parked,
@@ -775,22 +742,6 @@ SELECT s.name,
           FROM eventstore.subscription_events se
          WHERE se.subscription = s.name) o
  CROSS JOIN LATERAL (
-        SELECT CASE WHEN s.pulled_partitions IS NULL
-                    THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
-               CASE WHEN s.pulled_partitions IS NULL
-                    THEN eventstore.global_horizon() END AS horizon) cp
- CROSS JOIN LATERAL (
-        -- Pulled events are committed even when the horizon this snapshot
-        -- sees is older (REPEATABLE READ).
-        SELECT count(*) AS lag_events,
-               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
-          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
-                  FROM eventstore.events e
-                 WHERE e.global_position > cp.position
-                   AND e.global_position <= greatest(cp.horizon, s.pulled_position)
-                   AND eventstore._event_matches(e.stream_id, e.event_type,
-                                                 s.event_types, s.stream_prefix)) e) lag
- CROSS JOIN LATERAL (
         SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
           FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
                  WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
@@ -798,5 +749,37 @@ SELECT s.name,
                 SELECT se.consumer FROM eventstore.subscription_events se
                  WHERE se.subscription = s.name AND se.state = 'leased'
                    AND se.lease_expires_at > now()) x) c;
+COMMENT ON VIEW eventstore._subscription_state IS
+    'Durable subscriptions as subscription_status shows them, without the lag (internal)';
+REVOKE ALL ON TABLE eventstore._subscription_state FROM PUBLIC;
+
+CREATE OR REPLACE VIEW eventstore.subscription_status AS
+SELECT st.name,
+       st.event_types,
+       st.stream_prefix,
+       st.position,
+       st.pulled_position,
+       lag.lag_events,
+       now() - lag.oldest_created_at AS lag_time,
+       st.in_flight,
+       st.pending_retry,
+       st.parked,
+       st.consumers,
+       st.last_fetch_at,
+       st.lease_timeout,
+       st.max_attempts,
+       st.pulled_partitions
+  FROM eventstore._subscription_state st
+ CROSS JOIN LATERAL (
+        -- Pulled events are committed even when the horizon this snapshot
+        -- sees is older (REPEATABLE READ).
+        SELECT count(*) AS lag_events,
+               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
+          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
+                  FROM eventstore.events e
+                 WHERE e.global_position > st.position
+                   AND e.global_position <= greatest(eventstore.global_horizon(), st.pulled_position)
+                   AND eventstore._event_matches(e.stream_id, e.event_type,
+                                                 st.event_types, st.stream_prefix)) e) lag;
 COMMENT ON VIEW eventstore.subscription_status IS
     'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';
