@@ -32,7 +32,7 @@ fi
 
 # Citus's build dependencies from Debian (without libcurl: it only sends
 # Citus's anonymous statistics, which a test cluster must not)
-ES_PACKAGES="build-essential liblz4-dev libzstd-dev libkrb5-dev flex bison autoconf"
+ES_PACKAGES="build-essential libpq-dev liblz4-dev libzstd-dev libkrb5-dev flex bison autoconf"
 if [ "$PG_MAJOR" = "$ES_SYSTEM_PG_MAJOR" ]; then
 	ES_PACKAGES="$ES_PACKAGES postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR"
 fi

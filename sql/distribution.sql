@@ -6,7 +6,10 @@
 --
 CREATE EXTENSION eventstore;
 SELECT stream_version FROM eventstore.append('d-1', 'Opened', '{}');
-\set unchanged 'SELECT count(*) AS events, eventstore.is_distributed() AS distributed, (SELECT string_agg(conname || ''='' || pg_get_constraintdef(oid), '', '' ORDER BY conname) FROM pg_constraint WHERE conrelid IN (''eventstore.events''::regclass, ''eventstore.event_ids''::regclass) AND contype = ''p'') AS keys FROM eventstore.events;'
+-- ":unchanged": positions drawn, whether distributed, and the primary keys
+-- (the worker may remove the events of a deleted stream meanwhile, so the
+-- sequence, not a count of rows, shows that nothing was written)
+\set unchanged 'SELECT last_value AS drawn, eventstore.is_distributed() AS distributed, (SELECT string_agg(conname || ''='' || pg_get_constraintdef(oid), '', '' ORDER BY conname) FROM pg_constraint WHERE conrelid IN (''eventstore.events''::regclass, ''eventstore.event_ids''::regclass) AND contype = ''p'') AS keys FROM eventstore.global_position_seq;'
 :unchanged
 
 -- A single server: nothing distributed, read_all and global_horizon work.
@@ -64,6 +67,41 @@ SELECT * FROM eventstore.read_partitions('{}', 10, partitions => ARRAY[[1], [2]]
 -- NULL checkpoint: from the start
 SELECT count(*) FROM eventstore.read_partitions(NULL);
 
+-- Where each partition is complete: a single server is one partition, at
+-- global_horizon(); _partition_horizons_here lists the partitions asked
+-- for that are placed here.
+SELECT partition, horizon = eventstore.global_horizon() AS at_global_horizon,
+       horizon = (SELECT max(global_position) FROM eventstore.events) AS at_last_event
+  FROM eventstore.partition_horizons();
+SELECT partition, horizon = eventstore.global_horizon() AS at_global_horizon
+  FROM eventstore._partition_horizons_here(ARRAY[-2147483648, 7]);
+SELECT count(*) FROM eventstore._partition_horizons_here('{}');
+-- (22004, 22023)
+SELECT * FROM eventstore._partition_horizons_here(NULL);
+\echo :SQLSTATE
+SELECT * FROM eventstore._partition_horizons_here(ARRAY[1, NULL]);
+\echo :SQLSTATE
+SELECT * FROM eventstore._partition_horizons_here(ARRAY[[1], [2]]);
+\echo :SQLSTATE
+
+-- A durable subscription on a single server pulls from read_all and has
+-- no checkpoint per partition; its events are read from
+-- eventstore.events, not stored with them.
+SELECT eventstore.create_subscription('d_sub', start_from => 2);
+SELECT global_position, stream_id, event_type FROM eventstore.subscription_fetch('d_sub', 'c', 3);
+SELECT pulled_position, pulled_partitions FROM eventstore.subscriptions;
+SELECT count(*) FILTER (WHERE stream_version IS NULL AND event_id IS NULL AND event_type IS NULL
+                          AND data IS NULL AND metadata IS NULL AND event_created_at IS NULL) AS not_stored,
+       count(*) AS outstanding
+  FROM eventstore.subscription_events;
+SELECT position, pulled_position, lag_events, pulled_partitions FROM eventstore.subscription_status;
+-- a checkpoint vector that is not an object is refused by the table (23514)
+\set VERBOSITY terse
+UPDATE eventstore.subscriptions SET pulled_partitions = '[1]';
+\echo :SQLSTATE
+\set VERBOSITY default
+SELECT eventstore.drop_subscription('d_sub');
+
 -- Nothing to align on a single server (55000).
 SELECT eventstore.align_positions();
 \echo :SQLSTATE
@@ -93,10 +131,16 @@ SELECT eventstore.distribute(4);
 \echo :SQLSTATE
 RESET ROLE;
 -- The functions of the partitioned log for nobody but those granted:
--- read_partitions, align_positions and _advance_positions refuse PUBLIC
--- (42501); _read_partitions_here, which nodes call for one another, is
--- executable by everyone but refuses whoever may not call read_partitions.
+-- read_partitions, partition_horizons, align_positions and
+-- _advance_positions refuse PUBLIC (42501); _read_partitions_here and
+-- _partition_horizons_here, which nodes call for one another, are
+-- executable by everyone but refuse whoever may not call read_partitions
+-- or partition_horizons.
 SET ROLE regress_dist_user;
+SELECT * FROM eventstore.partition_horizons();
+\echo :SQLSTATE
+SELECT * FROM eventstore._partition_horizons_here(ARRAY[-2147483648]);
+\echo :SQLSTATE
 SELECT * FROM eventstore.read_partitions();
 \echo :SQLSTATE
 SELECT eventstore.align_positions();
@@ -113,6 +157,12 @@ RESET ROLE;
 REVOKE EXECUTE ON FUNCTION eventstore.read_partitions(jsonb, bigint, text[], text, integer[]) FROM regress_dist_user;
 -- the sequence was not moved by the refused call
 SELECT last_value < 1000000 AS not_advanced FROM eventstore.global_position_seq;
+GRANT EXECUTE ON FUNCTION eventstore.partition_horizons() TO regress_dist_user;
+SET ROLE regress_dist_user;
+SELECT partition FROM eventstore._partition_horizons_here(ARRAY[-2147483648]);
+SELECT partition FROM eventstore.partition_horizons();
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION eventstore.partition_horizons() FROM regress_dist_user;
 SET ROLE regress_dist_user;
 -- ... and granted EXECUTE, the function runs with the caller's rights
 -- (SECURITY INVOKER: only the owner of the tables could change them; on a

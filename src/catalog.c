@@ -253,9 +253,16 @@ void
 es_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *name)
 {
 	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", name)));
+		es_null_arg_error(name);
+}
+
+/* 22004 for argument "name" (also before a call is made: shard.c). */
+void
+es_null_arg_error(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("%s must not be NULL", name)));
 }
 
 /*

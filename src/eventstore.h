@@ -59,6 +59,13 @@
 #define ES_MARKER_STREAM_PREFIX_LEN	2
 #define ES_RESERVED_TYPE_PREFIX		'$'
 
+/*
+ * On a store distributed with Citus (shard.c), node group g draws the
+ * positions congruent to g modulo this: positions are unique across the
+ * store, and up to this many node groups can append.
+ */
+#define ES_POSITION_STRIDE			1024
+
 /* Limits on identifiers; longer ones are rejected with 54000. */
 #define ES_MAX_STREAM_ID_BYTES		1024
 #define ES_MAX_EVENT_TYPE_BYTES		1024
@@ -288,6 +295,7 @@ extern EsShared *es_shared;
 extern const EsCatalog *es_catalog(void);
 extern const EsCatalog *es_catalog_lookup(bool missing_ok);
 extern void es_catalog_map_columns(EsCatalog *c);
+extern pg_noreturn void es_null_arg_error(const char *name);
 extern Oid	es_relation_owner(Oid relid);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_identifier(const char *what, Size len, int limit);
@@ -375,7 +383,8 @@ extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 							 bool exclude_self);
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
 extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
-extern void es_positions_advance(const EsCatalog *cat, int64 floor);
+extern int64 es_positions_stride(const EsCatalog *cat);
+extern void es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue);
 extern void es_worker_request(EsDatabaseState *db);
 
 /* shard.c */
@@ -389,10 +398,11 @@ typedef struct EsPartition
 
 extern bool es_store_distributed(const EsCatalog *cat);
 extern const EsCatalog *es_stream_catalog(const EsCatalog *cat, text *stream_id);
+extern const EsCatalog *es_stream_catalog_for_write(const EsCatalog *cat, text *stream_id);
 extern const EsCatalog *es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id);
+extern void es_shard_install_hooks(void);
 extern int	es_log_partitions(const EsCatalog *cat, EsPartition **parts);
 extern const EsCatalog *es_partition_catalog(const EsCatalog *cat, int32 id);
-extern void es_partition_key(text *stream_id, const char **key, int *len);
 extern void es_require_single_server(const EsCatalog *cat, const char *what);
 
 /* append.c */

@@ -58,6 +58,7 @@
 #include "access/twophase.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -68,6 +69,7 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/guc.h"
 
@@ -476,45 +478,78 @@ es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot)
 }
 
 /*
- * Make this node draw positions above "floor" from now on (a distributed
- * store, shard.c: a shard that came from another node holds positions that
- * node drew).  The sequence is set forward as its owner, under a lock that
- * waits for the transactions that drew from it and keeps others from
- * drawing meanwhile, so it never moves back.  No position at or below the
- * new value will be drawn here, so drawn_max may pass it: readers then see
- * the shard's events up to it once the appenders in flight have finished.
+ * The step of this node's positions: 1 on a single server, ES_POSITION_STRIDE
+ * once a distributed store numbered the node (eventstore._advance_positions).
+ */
+int64
+es_positions_stride(const EsCatalog *cat)
+{
+	HeapTuple	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(cat->position_seq_relid));
+	int64		stride;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for sequence %u", cat->position_seq_relid);
+	stride = ((Form_pg_sequence) GETSTRUCT(tup))->seqincrement;
+	ReleaseSysCache(tup);
+	return stride;
+}
+
+/*
+ * Make this node draw positions at or above "floor" from now on, each
+ * congruent to "residue" modulo the sequence's step (a distributed store,
+ * shard.c: every node draws its own class of numbers, so positions are
+ * unique across the store, and a shard that came from another node holds
+ * positions that node drew).  The sequence is set forward as its owner,
+ * under a lock that waits for the transactions that drew from it and keeps
+ * others from drawing meanwhile, so it never moves back.  No position at or
+ * below the new value will be drawn here, so drawn_max may pass it: readers
+ * then see the shard's events up to it once the appenders in flight have
+ * finished.
  */
 void
-es_positions_advance(const EsCatalog *cat, int64 floor)
+es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue)
 {
 	Oid			seq = cat->position_seq_relid;
+	int64		stride = es_positions_stride(cat);
+	int64		last;
+	int64		target = 0;
 	EsDatabaseState *db;
 	uint64		current;
 
-	if (es_sequence_last_drawn(seq) >= floor)
+	/*
+	 * Mostly there is nothing to do: look first without the lock, which
+	 * waits for every transaction that drew from the sequence to end.
+	 */
+	last = es_sequence_last_drawn(seq);
+	if (last >= floor && (stride == 1 || last % stride == residue))
 		return;
 
 	LockRelationOid(seq, ExclusiveLock);
-	if (es_sequence_last_drawn(seq) < floor)
+	last = es_sequence_last_drawn(seq);
+	if (last < floor || (stride > 1 && last % stride != residue))
 	{
 		Oid			save_userid;
 		int			save_sec_context;
+		int64		base = Max(floor, last + 1);
+
+		/* the first number of this node's class at or above base */
+		target = base + ((residue - base % stride) % stride + stride) % stride;
 
 		GetUserIdAndSecContext(&save_userid, &save_sec_context);
 		SetUserIdAndSecContext(es_relation_owner(seq),
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-		(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seq), Int64GetDatum(floor));
+		(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seq), Int64GetDatum(target));
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
 	UnlockRelationOid(seq, ExclusiveLock);
 
-	if (es_shared == NULL)
+	if (target == 0 || es_shared == NULL)
 		return;
 	db = es_database_state(cat, MyDatabaseId, true);
 	current = pg_atomic_read_u64(&db->drawn_max);
-	while (current < (uint64) floor)
+	while (current < (uint64) target)
 	{
-		if (pg_atomic_compare_exchange_u64(&db->drawn_max, &current, (uint64) floor))
+		if (pg_atomic_compare_exchange_u64(&db->drawn_max, &current, (uint64) target))
 			break;
 	}
 }

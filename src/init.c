@@ -55,6 +55,9 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("eventstore");
 
+	/* before Citus routes a call of one stream (a distributed store) */
+	es_shard_install_hooks();
+
 	/*
 	 * Everything below needs shared memory and the postmaster: the registry
 	 * of appending transactions and the background workers.  Without

@@ -561,10 +561,11 @@ es_view_cache_destroy(EsViewCache *cache)
  * The catalog for a lifecycle function of one stream (its tables: the
  * local shards on a distributed store), or of the store (stream_id NULL:
  * the worker's steps, which on a distributed store find nothing in the
- * placeholder tables).
+ * placeholder tables).  "write": the call changes the stream's rows, so
+ * its shard must stay where it is (shard.c).
  */
 static const EsCatalog *
-es_lifecycle_catalog(text *stream_id)
+es_lifecycle_catalog(text *stream_id, bool write)
 {
 	const EsCatalog *cat = es_catalog();
 
@@ -573,7 +574,9 @@ es_lifecycle_catalog(text *stream_id)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stream lifecycle needs eventstore version 0.3.0 or later"),
 				 errhint("Run ALTER EXTENSION eventstore UPDATE.")));
-	return stream_id ? es_stream_catalog(cat, stream_id) : cat;
+	if (stream_id == NULL)
+		return cat;
+	return write ? es_stream_catalog_for_write(cat, stream_id) : es_stream_catalog(cat, stream_id);
 }
 
 /*
@@ -584,7 +587,7 @@ Datum
 eventstore_stream_info(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
-	const EsCatalog *cat = es_lifecycle_catalog(stream_id);
+	const EsCatalog *cat = es_lifecycle_catalog(stream_id, false);
 	EsStreamView view;
 	EsStreamRules *r = &view.rules;
 	TupleDesc	tupdesc;
@@ -724,7 +727,7 @@ eventstore_stream_versions(PG_FUNCTION_ARGS)
 {
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	bool		allow_tombstoned = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-	const EsCatalog *cat = es_lifecycle_catalog(stream_id);
+	const EsCatalog *cat = es_lifecycle_catalog(stream_id, false);
 	EsStreamRules rules;
 	int64		head;
 	Datum		values[2];
@@ -749,7 +752,7 @@ eventstore_stored_head(PG_FUNCTION_ARGS)
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	bool		archived = PG_GETARG_BOOL(1);
 
-	PG_RETURN_INT64(es_stored_head(es_lifecycle_catalog(stream_id), stream_id, archived));
+	PG_RETURN_INT64(es_stored_head(es_lifecycle_catalog(stream_id, false), stream_id, archived));
 }
 
 /*
@@ -835,7 +838,7 @@ eventstore_move_stream(PG_FUNCTION_ARGS)
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	bool		to_archive = PG_GETARG_BOOL(1);
 
-	PG_RETURN_INT64(es_move_stream(es_lifecycle_catalog(stream_id), stream_id, to_archive));
+	PG_RETURN_INT64(es_move_stream(es_lifecycle_catalog(stream_id, true), stream_id, to_archive));
 }
 
 /*
@@ -914,7 +917,7 @@ eventstore_remove_events(PG_FUNCTION_ARGS)
 	TimestampTz cutoff = has_cutoff ? PG_GETARG_TIMESTAMPTZ(3) : 0;
 	bool		has_max = !PG_ARGISNULL(4);
 	int64		max_rows = has_max ? PG_GETARG_INT32(4) : 0;
-	const EsCatalog *cat = es_lifecycle_catalog(stream_id);
+	const EsCatalog *cat = es_lifecycle_catalog(stream_id, true);
 	int64		last_version;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
@@ -1080,7 +1083,7 @@ eventstore_archive_stream(PG_FUNCTION_ARGS)
 	bool		has_inactive_for = !PG_ARGISNULL(2);
 	int64		moved;
 
-	moved = es_archive_stream(es_lifecycle_catalog(stream_id), stream_id, wait, has_inactive_for,
+	moved = es_archive_stream(es_lifecycle_catalog(stream_id, true), stream_id, wait, has_inactive_for,
 							  has_inactive_for ? PG_GETARG_INTERVAL_P(2) : NULL);
 	if (moved < 0)
 		PG_RETURN_NULL();
@@ -1502,7 +1505,7 @@ PG_FUNCTION_INFO_V1(eventstore_retention_step);
 Datum
 eventstore_retention_step(PG_FUNCTION_ARGS)
 {
-	const EsCatalog *cat = es_lifecycle_catalog(NULL);
+	const EsCatalog *cat = es_lifecycle_catalog(NULL, false);
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	bool		complete;
@@ -1520,5 +1523,5 @@ PG_FUNCTION_INFO_V1(eventstore_archive_step);
 Datum
 eventstore_archive_step(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(es_archive_step(es_lifecycle_catalog(NULL), PG_GETARG_INT32(0)));
+	PG_RETURN_INT64(es_archive_step(es_lifecycle_catalog(NULL, false), PG_GETARG_INT32(0)));
 }

@@ -582,32 +582,32 @@ es_append_literal(StringInfo buf, const char *value, const char *type)
 }
 
 /*
- * Read the partitions placed on other nodes: one command per node, run
- * there by Citus's master_run_on_worker over connections of the calling
- * role, each reading the partitions this node's metadata places there
- * (eventstore._read_partitions_here: one that moved meanwhile is skipped,
- * and read by the next call where it now is).  Each node returns its rows
- * as one JSON array.
+ * Run "call" -- a set-returning function of this extension, up to and
+ * including the comma before its last argument, the partitions to read --
+ * on the nodes holding the partitions flagged in "remote", and put what
+ * they return into the result.  One command per node, run there by Citus's
+ * master_run_on_worker over connections of the current role, each for the
+ * partitions this node's metadata places there (the function run there
+ * skips one that moved meanwhile: the next call finds it where it now is).
+ * Each node returns its rows as one JSON array, decoded with "columns" (the
+ * result's columns, as a column definition list).  "fn" names the
+ * function whose EXECUTE right the nodes check, for the HINT.
  */
 static void
-es_read_remote_partitions(ReturnSetInfo *rsinfo, FunctionCallInfo fcinfo,
-						  const EsPartition *parts, int nparts, const bool *remote)
+es_fan_out(ReturnSetInfo *rsinfo, const EsPartition *parts, int nparts, const bool *remote,
+		   const char *call, const char *columns, const char *fn)
 {
 	Datum	   *names = palloc(sizeof(Datum) * nparts);
 	Datum	   *ports = palloc(sizeof(Datum) * nparts);
 	Datum	   *commands = palloc(sizeof(Datum) * nparts);
 	bool	   *done = palloc0(sizeof(bool) * nparts);
 	int			nnodes = 0;
-	char	   *after = PG_ARGISNULL(0) ? NULL :
-		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(0)));
-	char	   *max = PG_ARGISNULL(1) ? NULL :
-		DatumGetCString(DirectFunctionCall1(int8out, PG_GETARG_DATUM(1)));
-	char	   *types = PG_ARGISNULL(2) ? NULL :
-		DatumGetCString(OidFunctionCall3(F_ARRAY_OUT, PG_GETARG_DATUM(2),
-										 ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1)));
-	char	   *prefix = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	int			ncols = rsinfo->setDesc->natts;
 	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
 	Datum		args[3];
+	Datum	   *values = palloc(sizeof(Datum) * ncols);
+	bool	   *nulls = palloc(sizeof(bool) * ncols);
+	StringInfoData query;
 	EsGuard		g;
 	int			ret;
 
@@ -624,17 +624,9 @@ es_read_remote_partitions(ReturnSetInfo *rsinfo, FunctionCallInfo fcinfo,
 					 errmsg("partition %d of the global log has no active primary node", parts[i].id)));
 
 		initStringInfo(&cmd);
-		appendStringInfoString(&cmd,
-							   "SELECT COALESCE(pg_catalog.jsonb_agg(r), '[]'::pg_catalog.jsonb)"
-							   " FROM eventstore._read_partitions_here(");
-		es_append_literal(&cmd, after, "pg_catalog.jsonb");
-		appendStringInfoString(&cmd, ", ");
-		es_append_literal(&cmd, max, "pg_catalog.int8");
-		appendStringInfoString(&cmd, ", ");
-		es_append_literal(&cmd, types, "pg_catalog.text[]");
-		appendStringInfoString(&cmd, ", ");
-		es_append_literal(&cmd, prefix, "pg_catalog.text");
-		appendStringInfoString(&cmd, ", ARRAY[");
+		appendStringInfo(&cmd,
+						 "SELECT COALESCE(pg_catalog.jsonb_agg(r), '[]'::pg_catalog.jsonb)"
+						 " FROM %s ARRAY[", call);
 		for (int j = i; j < nparts; j++)
 		{
 			if (!remote[j] || done[j] || parts[j].node_name == NULL ||
@@ -659,21 +651,17 @@ es_read_remote_partitions(ReturnSetInfo *rsinfo, FunctionCallInfo fcinfo,
 	args[1] = PointerGetDatum(construct_array(ports, nnodes, INT4OID, sizeof(int32), true, TYPALIGN_INT));
 	args[2] = PointerGetDatum(construct_array(commands, nnodes, TEXTOID, -1, false, TYPALIGN_INT));
 
-	/* as the caller, whose rights the nodes check again */
+	initStringInfo(&query);
+	appendStringInfo(&query,
+					 "SELECT w.node_name, w.node_port, w.success, w.result, r.*"
+					 "  FROM pg_catalog.master_run_on_worker($1, $2, $3, true) w"
+					 "  LEFT JOIN LATERAL pg_catalog.jsonb_to_recordset("
+					 "         CASE WHEN w.success THEN w.result::pg_catalog.jsonb END)"
+					 "       AS r(%s) ON true", columns);
+
+	/* as the current role, whose rights the nodes check again */
 	es_spi_begin(&g, InvalidOid);
-	ret = SPI_execute_with_args(
-		"SELECT w.node_name, w.node_port, w.success, w.result,"
-		"       r.partition, r.global_position, r.stream_id, r.stream_version, r.event_id,"
-		"       r.event_type, r.data, r.metadata, r.created_at"
-		"  FROM pg_catalog.master_run_on_worker($1, $2, $3, true) w"
-		"  LEFT JOIN LATERAL pg_catalog.jsonb_to_recordset("
-		"         CASE WHEN w.success THEN w.result::pg_catalog.jsonb END)"
-		"       AS r(partition pg_catalog.int4, global_position pg_catalog.int8,"
-		"            stream_id pg_catalog.text, stream_version pg_catalog.int8,"
-		"            event_id pg_catalog.uuid, event_type pg_catalog.text,"
-		"            data pg_catalog.jsonb, metadata pg_catalog.jsonb,"
-		"            created_at pg_catalog.timestamptz) ON true",
-		3, argtypes, args, NULL, true, 0);
+	ret = SPI_execute_with_args(query.data, 3, argtypes, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read partitions on other nodes: %s", SPI_result_code_string(ret));
 
@@ -682,24 +670,58 @@ es_read_remote_partitions(ReturnSetInfo *rsinfo, FunctionCallInfo fcinfo,
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		Datum		values[Natts_es_event_type + 1];
-		bool		nulls[Natts_es_event_type + 1];
 
 		if (!DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) || isnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("could not read the partitions of the global log on node %s:%s",
 							SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2)),
-					 errdetail("%s", SPI_getvalue(tup, desc, 4))));
+					 errdetail("%s", SPI_getvalue(tup, desc, 4)),
+					 errhint("The calling role needs EXECUTE on eventstore.%s on every node: Citus does not pass that grant on.", fn)));
 		/* a node with nothing to return */
 		(void) SPI_getbinval(tup, desc, 5, &isnull);
 		if (isnull)
 			continue;
-		for (int c = 0; c < Natts_es_event_type + 1; c++)
+		for (int c = 0; c < ncols; c++)
 			values[c] = SPI_getbinval(tup, desc, 5 + c, &nulls[c]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	es_spi_end(&g);
+}
+
+/* read_partitions on the nodes holding the partitions flagged in "remote" */
+static void
+es_read_remote_partitions(ReturnSetInfo *rsinfo, FunctionCallInfo fcinfo,
+						  const EsPartition *parts, int nparts, const bool *remote)
+{
+	char	   *after = PG_ARGISNULL(0) ? NULL :
+		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(0)));
+	char	   *max = PG_ARGISNULL(1) ? NULL :
+		DatumGetCString(DirectFunctionCall1(int8out, PG_GETARG_DATUM(1)));
+	char	   *types = PG_ARGISNULL(2) ? NULL :
+		DatumGetCString(OidFunctionCall3(F_ARRAY_OUT, PG_GETARG_DATUM(2),
+										 ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1)));
+	char	   *prefix = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	StringInfoData call;
+
+	initStringInfo(&call);
+	appendStringInfoString(&call, "eventstore._read_partitions_here(");
+	es_append_literal(&call, after, "pg_catalog.jsonb");
+	appendStringInfoString(&call, ", ");
+	es_append_literal(&call, max, "pg_catalog.int8");
+	appendStringInfoString(&call, ", ");
+	es_append_literal(&call, types, "pg_catalog.text[]");
+	appendStringInfoString(&call, ", ");
+	es_append_literal(&call, prefix, "pg_catalog.text");
+	appendStringInfoString(&call, ",");
+
+	es_fan_out(rsinfo, parts, nparts, remote, call.data,
+			   "partition pg_catalog.int4, global_position pg_catalog.int8,"
+			   " stream_id pg_catalog.text, stream_version pg_catalog.int8,"
+			   " event_id pg_catalog.uuid, event_type pg_catalog.text,"
+			   " data pg_catalog.jsonb, metadata pg_catalog.jsonb,"
+			   " created_at pg_catalog.timestamptz",
+			   "read_partitions");
 }
 
 /*
@@ -810,4 +832,96 @@ eventstore_read_partitions_here(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function read_partitions")));
 	return es_read_partitions(fcinfo, true);
+}
+
+/*
+ * eventstore.partition_horizons() returns setof (partition, horizon) and
+ * eventstore._partition_horizons_here(partitions), the same for the listed
+ * partitions placed on this node.
+ *
+ * For each partition of the global log, the horizon of the node that holds
+ * it: the position up to which read_partitions reads it now (on a single
+ * server one row, -2147483648, with global_horizon()).  The filtered
+ * follower's pattern per partition: a partition of which a read_partitions
+ * called after this returned fewer than max_count events has no other
+ * matching event up to its horizon, so its checkpoint may move there.
+ */
+static Datum
+es_partition_horizons(FunctionCallInfo fcinfo, ArrayType *wanted, bool here_only)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const EsCatalog *cat;
+	EsPartition *parts;
+	int			nparts;
+	bool	   *remote;
+	bool		any_remote = false;
+	Snapshot	snapshot;
+	int64		horizon;
+
+	if (wanted != NULL && (ARR_NDIM(wanted) > 1 || array_contains_nulls(wanted)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions must be a one-dimensional array without NULLs")));
+
+	es_init_result(fcinfo);
+
+	cat = es_catalog();
+	nparts = es_log_partitions(cat, &parts);
+	remote = palloc0(sizeof(bool) * nparts);
+
+	horizon = es_reader_horizon(cat, &snapshot);
+	UnregisterSnapshot(snapshot);
+	for (int i = 0; i < nparts; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		if (!es_partition_wanted(wanted, parts[i].id))
+			continue;
+		if (!parts[i].local || es_partition_catalog(cat, parts[i].id) == NULL)
+		{
+			remote[i] = !here_only;
+			any_remote |= remote[i];
+			continue;
+		}
+		values[0] = Int32GetDatum(parts[i].id);
+		values[1] = Int64GetDatum(horizon);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	if (any_remote)
+		es_fan_out(rsinfo, parts, nparts, remote, "eventstore._partition_horizons_here(",
+				   "partition pg_catalog.int4, horizon pg_catalog.int8",
+				   "partition_horizons");
+
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_partition_horizons);
+Datum
+eventstore_partition_horizons(PG_FUNCTION_ARGS)
+{
+	return es_partition_horizons(fcinfo, NULL, false);
+}
+
+/*
+ * The part of partition_horizons that one node does for another: executable
+ * by everyone, it checks that the caller may execute partition_horizons.
+ */
+PG_FUNCTION_INFO_V1(eventstore_partition_horizons_here);
+Datum
+eventstore_partition_horizons_here(PG_FUNCTION_ARGS)
+{
+	List	   *name = list_make2(makeString("eventstore"), makeString("partition_horizons"));
+	Oid			fn = LookupFuncName(name, 0, NULL, false);
+
+	if (es_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function partition_horizons")));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("partitions must not be NULL")));
+	return es_partition_horizons(fcinfo, PG_GETARG_ARRAYTYPE_P(0), true);
 }

@@ -38,8 +38,12 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "optimizer/planner.h"
+#include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -80,6 +84,10 @@ static struct
 	MemoryContext cxt;			/* holds "shards"; reset on every rebuild */
 	Oid			placeholder[ES_NUM_SHARDED];	/* the distributed tables */
 	bool		distributed;
+	int32		local_group;	/* this node's group (pg_dist_local_group) */
+	int32		colocation_id;	/* of the distributed tables */
+	int			nfunctions;
+	Oid		   *functions;		/* our functions Citus delegates, sorted */
 	int			nshards;
 	EsShard    *shards;			/* sorted by min_hash */
 } es_shards;
@@ -161,7 +169,7 @@ es_shards_load(const EsCatalog *cat)
 
 	es_spi_begin(&g, es_relation_owner(cat->events_relid));
 	ret = SPI_execute_with_args(
-		"SELECT p.logicalrelid::pg_catalog.oid"
+		"SELECT p.colocationid"
 		"  FROM pg_catalog.pg_dist_partition p"
 		" WHERE p.logicalrelid::pg_catalog.oid OPERATOR(pg_catalog.=) $1[1]"
 		"   AND p.partmethod OPERATOR(pg_catalog.=) 'h'",
@@ -174,12 +182,46 @@ es_shards_load(const EsCatalog *cat)
 		es_spi_end(&g);
 		return;
 	}
+	{
+		bool		isnull;
+
+		es_shards.colocation_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+															  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	/* the functions of ours that Citus delegates (eventstore.distribute) */
+	{
+		Oid			nsp_type[1] = {OIDOID};
+		Datum		nsp[1] = {ObjectIdGetDatum(cat->namespace_oid)};
+
+		ret = SPI_execute_with_args(
+			"SELECT o.objid FROM pg_catalog.pg_dist_object o"
+			"  JOIN pg_catalog.pg_proc f ON f.oid OPERATOR(pg_catalog.=) o.objid"
+			" WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass"
+			"   AND o.distribution_argument_index OPERATOR(pg_catalog.=) 0"
+			"   AND f.pronamespace OPERATOR(pg_catalog.=) $1"
+			" ORDER BY 1",
+			1, nsp_type, nsp, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read pg_dist_object: %s", SPI_result_code_string(ret));
+		es_shards.nfunctions = (int) SPI_processed;
+		es_shards.functions = MemoryContextAlloc(es_shards.cxt,
+												 sizeof(Oid) * Max(es_shards.nfunctions, 1));
+		for (int i = 0; i < es_shards.nfunctions; i++)
+		{
+			bool		isnull;
+
+			es_shards.functions[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 1,
+																	&isnull));
+		}
+	}
 
 	/* one placement per shard (hash distribution, replication factor 1) */
 	ret = SPI_execute_with_args(
 		"SELECT s.logicalrelid::pg_catalog.oid, s.shardid,"
 		"       s.shardminvalue::pg_catalog.int4, s.shardmaxvalue::pg_catalog.int4,"
-		"       pl.groupid OPERATOR(pg_catalog.=) lg.groupid, n.nodename, n.nodeport"
+		"       pl.groupid OPERATOR(pg_catalog.=) lg.groupid, n.nodename, n.nodeport, lg.groupid"
 		"  FROM pg_catalog.pg_dist_shard s"
 		"  JOIN pg_catalog.pg_dist_placement pl ON pl.shardid OPERATOR(pg_catalog.=) s.shardid"
 		"  LEFT JOIN pg_catalog.pg_dist_node n ON n.groupid OPERATOR(pg_catalog.=) pl.groupid"
@@ -200,7 +242,7 @@ es_shards_load(const EsCatalog *cat)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull[7];
+		bool		isnull[8];
 		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull[0]));
 		int64		shardid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull[1]));
 		int32		min_hash = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull[2]));
@@ -208,11 +250,13 @@ es_shards_load(const EsCatalog *cat)
 		bool		local = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull[4]));
 		char	   *node_name = SPI_getvalue(tup, desc, 6);
 		int32		node_port = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull[6]));
+		int32		local_group = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull[7]));
 		EsShard    *s;
 		int			t;
 
-		if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[4])
+		if (isnull[0] || isnull[1] || isnull[2] || isnull[3] || isnull[4] || isnull[7])
 			continue;
+		es_shards.local_group = local_group;
 		for (t = 0; t < ES_NUM_SHARDED; t++)
 			if (relid == es_shards.placeholder[t])
 				break;
@@ -278,6 +322,10 @@ es_shards_current(const EsCatalog *cat)
 	es_shards.shards = NULL;
 	es_shards.nshards = 0;
 	es_shards.distributed = false;
+	es_shards.local_group = -1;
+	es_shards.colocation_id = 0;
+	es_shards.nfunctions = 0;
+	es_shards.functions = NULL;
 	es_shards.placeholder[ES_SHARD_EVENTS] = cat->events_relid;
 	es_shards.placeholder[ES_SHARD_EVENT_IDS] = cat->event_ids_relid;
 	es_shards.placeholder[ES_SHARD_STREAMS] = cat->streams_relid;
@@ -302,7 +350,7 @@ es_store_distributed(const EsCatalog *cat)
  * The bytes of a stream id that decide its shard: a marker stream "$$S"
  * goes with S.
  */
-void
+static void
 es_partition_key(text *stream_id, const char **key, int *len)
 {
 	*key = VARDATA_ANY(stream_id);
@@ -383,8 +431,9 @@ es_shard_resolve(const EsCatalog *cat, EsShard *s)
  * naming the stream's local shards.  ST005 when the stream's shard is not
  * placed on this node.
  */
+/* The range of the map that holds a stream, wherever it is placed. */
 static EsShard *
-es_stream_shard(const EsCatalog *cat, text *stream_id)
+es_find_shard(text *stream_id)
 {
 	int32		hash;
 	int			lo,
@@ -415,6 +464,15 @@ es_stream_shard(const EsCatalog *cat, text *stream_id)
 				 errmsg("no shard of eventstore.events covers stream \"%s\"",
 						text_to_cstring(stream_id)),
 				 errdetail("Its hash is %d.", hash)));
+	return s;
+}
+
+/* The range that holds a stream, placed here, its relations resolved. */
+static EsShard *
+es_stream_shard(const EsCatalog *cat, text *stream_id)
+{
+	EsShard    *s = es_find_shard(stream_id);
+
 	if (!s->local)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_STREAM_NOT_LOCAL),
@@ -453,6 +511,22 @@ es_stream_catalog(const EsCatalog *cat, text *stream_id)
 }
 
 /*
+ * This node draws the positions of its class (ES_POSITION_STRIDE): else a
+ * node added to the cluster after distribute() would draw numbers other
+ * nodes draw.  55000 until eventstore.align_positions() numbered it.
+ */
+static void
+es_check_numbered(const EsCatalog *cat)
+{
+	if (es_positions_stride(cat) != ES_POSITION_STRIDE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this node does not draw the global positions of the distributed store yet"),
+				 errdetail("Each node of a distributed store draws its own class of positions; this node's sequence has not been set up for it."),
+				 errhint("Run SELECT eventstore.align_positions() on the coordinator (needed after adding a node).")));
+}
+
+/*
  * The positions of a shard that came here from another node (a Citus
  * shard move) were drawn by that node's sequence, which may be ahead of
  * ours: before this backend first appends to a shard relation, make this
@@ -486,14 +560,39 @@ es_shard_check_positions(const EsCatalog *cat, EsShard *s)
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 
+	es_check_numbered(cat);
 	if (highest > 0)
-		es_positions_advance(cat, highest);
+		es_positions_advance(cat, highest, es_shards.local_group);
 	s->positions_checked = true;
 }
 
-/* es_stream_catalog() for an append, which draws positions for the stream. */
+/*
+ * Take, until the end of the transaction, the lock by which Citus keeps
+ * the shards of a range (their placements) from moving while they are
+ * written: Citus's own writers hold it in ShareLock mode, and a shard move
+ * or split that blocks writes holds it exclusively on every node with
+ * metadata.  Its tag is Citus's: the advisory lock of the range's index and
+ * the tables' co-location group, class 8 (Citus 11 to 13).
+ */
+static void
+es_lock_shard_placement(int index)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) index,
+						 (uint32) es_shards.colocation_id, 8);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	/* a move that finished meanwhile changed the metadata */
+	AcceptInvalidationMessages();
+}
+
+/*
+ * es_stream_catalog() for a call that writes the stream (an append, a
+ * lifecycle change): the shard stays where it is until the transaction
+ * ends, and was looked up after any move that had it locked.
+ */
 const EsCatalog *
-es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id)
+es_stream_catalog_for_write(const EsCatalog *cat, text *stream_id)
 {
 	EsShard    *s;
 
@@ -501,9 +600,28 @@ es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id)
 	if (!es_shards.distributed)
 		return cat;
 	s = es_stream_shard(cat, stream_id);
+	es_lock_shard_placement((int) (s - es_shards.shards));
+	/* the map is current again, and the stream's shard still placed here */
+	es_shards_current(cat);
+	if (!es_shards.distributed)
+		return cat;
+	s = es_stream_shard(cat, stream_id);
+	return es_shard_catalog_copy(s);
+}
+
+/* es_stream_catalog_for_write() for an append, which draws positions. */
+const EsCatalog *
+es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id)
+{
+	EsShard    *s;
+	const EsCatalog *c = es_stream_catalog_for_write(cat, stream_id);
+
+	if (c == cat)
+		return cat;
+	s = es_stream_shard(cat, stream_id);
 	if (!s->positions_checked)
 		es_shard_check_positions(cat, s);
-	return es_shard_catalog_copy(s);
+	return c;
 }
 
 /*
@@ -613,15 +731,22 @@ eventstore_single_server_only(PG_FUNCTION_ARGS)
 }
 
 /*
- * eventstore._advance_positions(floor bigint) returns void: make this node
- * draw positions above floor (eventstore.align_positions runs it on every
- * node).
+ * eventstore._advance_positions(floor bigint) returns void: number this
+ * node for the distributed store -- its sequence steps by
+ * ES_POSITION_STRIDE through the numbers congruent to its node group --
+ * and make it draw at or above floor (eventstore.align_positions runs it on
+ * every node).
  */
 PG_FUNCTION_INFO_V1(eventstore_advance_positions);
 Datum
 eventstore_advance_positions(PG_FUNCTION_ARGS)
 {
+	const EsCatalog *cat = es_catalog();
 	int64		floor;
+	EsGuard		g;
+	int			ret;
+	int32		group;
+	bool		isnull;
 
 	es_arg_not_null(fcinfo, 0, "floor");
 	floor = PG_GETARG_INT64(0);
@@ -631,6 +756,158 @@ eventstore_advance_positions(PG_FUNCTION_ARGS)
 				 errmsg("floor must not be negative")));
 	PreventCommandIfReadOnly("eventstore._advance_positions()");
 	PreventCommandDuringRecovery("eventstore._advance_positions()");
-	es_positions_advance(es_catalog(), floor);
+	/*
+	 * Not "is the store distributed": distribute() numbers the workers over
+	 * connections of their own, which do not see its transaction yet.
+	 */
+	if (!OidIsValid(get_relname_relid("pg_dist_local_group", PG_CATALOG_NAMESPACE)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"citus\" is not installed in this database")));
+
+	/* as the owner of the sequence, under a pinned search_path */
+	es_spi_begin(&g, es_relation_owner(cat->position_seq_relid));
+	ret = SPI_execute("SELECT groupid FROM pg_catalog.pg_dist_local_group", true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read pg_dist_local_group");
+	group = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || group < 0 || group >= ES_POSITION_STRIDE)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("node group %d cannot draw positions of the distributed store", group),
+				 errdetail("Node groups 0 to %d can.", ES_POSITION_STRIDE - 1)));
+	if (es_positions_stride(cat) != ES_POSITION_STRIDE)
+	{
+		ret = SPI_execute(psprintf("ALTER SEQUENCE eventstore.global_position_seq INCREMENT BY %d",
+								   ES_POSITION_STRIDE), false, 0);
+		if (ret != SPI_OK_UTILITY)
+			elog(ERROR, "could not number the global positions: %s", SPI_result_code_string(ret));
+		CommandCounterIncrement();
+	}
+	es_spi_end(&g);
+	es_positions_advance(cat, floor, group);
 	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * Before Citus delegates a call
+ * ---------------------------------------------------------------------
+ */
+
+static planner_hook_type es_prev_planner = NULL;
+
+/*
+ * A statement Citus may delegate to a node as a call of one function:
+ * "SELECT f(args)" or "SELECT * FROM f(args)".  Sets the function and its
+ * first argument.
+ */
+static bool
+es_single_call(Query *parse, Oid *funcid, Node **first_arg)
+{
+	Node	   *expr;
+
+	if (parse->commandType != CMD_SELECT || parse->utilityStmt != NULL)
+		return false;
+	if (parse->rtable == NIL && list_length(parse->targetList) == 1)
+		expr = (Node *) ((TargetEntry *) linitial(parse->targetList))->expr;
+	else if (list_length(parse->rtable) == 1)
+	{
+		RangeTblEntry *rte = linitial(parse->rtable);
+
+		if (rte->rtekind != RTE_FUNCTION || list_length(rte->functions) != 1)
+			return false;
+		expr = ((RangeTblFunction *) linitial(rte->functions))->funcexpr;
+	}
+	else
+		return false;
+	if (expr == NULL || !IsA(expr, FuncExpr) || ((FuncExpr *) expr)->args == NIL)
+		return false;
+	*funcid = ((FuncExpr *) expr)->funcid;
+	*first_arg = linitial(((FuncExpr *) expr)->args);
+	return true;
+}
+
+static int
+es_oid_cmp(const void *a, const void *b)
+{
+	Oid			x = *(const Oid *) a;
+	Oid			y = *(const Oid *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * A call of one of our functions that Citus delegates by its stream id
+ * (eventstore.distribute): refuse a NULL stream id here (Citus 13.2 would
+ * hash it and crash), and take the lock that keeps the stream's shard where
+ * it is before Citus picks the node, as Citus does for its own writes, so a
+ * call made during a shard move waits for the move and goes to the node
+ * that holds the shard after it.
+ */
+static void
+es_before_delegation(Oid funcid, Node *arg, ParamListInfo params)
+{
+	const EsCatalog *cat = es_catalog_lookup(true);
+	Datum		value;
+	bool		isnull;
+	EsShard    *s;
+
+	if (cat == NULL)
+		return;
+	es_shards_current(cat);
+	if (!es_shards.distributed ||
+		bsearch(&funcid, es_shards.functions, es_shards.nfunctions, sizeof(Oid), es_oid_cmp) == NULL)
+		return;
+
+	if (IsA(arg, Const) && ((Const *) arg)->consttype == TEXTOID)
+	{
+		value = ((Const *) arg)->constvalue;
+		isnull = ((Const *) arg)->constisnull;
+	}
+	else if (IsA(arg, Param) && ((Param *) arg)->paramkind == PARAM_EXTERN &&
+			 ((Param *) arg)->paramtype == TEXTOID && params != NULL &&
+			 ((Param *) arg)->paramid > 0 && ((Param *) arg)->paramid <= params->numParams)
+	{
+		ParamExternData prmdata;
+		ParamExternData *prm;
+		int			id = ((Param *) arg)->paramid;
+
+		prm = params->paramFetch ? params->paramFetch(params, id, false, &prmdata)
+			: &params->params[id - 1];
+		value = prm->value;
+		isnull = prm->isnull;
+	}
+	else
+		return;					/* Citus does not delegate it by its value */
+
+	if (isnull)
+		es_null_arg_error("stream_id");
+	s = es_find_shard(DatumGetTextPP(value));
+	es_lock_shard_placement((int) (s - es_shards.shards));
+}
+
+static PlannedStmt *
+es_planner(Query *parse, const char *query_string, int cursor_options,
+		   ParamListInfo params)
+{
+	Oid			funcid;
+	Node	   *arg;
+
+	if (es_single_call(parse, &funcid, &arg))
+	{
+		Oid			nsp = get_func_namespace(funcid);
+
+		if (OidIsValid(nsp) && nsp == get_namespace_oid("eventstore", true))
+			es_before_delegation(funcid, arg, params);
+	}
+	if (es_prev_planner)
+		return es_prev_planner(parse, query_string, cursor_options, params);
+	return standard_planner(parse, query_string, cursor_options, params);
+}
+
+void
+es_shard_install_hooks(void)
+{
+	es_prev_planner = planner_hook;
+	planner_hook = es_planner;
 }

@@ -117,11 +117,12 @@ es_worker_retire(void)
 }
 
 /*
- * The newest committed position in (after, upto], or 0: one backward step
- * of the primary key under a snapshot taken after the horizon was computed.
+ * The newest committed position in (after, upto] of the events "cat"
+ * names, or 0: one backward step of the primary key under a snapshot taken
+ * after the horizon was computed.
  */
 static int64
-es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
+es_newest_committed_in(const EsCatalog *cat, int64 after, int64 upto)
 {
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	Relation	heap = table_open(cat->events_relid, AccessShareLock);
@@ -144,6 +145,31 @@ es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
 	table_close(heap, AccessShareLock);
 	UnregisterSnapshot(snapshot);
 
+	return newest;
+}
+
+/*
+ * The same for the whole of this node's log: on a distributed store, the
+ * newest of the partitions placed here (each node's worker notifies its
+ * own listeners about its own partitions).
+ */
+static int64
+es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
+{
+	EsPartition *parts;
+	int			nparts;
+	int64		newest = 0;
+
+	if (!es_store_distributed(cat))
+		return es_newest_committed_in(cat, after, upto);
+	nparts = es_log_partitions(cat, &parts);
+	for (int i = 0; i < nparts; i++)
+	{
+		const EsCatalog *pcat = parts[i].local ? es_partition_catalog(cat, parts[i].id) : NULL;
+
+		if (pcat != NULL)
+			newest = Max(newest, es_newest_committed_in(pcat, after, upto));
+	}
 	return newest;
 }
 

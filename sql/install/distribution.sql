@@ -6,8 +6,9 @@
 -- Citus "distributed functions": called on the coordinator, each runs on
 -- the node that holds the stream, where the C code finds the stream's local
 -- shards (src/shard.c).  The global log is read by partition
--- (read_partitions).  What else works across streams (read_all,
--- projections, subscriptions, snapshot and archive policies) stays
+-- (read_partitions), which durable subscriptions pull from with a vector
+-- checkpoint (subscriptions.sql).  What else works across streams
+-- (read_all, projections, snapshot and archive policies) stays
 -- single-server in this version: on a distributed store it is refused with
 -- 0A000, never run against the empty placeholder tables.
 
@@ -25,9 +26,6 @@ REVOKE ALL ON FUNCTION eventstore._single_server_only() FROM PUBLIC;
 CREATE TRIGGER projections_single_server
     BEFORE INSERT ON eventstore.projections
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a projection');
-CREATE TRIGGER subscriptions_single_server
-    BEFORE INSERT ON eventstore.subscriptions
-    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a durable subscription');
 CREATE TRIGGER snapshot_policies_single_server
     BEFORE INSERT ON eventstore.snapshot_policies
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a snapshot policy');
@@ -68,17 +66,42 @@ COMMENT ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text
     'The partitions of read_partitions placed on this node (internal; needs EXECUTE on read_partitions)';
 GRANT EXECUTE ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text, integer[]) TO PUBLIC;
 
+-- Where each partition of the global log is complete: the horizon of the
+-- node holding it (a single server: one row, -2147483648, global_horizon).
+-- A filtered follower reads it before a page of read_partitions; a
+-- partition that returned a short page may move its checkpoint there.
+CREATE FUNCTION eventstore.partition_horizons()
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partition_horizons'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore.partition_horizons() IS
+    'For each partition of the global log, the position up to which read_partitions reads it now';
+REVOKE ALL ON FUNCTION eventstore.partition_horizons() FROM PUBLIC;
+
+-- What one node reads for partition_horizons on another; it checks that
+-- the caller may execute partition_horizons, so one grant governs both.
+CREATE FUNCTION eventstore._partition_horizons_here(partitions integer[])
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partition_horizons_here'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore._partition_horizons_here(integer[]) IS
+    'The partitions of partition_horizons placed on this node (internal; needs EXECUTE on partition_horizons)';
+GRANT EXECUTE ON FUNCTION eventstore._partition_horizons_here(integer[]) TO PUBLIC;
+
 CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._advance_positions(bigint) IS
-    'Make this node draw global positions above floor (internal, eventstore.align_positions)';
+    'Number this node for a distributed store and make it draw global positions at or above floor (internal, eventstore.align_positions)';
 REVOKE ALL ON FUNCTION eventstore._advance_positions(bigint) FROM PUBLIC;
 
--- After shards were split (or data copied in by hand), a partition can
--- hold positions another node drew: make every node draw above the
--- highest position stored anywhere.  Shard moves need nothing (an append
--- to a shard that arrived checks it, src/shard.c).
+-- Number every node for the distributed store -- node group g draws the
+-- positions congruent to g modulo 1024 (ES_POSITION_STRIDE), so positions
+-- are unique across the store -- and make each draw above the highest
+-- position stored anywhere.  distribute() runs it; run it again after
+-- adding a node (whose appends are refused until then) or splitting
+-- shards.  Shard moves need nothing (an append to a shard that arrived
+-- checks it, src/shard.c).
 CREATE FUNCTION eventstore.align_positions()
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -96,20 +119,23 @@ BEGIN
     SELECT pg_catalog.max(e.global_position) INTO highest FROM eventstore.events e;
     highest := GREATEST(COALESCE(highest, 0),
                         (SELECT s.last_value FROM eventstore.global_position_seq s));
+    -- here, in this transaction; the workers over connections of their own
+    -- (distribute() calls this before its transaction commits)
+    PERFORM eventstore._advance_positions(highest);
     SELECT r.* INTO failed
-      FROM pg_catalog.run_command_on_all_nodes(
+      FROM pg_catalog.run_command_on_workers(
                pg_catalog.format('SELECT eventstore._advance_positions(%s)', highest)) r
      WHERE NOT r.success
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'could not align the positions of node %', failed.nodeid
+        RAISE EXCEPTION 'could not align the positions of node %:%', failed.nodename, failed.nodeport
             USING ERRCODE = '08006', DETAIL = failed.result;
     END IF;
     RETURN highest;
 END
 $$;
 COMMENT ON FUNCTION eventstore.align_positions() IS
-    'Make every node of a distributed store draw global positions above the highest stored; returns it';
+    'Number every node of a distributed store (unique positions) and make each draw above the highest position stored; returns it';
 REVOKE ALL ON FUNCTION eventstore.align_positions() FROM PUBLIC;
 
 CREATE FUNCTION eventstore.distribute(shard_count integer DEFAULT 32)
@@ -146,8 +172,8 @@ BEGIN
        OR EXISTS (SELECT FROM eventstore.archive_policies) THEN
         RAISE EXCEPTION 'cannot distribute a store that has projections, subscriptions or policies'
             USING ERRCODE = '0A000',
-                  DETAIL = 'This version runs them on one server only.',
-                  HINT = 'Drop them first.';
+                  DETAIL = 'This version runs projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
+                  HINT = 'Drop them first (subscriptions may be created again after distribute()).';
     END IF;
 
     -- Citus requires every unique key of a distributed table to include
@@ -202,6 +228,17 @@ BEGIN
                          'eventstore.archived_events', 'eventstore.snapshots']::regclass[]) t;
     ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
     ALTER TABLE eventstore.archived_events ENABLE ALWAYS TRIGGER archived_events_no_truncate;
+
+    -- Durable subscriptions stay local tables here; their status view
+    -- must not read the distributed events (Citus does not join them with
+    -- the local tables here, and the lag it counts is one server's):
+    -- subscription_status of subscriptions.sql with a NULL lag.
+    CREATE OR REPLACE VIEW eventstore.subscription_status AS
+    SELECT st.name, st.event_types, st.stream_prefix, st.position, st.pulled_position,
+           NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           st.in_flight, st.pending_retry, st.parked, st.consumers,
+           st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions
+      FROM eventstore._subscription_state st;
 
     -- the events stored so far keep their positions in their partitions:
     -- every node draws above them

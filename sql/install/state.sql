@@ -197,19 +197,24 @@ BEGIN
             USING ERRCODE = '42501',
                   DETAIL = 'The background worker takes the policy''s snapshots as the role that creates it.';
     END IF;
-    -- Checks evolve against the state type (42P13).  It folds no event
-    -- (to_version => 0) and reads no snapshot: no user code runs here as
-    -- the extension's owner.
-    PERFORM eventstore.aggregate_stream(' ', evolve, initial, 0, use_snapshots => false);
     IF EXISTS (SELECT FROM eventstore.snapshot_policies p WHERE p.name = _create_snapshot_policy.name) THEN
         RAISE EXCEPTION 'snapshot policy "%" already exists', name USING ERRCODE = '42710';
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid OPERATOR(pg_catalog.=) evolve::oid) THEN
+        RAISE EXCEPTION 'function with OID % does not exist', evolve::oid USING ERRCODE = '42883';
+    END IF;
+    -- first, so that a distributed store refuses the policy (0A000, the
+    -- table's trigger) before evolve is tried on a stream
     INSERT INTO eventstore.snapshot_policies
         (name, evolve, state_type, initial, stream_prefix, every, on_event_types, snapshot_tag,
          search_path, evolve_owner)
     VALUES (name, evolve::text, pg_typeof(initial)::regtype, initial::text, stream_prefix, every,
             on_event_types, snapshot_tag, caller_search_path,
             (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = evolve::oid));
+    -- Checks evolve against the state type (42P13).  It folds no event
+    -- (to_version => 0) and reads no snapshot: no user code runs here as
+    -- the extension's owner.
+    PERFORM eventstore.aggregate_stream(' ', evolve, initial, 0, use_snapshots => false);
     PERFORM eventstore._register_projection(caller, caller_search_path, false, 'snapshot:' || name,
                                             'eventstore._snapshot_step(eventstore.event, text)',
                                             NULL, stream_prefix, 'async', true, 0);

@@ -11,6 +11,13 @@
 -- an event that commits late.  Only the events a subscription has pulled and
 -- not yet had acknowledged (leased, waiting, parked) are stored, in
 -- eventstore.subscription_events.
+--
+-- On a store distributed with Citus (0.8.0) these tables stay local tables
+-- of the coordinator, where consumers call these functions; new events come
+-- from eventstore.read_partitions, with a checkpoint per partition
+-- (subscriptions.pulled_partitions), and each pulled event is stored whole
+-- in subscription_events, so that no call joins the local tables with the
+-- distributed events (docs/distributed.md, "Durable subscriptions").
 
 -- ---------------------------------------------------------------------
 -- Tables
@@ -27,11 +34,16 @@ CREATE TABLE eventstore.subscriptions (
     pulled_position bigint      NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     last_fetch_at   timestamptz,
+    -- On a distributed store (0.8.0, hence last): what pulled_position is
+    -- on one server, per partition of the global log -- the checkpoint
+    -- vector read_partitions takes.  NULL on a single server.
+    pulled_partitions jsonb,
     CONSTRAINT subscriptions_pkey PRIMARY KEY (name),
     CONSTRAINT subscriptions_name_check CHECK (name <> ''),
     CONSTRAINT subscriptions_lease_timeout_check CHECK (lease_timeout > interval '0'),
     CONSTRAINT subscriptions_max_attempts_check CHECK (max_attempts >= 1),
-    CONSTRAINT subscriptions_pulled_position_check CHECK (pulled_position >= 0)
+    CONSTRAINT subscriptions_pulled_position_check CHECK (pulled_position >= 0),
+    CONSTRAINT subscriptions_pulled_partitions_check CHECK (jsonb_typeof(pulled_partitions) = 'object')
 );
 COMMENT ON TABLE eventstore.subscriptions IS
     'Durable subscriptions: filters, lease settings and how far the log has been pulled';
@@ -53,7 +65,16 @@ CREATE TABLE eventstore.subscription_events (
     not_before       timestamptz,
     last_error       text,
     parked_at        timestamptz,
-    consumer_role    regrole,       -- added in 0.4.0, hence last
+    consumer_role    regrole,       -- added in 0.4.0
+    -- The event itself, stored when it is pulled on a distributed store
+    -- (0.8.0, hence last; NULL on a single server, where the fetch reads it
+    -- from eventstore.events).
+    stream_version   bigint,
+    event_id         uuid,
+    event_type       text COLLATE "C",
+    data             jsonb,
+    metadata         jsonb,
+    event_created_at timestamptz,
     CONSTRAINT subscription_events_pkey PRIMARY KEY (subscription, global_position),
     CONSTRAINT subscription_events_subscription_fkey FOREIGN KEY (subscription)
         REFERENCES eventstore.subscriptions (name) ON DELETE CASCADE,
@@ -149,6 +170,7 @@ AS $$
 DECLARE
     v_types  text[];
     v_start  bigint;
+    v_vector jsonb;
 BEGIN
     PERFORM eventstore.subscription_check_name(name, 'subscription name');
     IF start_from IS NULL OR lease_timeout IS NULL OR max_attempts IS NULL THEN
@@ -185,12 +207,33 @@ BEGIN
         END IF;
     END IF;
 
-    v_start := CASE WHEN start_from = -1 THEN eventstore.global_horizon() ELSE start_from END;
+    IF eventstore.is_distributed() THEN
+        -- A checkpoint per partition: 0 = none yet ({}); -1 = each
+        -- partition's horizon; N = after N in every partition (the entry
+        -- of the lowest partition stands for all, read_partitions).
+        -- pulled_position stays what it promises: every matching event at
+        -- or below it (0, or N) is pulled.
+        IF start_from = -1 THEN
+            SELECT coalesce(jsonb_object_agg(h.partition::text, h.horizon), '{}')
+              INTO v_vector FROM eventstore.partition_horizons() h;
+            v_start := 0;
+        ELSIF start_from = 0 THEN
+            v_vector := '{}';
+            v_start := 0;
+        ELSE
+            v_vector := jsonb_build_object('-2147483648', start_from);
+            v_start := start_from;
+        END IF;
+    ELSE
+        v_start := CASE WHEN start_from = -1 THEN eventstore.global_horizon() ELSE start_from END;
+    END IF;
 
     INSERT INTO eventstore.subscriptions AS s
-           (name, event_types, stream_prefix, lease_timeout, max_attempts, pulled_position)
+           (name, event_types, stream_prefix, lease_timeout, max_attempts, pulled_position,
+            pulled_partitions)
     VALUES (create_subscription.name, v_types, nullif(stream_prefix, ''),
-            create_subscription.lease_timeout, create_subscription.max_attempts, v_start)
+            create_subscription.lease_timeout, create_subscription.max_attempts, v_start,
+            v_vector)
     ON CONFLICT ON CONSTRAINT subscriptions_pkey DO NOTHING;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -199,7 +242,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) IS
-    'Create a durable subscription; start_from 0 = origin, -1 = now, N = after position N';
+    'Create a durable subscription; start_from 0 = origin, -1 = now, N = after position N (on a distributed store: in every partition)';
 REVOKE ALL ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) FROM PUBLIC;
 
 CREATE FUNCTION eventstore.drop_subscription(name text, if_exists boolean DEFAULT false)
@@ -281,6 +324,12 @@ DECLARE
     v_horizon  bigint;
     v_got      bigint;
     v_last     bigint;
+    v_dist     boolean;
+    v_horizons jsonb;
+    v_placed   jsonb;
+    v_moved    jsonb;
+    v_pages    jsonb;
+    v_full     boolean;
 BEGIN
     PERFORM eventstore._check_caller(caller);
     PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
@@ -330,6 +379,12 @@ BEGIN
     -- When what was pulled is blocked, each further pull is twice as large.
     v_window := greatest(1000, max_count);
     v_step := 0;
+    v_dist := eventstore.is_distributed();
+    -- (distribute() refuses a store with subscriptions: this is a guard,
+    -- after N in every partition being what pulled_position promised)
+    IF v_dist AND v_sub.pulled_partitions IS NULL THEN
+        v_sub.pulled_partitions := jsonb_build_object('-2147483648', v_sub.pulled_position);
+    END IF;
     LOOP
         EXIT WHEN cardinality(v_deliver) >= max_count;
         SELECT count(*) INTO v_pending FROM eventstore.subscription_events se
@@ -338,31 +393,122 @@ BEGIN
         v_want := least(v_step, v_window - v_pending);
         EXIT WHEN v_want <= 0;
 
-        -- The filtered-follower pattern (README): the horizon read before
-        -- the page bounds what a short page proves absent.
-        v_horizon := eventstore.global_horizon();
-        WITH pulled AS (
-            INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
-            SELECT v_sub.name, r.global_position, r.stream_id
-              FROM eventstore.read_all(v_sub.pulled_position, v_want,
-                                       v_sub.event_types, v_sub.stream_prefix) r
-            RETURNING global_position)
-        SELECT count(*), max(p.global_position) INTO v_got, v_last FROM pulled p;
+        IF v_dist THEN
+            -- A distributed store: a page of every partition after its
+            -- checkpoint, at most v_want each, stored whole.  The filtered
+            -- follower's pattern per partition: a partition whose page is
+            -- short has nothing else matching up to the horizon read before
+            -- the page -- provided the page was read where that horizon
+            -- was, so where the partitions are placed is read before and
+            -- after (a partition moved meanwhile, or skipped by
+            -- read_partitions for moving, only goes to its last event).
+            SELECT jsonb_object_agg(h.partition::text, h.horizon) INTO v_horizons
+              FROM eventstore.partition_horizons() h;
+            SELECT jsonb_object_agg(x.part, x.placements) INTO v_placed
+              FROM (SELECT s.shardminvalue AS part,
+                           array_agg(p.placementid ORDER BY p.placementid) AS placements
+                      FROM pg_catalog.pg_dist_shard s
+                      JOIN pg_catalog.pg_dist_placement p
+                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+                     GROUP BY s.shardminvalue) x;
+            WITH page AS MATERIALIZED (
+                SELECT r.* FROM eventstore.read_partitions(v_sub.pulled_partitions, v_want,
+                                                           v_sub.event_types, v_sub.stream_prefix) r),
+            pulled AS (
+                INSERT INTO eventstore.subscription_events
+                       (subscription, global_position, stream_id, stream_version, event_id,
+                        event_type, data, metadata, event_created_at)
+                SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
+                       p.event_type, p.data, p.metadata, p.created_at
+                  FROM page p
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM pulled),
+                   (SELECT coalesce(jsonb_object_agg(g.partition::text, jsonb_build_array(g.n, g.last)), '{}')
+                      FROM (SELECT p.partition, count(*) AS n, max(p.global_position) AS last
+                              FROM page p GROUP BY p.partition) g)
+              INTO v_got, v_pages;
+            SELECT jsonb_object_agg(x.part, x.placements) INTO v_moved
+              FROM (SELECT s.shardminvalue AS part,
+                           array_agg(p.placementid ORDER BY p.placementid) AS placements
+                      FROM pg_catalog.pg_dist_shard s
+                      JOIN pg_catalog.pg_dist_placement p
+                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+                     GROUP BY s.shardminvalue) x;
 
-        IF v_got < v_want THEN
-            v_sub.pulled_position := greatest(v_sub.pulled_position, v_last, v_horizon);
+            -- Each partition read or with a horizon: its last event when
+            -- its page was full, else also its horizon.  Where a partition
+            -- continues comes from read_partitions' rule (the entry of the
+            -- greatest partition not above it), so entries are only added.
+            SELECT v_sub.pulled_partitions || coalesce(jsonb_object_agg(k.part::text, k.pos), '{}')
+              INTO v_sub.pulled_partitions
+              FROM (SELECT x.part,
+                           CASE WHEN (v_pages -> x.part::text ->> 0)::bigint >= v_want
+                                THEN (v_pages -> x.part::text ->> 1)::bigint
+                                WHEN v_horizons ? x.part::text
+                                     AND v_placed -> x.part::text = v_moved -> x.part::text
+                                THEN greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint,
+                                              (v_horizons ->> x.part::text)::bigint)
+                                ELSE greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint)
+                           END AS pos
+                      FROM (SELECT k1::integer FROM jsonb_object_keys(v_horizons) k1
+                            UNION
+                            SELECT k2::integer FROM jsonb_object_keys(v_pages) k2) x(part)
+                     CROSS JOIN LATERAL (
+                            SELECT coalesce((SELECT v.value::bigint
+                                               FROM jsonb_each_text(v_sub.pulled_partitions) v
+                                              WHERE v.key::integer <= x.part
+                                              ORDER BY v.key::integer DESC LIMIT 1), 0) AS after) a) k;
+            v_full := EXISTS (SELECT FROM jsonb_each(v_pages) g WHERE (g.value ->> 0)::bigint >= v_want);
         ELSE
-            v_sub.pulled_position := v_last;
+            -- The filtered-follower pattern (README): the horizon read before
+            -- the page bounds what a short page proves absent.
+            v_horizon := eventstore.global_horizon();
+            WITH pulled AS (
+                INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
+                SELECT v_sub.name, r.global_position, r.stream_id
+                  FROM eventstore.read_all(v_sub.pulled_position, v_want,
+                                           v_sub.event_types, v_sub.stream_prefix) r
+                RETURNING global_position)
+            SELECT count(*), max(p.global_position) INTO v_got, v_last FROM pulled p;
+
+            IF v_got < v_want THEN
+                v_sub.pulled_position := greatest(v_sub.pulled_position, v_last, v_horizon);
+            ELSE
+                v_sub.pulled_position := v_last;
+            END IF;
+            v_full := v_got >= v_want;
         END IF;
         IF v_got > 0 THEN
             v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
         END IF;
-        EXIT WHEN v_got < v_want;
+        EXIT WHEN NOT v_full;
     END LOOP;
 
     UPDATE eventstore.subscriptions s
-       SET pulled_position = v_sub.pulled_position, last_fetch_at = v_now
+       SET pulled_position = v_sub.pulled_position, pulled_partitions = v_sub.pulled_partitions,
+           last_fetch_at = v_now
      WHERE s.name = v_sub.name;
+
+    IF v_dist THEN
+        -- the events as they were stored when pulled (no join of this
+        -- local table with the distributed events)
+        RETURN QUERY
+        WITH leased AS (
+            UPDATE eventstore.subscription_events se
+               SET state = 'leased', consumer = _subscription_fetch.consumer,
+                   consumer_role = _subscription_fetch.caller,
+                   attempts = se.attempts + 1,
+                   lease_expires_at = v_now + v_sub.lease_timeout, not_before = NULL
+             WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
+            RETURNING se.*)
+        SELECT l.global_position, l.stream_id::text, l.stream_version, l.event_id,
+               l.event_type::text, l.data, l.metadata, l.event_created_at, l.attempts
+          FROM leased l
+         ORDER BY l.global_position;
+        RETURN;
+    END IF;
 
     RETURN QUERY
     WITH leased AS (
@@ -572,6 +718,16 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM eventstore.subscription_not_found(subscription);
     END IF;
+    IF eventstore.is_distributed() THEN
+        -- stored with the event when it was pulled
+        RETURN QUERY
+        SELECT se.global_position, se.stream_id::text, se.stream_version, se.event_type::text,
+               se.attempts, se.last_error, se.parked_at
+          FROM eventstore.subscription_events se
+         WHERE se.subscription = subscription_parked.subscription AND se.state = 'parked'
+         ORDER BY se.global_position;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT se.global_position, se.stream_id::text, e.stream_version, e.event_type::text,
            se.attempts, se.last_error, se.parked_at
@@ -594,23 +750,24 @@ REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
 -- there is none: every matching event at or below it was acknowledged or
 -- parked.  The view calls global_horizon(): its readers need EXECUTE on it
 -- (and shared_preload_libraries, else 55000).
-CREATE VIEW eventstore.subscription_status AS
+-- What subscription_status shows of a subscription but its lag (0.8.0):
+-- the same on a single server and on a distributed store.
+CREATE VIEW eventstore._subscription_state AS
 SELECT s.name,
        s.event_types,
        s.stream_prefix,
-       cp.position,
-       s.pulled_position,
-       lag.lag_events,
-       now() - lag.oldest_created_at AS lag_time,
+       CASE WHEN s.pulled_partitions IS NULL
+            THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
+       CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
        o.in_flight,
        o.pending_retry,
        o.parked,
        coalesce(c.consumers, '{}') AS consumers,
        s.last_fetch_at,
        s.lease_timeout,
-       s.max_attempts
+       s.max_attempts,
+       s.pulled_partitions
   FROM eventstore.subscriptions s
- CROSS JOIN (SELECT eventstore.global_horizon() AS horizon) h
  CROSS JOIN LATERAL (
         SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
                count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
@@ -619,19 +776,6 @@ SELECT s.name,
           FROM eventstore.subscription_events se
          WHERE se.subscription = s.name) o
  CROSS JOIN LATERAL (
-        SELECT coalesce(o.first_open - 1, s.pulled_position) AS position) cp
- CROSS JOIN LATERAL (
-        -- Pulled events are committed even when the horizon this snapshot
-        -- sees is older (REPEATABLE READ).
-        SELECT count(*) AS lag_events,
-               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
-          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
-                  FROM eventstore.events e
-                 WHERE e.global_position > cp.position
-                   AND e.global_position <= greatest(h.horizon, s.pulled_position)
-                   AND eventstore._event_matches(e.stream_id, e.event_type,
-                                                 s.event_types, s.stream_prefix)) e) lag
- CROSS JOIN LATERAL (
         SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
           FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
                  WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
@@ -639,7 +783,43 @@ SELECT s.name,
                 SELECT se.consumer FROM eventstore.subscription_events se
                  WHERE se.subscription = s.name AND se.state = 'leased'
                    AND se.lease_expires_at > now()) x) c;
+COMMENT ON VIEW eventstore._subscription_state IS
+    'Durable subscriptions as subscription_status shows them, without the lag (internal)';
+REVOKE ALL ON TABLE eventstore._subscription_state FROM PUBLIC;
+
+-- The lag counts the matching events after the checkpoint up to what the
+-- subscription may pull.  On a distributed store distribute() replaces
+-- this view by one whose lag is NULL: counting it would read every
+-- partition after its checkpoint on every node, and Citus does not join
+-- the distributed events with the local tables of the coordinator.
+CREATE VIEW eventstore.subscription_status AS
+SELECT st.name,
+       st.event_types,
+       st.stream_prefix,
+       st.position,
+       st.pulled_position,
+       lag.lag_events,
+       now() - lag.oldest_created_at AS lag_time,
+       st.in_flight,
+       st.pending_retry,
+       st.parked,
+       st.consumers,
+       st.last_fetch_at,
+       st.lease_timeout,
+       st.max_attempts,
+       st.pulled_partitions
+  FROM eventstore._subscription_state st
+ CROSS JOIN LATERAL (
+        -- Pulled events are committed even when the horizon this snapshot
+        -- sees is older (REPEATABLE READ).
+        SELECT count(*) AS lag_events,
+               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
+          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
+                  FROM eventstore.events e
+                 WHERE e.global_position > st.position
+                   AND e.global_position <= greatest(eventstore.global_horizon(), st.pulled_position)
+                   AND eventstore._event_matches(e.stream_id, e.event_type,
+                                                 st.event_types, st.stream_prefix)) e) lag;
 COMMENT ON VIEW eventstore.subscription_status IS
     'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';
-
 REVOKE ALL ON TABLE eventstore.subscription_status FROM PUBLIC;

@@ -1,9 +1,13 @@
 -- eventstore 0.7.0 -> 0.8.0: a store distributed by stream with Citus
 -- (issue 16).  test/t/014_upgrade_chain.pl checks that this script and a
--- fresh install of 0.8.0 agree.  The same definitions as
--- sql/install/distribution.sql.
+-- fresh install of 0.8.0 agree.
 
 \echo Use "ALTER EXTENSION eventstore UPDATE TO '0.8.0'" to load this file. \quit
+
+-- =====================================================================
+-- Section 1: the functions and guards of a distributed store
+-- (the same definitions as sql/install/distribution.sql)
+-- =====================================================================
 
 -- ---------------------------------------------------------------------
 -- A store distributed by stream with Citus (0.8.0)
@@ -13,8 +17,9 @@
 -- Citus "distributed functions": called on the coordinator, each runs on
 -- the node that holds the stream, where the C code finds the stream's local
 -- shards (src/shard.c).  The global log is read by partition
--- (read_partitions).  What else works across streams (read_all,
--- projections, subscriptions, snapshot and archive policies) stays
+-- (read_partitions), which durable subscriptions pull from with a vector
+-- checkpoint (subscriptions.sql).  What else works across streams
+-- (read_all, projections, snapshot and archive policies) stays
 -- single-server in this version: on a distributed store it is refused with
 -- 0A000, never run against the empty placeholder tables.
 
@@ -32,9 +37,6 @@ REVOKE ALL ON FUNCTION eventstore._single_server_only() FROM PUBLIC;
 CREATE TRIGGER projections_single_server
     BEFORE INSERT ON eventstore.projections
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a projection');
-CREATE TRIGGER subscriptions_single_server
-    BEFORE INSERT ON eventstore.subscriptions
-    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a durable subscription');
 CREATE TRIGGER snapshot_policies_single_server
     BEFORE INSERT ON eventstore.snapshot_policies
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a snapshot policy');
@@ -75,17 +77,42 @@ COMMENT ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text
     'The partitions of read_partitions placed on this node (internal; needs EXECUTE on read_partitions)';
 GRANT EXECUTE ON FUNCTION eventstore._read_partitions_here(jsonb, bigint, text[], text, integer[]) TO PUBLIC;
 
+-- Where each partition of the global log is complete: the horizon of the
+-- node holding it (a single server: one row, -2147483648, global_horizon).
+-- A filtered follower reads it before a page of read_partitions; a
+-- partition that returned a short page may move its checkpoint there.
+CREATE FUNCTION eventstore.partition_horizons()
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partition_horizons'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore.partition_horizons() IS
+    'For each partition of the global log, the position up to which read_partitions reads it now';
+REVOKE ALL ON FUNCTION eventstore.partition_horizons() FROM PUBLIC;
+
+-- What one node reads for partition_horizons on another; it checks that
+-- the caller may execute partition_horizons, so one grant governs both.
+CREATE FUNCTION eventstore._partition_horizons_here(partitions integer[])
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partition_horizons_here'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore._partition_horizons_here(integer[]) IS
+    'The partitions of partition_horizons placed on this node (internal; needs EXECUTE on partition_horizons)';
+GRANT EXECUTE ON FUNCTION eventstore._partition_horizons_here(integer[]) TO PUBLIC;
+
 CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventstore._advance_positions(bigint) IS
-    'Make this node draw global positions above floor (internal, eventstore.align_positions)';
+    'Number this node for a distributed store and make it draw global positions at or above floor (internal, eventstore.align_positions)';
 REVOKE ALL ON FUNCTION eventstore._advance_positions(bigint) FROM PUBLIC;
 
--- After shards were split (or data copied in by hand), a partition can
--- hold positions another node drew: make every node draw above the
--- highest position stored anywhere.  Shard moves need nothing (an append
--- to a shard that arrived checks it, src/shard.c).
+-- Number every node for the distributed store -- node group g draws the
+-- positions congruent to g modulo 1024 (ES_POSITION_STRIDE), so positions
+-- are unique across the store -- and make each draw above the highest
+-- position stored anywhere.  distribute() runs it; run it again after
+-- adding a node (whose appends are refused until then) or splitting
+-- shards.  Shard moves need nothing (an append to a shard that arrived
+-- checks it, src/shard.c).
 CREATE FUNCTION eventstore.align_positions()
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -103,20 +130,23 @@ BEGIN
     SELECT pg_catalog.max(e.global_position) INTO highest FROM eventstore.events e;
     highest := GREATEST(COALESCE(highest, 0),
                         (SELECT s.last_value FROM eventstore.global_position_seq s));
+    -- here, in this transaction; the workers over connections of their own
+    -- (distribute() calls this before its transaction commits)
+    PERFORM eventstore._advance_positions(highest);
     SELECT r.* INTO failed
-      FROM pg_catalog.run_command_on_all_nodes(
+      FROM pg_catalog.run_command_on_workers(
                pg_catalog.format('SELECT eventstore._advance_positions(%s)', highest)) r
      WHERE NOT r.success
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'could not align the positions of node %', failed.nodeid
+        RAISE EXCEPTION 'could not align the positions of node %:%', failed.nodename, failed.nodeport
             USING ERRCODE = '08006', DETAIL = failed.result;
     END IF;
     RETURN highest;
 END
 $$;
 COMMENT ON FUNCTION eventstore.align_positions() IS
-    'Make every node of a distributed store draw global positions above the highest stored; returns it';
+    'Number every node of a distributed store (unique positions) and make each draw above the highest position stored; returns it';
 REVOKE ALL ON FUNCTION eventstore.align_positions() FROM PUBLIC;
 
 CREATE FUNCTION eventstore.distribute(shard_count integer DEFAULT 32)
@@ -153,8 +183,8 @@ BEGIN
        OR EXISTS (SELECT FROM eventstore.archive_policies) THEN
         RAISE EXCEPTION 'cannot distribute a store that has projections, subscriptions or policies'
             USING ERRCODE = '0A000',
-                  DETAIL = 'This version runs them on one server only.',
-                  HINT = 'Drop them first.';
+                  DETAIL = 'This version runs projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
+                  HINT = 'Drop them first (subscriptions may be created again after distribute()).';
     END IF;
 
     -- Citus requires every unique key of a distributed table to include
@@ -210,6 +240,17 @@ BEGIN
     ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
     ALTER TABLE eventstore.archived_events ENABLE ALWAYS TRIGGER archived_events_no_truncate;
 
+    -- Durable subscriptions stay local tables here; their status view
+    -- must not read the distributed events (Citus does not join them with
+    -- the local tables here, and the lag it counts is one server's):
+    -- subscription_status of subscriptions.sql with a NULL lag.
+    CREATE OR REPLACE VIEW eventstore.subscription_status AS
+    SELECT st.name, st.event_types, st.stream_prefix, st.position, st.pulled_position,
+           NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           st.in_flight, st.pending_retry, st.parked, st.consumers,
+           st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions
+      FROM eventstore._subscription_state st;
+
     -- the events stored so far keep their positions in their partitions:
     -- every node draws above them
     PERFORM eventstore.align_positions();
@@ -217,3 +258,528 @@ END
 $$;
 COMMENT ON FUNCTION eventstore.distribute(integer) IS 'Distribute the store with Citus by stream_id into shard_count co-located shards; run once on the coordinator';
 REVOKE ALL ON FUNCTION eventstore.distribute(integer) FROM PUBLIC;
+
+-- =====================================================================
+-- Section 2: a snapshot policy is inserted before its evolve is tried on
+-- a stream, so that a distributed store refuses it with 0A000 (as
+-- sql/install/state.sql)
+-- =====================================================================
+
+CREATE OR REPLACE FUNCTION eventstore._create_snapshot_policy(
+    caller             regrole,
+    caller_search_path text,
+    name               text,
+    evolve             regprocedure,
+    initial            anyelement,
+    stream_prefix      text,
+    every              integer,
+    on_event_types     text[],
+    snapshot_tag       text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    -- the initial state is kept as text, read back by the worker: write it
+    -- in a form that reads back the same under any settings
+    SET DateStyle = 'ISO' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 SET TimeZone = 'UTC'
+    AS $$
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    IF name IS NULL OR evolve IS NULL THEN
+        RAISE EXCEPTION 'name and evolve must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF name = '' OR octet_length(name) > 54 THEN
+        RAISE EXCEPTION 'snapshot policy name must have 1 to 54 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF every IS NULL AND on_event_types IS NULL THEN
+        RAISE EXCEPTION 'a snapshot policy needs every or on_event_types' USING ERRCODE = '22023';
+    END IF;
+    PERFORM eventstore._check_event_types('on_event_types', on_event_types);
+    IF every <= 0 OR stream_prefix = '' OR snapshot_tag = '' THEN
+        RAISE EXCEPTION 'every must be positive; stream_prefix and snapshot_tag must not be empty'
+            USING ERRCODE = '22023';
+    END IF;
+    -- the snapshots are taken as the caller, with the caller's evolve
+    IF NOT pg_catalog.has_function_privilege(caller::oid, evolve::oid, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', evolve USING ERRCODE = '42501';
+    END IF;
+    IF NOT pg_catalog.has_function_privilege(
+               caller::oid,
+               'eventstore.take_snapshot(text, regprocedure, anyelement, bigint, text)'::regprocedure::oid,
+               'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function eventstore.take_snapshot'
+            USING ERRCODE = '42501',
+                  DETAIL = 'The background worker takes the policy''s snapshots as the role that creates it.';
+    END IF;
+    IF EXISTS (SELECT FROM eventstore.snapshot_policies p WHERE p.name = _create_snapshot_policy.name) THEN
+        RAISE EXCEPTION 'snapshot policy "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE f.oid OPERATOR(pg_catalog.=) evolve::oid) THEN
+        RAISE EXCEPTION 'function with OID % does not exist', evolve::oid USING ERRCODE = '42883';
+    END IF;
+    -- first, so that a distributed store refuses the policy (0A000, the
+    -- table's trigger) before evolve is tried on a stream
+    INSERT INTO eventstore.snapshot_policies
+        (name, evolve, state_type, initial, stream_prefix, every, on_event_types, snapshot_tag,
+         search_path, evolve_owner)
+    VALUES (name, evolve::text, pg_typeof(initial)::regtype, initial::text, stream_prefix, every,
+            on_event_types, snapshot_tag, caller_search_path,
+            (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = evolve::oid));
+    -- Checks evolve against the state type (42P13).  It folds no event
+    -- (to_version => 0) and reads no snapshot: no user code runs here as
+    -- the extension's owner.
+    PERFORM eventstore.aggregate_stream(' ', evolve, initial, 0, use_snapshots => false);
+    PERFORM eventstore._register_projection(caller, caller_search_path, false, 'snapshot:' || name,
+                                            'eventstore._snapshot_step(eventstore.event, text)',
+                                            NULL, stream_prefix, 'async', true, 0);
+END $$;
+COMMENT ON FUNCTION eventstore._create_snapshot_policy(regrole, text, text, regprocedure, anyelement, text, integer, text[], text) IS
+    'Implementation of eventstore.create_snapshot_policy (internal)';
+REVOKE ALL ON FUNCTION eventstore._create_snapshot_policy(regrole, text, text, regprocedure, anyelement, text, integer, text[], text) FROM PUBLIC;
+
+-- =====================================================================
+-- Section 3: durable subscriptions on a distributed store: a checkpoint
+-- per partition, the pulled events stored whole (as
+-- sql/install/subscriptions.sql; NULL on a single server)
+-- =====================================================================
+
+ALTER TABLE eventstore.subscriptions
+    ADD COLUMN pulled_partitions jsonb,
+    ADD CONSTRAINT subscriptions_pulled_partitions_check CHECK (jsonb_typeof(pulled_partitions) = 'object');
+ALTER TABLE eventstore.subscription_events
+    ADD COLUMN stream_version   bigint,
+    ADD COLUMN event_id         uuid,
+    ADD COLUMN event_type       text COLLATE "C",
+    ADD COLUMN data             jsonb,
+    ADD COLUMN metadata         jsonb,
+    ADD COLUMN event_created_at timestamptz;
+
+-- =====================================================================
+-- Section 4: the subscription functions that pull from read_partitions on
+-- a distributed store, and the status view (as
+-- sql/install/subscriptions.sql)
+-- =====================================================================
+
+CREATE OR REPLACE FUNCTION eventstore.create_subscription(
+    name          text,
+    event_types   text[]   DEFAULT NULL,
+    stream_prefix text     DEFAULT NULL,
+    start_from    bigint   DEFAULT 0,
+    lease_timeout interval DEFAULT '30 seconds',
+    max_attempts  integer  DEFAULT 5)
+RETURNS void
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_types  text[];
+    v_start  bigint;
+    v_vector jsonb;
+BEGIN
+    PERFORM eventstore.subscription_check_name(name, 'subscription name');
+    IF start_from IS NULL OR lease_timeout IS NULL OR max_attempts IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'start_from, lease_timeout and max_attempts must not be NULL';
+    END IF;
+    IF start_from < -1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid start_from %s', start_from),
+            DETAIL = 'start_from is 0 (the origin), -1 (the current end of the log) or a position after which to start.';
+    END IF;
+    IF lease_timeout <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('lease_timeout must be positive, not %s', lease_timeout);
+    END IF;
+    -- every fetch computes now() + lease_timeout and now() - lease_timeout
+    PERFORM eventstore._check_interval('lease_timeout', lease_timeout);
+    IF max_attempts < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('max_attempts must be at least 1, not %s', max_attempts);
+    END IF;
+    IF event_types IS NOT NULL THEN
+        IF array_ndims(event_types) > 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'event_types must be a one-dimensional array';
+        END IF;
+        -- read_all ignores NULL elements; what is left must match something.
+        v_types := array_remove(event_types, NULL);
+        IF cardinality(v_types) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'event_types must not be empty',
+                DETAIL = 'An empty list (or one of NULLs only) matches no event.',
+                HINT = 'Pass NULL for every event type.';
+        END IF;
+    END IF;
+
+    IF eventstore.is_distributed() THEN
+        -- A checkpoint per partition: 0 = none yet ({}); -1 = each
+        -- partition's horizon; N = after N in every partition (the entry
+        -- of the lowest partition stands for all, read_partitions).
+        -- pulled_position stays what it promises: every matching event at
+        -- or below it (0, or N) is pulled.
+        IF start_from = -1 THEN
+            SELECT coalesce(jsonb_object_agg(h.partition::text, h.horizon), '{}')
+              INTO v_vector FROM eventstore.partition_horizons() h;
+            v_start := 0;
+        ELSIF start_from = 0 THEN
+            v_vector := '{}';
+            v_start := 0;
+        ELSE
+            v_vector := jsonb_build_object('-2147483648', start_from);
+            v_start := start_from;
+        END IF;
+    ELSE
+        v_start := CASE WHEN start_from = -1 THEN eventstore.global_horizon() ELSE start_from END;
+    END IF;
+
+    INSERT INTO eventstore.subscriptions AS s
+           (name, event_types, stream_prefix, lease_timeout, max_attempts, pulled_position,
+            pulled_partitions)
+    VALUES (create_subscription.name, v_types, nullif(stream_prefix, ''),
+            create_subscription.lease_timeout, create_subscription.max_attempts, v_start,
+            v_vector)
+    ON CONFLICT ON CONSTRAINT subscriptions_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('subscription "%s" already exists', name);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) IS
+    'Create a durable subscription; start_from 0 = origin, -1 = now, N = after position N (on a distributed store: in every partition)';
+REVOKE ALL ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._subscription_fetch(
+    caller             regrole,
+    caller_search_path text,
+    subscription text,
+    consumer     text,
+    max_count    integer)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_id uuid, event_type text, data jsonb, metadata jsonb,
+               created_at timestamptz, attempt integer)
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+ROWS 100
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_sub      eventstore.subscriptions;
+    v_now      timestamptz;
+    v_deliver  bigint[];
+    v_window   bigint;
+    v_pending  bigint;
+    v_step     bigint;
+    v_want     bigint;
+    v_horizon  bigint;
+    v_got      bigint;
+    v_last     bigint;
+    v_dist     boolean;
+    v_horizons jsonb;
+    v_placed   jsonb;
+    v_moved    jsonb;
+    v_pages    jsonb;
+    v_full     boolean;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    PERFORM eventstore.subscription_check_name(consumer, 'consumer');
+    IF max_count IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'max_count must not be NULL';
+    END IF;
+    IF max_count < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('max_count must be at least 1, not %s', max_count);
+    END IF;
+    PERFORM eventstore._check_count('max_count', max_count, 100000);
+
+    -- One fetch of a subscription at a time; acks and nacks (FOR SHARE) wait
+    -- too, so what follows sees a stable set of outstanding events.
+    SELECT * INTO v_sub FROM eventstore.subscriptions s
+     WHERE s.name = _subscription_fetch.subscription FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    -- The clock, not now(): the lock may have been waited for, and the
+    -- caller's transaction may be old.
+    v_now := clock_timestamp();
+
+    INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen_at)
+    VALUES (v_sub.name, _subscription_fetch.consumer, v_now)
+    ON CONFLICT ON CONSTRAINT subscription_consumers_pkey
+    DO UPDATE SET last_seen_at = excluded.last_seen_at;
+    DELETE FROM eventstore.subscription_consumers c
+     WHERE c.subscription = v_sub.name AND c.last_seen_at < v_now - v_sub.lease_timeout;
+
+    -- Expired leases of events delivered max_attempts times: park them
+    -- rather than hand out a poison event again.
+    UPDATE eventstore.subscription_events se
+       SET state = 'parked', lease_expires_at = NULL, parked_at = v_now,
+           last_error = 'lease expired'
+     WHERE se.subscription = v_sub.name AND se.state = 'leased'
+       AND se.lease_expires_at <= v_now AND se.attempts >= v_sub.max_attempts;
+
+    v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
+
+    -- Pull from the log what this fetch can deliver, and keep at most
+    -- v_window events waiting, so the table stays small even when one busy
+    -- stream blocks everything pulled.  Pulled events come after every
+    -- outstanding one, so they never change what was already deliverable.
+    -- When what was pulled is blocked, each further pull is twice as large.
+    v_window := greatest(1000, max_count);
+    v_step := 0;
+    v_dist := eventstore.is_distributed();
+    -- (distribute() refuses a store with subscriptions: this is a guard,
+    -- after N in every partition being what pulled_position promised)
+    IF v_dist AND v_sub.pulled_partitions IS NULL THEN
+        v_sub.pulled_partitions := jsonb_build_object('-2147483648', v_sub.pulled_position);
+    END IF;
+    LOOP
+        EXIT WHEN cardinality(v_deliver) >= max_count;
+        SELECT count(*) INTO v_pending FROM eventstore.subscription_events se
+         WHERE se.subscription = v_sub.name AND se.state = 'pending';
+        v_step := greatest(max_count - cardinality(v_deliver), v_step * 2);
+        v_want := least(v_step, v_window - v_pending);
+        EXIT WHEN v_want <= 0;
+
+        IF v_dist THEN
+            -- A distributed store: a page of every partition after its
+            -- checkpoint, at most v_want each, stored whole.  The filtered
+            -- follower's pattern per partition: a partition whose page is
+            -- short has nothing else matching up to the horizon read before
+            -- the page -- provided the page was read where that horizon
+            -- was, so where the partitions are placed is read before and
+            -- after (a partition moved meanwhile, or skipped by
+            -- read_partitions for moving, only goes to its last event).
+            SELECT jsonb_object_agg(h.partition::text, h.horizon) INTO v_horizons
+              FROM eventstore.partition_horizons() h;
+            SELECT jsonb_object_agg(x.part, x.placements) INTO v_placed
+              FROM (SELECT s.shardminvalue AS part,
+                           array_agg(p.placementid ORDER BY p.placementid) AS placements
+                      FROM pg_catalog.pg_dist_shard s
+                      JOIN pg_catalog.pg_dist_placement p
+                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+                     GROUP BY s.shardminvalue) x;
+            WITH page AS MATERIALIZED (
+                SELECT r.* FROM eventstore.read_partitions(v_sub.pulled_partitions, v_want,
+                                                           v_sub.event_types, v_sub.stream_prefix) r),
+            pulled AS (
+                INSERT INTO eventstore.subscription_events
+                       (subscription, global_position, stream_id, stream_version, event_id,
+                        event_type, data, metadata, event_created_at)
+                SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
+                       p.event_type, p.data, p.metadata, p.created_at
+                  FROM page p
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM pulled),
+                   (SELECT coalesce(jsonb_object_agg(g.partition::text, jsonb_build_array(g.n, g.last)), '{}')
+                      FROM (SELECT p.partition, count(*) AS n, max(p.global_position) AS last
+                              FROM page p GROUP BY p.partition) g)
+              INTO v_got, v_pages;
+            SELECT jsonb_object_agg(x.part, x.placements) INTO v_moved
+              FROM (SELECT s.shardminvalue AS part,
+                           array_agg(p.placementid ORDER BY p.placementid) AS placements
+                      FROM pg_catalog.pg_dist_shard s
+                      JOIN pg_catalog.pg_dist_placement p
+                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+                     GROUP BY s.shardminvalue) x;
+
+            -- Each partition read or with a horizon: its last event when
+            -- its page was full, else also its horizon.  Where a partition
+            -- continues comes from read_partitions' rule (the entry of the
+            -- greatest partition not above it), so entries are only added.
+            SELECT v_sub.pulled_partitions || coalesce(jsonb_object_agg(k.part::text, k.pos), '{}')
+              INTO v_sub.pulled_partitions
+              FROM (SELECT x.part,
+                           CASE WHEN (v_pages -> x.part::text ->> 0)::bigint >= v_want
+                                THEN (v_pages -> x.part::text ->> 1)::bigint
+                                WHEN v_horizons ? x.part::text
+                                     AND v_placed -> x.part::text = v_moved -> x.part::text
+                                THEN greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint,
+                                              (v_horizons ->> x.part::text)::bigint)
+                                ELSE greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint)
+                           END AS pos
+                      FROM (SELECT k1::integer FROM jsonb_object_keys(v_horizons) k1
+                            UNION
+                            SELECT k2::integer FROM jsonb_object_keys(v_pages) k2) x(part)
+                     CROSS JOIN LATERAL (
+                            SELECT coalesce((SELECT v.value::bigint
+                                               FROM jsonb_each_text(v_sub.pulled_partitions) v
+                                              WHERE v.key::integer <= x.part
+                                              ORDER BY v.key::integer DESC LIMIT 1), 0) AS after) a) k;
+            v_full := EXISTS (SELECT FROM jsonb_each(v_pages) g WHERE (g.value ->> 0)::bigint >= v_want);
+        ELSE
+            -- The filtered-follower pattern (README): the horizon read before
+            -- the page bounds what a short page proves absent.
+            v_horizon := eventstore.global_horizon();
+            WITH pulled AS (
+                INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
+                SELECT v_sub.name, r.global_position, r.stream_id
+                  FROM eventstore.read_all(v_sub.pulled_position, v_want,
+                                           v_sub.event_types, v_sub.stream_prefix) r
+                RETURNING global_position)
+            SELECT count(*), max(p.global_position) INTO v_got, v_last FROM pulled p;
+
+            IF v_got < v_want THEN
+                v_sub.pulled_position := greatest(v_sub.pulled_position, v_last, v_horizon);
+            ELSE
+                v_sub.pulled_position := v_last;
+            END IF;
+            v_full := v_got >= v_want;
+        END IF;
+        IF v_got > 0 THEN
+            v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
+        END IF;
+        EXIT WHEN NOT v_full;
+    END LOOP;
+
+    UPDATE eventstore.subscriptions s
+       SET pulled_position = v_sub.pulled_position, pulled_partitions = v_sub.pulled_partitions,
+           last_fetch_at = v_now
+     WHERE s.name = v_sub.name;
+
+    IF v_dist THEN
+        -- the events as they were stored when pulled (no join of this
+        -- local table with the distributed events)
+        RETURN QUERY
+        WITH leased AS (
+            UPDATE eventstore.subscription_events se
+               SET state = 'leased', consumer = _subscription_fetch.consumer,
+                   consumer_role = _subscription_fetch.caller,
+                   attempts = se.attempts + 1,
+                   lease_expires_at = v_now + v_sub.lease_timeout, not_before = NULL
+             WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
+            RETURNING se.*)
+        SELECT l.global_position, l.stream_id::text, l.stream_version, l.event_id,
+               l.event_type::text, l.data, l.metadata, l.event_created_at, l.attempts
+          FROM leased l
+         ORDER BY l.global_position;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH leased AS (
+        UPDATE eventstore.subscription_events se
+           SET state = 'leased', consumer = _subscription_fetch.consumer,
+               consumer_role = _subscription_fetch.caller,
+               attempts = se.attempts + 1,
+               lease_expires_at = v_now + v_sub.lease_timeout, not_before = NULL
+         WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
+        RETURNING se.global_position, se.attempts)
+    SELECT e.global_position, e.stream_id::text, e.stream_version, e.event_id,
+           e.event_type::text, e.data, e.metadata, e.created_at, l.attempts
+      FROM leased l
+      JOIN eventstore.events e ON e.global_position = l.global_position
+     ORDER BY e.global_position;
+END
+$$;
+COMMENT ON FUNCTION eventstore._subscription_fetch(regrole, text, text, text, integer) IS
+    'Implementation of eventstore.subscription_fetch (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_fetch(regrole, text, text, text, integer) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore.subscription_parked(subscription text)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_type text, attempts integer, last_error text,
+               parked_at timestamptz)
+LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    PERFORM FROM eventstore.subscriptions s WHERE s.name = subscription_parked.subscription;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    IF eventstore.is_distributed() THEN
+        -- stored with the event when it was pulled
+        RETURN QUERY
+        SELECT se.global_position, se.stream_id::text, se.stream_version, se.event_type::text,
+               se.attempts, se.last_error, se.parked_at
+          FROM eventstore.subscription_events se
+         WHERE se.subscription = subscription_parked.subscription AND se.state = 'parked'
+         ORDER BY se.global_position;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT se.global_position, se.stream_id::text, e.stream_version, e.event_type::text,
+           se.attempts, se.last_error, se.parked_at
+      FROM eventstore.subscription_events se
+      JOIN eventstore.events e ON e.global_position = se.global_position
+     WHERE se.subscription = subscription_parked.subscription AND se.state = 'parked'
+     ORDER BY se.global_position;
+END
+$$;
+COMMENT ON FUNCTION eventstore.subscription_parked(text) IS
+    'The parked events of a subscription, in position order';
+REVOKE ALL ON FUNCTION eventstore.subscription_parked(text) FROM PUBLIC;
+
+-- What subscription_status shows of a subscription but its lag (0.8.0):
+-- the same on a single server and on a distributed store.
+CREATE VIEW eventstore._subscription_state AS
+SELECT s.name,
+       s.event_types,
+       s.stream_prefix,
+       CASE WHEN s.pulled_partitions IS NULL
+            THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
+       CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
+       o.in_flight,
+       o.pending_retry,
+       o.parked,
+       coalesce(c.consumers, '{}') AS consumers,
+       s.last_fetch_at,
+       s.lease_timeout,
+       s.max_attempts,
+       s.pulled_partitions
+  FROM eventstore.subscriptions s
+ CROSS JOIN LATERAL (
+        SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
+               count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
+               count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
+               count(*) FILTER (WHERE se.state = 'parked') AS parked
+          FROM eventstore.subscription_events se
+         WHERE se.subscription = s.name) o
+ CROSS JOIN LATERAL (
+        SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
+          FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
+                 WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
+                UNION
+                SELECT se.consumer FROM eventstore.subscription_events se
+                 WHERE se.subscription = s.name AND se.state = 'leased'
+                   AND se.lease_expires_at > now()) x) c;
+COMMENT ON VIEW eventstore._subscription_state IS
+    'Durable subscriptions as subscription_status shows them, without the lag (internal)';
+REVOKE ALL ON TABLE eventstore._subscription_state FROM PUBLIC;
+
+CREATE OR REPLACE VIEW eventstore.subscription_status AS
+SELECT st.name,
+       st.event_types,
+       st.stream_prefix,
+       st.position,
+       st.pulled_position,
+       lag.lag_events,
+       now() - lag.oldest_created_at AS lag_time,
+       st.in_flight,
+       st.pending_retry,
+       st.parked,
+       st.consumers,
+       st.last_fetch_at,
+       st.lease_timeout,
+       st.max_attempts,
+       st.pulled_partitions
+  FROM eventstore._subscription_state st
+ CROSS JOIN LATERAL (
+        -- Pulled events are committed even when the horizon this snapshot
+        -- sees is older (REPEATABLE READ).
+        SELECT count(*) AS lag_events,
+               min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
+          FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
+                  FROM eventstore.events e
+                 WHERE e.global_position > st.position
+                   AND e.global_position <= greatest(eventstore.global_horizon(), st.pulled_position)
+                   AND eventstore._event_matches(e.stream_id, e.event_type,
+                                                 st.event_types, st.stream_prefix)) e) lag;
+COMMENT ON VIEW eventstore.subscription_status IS
+    'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';

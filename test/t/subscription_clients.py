@@ -234,7 +234,7 @@ class Consumer:
                 for pos, stream, version, data, attempt in good:
                     cur.execute("SELECT test_apply(%s, %s, %s, %s, %s, %s, %s, %s)",
                                 (a.subscription, a.name, a.strict_order, pos, stream,
-                                 version, attempt, data["n"]))
+                                 version, attempt, data.get("n", 0)))
                     violation = cur.fetchone()[0]
                     if violation:
                         log("VIOLATION", violation)

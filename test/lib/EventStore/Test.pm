@@ -4,7 +4,7 @@
 # test/lib on prove's include path (PROVE_FLAGS in the Makefile).  Every
 # helper is written here once:
 #
-#   clusters     es_node, es_python
+#   clusters     es_node, es_python, es_have_citus, es_citus_cluster
 #   processes    es_process_query, es_wait_process, es_poll, es_kill_backend,
 #                es_reap_children
 #   sessions     es_quiet_query, es_drop_session, es_connect_follower
@@ -29,6 +29,7 @@ use warnings;
 
 use Exporter 'import';
 use File::Basename qw(dirname);
+use IPC::Run;
 use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -36,7 +37,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(
-  es_node es_python
+  es_node es_python es_have_citus es_citus_cluster
   es_process_query es_wait_process es_poll es_kill_backend es_reap_children
   es_quiet_query es_drop_session es_connect_follower
   es_wait_for
@@ -74,6 +75,78 @@ sub es_node
 	$node->safe_psql('postgres', join(' ', map { "CREATE EXTENSION $_;" } @ext))
 	  if @ext;
 	return $node;
+}
+
+# es_have_citus($node): whether Citus is installed into the PostgreSQL under
+# test (citus.so in its pkglibdir; $node, initialised or not, names the
+# installation, else the pg_config on PATH).  A test skips without it:
+#   plan skip_all => 'Citus is not installed (bash scripts/citus.sh ...)'
+sub es_have_citus
+{
+	my ($node) = @_;
+	my $libdir;
+	if ($node)
+	{
+		$libdir = $node->config_data('--pkglibdir');
+	}
+	else
+	{
+		IPC::Run::run([ 'pg_config', '--pkglibdir' ], '>', \$libdir, '2>', \my $err)
+		  or return 0;
+		chomp $libdir;
+	}
+	return -f "$libdir/citus.so" ? 1 : 0;
+}
+
+# es_citus_cluster($name, $nworkers, %opt): a Citus cluster on unix sockets,
+# ($coordinator, @workers), every node started with Citus and the extension
+# preloaded (citus first: it refuses to load after another library's
+# hooks), prepared transactions (Citus commits a transaction that wrote on
+# several nodes in two phases) and wal_level = logical (shard moves).
+# citus.node_conninfo is set before CREATE EXTENSION citus, which otherwise
+# turns ssl on and makes the nodes require it of each other;
+# citus.local_hostname is the node's socket directory (a node connects to
+# itself for shard moves, by default to "localhost" over TCP).  Citus is
+# created on every node; the coordinator registers itself and adds the
+# workers; then eventstore is created on the coordinator, which propagates
+# it to the workers (created on a worker by hand if it did not).  Options:
+#   conf => TEXT    more postgresql.conf lines for every node
+sub es_citus_cluster
+{
+	my ($name, $nworkers, %opt) = @_;
+	my $conf = "shared_preload_libraries = 'citus,eventstore'\n"
+	  . "max_prepared_transactions = 20\n"
+	  . "wal_level = logical\n"
+	  . "citus.node_conninfo = 'sslmode=disable'\n"
+	  . ($opt{conf} // '');
+	my @nodes = map {
+		es_node($_ ? "${name}_worker$_" : "${name}_coordinator",
+			preload => 0, conf => $conf, extensions => ['citus'])
+	} 0 .. $nworkers;
+	my ($coordinator, @workers) = @nodes;
+	for my $node (@nodes)
+	{
+		die $node->name . ' does not listen on a unix socket (' . $node->host . ')'
+		  unless $node->host =~ m{^/};
+		$node->append_conf('postgresql.conf',
+			"citus.local_hostname = '" . $node->host . "'\n");
+		$node->reload;
+	}
+
+	$coordinator->safe_psql('postgres',
+		join("\n",
+			"SELECT citus_set_coordinator_host('" . $coordinator->host . "', " . $coordinator->port . ");",
+			map { "SELECT citus_add_node('" . $_->host . "', " . $_->port . ');' } @workers));
+	$coordinator->safe_psql('postgres', 'CREATE EXTENSION eventstore');
+	for my $worker (@workers)
+	{
+		next
+		  if $worker->safe_psql('postgres',
+			"SELECT count(*) FROM pg_extension WHERE extname = 'eventstore'") eq '1';
+		note $worker->name . ': CREATE EXTENSION eventstore was not propagated; created there';
+		$worker->safe_psql('postgres', 'CREATE EXTENSION eventstore');
+	}
+	return @nodes;
 }
 
 # es_python(): python3, once psycopg2 is known to be there (the client
@@ -316,26 +389,31 @@ sub es_marker_json
 	return qq({"c": $c, "s": $s, "i": $i});
 }
 
-# es_append_sql($stream, $c, $s, $i, $report): an append of one marked
-# event.  With $report it prints "EV c s stream last_version 1" (for
+# es_append_sql($stream, $c, $s, $i, $report, $expected): an append of one
+# marked event.  With $report it prints "EV c s stream last_version 1" (for
 # scripts run with -A -t), else nothing (scripts run with \o /dev/null).
+# $expected, if given, is the expected_version (SQL text: a number, NULL, a
+# psql variable).
 sub es_append_sql
 {
-	my ($stream, $c, $s, $i, $report) = @_;
-	my $call = "eventstore.append('$stream', 'Marked', '" . es_marker_json($c, $s, $i) . "')";
+	my ($stream, $c, $s, $i, $report, $expected) = @_;
+	my $call = "eventstore.append('$stream', 'Marked', '" . es_marker_json($c, $s, $i) . "'"
+	  . (defined $expected ? ", NULL, $expected)" : ')');
 	return $report
 	  ? "SELECT 'EV $c $s $stream ' || stream_version || ' 1' FROM $call;\n"
 	  : "SELECT $call;\n";
 }
 
-# es_batch_sql($stream, $c, $s, $first, $n, $report): an append_events of
-# $n marked events, indexes from $first; $report as for es_append_sql.
+# es_batch_sql($stream, $c, $s, $first, $n, $report, $expected): an
+# append_events of $n marked events, indexes from $first; $report and
+# $expected as for es_append_sql.
 sub es_batch_sql
 {
-	my ($stream, $c, $s, $first, $n, $report) = @_;
+	my ($stream, $c, $s, $first, $n, $report, $expected) = @_;
 	my @ev = map { qq({"type": "Batched", "data": ) . es_marker_json($c, $s, $_) . '}' }
 	  ($first .. $first + $n - 1);
-	my $call = "eventstore.append_events('$stream', '[" . join(', ', @ev) . "]')";
+	my $call = "eventstore.append_events('$stream', '[" . join(', ', @ev) . "]'"
+	  . (defined $expected ? ", $expected)" : ')');
 	return $report
 	  ? "SELECT 'EV $c $s $stream ' || stream_version || ' $n' FROM $call;\n"
 	  : "SELECT $call;\n";
