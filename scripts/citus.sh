@@ -58,7 +58,13 @@ if [ "$PG_MAJOR" = 15 ] && grep -q 'have_createdb_privilege' "$("$PG_CONFIG" --i
 fi
 
 echo "== building Citus $version for $("$PG_CONFIG" --version)"
-(cd "$src" && ./configure PG_CONFIG="$PG_CONFIG" --without-libcurl >/dev/null &&
+# Citus includes libpq-fe.h; a copied PostgreSQL's include directory may
+# not have it, Debian's libpq-dev (above) does
+cppflags=
+if [ ! -f "$("$PG_CONFIG" --includedir)/libpq-fe.h" ] && [ -f /usr/include/postgresql/libpq-fe.h ]; then
+	cppflags=-I/usr/include/postgresql
+fi
+(cd "$src" && ./configure PG_CONFIG="$PG_CONFIG" CPPFLAGS="$cppflags" --without-libcurl >/dev/null &&
 	make -s -j"$(nproc)" >/dev/null 2>"$build/make.err") ||
 	{ tail -n 40 "$build/make.err" >&2; exit 1; }
 if [ -w "$pkglibdir" ] && [ -w "$sharedir/extension" ]; then

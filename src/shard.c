@@ -42,7 +42,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "optimizer/optimizer.h"
 #include "optimizer/planner.h"
+#include "nodes/pathnodes.h"
 #include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -859,26 +861,28 @@ es_before_delegation(Oid funcid, Node *arg, ParamListInfo params)
 		bsearch(&funcid, es_shards.functions, es_shards.nfunctions, sizeof(Oid), es_oid_cmp) == NULL)
 		return;
 
-	if (IsA(arg, Const) && ((Const *) arg)->consttype == TEXTOID)
+	/*
+	 * The stream id as Citus computes it to route the call: the argument
+	 * folded to a constant, with the statement's bound parameters ('x-' ||
+	 * $1 as well as a literal).  One that does not fold is not delegated.
+	 */
 	{
-		value = ((Const *) arg)->constvalue;
-		isnull = ((Const *) arg)->constisnull;
-	}
-	else if (IsA(arg, Param) && ((Param *) arg)->paramkind == PARAM_EXTERN &&
-			 ((Param *) arg)->paramtype == TEXTOID && params != NULL &&
-			 ((Param *) arg)->paramid > 0 && ((Param *) arg)->paramid <= params->numParams)
-	{
-		ParamExternData prmdata;
-		ParamExternData *prm;
-		int			id = ((Param *) arg)->paramid;
+		PlannerGlobal glob;
+		PlannerInfo root;
+		Node	   *folded;
 
-		prm = params->paramFetch ? params->paramFetch(params, id, false, &prmdata)
-			: &params->params[id - 1];
-		value = prm->value;
-		isnull = prm->isnull;
+		memset(&glob, 0, sizeof(glob));
+		glob.type = T_PlannerGlobal;
+		glob.boundParams = params;
+		memset(&root, 0, sizeof(root));
+		root.type = T_PlannerInfo;
+		root.glob = &glob;
+		folded = estimate_expression_value(&root, arg);
+		if (!IsA(folded, Const) || ((Const *) folded)->consttype != TEXTOID)
+			return;
+		value = ((Const *) folded)->constvalue;
+		isnull = ((Const *) folded)->constisnull;
 	}
-	else
-		return;					/* Citus does not delegate it by its value */
 
 	if (isnull)
 		es_null_arg_error("stream_id");

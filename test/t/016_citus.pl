@@ -1006,6 +1006,26 @@ sql($coord, q{
 }
 
 # ===========================================================================
+# (g2) the placement lock is taken before Citus routes, however the stream
+# id is written
+# ===========================================================================
+
+for my $call (q{SELECT eventstore.append('lock-1', 'T', '{}')},
+	q{SELECT eventstore.append('lock-' || '2', 'T', '{}')},
+	q{PREPARE lk(text) AS SELECT eventstore.append('lock-' || $1, 'T', '{}'); EXECUTE lk('3')})
+{
+	my $held = sql($coord, qq{
+		BEGIN;
+		$call;
+		SELECT count(*) FROM pg_locks
+		 WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND objsubid = 8
+		   AND mode = 'ShareLock';
+		COMMIT;});
+	($held) = (split /\n/, $held)[-1];
+	cmp_ok($held, '>=', 1, "(g2) Citus's placement lock held on the coordinator: $call");
+}
+
+# ===========================================================================
 # (k) notifications: each worker notifies its own listeners
 # ===========================================================================
 
