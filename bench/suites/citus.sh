@@ -2,8 +2,11 @@
 # (delegated by Citus to the worker holding the stream) against a plain
 # INSERT of the same rows into a distributed table of the same shape
 # (bench/plain.sql, distributed by stream_id like the store), through the
-# same coordinator of the same cluster, in the same run; and, for context,
-# both on the single bench cluster.  Sourced by bench/run.sh, which calls
+# same coordinator of the same cluster, in the same run, and against the
+# SQL-only way of doing the same job (bench/plpgsql_store.sql, its table
+# distributed by stream_id and its functions delegated by stream as
+# eventstore's are); and, for context, the first two on the single bench
+# cluster.  Sourced by bench/run.sh, which calls
 # citus_setup, citus_run and citus_report; not among its default suites
 # (it needs Citus): bash bench/run.sh citus.
 #
@@ -106,6 +109,19 @@ max_prepared_transactions = 20"
 		-f "$BENCH_ROOT/bench/plain.sql" \
 		-c "SELECT pg_catalog.create_distributed_table('bench_plain.events', 'stream_id',
 		        colocate_with => 'eventstore.events')" >/dev/null
+	# the SQL-only way: the PL/pgSQL store of the append suite, distributed
+	# the way one would distribute it -- its table by stream_id (created
+	# after distribute(), so with the store's keys), its functions delegated
+	# to the stream's node as eventstore's are (Citus distributes the
+	# position sequence it owns)
+	citus_psql 0 -c "SET client_min_messages = warning" \
+		-f "$BENCH_ROOT/bench/plpgsql_store.sql" \
+		-c "SELECT pg_catalog.create_distributed_table('bench_plpgsql.events', 'stream_id')" \
+		-c "SELECT pg_catalog.create_distributed_function(f, '\$1',
+		        colocate_with => 'bench_plpgsql.events', force_delegation => true)
+		      FROM unnest(ARRAY['bench_plpgsql.append(text,text,jsonb,jsonb,bigint,uuid)',
+		                        'bench_plpgsql.append_events(text,jsonb,bigint)']::regprocedure[]) f" \
+		>/dev/null
 
 	# the single node for context: the bench cluster, as the append suite
 	# sets it up
@@ -137,8 +153,8 @@ citus_reset() {
 		citus_psql 0 -c "SET client_min_messages = warning" \
 			-c "DROP EXTENSION eventstore CASCADE" -c "CREATE EXTENSION eventstore" \
 			-c "SELECT eventstore.distribute($CITUS_SHARDS)" >/dev/null ;;
-	plain)
-		citus_psql 0 -c "TRUNCATE bench_plain.events RESTART IDENTITY" >/dev/null ;;
+	plain | plpgsql)
+		citus_psql 0 -c "TRUNCATE $(bench_table "$2") RESTART IDENTITY" >/dev/null ;;
 	esac
 	BENCH_PORT=$(citus_port 0) bench_preload "$(bench_table "$2")" "$(bench_sequence "$2")" \
 		"$CITUS_PRELOAD" "$BENCH_DATA" "$BENCH_METADATA" >/dev/null
@@ -198,7 +214,7 @@ citus_run() {
 	local -a runs order
 	echo "suite,workload,events_per_tx,clients,cluster,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints,server_cpu_s,cpu_us_per_event,coordinator_cpu_us_per_event" >"$csv"
 	[ -z "$CITUS_SKIP" ] || return 0
-	runs=(citus:extension citus:plain)
+	runs=(citus:extension citus:plain citus:plpgsql)
 	[ "${BENCH_CITUS_SINGLE:-1}" = 0 ] || runs+=(single:extension single:plain)
 	local events_json
 	events_json=$(bench_events_json 10)
@@ -294,15 +310,16 @@ citus_report() {
 	echo
 	echo "$CITUS_VERSION: a coordinator and $CITUS_NWORKERS workers on this machine (unix sockets, each server with the settings above" \
 		"and shared_preload_libraries = 'citus,eventstore'); the store distributed with eventstore.distribute($CITUS_SHARDS)," \
-		"the plain table (bench/plain.sql) with create_distributed_table(..., 'stream_id') co-located with it." \
+		"the plain table (bench/plain.sql) with create_distributed_table(..., 'stream_id') co-located with it;" \
+		"the SQL-only way (plpgsql): bench/plpgsql_store.sql with its table distributed by stream_id and its functions delegated by stream as eventstore's are." \
 		"pgbench -M prepared against the coordinator, -j min(${BENCH_JOBS:-2}, clients), synchronous_commit=$(bench_value 'SHOW synchronous_commit');" \
 		"each run starts from a table preloaded with $CITUS_PRELOAD events, after VACUUM (ANALYZE) and CHECKPOINT on every node;" \
 		"streams 'stream-<client>-<random 1..1000000>', expected_version NULL; ~100-byte data, ~70-byte metadata;" \
 		"events/s = tps x events per transaction; CPU = user + system time of the servers (not pgbench) per event appended, read once their backends have exited."
 	[ -z "$single" ] || echo "\"single\" is the same on the bench cluster alone (no Citus), for context."
 	echo
-	local head="| workload | clients | Citus: extension | Citus: plain | Citus: extension/plain |"
-	local sep="|---|---:|---:|---:|---:|"
+	local head="| workload | clients | Citus: extension | Citus: plain | Citus: plpgsql | Citus: extension/plain | Citus: extension/plpgsql |"
+	local sep="|---|---:|---:|---:|---:|---:|---:|"
 	[ -z "$single" ] || {
 		head="$head single: extension | single: plain | single: extension/plain | extension, Citus/single |"
 		sep="$sep---:|---:|---:|---:|"
@@ -315,11 +332,12 @@ citus_report() {
 	for workload in $CITUS_WORKLOADS; do
 		name=${workload%%:*}
 		for clients in $BENCH_CLIENTS; do
-			local ce cp se sp q
+			local ce cp cl se sp q
 			ce=$(citus_cell "$csv" "$name" "$clients" citus extension rows_per_s)
 			cp=$(citus_cell "$csv" "$name" "$clients" citus plain rows_per_s)
+			cl=$(citus_cell "$csv" "$name" "$clients" citus plpgsql rows_per_s)
 			q=$(bench_ratio "$ce" "$cp")
-			line="| $name | $clients | $(bench_fmt "$ce") | $(bench_fmt "$cp") | $q |"
+			line="| $name | $clients | $(bench_fmt "$ce") | $(bench_fmt "$cp") | $(bench_fmt "$cl") | $q | $(bench_ratio "$ce" "$cl") |"
 			targets="$targets- $name, $clients client(s): Citus extension/plain = $q (target >= 0.90: $(awk -v q="$q" 'BEGIN { print (q != "n/a" && q >= 0.9) ? "met" : "NOT met" }'); by round: $(citus_round_ratios "$csv" "$name" "$clients"))"$'\n'
 			if [ -n "$single" ]; then
 				se=$(citus_cell "$csv" "$name" "$clients" single extension rows_per_s)
@@ -335,8 +353,8 @@ citus_report() {
 	echo
 	echo "Server CPU per event (µs, user + system of every server of the cluster; of which the coordinator):"
 	echo
-	head="| workload | clients | Citus: extension | of which coordinator | Citus: plain | of which coordinator |"
-	sep="|---|---:|---:|---:|---:|---:|"
+	head="| workload | clients | Citus: extension | of which coordinator | Citus: plain | of which coordinator | Citus: plpgsql | of which coordinator |"
+	sep="|---|---:|---:|---:|---:|---:|---:|---:|"
 	[ -z "$single" ] || { head="$head single: extension | single: plain |"; sep="$sep---:|---:|"; }
 	echo "$head"
 	echo "$sep"
@@ -348,6 +366,8 @@ citus_report() {
 			line="$line $(citus_cell "$csv" "$name" "$clients" citus extension coordinator_cpu_us_per_event) |"
 			line="$line $(citus_cell "$csv" "$name" "$clients" citus plain cpu_us_per_event) |"
 			line="$line $(citus_cell "$csv" "$name" "$clients" citus plain coordinator_cpu_us_per_event) |"
+			line="$line $(citus_cell "$csv" "$name" "$clients" citus plpgsql cpu_us_per_event) |"
+			line="$line $(citus_cell "$csv" "$name" "$clients" citus plpgsql coordinator_cpu_us_per_event) |"
 			[ -z "$single" ] ||
 				line="$line $(citus_cell "$csv" "$name" "$clients" single extension cpu_us_per_event) | $(citus_cell "$csv" "$name" "$clients" single plain cpu_us_per_event) |"
 			echo "$line"
