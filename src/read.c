@@ -552,20 +552,40 @@ es_vector_after(const EsVector *v, int32 id)
 	return after;
 }
 
-/* Whether "id" is listed in the partitions argument (NULL: all are). */
-static bool
-es_partition_wanted(ArrayType *wanted, int32 id)
+/* The partitions argument, checked and taken apart once (NULL: all). */
+typedef struct EsWanted
 {
-	Datum	   *elems;
-	bool	   *nulls;
+	bool		all;
 	int			n;
+	Datum	   *ids;
+} EsWanted;
 
-	if (wanted == NULL)
+static void
+es_wanted_arg(ArrayType *array, EsWanted *w)
+{
+	bool	   *nulls;
+
+	w->all = (array == NULL);
+	w->n = 0;
+	w->ids = NULL;
+	if (array == NULL)
+		return;
+	if (ARR_NDIM(array) > 1 || array_contains_nulls(array))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions must be a one-dimensional array without NULLs")));
+	deconstruct_array(array, INT4OID, sizeof(int32), true, TYPALIGN_INT,
+					  &w->ids, &nulls, &w->n);
+}
+
+/* Whether partition "id" is asked for. */
+static bool
+es_partition_wanted(const EsWanted *w, int32 id)
+{
+	if (w->all)
 		return true;
-	deconstruct_array(wanted, INT4OID, sizeof(int32), true, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i] && DatumGetInt32(elems[i]) == id)
+	for (int i = 0; i < w->n; i++)
+		if (DatumGetInt32(w->ids[i]) == id)
 			return true;
 	return false;
 }
@@ -745,7 +765,8 @@ es_read_partitions(FunctionCallInfo fcinfo, bool here_only)
 	int64		max_count = has_max ? PG_GETARG_INT64(1) : 0;
 	ArrayType  *types_array = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
 	text	   *prefix = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	ArrayType  *wanted = PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4);
+	ArrayType  *wanted_array = PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4);
+	EsWanted	wanted;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const EsCatalog *cat;
 	EsPartition *parts;
@@ -763,10 +784,7 @@ es_read_partitions(FunctionCallInfo fcinfo, bool here_only)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_count must not be negative")));
-	if (wanted != NULL && (ARR_NDIM(wanted) > 1 || array_contains_nulls(wanted)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("partitions must be a one-dimensional array without NULLs")));
+	es_wanted_arg(wanted_array, &wanted);
 	es_filter_from_args(&filter, types_array, prefix);
 
 	es_init_result(fcinfo);
@@ -786,7 +804,7 @@ es_read_partitions(FunctionCallInfo fcinfo, bool here_only)
 	{
 		const EsCatalog *pcat;
 
-		if (!es_partition_wanted(wanted, parts[i].id))
+		if (!es_partition_wanted(&wanted, parts[i].id))
 			continue;
 		pcat = parts[i].local ? es_partition_catalog(cat, parts[i].id) : NULL;
 		if (pcat == NULL)
@@ -847,9 +865,10 @@ eventstore_read_partitions_here(PG_FUNCTION_ARGS)
  * matching event up to its horizon, so its checkpoint may move there.
  */
 static Datum
-es_partition_horizons(FunctionCallInfo fcinfo, ArrayType *wanted, bool here_only)
+es_partition_horizons(FunctionCallInfo fcinfo, ArrayType *wanted_array, bool here_only)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EsWanted	wanted;
 	const EsCatalog *cat;
 	EsPartition *parts;
 	int			nparts;
@@ -858,10 +877,7 @@ es_partition_horizons(FunctionCallInfo fcinfo, ArrayType *wanted, bool here_only
 	Snapshot	snapshot;
 	int64		horizon;
 
-	if (wanted != NULL && (ARR_NDIM(wanted) > 1 || array_contains_nulls(wanted)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("partitions must be a one-dimensional array without NULLs")));
+	es_wanted_arg(wanted_array, &wanted);
 
 	es_init_result(fcinfo);
 
@@ -876,7 +892,7 @@ es_partition_horizons(FunctionCallInfo fcinfo, ArrayType *wanted, bool here_only
 		Datum		values[2];
 		bool		nulls[2] = {false, false};
 
-		if (!es_partition_wanted(wanted, parts[i].id))
+		if (!es_partition_wanted(&wanted, parts[i].id))
 			continue;
 		if (!parts[i].local || es_partition_catalog(cat, parts[i].id) == NULL)
 		{

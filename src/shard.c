@@ -589,41 +589,44 @@ es_lock_shard_placement(int index)
 }
 
 /*
- * es_stream_catalog() for a call that writes the stream (an append, a
- * lifecycle change): the shard stays where it is until the transaction
- * ends, and was looked up after any move that had it locked.
+ * The range of a stream a call writes, on a distributed store (NULL on a
+ * single server): its shard stays where it is until the transaction ends,
+ * and was looked up after any move that had it locked.
  */
-const EsCatalog *
-es_stream_catalog_for_write(const EsCatalog *cat, text *stream_id)
+static EsShard *
+es_write_shard(const EsCatalog *cat, text *stream_id)
 {
-	EsShard    *s;
-
 	es_shards_current(cat);
 	if (!es_shards.distributed)
-		return cat;
-	s = es_stream_shard(cat, stream_id);
-	es_lock_shard_placement((int) (s - es_shards.shards));
+		return NULL;
+	es_lock_shard_placement((int) (es_find_shard(stream_id) - es_shards.shards));
 	/* the map is current again, and the stream's shard still placed here */
 	es_shards_current(cat);
 	if (!es_shards.distributed)
-		return cat;
-	s = es_stream_shard(cat, stream_id);
-	return es_shard_catalog_copy(s);
+		return NULL;
+	return es_stream_shard(cat, stream_id);
+}
+
+/* es_stream_catalog() for a call that writes the stream (a lifecycle change). */
+const EsCatalog *
+es_stream_catalog_for_write(const EsCatalog *cat, text *stream_id)
+{
+	EsShard    *s = es_write_shard(cat, stream_id);
+
+	return s ? es_shard_catalog_copy(s) : cat;
 }
 
 /* es_stream_catalog_for_write() for an append, which draws positions. */
 const EsCatalog *
 es_stream_catalog_for_append(const EsCatalog *cat, text *stream_id)
 {
-	EsShard    *s;
-	const EsCatalog *c = es_stream_catalog_for_write(cat, stream_id);
+	EsShard    *s = es_write_shard(cat, stream_id);
 
-	if (c == cat)
+	if (s == NULL)
 		return cat;
-	s = es_stream_shard(cat, stream_id);
 	if (!s->positions_checked)
 		es_shard_check_positions(cat, s);
-	return c;
+	return es_shard_catalog_copy(s);
 }
 
 /*

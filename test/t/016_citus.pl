@@ -1376,6 +1376,25 @@ for my $w (@workers)
 	is(sql($coord, q{SELECT count(*) FROM l_canary}), '0',
 		'(l) no planted operator or function ran in the fetch')
 	  or diag(sql($coord, q{SELECT who, what, count(*) FROM l_canary GROUP BY 1, 2}));
+
+	# The same role reading the partitions itself, granted on every node, a
+	# fresh session (its shard map is loaded under that path): the rows the
+	# owner reads, and nothing planted runs.
+	sql($coord, q{SELECT run_command_on_all_nodes($$GRANT EXECUTE ON FUNCTION
+		eventstore.read_partitions(jsonb, bigint, text[], text, integer[]),
+		eventstore.partition_horizons() TO l_consumer$$)});
+	my $all = sql($coord, q{SELECT count(*), sum(global_position) FROM eventstore.read_partitions('{}', 1000000)});
+	my $parts = sql($coord, q{SELECT count(*) FROM eventstore.partition_horizons()});
+	($ret, $out, $err) = $coord->psql('postgres', q{
+		SET search_path = l_atk, pg_catalog, public;
+		SELECT count(*), sum(global_position) FROM eventstore.read_partitions('{}', 1000000);
+		SELECT count(*) FROM eventstore.partition_horizons();
+	}, extra_params => [ '-U', 'l_consumer' ]);
+	is($ret, 0, '(l) the consumer reads the partitions with the planted path') or diag($err);
+	is($out, "$all\n$parts", '(l) it reads what the owner reads');
+	is(sql($coord, q{SELECT count(*) FROM l_canary}), '0',
+		'(l) no planted operator or function ran in read_partitions or partition_horizons')
+	  or diag(sql($coord, q{SELECT who, what, count(*) FROM l_canary GROUP BY 1, 2}));
 	placeholders_empty('(l)');
 }
 
