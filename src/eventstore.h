@@ -403,7 +403,8 @@ extern const EsCatalog *es_stream_catalog_for_append(const EsCatalog *cat, text 
 extern void es_shard_install_hooks(void);
 extern int	es_log_partitions(const EsCatalog *cat, EsPartition **parts);
 extern const EsCatalog *es_partition_catalog(const EsCatalog *cat, int32 id);
-extern void es_require_single_server(const EsCatalog *cat, const char *what);
+extern void es_require_single_server(const EsCatalog *cat, const char *what,
+									 const char *hint);
 
 /* append.c */
 extern void es_append_define_gucs(void);

@@ -62,6 +62,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -568,6 +569,99 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 	return count;
 }
 
+/*
+ * One batch of an async projection on a distributed store, in the current
+ * transaction (under es_spi_begin): the matching events of every partition
+ * after its entry in the projection's vector checkpoint, at most
+ * es_projection_batch_size of each, read on the nodes that hold them by
+ * eventstore._pull_partitions (which also says where each partition
+ * continues), handled in position order.  The checkpoint moves past the
+ * whole pull at once, so a handler's error rolls the batch back and holds
+ * the projection back until its retry.  Returns the events handled; *done
+ * tells whether no partition had more.
+ */
+static int64
+es_project_partitions(const EsCatalog *cat, const EsProjection *p, bool *done)
+{
+	Datum		args[4];
+	Oid			argtypes[4] = {TEXTOID, INT8OID, JSONBOID, INT8OID};
+	bool		isnull;
+	int			ret;
+	ArrayType  *events;
+	Jsonb	   *partitions;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+	int64		last = 0;
+	FmgrInfo	flinfo;
+	MemoryContext event_cxt;
+	EsGuard		guard;
+
+	args[0] = CStringGetTextDatum(p->name);
+	args[1] = Int64GetDatum(es_projection_batch_size);
+	ret = SPI_execute_with_args("SELECT r.events, r.partitions, r.more"
+								"  FROM eventstore.projection_checkpoints c"
+								"  JOIN eventstore.projections q ON q.name = c.name,"
+								"       eventstore._pull_partitions("
+								"           coalesce(c.partitions, jsonb_build_object('-2147483648', c.position)),"
+								"           $2, q.event_types, q.stream_prefix) r"
+								" WHERE c.name = $1",
+								2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the log for projection \"%s\": %s",
+			 p->name, SPI_result_code_string(ret));
+	/* copies: the handlers run queries of their own */
+	events = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+	partitions = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 2, &isnull));
+	*done = !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 3, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+
+	deconstruct_array(events, cat->event_typid, -1, false, TYPALIGN_DOUBLE,
+					  &elems, &elem_nulls, &n);
+	if (n > 0)
+	{
+		es_handler_init(p, p->owner, &flinfo, CurrentMemoryContext);
+		event_cxt = AllocSetContextCreate(CurrentMemoryContext,
+										  "eventstore projection event",
+										  ALLOCSET_DEFAULT_SIZES);
+		es_user_code_begin(&guard, p->owner, p->search_path);
+		for (int i = 0; i < n; i++)
+		{
+			MemoryContext oldcxt;
+			int64		position;
+
+			CHECK_FOR_INTERRUPTS();
+			oldcxt = MemoryContextSwitchTo(event_cxt);
+			position = DatumGetInt64(GetAttributeByNum(DatumGetHeapTupleHeader(elems[i]),
+													   Anum_es_global_position, &isnull));
+			es_handler_call(p, &flinfo, elems[i], position);
+			last = Max(last, position);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(event_cxt);
+		}
+		es_user_code_end(&guard);
+		MemoryContextDelete(event_cxt);
+	}
+
+	/* the pull went through: an error the projection had is behind it */
+	args[2] = JsonbPGetDatum(partitions);
+	args[3] = Int64GetDatum(last);
+	args[1] = Int64GetDatum(n);
+	ret = SPI_execute_with_args("UPDATE eventstore.projection_checkpoints"
+								"   SET partitions = $3, position = greatest(position, $4),"
+								"       updated_at = now(), events_total = events_total + $2,"
+								"       error_count = 0, error_position = NULL, retry_at = NULL"
+								" WHERE name = $1 AND ($2 > 0 OR partitions IS DISTINCT FROM $3)",
+								4, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not move the checkpoint of projection \"%s\": %s",
+			 p->name, SPI_result_code_string(ret));
+	return n;
+}
+
 static const EsProjection *
 es_find_projection(const EsCatalog *cat, const char *name)
 {
@@ -619,6 +713,18 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 	{
 		es_spi_end(&guard);
 		return -1;
+	}
+
+	if (es_store_distributed(cat))
+	{
+		/* Before its retry is due, a failing event holds back everything. */
+		count = (cp.has_error && !cp.retry_due) ? 0 :
+			es_project_partitions(cat, p, &done);
+		if (cp.has_error && !cp.retry_due)
+			done = true;
+		es_spi_end(&guard);
+		*caught_up = done;
+		return count;
 	}
 
 	horizon = es_reader_horizon(cat, &snapshot);

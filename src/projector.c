@@ -47,6 +47,7 @@ typedef struct EsProjectorState
 	uint64		generation;		/* es_projection_generation at that pass */
 	bool		more_work;		/* the last pass stopped short */
 	bool		any_projections;	/* the last pass found some to run */
+	bool		poll;			/* ... on a distributed store: pass every nap */
 	TimestampTz next_retry;		/* a failing projection is due then (or 0) */
 	MemoryContext pass_cxt;		/* reset per pass */
 } EsProjectorState;
@@ -220,7 +221,11 @@ es_projector_pass(EsProjectorState *state)
 	TimestampTz next_retry;
 	bool		busy;
 
-	if (!state->more_work &&
+	/*
+	 * On a distributed store the events are appended on other nodes, whose
+	 * horizons this node's worker does not publish: look every nap.
+	 */
+	if (!state->more_work && !state->poll &&
 		(state->recorded == state->projected || !state->any_projections) &&
 		state->generation == es_projection_generation &&
 		(state->next_retry == 0 || GetCurrentTimestamp() < state->next_retry))
@@ -235,9 +240,12 @@ es_projector_pass(EsProjectorState *state)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(state->pass_cxt);
+		const EsCatalog *cat;
 
 		names = es_projections_for_worker(&next_retry, &busy);
 		MemoryContextSwitchTo(oldcxt);
+		cat = es_catalog_lookup(true);
+		state->poll = (names != NIL && cat != NULL && es_store_distributed(cat));
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -306,7 +314,7 @@ es_projector_pass(EsProjectorState *state)
 void
 eventstore_projector_main(Datum main_arg)
 {
-	EsProjectorState state = {0, 0, 0, false, false, 0, NULL};
+	EsProjectorState state = {0, 0, 0, false, false, false, 0, NULL};
 
 	es_process_start(DatumGetObjectId(main_arg), ES_PROC_PROJECTOR);
 	es_handler_timeout_id = RegisterTimeout(USER_TIMEOUT, es_handler_timeout_handler);

@@ -386,7 +386,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	cat = es_catalog();
-	es_require_single_server(cat, "read_all");
+	es_require_single_server(cat, "read_all", "Read the log by partition with eventstore.read_partitions().");
 	horizon = es_reader_horizon(cat, &snapshot);
 	if (horizon <= after)
 	{
@@ -414,7 +414,7 @@ eventstore_global_horizon(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	int64		horizon;
 
-	es_require_single_server(cat, "global_horizon");
+	es_require_single_server(cat, "global_horizon", "Each partition has a horizon of its own: eventstore.partition_horizons().");
 	horizon = es_reader_horizon(cat, &snapshot);
 	UnregisterSnapshot(snapshot);
 

@@ -694,14 +694,14 @@ es_partition_catalog(const EsCatalog *cat, int32 id)
  * the store is distributed: 0A000.
  */
 void
-es_require_single_server(const EsCatalog *cat, const char *what)
+es_require_single_server(const EsCatalog *cat, const char *what, const char *hint)
 {
 	if (es_store_distributed(cat))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s is not supported on a distributed store", what),
 				 errdetail("eventstore.events is distributed with Citus; this version reads and writes one stream at a time there."),
-				 errhint("See \"Distributing a store with Citus\" in the documentation.")));
+				 errhint("%s", hint ? hint : "See \"Distributing a store with Citus\" in the documentation.")));
 }
 
 /*
@@ -716,10 +716,9 @@ eventstore_is_distributed(PG_FUNCTION_ARGS)
 }
 
 /*
- * Trigger eventstore._single_server_only(what): refuses the statement on
- * a distributed store.  Guards the tables of what the store does across
- * streams (projections, subscriptions, policies), which this version runs
- * on one server only.
+ * Trigger eventstore._single_server_only(what [, hint]): refuses the
+ * statement, or the row, on a distributed store.  Guards the tables of what
+ * this version runs on one server only (inline projections, policies).
  */
 PG_FUNCTION_INFO_V1(eventstore_single_server_only);
 Datum
@@ -727,11 +726,16 @@ eventstore_single_server_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_trigger->tgnargs != 1)
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		trigdata->tg_trigger->tgnargs < 1 || trigdata->tg_trigger->tgnargs > 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("eventstore._single_server_only() must be called as a trigger with one argument")));
-	es_require_single_server(es_catalog(), trigdata->tg_trigger->tgargs[0]);
+				 errmsg("eventstore._single_server_only() must be called as a trigger with one or two arguments")));
+	es_require_single_server(es_catalog(), trigdata->tg_trigger->tgargs[0],
+							 trigdata->tg_trigger->tgnargs > 1 ? trigdata->tg_trigger->tgargs[1] : NULL);
+	/* a row trigger lets the row through on a single server */
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_trigtuple);
 	return PointerGetDatum(NULL);
 }
 

@@ -7,10 +7,11 @@
 -- the node that holds the stream, where the C code finds the stream's local
 -- shards (src/shard.c).  The global log is read by partition
 -- (read_partitions), which durable subscriptions pull from with a vector
--- checkpoint (subscriptions.sql).  What else works across streams
--- (read_all, projections, snapshot and archive policies) stays
--- single-server in this version: on a distributed store it is refused with
--- 0A000, never run against the empty placeholder tables.
+-- checkpoint (subscriptions.sql), and so do async projections (0.8.0,
+-- src/projection.c).  What else works across streams (read_all, inline
+-- projections, snapshot and archive policies) stays single-server in this
+-- version: on a distributed store it is refused with 0A000, never run
+-- against the empty placeholder tables.
 
 CREATE FUNCTION eventstore.is_distributed() RETURNS boolean
     AS 'MODULE_PATHNAME', 'eventstore_is_distributed'
@@ -23,9 +24,13 @@ CREATE FUNCTION eventstore._single_server_only() RETURNS trigger
 COMMENT ON FUNCTION eventstore._single_server_only() IS 'Trigger refusing, on a distributed store, what this version runs on one server only';
 REVOKE ALL ON FUNCTION eventstore._single_server_only() FROM PUBLIC;
 
+-- An inline projection runs in the appending transaction, on the node that
+-- holds the stream, where neither its definition nor its read model is.
 CREATE TRIGGER projections_single_server
     BEFORE INSERT ON eventstore.projections
-    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a projection');
+    FOR EACH ROW WHEN (NEW.mode OPERATOR(pg_catalog.=) 'inline')
+    EXECUTE FUNCTION eventstore._single_server_only('an inline projection',
+        'Create it with mode => ''async'': the projector of the coordinator runs it from every partition of the log.');
 CREATE TRIGGER snapshot_policies_single_server
     BEFORE INSERT ON eventstore.snapshot_policies
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a snapshot policy');
@@ -87,6 +92,127 @@ RETURNS TABLE (partition integer, horizon bigint)
 COMMENT ON FUNCTION eventstore._partition_horizons_here(integer[]) IS
     'The partitions of partition_horizons placed on this node (internal; needs EXECUTE on partition_horizons)';
 GRANT EXECUTE ON FUNCTION eventstore._partition_horizons_here(integer[]) TO PUBLIC;
+
+-- Where a vector checkpoint continues in a partition: the position it
+-- names for it, or for the greatest partition not above it (a partition
+-- split off after the checkpoint was made), 0 when none: read_partitions'
+-- rule.
+CREATE FUNCTION eventstore._vector_after(vector jsonb, part integer) RETURNS bigint
+    LANGUAGE sql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT coalesce((SELECT v.value::bigint
+                   FROM pg_catalog.jsonb_each_text(vector) v
+                  WHERE v.key::integer OPERATOR(pg_catalog.<=) part
+                  ORDER BY v.key::integer DESC LIMIT 1), 0)
+$$;
+COMMENT ON FUNCTION eventstore._vector_after(jsonb, integer) IS
+    'The position after which a vector checkpoint continues in a partition (internal)';
+REVOKE ALL ON FUNCTION eventstore._vector_after(jsonb, integer) FROM PUBLIC;
+
+-- partition_horizons() as a vector checkpoint: every partition up to where
+-- it is complete now ({} when there is none).
+CREATE FUNCTION eventstore._horizons_vector() RETURNS jsonb
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT coalesce(pg_catalog.jsonb_object_agg(h.partition::text, h.horizon), '{}')
+  FROM eventstore.partition_horizons() h
+$$;
+COMMENT ON FUNCTION eventstore._horizons_vector() IS
+    'partition_horizons() as a vector checkpoint (internal)';
+REVOKE ALL ON FUNCTION eventstore._horizons_vector() FROM PUBLIC;
+
+-- Where each partition is placed now: {"<partition>": [placement ids]}
+-- (NULL on a single server).  A pull compares it before and after its page.
+CREATE FUNCTION eventstore._partition_placements() RETURNS jsonb
+    LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    placed jsonb;
+BEGIN
+    IF NOT eventstore.is_distributed() THEN
+        RETURN NULL;
+    END IF;
+    SELECT pg_catalog.jsonb_object_agg(x.part, x.placements) INTO placed
+      FROM (SELECT s.shardminvalue AS part,
+                   pg_catalog.array_agg(p.placementid ORDER BY p.placementid) AS placements
+              FROM pg_catalog.pg_dist_shard s
+              JOIN pg_catalog.pg_dist_placement p
+                ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+             WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+             GROUP BY s.shardminvalue) x;
+    RETURN placed;
+END $$;
+COMMENT ON FUNCTION eventstore._partition_placements() IS
+    'The placements of each partition of a distributed store, NULL on a single server (internal)';
+REVOKE ALL ON FUNCTION eventstore._partition_placements() FROM PUBLIC;
+
+-- One pull of the partitioned log by a follower that keeps a vector
+-- checkpoint (durable subscriptions, async projections): a page of at most
+-- "want" matching events of every partition after its entry in "after",
+-- in position order, and the checkpoint that follows the page.  It is the
+-- filtered follower's rule per partition: a partition whose page is full
+-- continues after its last event; one whose page is short has nothing
+-- else matching up to the horizon read before the page -- provided the
+-- page was read where that horizon was, so where the partitions are placed
+-- is read before and after (a partition moved meanwhile, or skipped by
+-- read_partitions for moving, goes only to its last event).  Where a
+-- partition continues comes from read_partitions' rule (the entry of the
+-- greatest partition not above it), so entries are only added.  more: some
+-- partition's page was full (pull again at once).
+CREATE FUNCTION eventstore._pull_partitions(
+    after jsonb, want bigint, event_types text[], stream_prefix text,
+    OUT events eventstore.event[], OUT partitions jsonb, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_horizons jsonb;
+    v_placed   jsonb;
+    v_moved    jsonb;
+    v_pages    jsonb;
+BEGIN
+    v_horizons := eventstore._horizons_vector();
+    v_placed := eventstore._partition_placements();
+    WITH page AS MATERIALIZED (
+        SELECT r.* FROM eventstore.read_partitions(after, want, event_types, stream_prefix) r)
+    SELECT coalesce((SELECT pg_catalog.array_agg(
+                                ROW(p.global_position, p.stream_id, p.stream_version, p.event_id,
+                                    p.event_type, p.data, p.metadata, p.created_at)::eventstore.event
+                                ORDER BY p.global_position)
+                       FROM page p), '{}'),
+           (SELECT coalesce(pg_catalog.jsonb_object_agg(g.partition::text,
+                                                        pg_catalog.jsonb_build_array(g.n, g.last)), '{}')
+              FROM (SELECT p.partition, pg_catalog.count(*) AS n,
+                           pg_catalog.max(p.global_position) AS last
+                      FROM page p GROUP BY p.partition) g)
+      INTO events, v_pages;
+    v_moved := eventstore._partition_placements();
+
+    SELECT after OPERATOR(pg_catalog.||) coalesce(pg_catalog.jsonb_object_agg(k.part::text, k.pos), '{}')
+      INTO partitions
+      FROM (SELECT x.part,
+                   CASE WHEN (v_pages -> x.part::text ->> 0)::bigint >= want
+                        THEN (v_pages -> x.part::text ->> 1)::bigint
+                        WHEN v_horizons ? x.part::text
+                             AND (v_placed -> x.part::text) OPERATOR(pg_catalog.=) (v_moved -> x.part::text)
+                        THEN greatest(eventstore._vector_after(after, x.part),
+                                      (v_pages -> x.part::text ->> 1)::bigint,
+                                      (v_horizons ->> x.part::text)::bigint)
+                        ELSE greatest(eventstore._vector_after(after, x.part),
+                                      (v_pages -> x.part::text ->> 1)::bigint)
+                   END AS pos
+              FROM (SELECT k1::integer FROM pg_catalog.jsonb_object_keys(v_horizons) k1
+                    UNION
+                    SELECT k2::integer FROM pg_catalog.jsonb_object_keys(v_pages) k2) x(part)) k;
+    more := EXISTS (SELECT FROM pg_catalog.jsonb_each(v_pages) g
+                     WHERE (g.value ->> 0)::bigint >= want);
+END $$;
+COMMENT ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text) IS
+    'A page of every partition after a vector checkpoint, and the checkpoint that follows it (internal)';
+REVOKE ALL ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text) FROM PUBLIC;
 
 CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
@@ -166,14 +292,16 @@ BEGIN
         RAISE EXCEPTION 'eventstore.distribute() must run on the coordinator'
             USING ERRCODE = '55000';
     END IF;
-    IF EXISTS (SELECT FROM eventstore.projections)
+    -- An async projection goes on where it stands: its position holds in
+    -- every partition (positions drawn from now on are above it).
+    IF EXISTS (SELECT FROM eventstore.projections p WHERE p.mode OPERATOR(pg_catalog.=) 'inline')
        OR EXISTS (SELECT FROM eventstore.subscriptions)
        OR EXISTS (SELECT FROM eventstore.snapshot_policies)
        OR EXISTS (SELECT FROM eventstore.archive_policies) THEN
-        RAISE EXCEPTION 'cannot distribute a store that has projections, subscriptions or policies'
+        RAISE EXCEPTION 'cannot distribute a store that has inline projections, subscriptions or policies'
             USING ERRCODE = '0A000',
-                  DETAIL = 'This version runs projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
-                  HINT = 'Drop them first (subscriptions may be created again after distribute()).';
+                  DETAIL = 'This version runs inline projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
+                  HINT = 'Drop them first (subscriptions, and inline projections as async ones, may be created again after distribute()).';
     END IF;
 
     -- Citus requires every unique key of a distributed table to include
@@ -239,6 +367,24 @@ BEGIN
            st.in_flight, st.pending_retry, st.parked, st.consumers,
            st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions
       FROM eventstore._subscription_state st;
+
+    -- The same for projection_status: the lag is NULL, and so is the
+    -- position of an async projection (its checkpoint is "partitions").
+    CREATE OR REPLACE VIEW eventstore.projection_status AS
+    SELECT p.name, p.mode, p.handler, p.event_types, p.stream_prefix, p.priority,
+           p.enabled,
+           CASE WHEN NOT p.enabled THEN 'disabled'
+                WHEN c.retry_at IS NOT NULL THEN 'failing'
+                WHEN p.catching_up THEN 'catching_up'
+                WHEN p.mode OPERATOR(pg_catalog.=) 'inline' THEN 'live'
+                ELSE 'running' END AS state,
+           NULL::bigint AS position, NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           c.events_total, c.updated_at,
+           c.error_count, c.error_position, c.last_error, c.last_error_at, c.retry_at,
+           p.owner, p.created_at,
+           coalesce(c.partitions, pg_catalog.jsonb_build_object('-2147483648', c.position)) AS partitions
+      FROM eventstore.projections p
+      JOIN eventstore.projection_checkpoints c USING (name);
 
     -- the events stored so far keep their positions in their partitions:
     -- every node draws above them

@@ -51,7 +51,11 @@ CREATE TABLE eventstore.projection_checkpoints (
     error_position bigint,            -- the event that failed last
     last_error     text,
     last_error_at  timestamptz,
-    retry_at       timestamptz        -- not before this (exponential backoff)
+    retry_at       timestamptz,       -- not before this (exponential backoff)
+    -- added in 0.8.0, hence last: on a distributed store, where the
+    -- projection stands in each partition of the log (a vector checkpoint
+    -- as read_partitions takes; NULL: "position" in every partition)
+    partitions     jsonb CHECK (jsonb_typeof(partitions) = 'object')
 );
 COMMENT ON TABLE eventstore.projection_checkpoints IS 'Progress and error state of projections run by the background worker';
 
@@ -143,7 +147,7 @@ SELECT p.name, p.mode, p.handler, p.event_types, p.stream_prefix, p.priority,
        now() - lag.oldest AS lag_time,
        c.events_total, c.updated_at,
        c.error_count, c.error_position, c.last_error, c.last_error_at, c.retry_at,
-       p.owner, p.created_at
+       p.owner, p.created_at, c.partitions
   FROM eventstore.projections p
   JOIN eventstore.projection_checkpoints c USING (name)
   LEFT JOIN LATERAL (
@@ -252,8 +256,11 @@ BEGIN
     VALUES (name, handler::text, event_types, stream_prefix, mode, priority,
             mode = 'inline' AND replay AND drawn > 0, owner, search_path,
             (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = handler::oid));
-    INSERT INTO eventstore.projection_checkpoints (name, position)
-    VALUES (name, CASE WHEN replay THEN 0 ELSE drawn END);
+    -- on a distributed store "from now on" is each partition's horizon
+    INSERT INTO eventstore.projection_checkpoints (name, position, partitions)
+    VALUES (name, CASE WHEN replay THEN 0 ELSE drawn END,
+            CASE WHEN NOT replay AND eventstore.is_distributed()
+                 THEN eventstore._horizons_vector() END);
 END $$;
 COMMENT ON FUNCTION eventstore._register_projection(regrole, text, boolean, text, regprocedure, text[], text, text, boolean, integer) IS
     'Insert a projection with its owner and search_path (internal)';
@@ -393,10 +400,20 @@ BEGIN
         RETURN;
     END IF;
     IF NOT catch_up THEN
-        -- skip what was appended meanwhile: the caller asked for it
+        -- skip what was appended meanwhile: the caller asked for it (on a
+        -- distributed store: up to each partition's horizon, never back)
         UPDATE eventstore.projection_checkpoints c
            SET position = greatest(c.position, drawn), updated_at = now(),
-               error_count = 0, error_position = NULL, retry_at = NULL
+               error_count = 0, error_position = NULL, retry_at = NULL,
+               partitions = CASE WHEN eventstore.is_distributed() THEN
+                   coalesce(c.partitions, jsonb_build_object('-2147483648', c.position))
+                   || (SELECT coalesce(jsonb_object_agg(h.key,
+                                  greatest(h.value::bigint,
+                                           eventstore._vector_after(
+                                               coalesce(c.partitions,
+                                                        jsonb_build_object('-2147483648', c.position)),
+                                               h.key::integer))), '{}')
+                         FROM jsonb_each_text(eventstore._horizons_vector()) h) END
          WHERE c.name = p.name;
     END IF;
     SELECT c.position < drawn INTO behind
@@ -436,7 +453,7 @@ BEGIN
     UPDATE eventstore.projection_checkpoints c
        SET position = 0, updated_at = now(), events_total = 0,
            error_count = 0, error_position = NULL, last_error = NULL,
-           last_error_at = NULL, retry_at = NULL
+           last_error_at = NULL, retry_at = NULL, partitions = NULL
      WHERE c.name = p.name;
     UPDATE eventstore.projections q
        SET catching_up = (q.mode = 'inline' AND eventstore._drawn_position() > 0)
@@ -496,6 +513,7 @@ RETURNS boolean
 DECLARE
     p eventstore.projections;
     target bigint;
+    targets jsonb;
     deadline timestamptz;
     st record;
 BEGIN
@@ -511,9 +529,21 @@ BEGIN
             USING ERRCODE = '25001',
                   HINT = 'Under REPEATABLE READ the transaction would never see the projection advance.';
     END IF;
-    target := eventstore.global_horizon();
+    -- on a distributed store the target is each partition's horizon
+    IF eventstore.is_distributed() THEN
+        targets := eventstore._horizons_vector();
+    ELSE
+        target := eventstore.global_horizon();
+    END IF;
     LOOP
-        SELECT q.enabled, q.mode, q.catching_up, c.position INTO st
+        SELECT q.enabled, q.mode, q.catching_up, c.position,
+               CASE WHEN targets IS NULL THEN c.position >= target
+                    ELSE NOT EXISTS (
+                        SELECT FROM jsonb_each_text(targets) t
+                         WHERE eventstore._vector_after(
+                                   coalesce(c.partitions, jsonb_build_object('-2147483648', c.position)),
+                                   t.key::integer) < t.value::bigint) END AS reached
+          INTO st
           FROM eventstore.projections q
           JOIN eventstore.projection_checkpoints c USING (name)
          WHERE q.name = p.name;
@@ -522,7 +552,7 @@ BEGIN
         END IF;
         -- an inline projection is done when it is live again
         IF st.enabled AND ((st.mode = 'inline' AND NOT st.catching_up)
-                           OR (st.mode = 'async' AND st.position >= target)) THEN
+                           OR (st.mode = 'async' AND st.reached)) THEN
             RETURN true;
         END IF;
         IF clock_timestamp() >= deadline THEN

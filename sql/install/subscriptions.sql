@@ -214,8 +214,7 @@ BEGIN
         -- pulled_position stays what it promises: every matching event at
         -- or below it (0, or N) is pulled.
         IF start_from = -1 THEN
-            SELECT coalesce(jsonb_object_agg(h.partition::text, h.horizon), '{}')
-              INTO v_vector FROM eventstore.partition_horizons() h;
+            v_vector := eventstore._horizons_vector();
             v_start := 0;
         ELSIF start_from = 0 THEN
             v_vector := '{}';
@@ -325,10 +324,7 @@ DECLARE
     v_got      bigint;
     v_last     bigint;
     v_dist     boolean;
-    v_horizons jsonb;
-    v_placed   jsonb;
-    v_moved    jsonb;
-    v_pages    jsonb;
+    v_pull     record;
     v_full     boolean;
 BEGIN
     PERFORM eventstore._check_caller(caller);
@@ -395,72 +391,19 @@ BEGIN
 
         IF v_dist THEN
             -- A distributed store: a page of every partition after its
-            -- checkpoint, at most v_want each, stored whole.  The filtered
-            -- follower's pattern per partition: a partition whose page is
-            -- short has nothing else matching up to the horizon read before
-            -- the page -- provided the page was read where that horizon
-            -- was, so where the partitions are placed is read before and
-            -- after (a partition moved meanwhile, or skipped by
-            -- read_partitions for moving, only goes to its last event).
-            SELECT jsonb_object_agg(h.partition::text, h.horizon) INTO v_horizons
-              FROM eventstore.partition_horizons() h;
-            SELECT jsonb_object_agg(x.part, x.placements) INTO v_placed
-              FROM (SELECT s.shardminvalue AS part,
-                           array_agg(p.placementid ORDER BY p.placementid) AS placements
-                      FROM pg_catalog.pg_dist_shard s
-                      JOIN pg_catalog.pg_dist_placement p
-                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
-                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-                     GROUP BY s.shardminvalue) x;
-            WITH page AS MATERIALIZED (
-                SELECT r.* FROM eventstore.read_partitions(v_sub.pulled_partitions, v_want,
-                                                           v_sub.event_types, v_sub.stream_prefix) r),
-            pulled AS (
-                INSERT INTO eventstore.subscription_events
-                       (subscription, global_position, stream_id, stream_version, event_id,
-                        event_type, data, metadata, event_created_at)
-                SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
-                       p.event_type, p.data, p.metadata, p.created_at
-                  FROM page p
-                RETURNING 1)
-            SELECT (SELECT count(*) FROM pulled),
-                   (SELECT coalesce(jsonb_object_agg(g.partition::text, jsonb_build_array(g.n, g.last)), '{}')
-                      FROM (SELECT p.partition, count(*) AS n, max(p.global_position) AS last
-                              FROM page p GROUP BY p.partition) g)
-              INTO v_got, v_pages;
-            SELECT jsonb_object_agg(x.part, x.placements) INTO v_moved
-              FROM (SELECT s.shardminvalue AS part,
-                           array_agg(p.placementid ORDER BY p.placementid) AS placements
-                      FROM pg_catalog.pg_dist_shard s
-                      JOIN pg_catalog.pg_dist_placement p
-                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
-                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-                     GROUP BY s.shardminvalue) x;
-
-            -- Each partition read or with a horizon: its last event when
-            -- its page was full, else also its horizon.  Where a partition
-            -- continues comes from read_partitions' rule (the entry of the
-            -- greatest partition not above it), so entries are only added.
-            SELECT v_sub.pulled_partitions || coalesce(jsonb_object_agg(k.part::text, k.pos), '{}')
-              INTO v_sub.pulled_partitions
-              FROM (SELECT x.part,
-                           CASE WHEN (v_pages -> x.part::text ->> 0)::bigint >= v_want
-                                THEN (v_pages -> x.part::text ->> 1)::bigint
-                                WHEN v_horizons ? x.part::text
-                                     AND v_placed -> x.part::text = v_moved -> x.part::text
-                                THEN greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint,
-                                              (v_horizons ->> x.part::text)::bigint)
-                                ELSE greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint)
-                           END AS pos
-                      FROM (SELECT k1::integer FROM jsonb_object_keys(v_horizons) k1
-                            UNION
-                            SELECT k2::integer FROM jsonb_object_keys(v_pages) k2) x(part)
-                     CROSS JOIN LATERAL (
-                            SELECT coalesce((SELECT v.value::bigint
-                                               FROM jsonb_each_text(v_sub.pulled_partitions) v
-                                              WHERE v.key::integer <= x.part
-                                              ORDER BY v.key::integer DESC LIMIT 1), 0) AS after) a) k;
-            v_full := EXISTS (SELECT FROM jsonb_each(v_pages) g WHERE (g.value ->> 0)::bigint >= v_want);
+            -- checkpoint, at most v_want each, stored whole.
+            SELECT * INTO v_pull
+              FROM eventstore._pull_partitions(v_sub.pulled_partitions, v_want,
+                                               v_sub.event_types, v_sub.stream_prefix);
+            INSERT INTO eventstore.subscription_events
+                   (subscription, global_position, stream_id, stream_version, event_id,
+                    event_type, data, metadata, event_created_at)
+            SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
+                   p.event_type, p.data, p.metadata, p.created_at
+              FROM unnest(v_pull.events) p;
+            GET DIAGNOSTICS v_got = ROW_COUNT;
+            v_sub.pulled_partitions := v_pull.partitions;
+            v_full := v_pull.more;
         ELSE
             -- The filtered-follower pattern (README): the horizon read before
             -- the page bounds what a short page proves absent.

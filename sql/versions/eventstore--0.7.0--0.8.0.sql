@@ -18,10 +18,11 @@
 -- the node that holds the stream, where the C code finds the stream's local
 -- shards (src/shard.c).  The global log is read by partition
 -- (read_partitions), which durable subscriptions pull from with a vector
--- checkpoint (subscriptions.sql).  What else works across streams
--- (read_all, projections, snapshot and archive policies) stays
--- single-server in this version: on a distributed store it is refused with
--- 0A000, never run against the empty placeholder tables.
+-- checkpoint (subscriptions.sql), and so do async projections (0.8.0,
+-- src/projection.c).  What else works across streams (read_all, inline
+-- projections, snapshot and archive policies) stays single-server in this
+-- version: on a distributed store it is refused with 0A000, never run
+-- against the empty placeholder tables.
 
 CREATE FUNCTION eventstore.is_distributed() RETURNS boolean
     AS 'MODULE_PATHNAME', 'eventstore_is_distributed'
@@ -34,9 +35,13 @@ CREATE FUNCTION eventstore._single_server_only() RETURNS trigger
 COMMENT ON FUNCTION eventstore._single_server_only() IS 'Trigger refusing, on a distributed store, what this version runs on one server only';
 REVOKE ALL ON FUNCTION eventstore._single_server_only() FROM PUBLIC;
 
+-- An inline projection runs in the appending transaction, on the node that
+-- holds the stream, where neither its definition nor its read model is.
 CREATE TRIGGER projections_single_server
     BEFORE INSERT ON eventstore.projections
-    FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a projection');
+    FOR EACH ROW WHEN (NEW.mode OPERATOR(pg_catalog.=) 'inline')
+    EXECUTE FUNCTION eventstore._single_server_only('an inline projection',
+        'Create it with mode => ''async'': the projector of the coordinator runs it from every partition of the log.');
 CREATE TRIGGER snapshot_policies_single_server
     BEFORE INSERT ON eventstore.snapshot_policies
     FOR EACH STATEMENT EXECUTE FUNCTION eventstore._single_server_only('a snapshot policy');
@@ -98,6 +103,127 @@ RETURNS TABLE (partition integer, horizon bigint)
 COMMENT ON FUNCTION eventstore._partition_horizons_here(integer[]) IS
     'The partitions of partition_horizons placed on this node (internal; needs EXECUTE on partition_horizons)';
 GRANT EXECUTE ON FUNCTION eventstore._partition_horizons_here(integer[]) TO PUBLIC;
+
+-- Where a vector checkpoint continues in a partition: the position it
+-- names for it, or for the greatest partition not above it (a partition
+-- split off after the checkpoint was made), 0 when none: read_partitions'
+-- rule.
+CREATE FUNCTION eventstore._vector_after(vector jsonb, part integer) RETURNS bigint
+    LANGUAGE sql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT coalesce((SELECT v.value::bigint
+                   FROM pg_catalog.jsonb_each_text(vector) v
+                  WHERE v.key::integer OPERATOR(pg_catalog.<=) part
+                  ORDER BY v.key::integer DESC LIMIT 1), 0)
+$$;
+COMMENT ON FUNCTION eventstore._vector_after(jsonb, integer) IS
+    'The position after which a vector checkpoint continues in a partition (internal)';
+REVOKE ALL ON FUNCTION eventstore._vector_after(jsonb, integer) FROM PUBLIC;
+
+-- partition_horizons() as a vector checkpoint: every partition up to where
+-- it is complete now ({} when there is none).
+CREATE FUNCTION eventstore._horizons_vector() RETURNS jsonb
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT coalesce(pg_catalog.jsonb_object_agg(h.partition::text, h.horizon), '{}')
+  FROM eventstore.partition_horizons() h
+$$;
+COMMENT ON FUNCTION eventstore._horizons_vector() IS
+    'partition_horizons() as a vector checkpoint (internal)';
+REVOKE ALL ON FUNCTION eventstore._horizons_vector() FROM PUBLIC;
+
+-- Where each partition is placed now: {"<partition>": [placement ids]}
+-- (NULL on a single server).  A pull compares it before and after its page.
+CREATE FUNCTION eventstore._partition_placements() RETURNS jsonb
+    LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    placed jsonb;
+BEGIN
+    IF NOT eventstore.is_distributed() THEN
+        RETURN NULL;
+    END IF;
+    SELECT pg_catalog.jsonb_object_agg(x.part, x.placements) INTO placed
+      FROM (SELECT s.shardminvalue AS part,
+                   pg_catalog.array_agg(p.placementid ORDER BY p.placementid) AS placements
+              FROM pg_catalog.pg_dist_shard s
+              JOIN pg_catalog.pg_dist_placement p
+                ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+             WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
+             GROUP BY s.shardminvalue) x;
+    RETURN placed;
+END $$;
+COMMENT ON FUNCTION eventstore._partition_placements() IS
+    'The placements of each partition of a distributed store, NULL on a single server (internal)';
+REVOKE ALL ON FUNCTION eventstore._partition_placements() FROM PUBLIC;
+
+-- One pull of the partitioned log by a follower that keeps a vector
+-- checkpoint (durable subscriptions, async projections): a page of at most
+-- "want" matching events of every partition after its entry in "after",
+-- in position order, and the checkpoint that follows the page.  It is the
+-- filtered follower's rule per partition: a partition whose page is full
+-- continues after its last event; one whose page is short has nothing
+-- else matching up to the horizon read before the page -- provided the
+-- page was read where that horizon was, so where the partitions are placed
+-- is read before and after (a partition moved meanwhile, or skipped by
+-- read_partitions for moving, goes only to its last event).  Where a
+-- partition continues comes from read_partitions' rule (the entry of the
+-- greatest partition not above it), so entries are only added.  more: some
+-- partition's page was full (pull again at once).
+CREATE FUNCTION eventstore._pull_partitions(
+    after jsonb, want bigint, event_types text[], stream_prefix text,
+    OUT events eventstore.event[], OUT partitions jsonb, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_horizons jsonb;
+    v_placed   jsonb;
+    v_moved    jsonb;
+    v_pages    jsonb;
+BEGIN
+    v_horizons := eventstore._horizons_vector();
+    v_placed := eventstore._partition_placements();
+    WITH page AS MATERIALIZED (
+        SELECT r.* FROM eventstore.read_partitions(after, want, event_types, stream_prefix) r)
+    SELECT coalesce((SELECT pg_catalog.array_agg(
+                                ROW(p.global_position, p.stream_id, p.stream_version, p.event_id,
+                                    p.event_type, p.data, p.metadata, p.created_at)::eventstore.event
+                                ORDER BY p.global_position)
+                       FROM page p), '{}'),
+           (SELECT coalesce(pg_catalog.jsonb_object_agg(g.partition::text,
+                                                        pg_catalog.jsonb_build_array(g.n, g.last)), '{}')
+              FROM (SELECT p.partition, pg_catalog.count(*) AS n,
+                           pg_catalog.max(p.global_position) AS last
+                      FROM page p GROUP BY p.partition) g)
+      INTO events, v_pages;
+    v_moved := eventstore._partition_placements();
+
+    SELECT after OPERATOR(pg_catalog.||) coalesce(pg_catalog.jsonb_object_agg(k.part::text, k.pos), '{}')
+      INTO partitions
+      FROM (SELECT x.part,
+                   CASE WHEN (v_pages -> x.part::text ->> 0)::bigint >= want
+                        THEN (v_pages -> x.part::text ->> 1)::bigint
+                        WHEN v_horizons ? x.part::text
+                             AND (v_placed -> x.part::text) OPERATOR(pg_catalog.=) (v_moved -> x.part::text)
+                        THEN greatest(eventstore._vector_after(after, x.part),
+                                      (v_pages -> x.part::text ->> 1)::bigint,
+                                      (v_horizons ->> x.part::text)::bigint)
+                        ELSE greatest(eventstore._vector_after(after, x.part),
+                                      (v_pages -> x.part::text ->> 1)::bigint)
+                   END AS pos
+              FROM (SELECT k1::integer FROM pg_catalog.jsonb_object_keys(v_horizons) k1
+                    UNION
+                    SELECT k2::integer FROM pg_catalog.jsonb_object_keys(v_pages) k2) x(part)) k;
+    more := EXISTS (SELECT FROM pg_catalog.jsonb_each(v_pages) g
+                     WHERE (g.value ->> 0)::bigint >= want);
+END $$;
+COMMENT ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text) IS
+    'A page of every partition after a vector checkpoint, and the checkpoint that follows it (internal)';
+REVOKE ALL ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text) FROM PUBLIC;
 
 CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
@@ -177,14 +303,16 @@ BEGIN
         RAISE EXCEPTION 'eventstore.distribute() must run on the coordinator'
             USING ERRCODE = '55000';
     END IF;
-    IF EXISTS (SELECT FROM eventstore.projections)
+    -- An async projection goes on where it stands: its position holds in
+    -- every partition (positions drawn from now on are above it).
+    IF EXISTS (SELECT FROM eventstore.projections p WHERE p.mode OPERATOR(pg_catalog.=) 'inline')
        OR EXISTS (SELECT FROM eventstore.subscriptions)
        OR EXISTS (SELECT FROM eventstore.snapshot_policies)
        OR EXISTS (SELECT FROM eventstore.archive_policies) THEN
-        RAISE EXCEPTION 'cannot distribute a store that has projections, subscriptions or policies'
+        RAISE EXCEPTION 'cannot distribute a store that has inline projections, subscriptions or policies'
             USING ERRCODE = '0A000',
-                  DETAIL = 'This version runs projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
-                  HINT = 'Drop them first (subscriptions may be created again after distribute()).';
+                  DETAIL = 'This version runs inline projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
+                  HINT = 'Drop them first (subscriptions, and inline projections as async ones, may be created again after distribute()).';
     END IF;
 
     -- Citus requires every unique key of a distributed table to include
@@ -250,6 +378,24 @@ BEGIN
            st.in_flight, st.pending_retry, st.parked, st.consumers,
            st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions
       FROM eventstore._subscription_state st;
+
+    -- The same for projection_status: the lag is NULL, and so is the
+    -- position of an async projection (its checkpoint is "partitions").
+    CREATE OR REPLACE VIEW eventstore.projection_status AS
+    SELECT p.name, p.mode, p.handler, p.event_types, p.stream_prefix, p.priority,
+           p.enabled,
+           CASE WHEN NOT p.enabled THEN 'disabled'
+                WHEN c.retry_at IS NOT NULL THEN 'failing'
+                WHEN p.catching_up THEN 'catching_up'
+                WHEN p.mode OPERATOR(pg_catalog.=) 'inline' THEN 'live'
+                ELSE 'running' END AS state,
+           NULL::bigint AS position, NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           c.events_total, c.updated_at,
+           c.error_count, c.error_position, c.last_error, c.last_error_at, c.retry_at,
+           p.owner, p.created_at,
+           coalesce(c.partitions, pg_catalog.jsonb_build_object('-2147483648', c.position)) AS partitions
+      FROM eventstore.projections p
+      JOIN eventstore.projection_checkpoints c USING (name);
 
     -- the events stored so far keep their positions in their partitions:
     -- every node draws above them
@@ -417,8 +563,7 @@ BEGIN
         -- pulled_position stays what it promises: every matching event at
         -- or below it (0, or N) is pulled.
         IF start_from = -1 THEN
-            SELECT coalesce(jsonb_object_agg(h.partition::text, h.horizon), '{}')
-              INTO v_vector FROM eventstore.partition_horizons() h;
+            v_vector := eventstore._horizons_vector();
             v_start := 0;
         ELSIF start_from = 0 THEN
             v_vector := '{}';
@@ -474,10 +619,7 @@ DECLARE
     v_got      bigint;
     v_last     bigint;
     v_dist     boolean;
-    v_horizons jsonb;
-    v_placed   jsonb;
-    v_moved    jsonb;
-    v_pages    jsonb;
+    v_pull     record;
     v_full     boolean;
 BEGIN
     PERFORM eventstore._check_caller(caller);
@@ -544,72 +686,19 @@ BEGIN
 
         IF v_dist THEN
             -- A distributed store: a page of every partition after its
-            -- checkpoint, at most v_want each, stored whole.  The filtered
-            -- follower's pattern per partition: a partition whose page is
-            -- short has nothing else matching up to the horizon read before
-            -- the page -- provided the page was read where that horizon
-            -- was, so where the partitions are placed is read before and
-            -- after (a partition moved meanwhile, or skipped by
-            -- read_partitions for moving, only goes to its last event).
-            SELECT jsonb_object_agg(h.partition::text, h.horizon) INTO v_horizons
-              FROM eventstore.partition_horizons() h;
-            SELECT jsonb_object_agg(x.part, x.placements) INTO v_placed
-              FROM (SELECT s.shardminvalue AS part,
-                           array_agg(p.placementid ORDER BY p.placementid) AS placements
-                      FROM pg_catalog.pg_dist_shard s
-                      JOIN pg_catalog.pg_dist_placement p
-                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
-                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-                     GROUP BY s.shardminvalue) x;
-            WITH page AS MATERIALIZED (
-                SELECT r.* FROM eventstore.read_partitions(v_sub.pulled_partitions, v_want,
-                                                           v_sub.event_types, v_sub.stream_prefix) r),
-            pulled AS (
-                INSERT INTO eventstore.subscription_events
-                       (subscription, global_position, stream_id, stream_version, event_id,
-                        event_type, data, metadata, event_created_at)
-                SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
-                       p.event_type, p.data, p.metadata, p.created_at
-                  FROM page p
-                RETURNING 1)
-            SELECT (SELECT count(*) FROM pulled),
-                   (SELECT coalesce(jsonb_object_agg(g.partition::text, jsonb_build_array(g.n, g.last)), '{}')
-                      FROM (SELECT p.partition, count(*) AS n, max(p.global_position) AS last
-                              FROM page p GROUP BY p.partition) g)
-              INTO v_got, v_pages;
-            SELECT jsonb_object_agg(x.part, x.placements) INTO v_moved
-              FROM (SELECT s.shardminvalue AS part,
-                           array_agg(p.placementid ORDER BY p.placementid) AS placements
-                      FROM pg_catalog.pg_dist_shard s
-                      JOIN pg_catalog.pg_dist_placement p
-                        ON p.shardid OPERATOR(pg_catalog.=) s.shardid
-                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass
-                     GROUP BY s.shardminvalue) x;
-
-            -- Each partition read or with a horizon: its last event when
-            -- its page was full, else also its horizon.  Where a partition
-            -- continues comes from read_partitions' rule (the entry of the
-            -- greatest partition not above it), so entries are only added.
-            SELECT v_sub.pulled_partitions || coalesce(jsonb_object_agg(k.part::text, k.pos), '{}')
-              INTO v_sub.pulled_partitions
-              FROM (SELECT x.part,
-                           CASE WHEN (v_pages -> x.part::text ->> 0)::bigint >= v_want
-                                THEN (v_pages -> x.part::text ->> 1)::bigint
-                                WHEN v_horizons ? x.part::text
-                                     AND v_placed -> x.part::text = v_moved -> x.part::text
-                                THEN greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint,
-                                              (v_horizons ->> x.part::text)::bigint)
-                                ELSE greatest(a.after, (v_pages -> x.part::text ->> 1)::bigint)
-                           END AS pos
-                      FROM (SELECT k1::integer FROM jsonb_object_keys(v_horizons) k1
-                            UNION
-                            SELECT k2::integer FROM jsonb_object_keys(v_pages) k2) x(part)
-                     CROSS JOIN LATERAL (
-                            SELECT coalesce((SELECT v.value::bigint
-                                               FROM jsonb_each_text(v_sub.pulled_partitions) v
-                                              WHERE v.key::integer <= x.part
-                                              ORDER BY v.key::integer DESC LIMIT 1), 0) AS after) a) k;
-            v_full := EXISTS (SELECT FROM jsonb_each(v_pages) g WHERE (g.value ->> 0)::bigint >= v_want);
+            -- checkpoint, at most v_want each, stored whole.
+            SELECT * INTO v_pull
+              FROM eventstore._pull_partitions(v_sub.pulled_partitions, v_want,
+                                               v_sub.event_types, v_sub.stream_prefix);
+            INSERT INTO eventstore.subscription_events
+                   (subscription, global_position, stream_id, stream_version, event_id,
+                    event_type, data, metadata, event_created_at)
+            SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
+                   p.event_type, p.data, p.metadata, p.created_at
+              FROM unnest(v_pull.events) p;
+            GET DIAGNOSTICS v_got = ROW_COUNT;
+            v_sub.pulled_partitions := v_pull.partitions;
+            v_full := v_pull.more;
         ELSE
             -- The filtered-follower pattern (README): the horizon read before
             -- the page bounds what a short page proves absent.
@@ -783,3 +872,234 @@ SELECT st.name,
                                                  st.event_types, st.stream_prefix)) e) lag;
 COMMENT ON VIEW eventstore.subscription_status IS
     'Durable subscriptions: checkpoint, lag, in-flight, retrying and parked events, live consumers';
+
+-- =====================================================================
+-- Section 5: async projections on a distributed store: a checkpoint per
+-- partition (as sql/install/projections.sql; NULL on a single server)
+-- =====================================================================
+
+ALTER TABLE eventstore.projection_checkpoints
+    ADD COLUMN partitions jsonb CHECK (jsonb_typeof(partitions) = 'object');
+
+CREATE OR REPLACE FUNCTION eventstore._register_projection(
+    owner         regrole,
+    search_path   text,
+    check_execute boolean,
+    name          text,
+    handler       regprocedure,
+    event_types   text[],
+    stream_prefix text,
+    mode          text,
+    replay        boolean,
+    priority      integer)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    drawn bigint;
+BEGIN
+    IF name IS NULL OR mode IS NULL OR replay IS NULL OR priority IS NULL THEN
+        RAISE EXCEPTION 'name, mode, replay and priority must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF name = '' OR octet_length(name) > 63 THEN
+        RAISE EXCEPTION 'projection name must have 1 to 63 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF mode NOT IN ('inline', 'async') THEN
+        RAISE EXCEPTION 'mode must be ''inline'' or ''async'', not ''%''', mode USING ERRCODE = '22023';
+    END IF;
+    PERFORM eventstore._check_projection_args(handler, event_types, stream_prefix);
+    IF check_execute AND NOT pg_catalog.has_function_privilege(owner::oid, handler::oid, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', handler
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role %s, which would run the handler, may not execute it.', owner);
+    END IF;
+
+    LOCK TABLE eventstore.projections IN EXCLUSIVE MODE;
+    IF EXISTS (SELECT FROM eventstore.projections p WHERE p.name = _register_projection.name) THEN
+        RAISE EXCEPTION 'projection "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    drawn := eventstore._drawn_position();
+    IF mode = 'async' OR (replay AND drawn > 0) THEN
+        PERFORM eventstore._need_worker(format('projection "%s"', name));
+    END IF;
+
+    -- by name, under the pinned search_path: qualified (0.7.0)
+    INSERT INTO eventstore.projections
+        (name, handler, event_types, stream_prefix, mode, priority, catching_up, owner, search_path,
+         handler_owner)
+    VALUES (name, handler::text, event_types, stream_prefix, mode, priority,
+            mode = 'inline' AND replay AND drawn > 0, owner, search_path,
+            (SELECT f.proowner::regrole FROM pg_catalog.pg_proc f WHERE f.oid = handler::oid));
+    -- on a distributed store "from now on" is each partition's horizon
+    INSERT INTO eventstore.projection_checkpoints (name, position, partitions)
+    VALUES (name, CASE WHEN replay THEN 0 ELSE drawn END,
+            CASE WHEN NOT replay AND eventstore.is_distributed()
+                 THEN eventstore._horizons_vector() END);
+END $$;
+COMMENT ON FUNCTION eventstore._register_projection(regrole, text, boolean, text, regprocedure, text[], text, text, boolean, integer) IS
+    'Insert a projection with its owner and search_path (internal)';
+REVOKE ALL ON FUNCTION eventstore._register_projection(regrole, text, boolean, text, regprocedure, text[], text, text, boolean, integer) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._enable_projection(caller regrole, caller_search_path text,
+                                              name text, catch_up boolean)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p eventstore.projections;
+    drawn bigint;
+    behind boolean;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, true);
+    drawn := eventstore._drawn_position();
+    PERFORM eventstore._check_owner(caller, p.owner, format('projection "%s"', p.name));
+    IF catch_up IS NULL THEN
+        RAISE EXCEPTION 'catch_up must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF p.enabled THEN
+        RETURN;
+    END IF;
+    IF NOT catch_up THEN
+        -- skip what was appended meanwhile: the caller asked for it (on a
+        -- distributed store: up to each partition's horizon, never back)
+        UPDATE eventstore.projection_checkpoints c
+           SET position = greatest(c.position, drawn), updated_at = now(),
+               error_count = 0, error_position = NULL, retry_at = NULL,
+               partitions = CASE WHEN eventstore.is_distributed() THEN
+                   coalesce(c.partitions, jsonb_build_object('-2147483648', c.position))
+                   || (SELECT coalesce(jsonb_object_agg(h.key,
+                                  greatest(h.value::bigint,
+                                           eventstore._vector_after(
+                                               coalesce(c.partitions,
+                                                        jsonb_build_object('-2147483648', c.position)),
+                                               h.key::integer))), '{}')
+                         FROM jsonb_each_text(eventstore._horizons_vector()) h) END
+         WHERE c.name = p.name;
+    END IF;
+    SELECT c.position < drawn INTO behind
+      FROM eventstore.projection_checkpoints c WHERE c.name = p.name;
+    IF p.mode = 'async' OR behind THEN
+        PERFORM eventstore._need_worker(format('projection "%s"', p.name));
+    END IF;
+    UPDATE eventstore.projections q
+       SET enabled = true, catching_up = (q.mode = 'inline' AND behind)
+     WHERE q.name = p.name;
+END $$;
+COMMENT ON FUNCTION eventstore._enable_projection(regrole, text, text, boolean) IS
+    'Implementation of eventstore.enable_projection (internal)';
+REVOKE ALL ON FUNCTION eventstore._enable_projection(regrole, text, text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._rebuild_projection(caller regrole, caller_search_path text, name text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p eventstore.projections;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, true);
+    PERFORM eventstore._check_owner(caller, p.owner, format('projection "%s"', p.name));
+    PERFORM eventstore._need_worker(format('rebuilding projection "%s"', p.name));
+    UPDATE eventstore.projection_checkpoints c
+       SET position = 0, updated_at = now(), events_total = 0,
+           error_count = 0, error_position = NULL, last_error = NULL,
+           last_error_at = NULL, retry_at = NULL, partitions = NULL
+     WHERE c.name = p.name;
+    UPDATE eventstore.projections q
+       SET catching_up = (q.mode = 'inline' AND eventstore._drawn_position() > 0)
+     WHERE q.name = p.name;
+END $$;
+COMMENT ON FUNCTION eventstore._rebuild_projection(regrole, text, text) IS
+    'Implementation of eventstore.rebuild_projection (internal)';
+REVOKE ALL ON FUNCTION eventstore._rebuild_projection(regrole, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._wait_for_projection(caller regrole, caller_search_path text,
+                                                name text, timeout interval)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p eventstore.projections;
+    target bigint;
+    targets jsonb;
+    deadline timestamptz;
+    st record;
+BEGIN
+    PERFORM eventstore._check_caller(caller);
+    p := eventstore._get_projection(name, false);
+    IF timeout IS NULL THEN
+        RAISE EXCEPTION 'timeout must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    PERFORM eventstore._check_interval('timeout', timeout);
+    deadline := clock_timestamp() + timeout;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'wait_for_projection() needs READ COMMITTED'
+            USING ERRCODE = '25001',
+                  HINT = 'Under REPEATABLE READ the transaction would never see the projection advance.';
+    END IF;
+    -- on a distributed store the target is each partition's horizon
+    IF eventstore.is_distributed() THEN
+        targets := eventstore._horizons_vector();
+    ELSE
+        target := eventstore.global_horizon();
+    END IF;
+    LOOP
+        SELECT q.enabled, q.mode, q.catching_up, c.position,
+               CASE WHEN targets IS NULL THEN c.position >= target
+                    ELSE NOT EXISTS (
+                        SELECT FROM jsonb_each_text(targets) t
+                         WHERE eventstore._vector_after(
+                                   coalesce(c.partitions, jsonb_build_object('-2147483648', c.position)),
+                                   t.key::integer) < t.value::bigint) END AS reached
+          INTO st
+          FROM eventstore.projections q
+          JOIN eventstore.projection_checkpoints c USING (name)
+         WHERE q.name = p.name;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'projection "%" does not exist', p.name USING ERRCODE = '42704';
+        END IF;
+        -- an inline projection is done when it is live again
+        IF st.enabled AND ((st.mode = 'inline' AND NOT st.catching_up)
+                           OR (st.mode = 'async' AND st.reached)) THEN
+            RETURN true;
+        END IF;
+        IF clock_timestamp() >= deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION eventstore._wait_for_projection(regrole, text, text, interval) IS
+    'Implementation of eventstore.wait_for_projection (internal)';
+REVOKE ALL ON FUNCTION eventstore._wait_for_projection(regrole, text, text, interval) FROM PUBLIC;
+
+CREATE OR REPLACE VIEW eventstore.projection_status AS
+SELECT p.name, p.mode, p.handler, p.event_types, p.stream_prefix, p.priority,
+       p.enabled,
+       CASE WHEN NOT p.enabled THEN 'disabled'
+            WHEN c.retry_at IS NOT NULL THEN 'failing'
+            WHEN p.catching_up THEN 'catching_up'
+            WHEN p.mode = 'inline' THEN 'live'
+            ELSE 'running' END AS state,
+       CASE WHEN p.mode = 'async' OR p.catching_up OR NOT p.enabled
+            THEN c.position END AS position,
+       coalesce(lag.events, 0) AS lag_events,
+       now() - lag.oldest AS lag_time,
+       c.events_total, c.updated_at,
+       c.error_count, c.error_position, c.last_error, c.last_error_at, c.retry_at,
+       p.owner, p.created_at, c.partitions
+  FROM eventstore.projections p
+  JOIN eventstore.projection_checkpoints c USING (name)
+  LEFT JOIN LATERAL (
+      SELECT count(*) AS events, min(e.created_at) AS oldest
+        FROM eventstore.events e
+       WHERE e.global_position > c.position
+         AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+         AND (p.stream_prefix IS NULL OR starts_with(e.stream_id, p.stream_prefix))
+  ) lag ON p.mode = 'async' OR p.catching_up OR NOT p.enabled;
+COMMENT ON VIEW eventstore.projection_status IS 'Every projection with its state, checkpoint, lag and last error';

@@ -35,8 +35,9 @@
 #     by Citus (workers have the metadata) and lands on the owner.
 # (f) read_stream, stream_version, delete_stream, tombstone_stream and
 #     handle_command through the coordinator agree with what was appended;
-#     lifecycle markers are stored in their stream's shard; read_all is
-#     refused with 0A000 on a distributed store (for now).
+#     lifecycle markers are stored in their stream's shard; read_all,
+#     global_horizon, inline projections and policies are refused with
+#     0A000 on a distributed store (for now).
 # (g) citus_move_shard_placement (block_writes) of the shard holding the hot
 #     stream, after a batch that puts the source worker's positions far
 #     ahead of the target's: the shard's events are the same on the new
@@ -69,6 +70,16 @@
 #     one partition moves every partition's checkpoint past the events
 #     that do not match.  The status view reports no lag (NULL) rather than
 #     one server's count.
+# (m) Async projections, run on the coordinator by its projector from every
+#     partition with a vector checkpoint, owned by a role that is not a
+#     superuser: one replayed from the start, one from its creation on, one
+#     filtered by stream prefix, while writers append (as in (b)) and the
+#     hot stream's shard moves.  A Poison event the handler refuses holds
+#     its projections back (failing, its position and error recorded, not
+#     in the read model) until the owner retries; then every read model
+#     equals a recomputation from read_partitions, each event once, handled
+#     as the owner.  An inline projection is refused with 0A000 and a HINT.
+#     A rebuild reproduces the read model.
 # (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
 #     crashes the coordinator on it, see there).
 #
@@ -909,15 +920,15 @@ sql($coord, q{
 			"SELECT eventstore.aggregate_stream('f-2', 'counter_evolve(bigint,eventstore.event)', NULL::bigint)"),
 		'13', '(f) aggregate_stream folds the stream');
 
-	# What works on one total order of the log is refused on a distributed
-	# store in this version, and nothing of it is created.  (Durable
-	# subscriptions work: (l).)
+	# What works on one total order of the log, or in the appending
+	# transaction, is refused on a distributed store in this version, and
+	# nothing of it is created.  (Durable subscriptions and async
+	# projections work: (l), (m).)
 	sql($coord, q{CREATE FUNCTION tap_handler(e eventstore.event) RETURNS void
 		LANGUAGE plpgsql AS $$ BEGIN END $$});
 	for my $q ('SELECT * FROM eventstore.read_all(0, 10)',
 		'SELECT eventstore.global_horizon()',
 		q{SELECT eventstore.create_projection('p', 'tap_handler(eventstore.event)')},
-		q{SELECT eventstore.create_projection('q', 'tap_handler(eventstore.event)', mode => 'async')},
 		q{SELECT eventstore.create_snapshot_policy('sp', 'counter_evolve(bigint,eventstore.event)', NULL::bigint)},
 		q{SELECT eventstore.create_archive_policy('ap', '1 day')})
 	{
@@ -1396,6 +1407,164 @@ for my $w (@workers)
 		'(l) no planted operator or function ran in read_partitions or partition_horizons')
 	  or diag(sql($coord, q{SELECT who, what, count(*) FROM l_canary GROUP BY 1, 2}));
 	placeholders_empty('(l)');
+}
+
+# ===========================================================================
+# (m) async projections, run by the coordinator's projector per partition
+# ===========================================================================
+
+{
+	# A role that is not a superuser owns the projections and their read
+	# model on the coordinator; it has no grant on read_partitions anywhere.
+	sql($coord, q{
+		CREATE ROLE m_owner LOGIN;
+		GRANT USAGE ON SCHEMA eventstore TO m_owner;
+		GRANT EXECUTE ON FUNCTION
+		    eventstore.create_projection(text, regprocedure, text[], text, text, boolean, integer),
+		    eventstore.wait_for_projection(text, interval),
+		    eventstore.retry_projection(text),
+		    eventstore.rebuild_projection(text) TO m_owner;
+		CREATE SCHEMA m AUTHORIZATION m_owner;
+	});
+	my $as_owner = sub {
+		my ($q) = @_;
+		my ($ret, $out, $err) = $coord->psql('postgres', $q,
+			extra_params => [ '-U', 'm_owner', '-v', 'ON_ERROR_STOP=1' ]);
+		return ($ret, $out, $err);
+	};
+	# The handler fails on a Poison event until m.poison_ok says otherwise;
+	# a plain INSERT, so that an event handled twice raises.
+	my ($ret, $out, $err) = $as_owner->(q{
+		CREATE TABLE m.seen (projection text, global_position bigint, stream_id text,
+		                     stream_version bigint, event_type text, run_as text,
+		                     PRIMARY KEY (projection, global_position));
+		CREATE TABLE m.poison_ok (ok boolean NOT NULL);
+		INSERT INTO m.poison_ok VALUES (false);
+		CREATE FUNCTION m.handle(e eventstore.event, name text) RETURNS void
+		LANGUAGE plpgsql AS $$
+		BEGIN
+		    IF e.event_type = 'Poison' AND NOT (SELECT ok FROM m.poison_ok) THEN
+		        RAISE EXCEPTION 'poisoned at %', e.global_position;
+		    END IF;
+		    INSERT INTO m.seen VALUES (name, e.global_position, e.stream_id, e.stream_version,
+		                               e.event_type, current_user);
+		END $$;
+		SELECT eventstore.create_projection('m_all', 'm.handle(eventstore.event, text)',
+		                                    mode => 'async');
+		SELECT eventstore.create_projection('m_new', 'm.handle(eventstore.event, text)',
+		                                    mode => 'async', replay => false);
+		SELECT eventstore.create_projection('m_hot', 'm.handle(eventstore.event, text)',
+		                                    stream_prefix => 'hot', mode => 'async');
+	});
+	is($ret, 0, '(m) a role that is not a superuser creates async projections') or diag($err);
+	my ($state, $e) = sql_state($coord, q{
+		SELECT eventstore.create_projection('m_inline', 'm.handle(eventstore.event, text)')});
+	is($state, '0A000', '(m) an inline projection is refused with 0A000');
+	like($e, qr/HINT:.*mode => 'async'/, '(m) ... with a HINT to make it async');
+	is(sql($coord, q{SELECT count(*) FROM eventstore.projections WHERE name = 'm_inline'}), '0',
+		'(m) ... and nothing is registered');
+
+	my %partition_of = map { split /\|/ } split /\n/, sql($coord, q{
+		SELECT shardid, shardminvalue FROM pg_dist_shard
+		 WHERE logicalrelid = 'eventstore.events'::regclass});
+	my %start = sql($coord, "SELECT partitions FROM eventstore.projection_checkpoints WHERE name = 'm_new'")
+	  =~ /"(-?\d+)": (\d+)/g;
+	is( join(' ', sort { $a <=> $b } keys %start),
+		join(' ', sort { $a <=> $b } values %partition_of),
+		'(m) replay => false: a checkpoint for every partition (its horizon)');
+	my $after = sub {
+		my ($vec, $part) = @_;
+		my ($key) = sort { $b <=> $a } grep { $_ <= $part } keys %$vec;
+		return defined $key ? $vec->{$key} : 0;
+	};
+
+	# Writers as in (b); meanwhile a Poison event, and the hot stream's
+	# shard moves to the other worker.
+	my ($poison, $moved);
+	my ($hot_port, $hot_shard) = split /\|/, placement('hot')->{hot};
+	my ($from) = grep { $_->port == $hot_port } @workers;
+	my ($to) = grep { $_->port != $hot_port } @workers;
+	run_writers('(m) projections', [ 41 .. 43 ], 80, 'mp', sub {
+		usleep(300_000);
+		$poison = sql($coord,
+			q{SELECT global_position FROM eventstore.append('poison-1', 'Poison', '{}')});
+		usleep(300_000);
+		($moved, my $err) = sql_state($coord, sprintf(
+			q{SELECT citus_move_shard_placement(%d, '%s', %d, '%s', %d, shard_transfer_mode => 'block_writes')},
+			$hot_shard, $from->host, $from->port, $to->host, $to->port));
+		diag($err) if $moved ne '';
+	});
+	is($moved, '', '(m) the hot stream\'s shard moved while the writers ran');
+
+	# The poison event holds back its projections until it is retried.
+	my $failing = es_wait_for('the projections to fail at the poison event',
+		$PostgreSQL::Test::Utils::timeout_default,
+		sub { sql($coord, q{SELECT count(*) FROM eventstore.projection_status
+		                     WHERE name IN ('m_all', 'm_new') AND state = 'failing'}) eq '2' });
+	ok($failing, '(m) both projections that see the poison event are failing');
+	is( sql($coord, q{SELECT string_agg(name || ':' || (error_position = } . $poison
+			  . q{) || ':' || (last_error LIKE '%poisoned at } . $poison . q{%'), ' ' ORDER BY name)
+		  FROM eventstore.projection_status WHERE state = 'failing'}),
+		'm_all:true:true m_new:true:true',
+		'(m) each records the poison event\'s position and the handler\'s error');
+	is(sql($coord, q{SELECT count(*) FROM m.seen WHERE event_type = 'Poison'}), '0',
+		'(m) the poison event is not in the read model');
+
+	# Retried once the handler accepts it, both catch up.
+	sql($coord, 'UPDATE m.poison_ok SET ok = true');
+	($ret, $out, $err) = $as_owner->(q{
+		SELECT eventstore.retry_projection('m_all'), eventstore.retry_projection('m_new');
+		SELECT eventstore.wait_for_projection(n, '60 s') FROM unnest(ARRAY['m_all', 'm_new', 'm_hot']) n;
+	});
+	is($ret, 0, '(m) the owner retries and waits') or diag($err);
+	is($out, "|\nt\nt\nt", '(m) wait_for_projection: every projection caught up');
+
+	# Each read model equals a recomputation from the events stored in the
+	# shards, read on the workers (no deleted stream since (f)? every event
+	# of a deleted stream is hidden from the projections too: compare with
+	# what read_partitions returns).
+	my $visible = sql($coord, q{
+		SELECT string_agg(global_position || ':' || stream_id || ':' || stream_version, ' '
+		                  ORDER BY global_position)
+		  FROM eventstore.read_partitions('{}', 1000000)});
+	my %part_of_pos = map { split /\|/ } split /\n/, sql($coord, q{
+		SELECT global_position, partition FROM eventstore.read_partitions('{}', 1000000)});
+	my @all = split / /, $visible;
+	my $seen = sub {
+		my ($name) = @_;
+		return sql($coord, qq{
+			SELECT coalesce(string_agg(global_position || ':' || stream_id || ':' || stream_version, ' '
+			                           ORDER BY global_position), '')
+			  FROM m.seen WHERE projection = '$name'});
+	};
+	cmp_ok(scalar(@all), '>', 200, '(m) the store has events to project');
+	is($seen->('m_all'), $visible, '(m) m_all (replayed from the start) equals a recomputation');
+	is( $seen->('m_new'),
+		join(' ', grep { my ($pos) = split /:/; $pos > $after->(\%start, $part_of_pos{$pos}) } @all),
+		'(m) m_new (from its creation on) equals a recomputation of the events after its checkpoints');
+	is($seen->('m_hot'), join(' ', grep { /^\d+:hot/ } @all),
+		'(m) m_hot (stream_prefix) equals a recomputation of its streams');
+	is(sql($coord, q{SELECT string_agg(DISTINCT run_as, ' ') FROM m.seen}), 'm_owner',
+		'(m) the handlers ran as the projections\' owner');
+	is( sql($coord, q{
+			SELECT string_agg(name || ':' || state || ':' || (position IS NULL) || ':'
+			                  || (lag_events IS NULL) || ':' || error_count || ':'
+			                  || (partitions IS NOT NULL), ' ' ORDER BY name)
+			  FROM eventstore.projection_status}),
+		'm_all:running:true:true:0:true m_hot:running:true:true:0:true m_new:running:true:true:0:true',
+		'(m) projection_status: running, no single position or lag, errors cleared');
+
+	# A rebuild: the owner clears the read model in the same transaction.
+	($ret, $out, $err) = $as_owner->(q{
+		BEGIN;
+		SELECT eventstore.rebuild_projection('m_all');
+		DELETE FROM m.seen WHERE projection = 'm_all';
+		COMMIT;
+		SELECT eventstore.wait_for_projection('m_all', '60 s');
+	});
+	is($ret, 0, '(m) the owner rebuilds m_all') or diag($err);
+	is($seen->('m_all'), $visible, '(m) the rebuilt read model equals the recomputation again');
+	placeholders_empty('(m)');
 }
 
 # ===========================================================================
