@@ -79,7 +79,8 @@
 #     in the read model) until the owner retries; then every read model
 #     equals a recomputation from read_partitions, each event once, handled
 #     as the owner.  An inline projection is refused with 0A000 and a HINT.
-#     A rebuild reproduces the read model.
+#     A rebuild reproduces the read model.  An async projection created on
+#     one server before distribute() (a) went on from where it stood.
 # (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
 #     crashes the coordinator on it, see there).
 #
@@ -224,6 +225,19 @@ sub streams_on
 # ===========================================================================
 
 is(sql($coord, 'SELECT eventstore.is_distributed()'), 'f', '(a) not distributed at first');
+# An async projection made on one server goes on after distribute(): its
+# position holds in every partition ((m) checks its read model).
+is( sql($coord, q{
+		CREATE TABLE pre_seen (global_position bigint PRIMARY KEY, stream_id text,
+		                       stream_version bigint);
+		CREATE FUNCTION pre_handle(e eventstore.event) RETURNS void LANGUAGE sql AS
+		  $$ INSERT INTO pre_seen VALUES (e.global_position, e.stream_id, e.stream_version) $$;
+		SELECT count(*) FROM (SELECT eventstore.append('pre-1', 'Before', '{}')
+		                        FROM generate_series(1, 3)) x;
+		SELECT eventstore.create_projection('m_pre', 'pre_handle(eventstore.event)', mode => 'async');
+		SELECT eventstore.wait_for_projection('m_pre', '30 s');
+		SELECT count(*) FROM pre_seen;
+	}), "3\n\nt\n3", '(a) an async projection on one server handled the first events');
 sql($coord, 'SELECT eventstore.distribute(8)');
 is(sql($coord, 'SELECT eventstore.is_distributed()'), 't', '(a) distributed after distribute(8)');
 
@@ -936,7 +950,8 @@ sql($coord, q{
 		is($state, '0A000', "(f) $q on a distributed store: 0A000 (for now)") or diag($err);
 	}
 	is( sql($coord, 'SELECT ' . join(' + ', map { "(SELECT count(*) FROM eventstore.$_)" }
-			  qw(projections subscriptions snapshot_policies archive_policies))),
+			  qw(projections subscriptions snapshot_policies archive_policies))
+			  . q{ - (SELECT count(*) FROM eventstore.projections WHERE name = 'm_pre')}),
 		'0', '(f) no projection or policy was created');
 	placeholders_empty('(f)');
 }
@@ -1544,6 +1559,10 @@ for my $w (@workers)
 		'(m) m_new (from its creation on) equals a recomputation of the events after its checkpoints');
 	is($seen->('m_hot'), join(' ', grep { /^\d+:hot/ } @all),
 		'(m) m_hot (stream_prefix) equals a recomputation of its streams');
+	is( sql($coord, q{SELECT eventstore.wait_for_projection('m_pre', '60 s'),
+		                 (SELECT string_agg(global_position || ':' || stream_id || ':' || stream_version, ' '
+		                                    ORDER BY global_position) FROM pre_seen)}),
+		"t|$visible", '(m) m_pre, created before distribute(), went on: it equals the recomputation too');
 	is(sql($coord, q{SELECT string_agg(DISTINCT run_as, ' ') FROM m.seen}), 'm_owner',
 		'(m) the handlers ran as the projections\' owner');
 	is( sql($coord, q{
@@ -1551,7 +1570,8 @@ for my $w (@workers)
 			                  || (lag_events IS NULL) || ':' || error_count || ':'
 			                  || (partitions IS NOT NULL), ' ' ORDER BY name)
 			  FROM eventstore.projection_status}),
-		'm_all:running:true:true:0:true m_hot:running:true:true:0:true m_new:running:true:true:0:true',
+		'm_all:running:true:true:0:true m_hot:running:true:true:0:true m_new:running:true:true:0:true'
+		  . ' m_pre:running:true:true:0:true',
 		'(m) projection_status: running, no single position or lag, errors cleared');
 
 	# A rebuild: the owner clears the read model in the same transaction.
