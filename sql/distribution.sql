@@ -184,6 +184,48 @@ SELECT tgname, tgenabled FROM pg_trigger
 
 SELECT prosecdef AS security_definer FROM pg_proc WHERE oid = 'eventstore.distribute(integer)'::regprocedure;
 
+-- The pull of vector followers and the total order (0.8.0).  On a single
+-- server one partition; an async projection's checkpoint stays scalar.
+SELECT eventstore.create_projection('d_async', 'd_handler(eventstore.event)', mode => 'async');
+SELECT position = eventstore._drawn_position() AS at_drawn, partitions IS NULL AS no_vector
+  FROM eventstore.projection_checkpoints WHERE name = 'd_async';
+SELECT partitions FROM eventstore.projection_status WHERE name = 'd_async';
+SELECT eventstore.drop_projection('d_async');
+SELECT cardinality(p.events) > 0 AS got_events, p.partitions ? '-2147483648' AS one_partition,
+       p.more
+  FROM eventstore._pull_partitions('{}', 100000, NULL, NULL) p;
+SELECT eventstore._vector_after('{"-2147483648": 5, "0": 9}', -7) AS low,
+       eventstore._vector_after('{"-2147483648": 5, "0": 9}', 12) AS high,
+       eventstore._vector_after('{"0": 9}', -7) AS none;
+-- _lift_positions: a single server's sequence is not numbered (false, not moved)
+SELECT eventstore._lift_positions(1000000000) AS lifted;
+SELECT last_value < 1000000 AS not_lifted FROM eventstore.global_position_seq;
+SELECT eventstore._lift_positions(NULL);
+\echo :SQLSTATE
+SELECT eventstore._lift_positions(-1);
+\echo :SQLSTATE
+-- the merged read and the lift of every node: distributed stores only
+SELECT * FROM eventstore._read_all_merged(0, 10, NULL, NULL);
+\echo :SQLSTATE
+SELECT eventstore._lift_all_positions(5);
+\echo :SQLSTATE
+-- eventstore.total_order: superusers only (it costs appenders); on a single
+-- server read_all is what it always is
+SET ROLE regress_dist_user;
+SET eventstore.total_order = on;
+\echo :SQLSTATE
+SELECT eventstore._pull_partitions('{}', 10, NULL, NULL);
+\echo :SQLSTATE
+SELECT eventstore._lift_positions(5);
+\echo :SQLSTATE
+SELECT eventstore._read_all_merged(0, 10, NULL, NULL);
+\echo :SQLSTATE
+RESET ROLE;
+SELECT count(*) AS read_all_off FROM eventstore.read_all(0, 100000);
+SET eventstore.total_order = on;
+SELECT count(*) AS read_all_on FROM eventstore.read_all(0, 100000);
+RESET eventstore.total_order;
+
 REVOKE EXECUTE ON FUNCTION eventstore.distribute(integer) FROM regress_dist_user;
 REVOKE USAGE ON SCHEMA eventstore FROM regress_dist_user;
 DROP ROLE regress_dist_user;

@@ -385,6 +385,7 @@ extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
 extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
 extern int64 es_positions_stride(const EsCatalog *cat);
 extern void es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue);
+extern bool es_positions_lift(const EsCatalog *cat, int64 floor);
 extern void es_worker_request(EsDatabaseState *db);
 
 /* shard.c */
@@ -456,6 +457,9 @@ extern bool es_snapshots_usable(const EsStreamView *view);
 extern void es_snapshot_find(text *stream_id, const char *tag, const EsTarget *target,
 							 Snapshot snapshot, EsSnapshotRow *row);
 extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshotRow *row);
+
+/* read.c */
+extern void es_read_define_gucs(void);
 
 /* projection.c */
 struct FmgrInfo;

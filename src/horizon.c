@@ -555,6 +555,24 @@ es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue)
 }
 
 /*
+ * Lift this node's positions to at least "floor", in the node's own class
+ * of numbers (a distributed store: a node whose positions lag behind the
+ * others' holds back a reader of the merged log, read.c).  Returns false
+ * when the node draws positions as a single server does.
+ */
+bool
+es_positions_lift(const EsCatalog *cat, int64 floor)
+{
+	int64		stride = es_positions_stride(cat);
+	int64		last = es_sequence_last_drawn(cat->position_seq_relid);
+
+	if (stride == 1 || last <= 0)
+		return false;
+	es_positions_advance(cat, floor, last % stride);
+	return true;
+}
+
+/*
  * The horizon a reader may read up to, and the snapshot to read with.  The
  * snapshot is registered; the caller unregisters it.
  */

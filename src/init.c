@@ -52,6 +52,7 @@ _PG_init(void)
 	es_process_define_gucs();
 	es_worker_define_gucs();
 	es_projector_define_gucs();
+	es_read_define_gucs();
 
 	MarkGUCPrefixReserved("eventstore");
 

@@ -343,6 +343,39 @@ next:
 	table_close(heap, AccessShareLock);
 }
 
+/* GUC: read_all merges the partitions of a distributed store (0.8.0). */
+static bool es_total_order = false;
+
+/*
+ * read_all on a distributed store with eventstore.total_order on: the
+ * partitions merged into one order by eventstore._read_all_merged, run as
+ * the owner of the events (the caller may read them all: it may call
+ * read_all), its rows copied into the result.
+ */
+static void
+es_read_all_merged(ReturnSetInfo *rsinfo, const EsCatalog *cat, int64 after,
+				   bool has_max, int64 max_count, ArrayType *types, text *prefix)
+{
+	Datum		args[4];
+	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTOID};
+	char		nulls[4] = {' ', has_max ? ' ' : 'n', types ? ' ' : 'n', prefix ? ' ' : 'n'};
+	EsGuard		guard;
+	int			ret;
+
+	args[0] = Int64GetDatum(after);
+	args[1] = Int64GetDatum(max_count);
+	args[2] = PointerGetDatum(types);
+	args[3] = PointerGetDatum(prefix);
+	es_spi_begin(&guard, es_relation_owner(cat->events_relid));
+	ret = SPI_execute_with_args("SELECT * FROM eventstore._read_all_merged($1, $2, $3, $4)",
+								4, argtypes, args, nulls, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the merged log: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+	es_spi_end(&guard);
+}
+
 /*
  * eventstore.read_all(after_position, max_count, event_types, stream_prefix)
  *	  returns setof eventstore.event
@@ -386,7 +419,13 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	cat = es_catalog();
-	es_require_single_server(cat, "read_all", "Read the log by partition with eventstore.read_partitions().");
+	if (es_total_order && es_store_distributed(cat))
+	{
+		es_read_all_merged(rsinfo, cat, after, has_max, max_count, types_array, prefix);
+		return (Datum) 0;
+	}
+	es_require_single_server(cat, "read_all",
+							 "Read the log by partition with eventstore.read_partitions(), or merge the partitions into one order with eventstore.total_order = on (see \"Distributing a store with Citus\").");
 	horizon = es_reader_horizon(cat, &snapshot);
 	if (horizon <= after)
 	{
@@ -940,4 +979,21 @@ eventstore_partition_horizons_here(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("partitions must not be NULL")));
 	return es_partition_horizons(fcinfo, PG_GETARG_ARRAYTYPE_P(0), true);
+}
+
+/*
+ * Define the settings this file reads: whether read_all merges the
+ * partitions of a distributed store.  Called by _PG_init.
+ */
+void
+es_read_define_gucs(void)
+{
+	DefineCustomBoolVariable("eventstore.total_order",
+							 "On a store distributed with Citus, read_all merges the partitions of the global log into one order.",
+							 "Each read asks every node for its horizon and lifts the positions of nodes that lag, briefly locking their sequence; off, read_all is refused there (read the partitions with read_partitions).",
+							 &es_total_order,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 }

@@ -740,6 +740,30 @@ eventstore_single_server_only(PG_FUNCTION_ARGS)
 }
 
 /*
+ * eventstore._lift_positions(floor bigint) returns boolean: make this node,
+ * numbered for a distributed store, draw positions above floor from now
+ * on (eventstore._lift_all_positions runs it on every node for a reader of
+ * the merged log).  The sequence's lock waits for the transactions that
+ * drew from it, within the lock_timeout of the function's SET clause.
+ */
+PG_FUNCTION_INFO_V1(eventstore_lift_positions);
+Datum
+eventstore_lift_positions(PG_FUNCTION_ARGS)
+{
+	int64		floor;
+
+	es_arg_not_null(fcinfo, 0, "floor");
+	floor = PG_GETARG_INT64(0);
+	if (floor < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("floor must not be negative")));
+	PreventCommandIfReadOnly("eventstore._lift_positions()");
+	PreventCommandDuringRecovery("eventstore._lift_positions()");
+	PG_RETURN_BOOL(es_positions_lift(es_catalog(), floor));
+}
+
+/*
  * eventstore._advance_positions(floor bigint) returns void: number this
  * node for the distributed store -- its sequence steps by
  * ES_POSITION_STRIDE through the numbers congruent to its node group --

@@ -221,6 +221,83 @@ COMMENT ON FUNCTION eventstore._advance_positions(bigint) IS
     'Number this node for a distributed store and make it draw global positions at or above floor (internal, eventstore.align_positions)';
 REVOKE ALL ON FUNCTION eventstore._advance_positions(bigint) FROM PUBLIC;
 
+-- ---------------------------------------------------------------------
+-- One order of the whole log, as an opt-in (eventstore.total_order)
+-- ---------------------------------------------------------------------
+-- Positions are unique across the store and increase within each
+-- partition, so the partitions merge into one order by position.  A
+-- reader may return a position q only when no partition can still commit
+-- an event below q: q must be at or below every partition's horizon.  A
+-- node that appends less than the others -- or nothing -- keeps a low
+-- horizon, so the reader lifts its positions (its sequence, briefly
+-- locked) up to the highest horizon.  Appends themselves stay as they are.
+
+CREATE FUNCTION eventstore._lift_positions(floor bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_lift_positions'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET lock_timeout = '100ms';
+COMMENT ON FUNCTION eventstore._lift_positions(bigint) IS
+    'Make this node draw positions above floor, waiting at most 100 ms for its appenders (internal, total order)';
+REVOKE ALL ON FUNCTION eventstore._lift_positions(bigint) FROM PUBLIC;
+
+CREATE FUNCTION eventstore._lift_all_positions(floor bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT eventstore.is_distributed() THEN
+        RAISE EXCEPTION 'eventstore is not distributed in this database' USING ERRCODE = '55000';
+    END IF;
+    -- a node whose appenders keep the sequence locked beyond the timeout
+    -- is lifted at a later read
+    PERFORM FROM pg_catalog.run_command_on_all_nodes(
+        pg_catalog.format('SELECT eventstore._lift_positions(%s)', floor));
+END $$;
+COMMENT ON FUNCTION eventstore._lift_all_positions(bigint) IS
+    'Lift the positions of every node above floor, as far as each can within its timeout (internal, total order)';
+REVOKE ALL ON FUNCTION eventstore._lift_all_positions(bigint) FROM PUBLIC;
+
+-- read_all on a distributed store with eventstore.total_order on: a page of
+-- every partition after "after", cut at the lowest position up to which
+-- every partition is complete, in position order.
+CREATE FUNCTION eventstore._read_all_merged(
+    after bigint, max_count bigint, event_types text[], stream_prefix text)
+RETURNS SETOF eventstore.event
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_pull record;
+    v_cut  bigint;
+    v_top  bigint;
+BEGIN
+    IF NOT eventstore.is_distributed() THEN
+        RAISE EXCEPTION 'eventstore is not distributed in this database' USING ERRCODE = '55000';
+    END IF;
+    SELECT * INTO v_pull
+      FROM eventstore._pull_partitions(pg_catalog.jsonb_build_object('-2147483648', after),
+                                       coalesce(max_count, 10000), event_types, stream_prefix);
+    -- where each partition is complete: its entry of the new checkpoint,
+    -- or "after" for a partition the pull did not reach (moving)
+    SELECT pg_catalog.min(coalesce((v_pull.partitions ->> s.shardminvalue)::bigint, after))
+      INTO v_cut
+      FROM pg_catalog.pg_dist_shard s
+     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass;
+    SELECT pg_catalog.max(v.value::bigint) INTO v_top
+      FROM pg_catalog.jsonb_each_text(v_pull.partitions) v;
+    IF v_cut < v_top THEN
+        PERFORM eventstore._lift_all_positions(v_top);
+    END IF;
+    RETURN QUERY
+    SELECT e.* FROM pg_catalog.unnest(v_pull.events) e
+     WHERE e.global_position OPERATOR(pg_catalog.<=) v_cut
+     ORDER BY e.global_position
+     LIMIT max_count;
+END $$;
+COMMENT ON FUNCTION eventstore._read_all_merged(bigint, bigint, text[], text) IS
+    'read_all on a distributed store with eventstore.total_order on: the partitions merged up to where all are complete (internal)';
+REVOKE ALL ON FUNCTION eventstore._read_all_merged(bigint, bigint, text[], text) FROM PUBLIC;
+
 -- Number every node for the distributed store -- node group g draws the
 -- positions congruent to g modulo 1024 (ES_POSITION_STRIDE), so positions
 -- are unique across the store -- and make each draw above the highest

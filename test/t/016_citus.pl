@@ -81,6 +81,13 @@
 #     as the owner.  An inline projection is refused with 0A000 and a HINT.
 #     A rebuild reproduces the read model.  An async projection created on
 #     one server before distribute() (a) went on from where it stood.
+# (n) One order of the whole log (eventstore.total_order, superusers only):
+#     read_all on the coordinator merges the partitions; a follower of it
+#     while writers append and a transaction stays open on one worker
+#     delivers nothing above that transaction's position until it commits,
+#     then every event once, in position order (read_partitions merged);
+#     an event on one worker alone is delivered (the idle one is lifted).
+#     Off, read_all is refused with 0A000 and a HINT.
 # (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
 #     crashes the coordinator on it, see there).
 #
@@ -1585,6 +1592,94 @@ for my $w (@workers)
 	is($ret, 0, '(m) the owner rebuilds m_all') or diag($err);
 	is($seen->('m_all'), $visible, '(m) the rebuilt read model equals the recomputation again');
 	placeholders_empty('(m)');
+}
+
+# ===========================================================================
+# (n) one order of the whole log, opted into with eventstore.total_order
+# ===========================================================================
+
+{
+	my ($state, $e) = sql_state($coord, 'SELECT * FROM eventstore.read_all(0, 10)');
+	is($state, '0A000', '(n) read_all without eventstore.total_order: 0A000');
+	like($e, qr/HINT:.*read_partitions.*eventstore\.total_order = on/,
+		'(n) ... with a HINT naming read_partitions and eventstore.total_order');
+	($state, $e) = sql_state($coord, q{
+		SET ROLE m_owner; SET eventstore.total_order = on});
+	is($state, '42501', '(n) a role that is not a superuser cannot turn eventstore.total_order on');
+
+	my $cols = "global_position, stream_id, stream_version";
+	my $session = es_connect_follower($coord, 'total order follower');
+	$session->query_safe('SET eventstore.total_order = on');
+	my ($last, @got, $pages) = (0);
+	my $follow = sub {
+		my ($out, $err) = es_quiet_query($session,
+			"SELECT $cols FROM eventstore.read_all($last, 50)");
+		die "read_all failed: $session->{stderr}" if $err;
+		$pages++;
+		my $n = 0;
+		for my $row (split /\n/, $out)
+		{
+			next if $row eq '';
+			push @got, $row;
+			($last) = split /\|/, $row;
+			$n++;
+		}
+		return $n;
+	};
+	# caught up with what is stored: two empty pages in a row
+	my $empty = 0;
+	es_wait_for('the total-order follower to catch up', $PostgreSQL::Test::Utils::timeout_default,
+		sub { $empty = $follow->() ? 0 : $empty + 1; return $empty >= 2; });
+	my $start = scalar(@got);
+
+	# A long transaction on one worker, and events appended on the other
+	# meanwhile: nothing above the long transaction's position is delivered
+	# from any partition until it commits.
+	my $hot_at = placement('hot')->{hot};
+	my ($long) = grep { placement($_)->{$_} eq $hot_at } map { "n-long-$_" } 0 .. 63;
+	my $long_session = $coord->background_psql('postgres', on_error_stop => 1);
+	$long_session->query_safe('BEGIN');
+	my $long_pos = $long_session->query_safe(
+		qq{SELECT global_position FROM eventstore.append('$long', 'Long', '{}')});
+	my ($held, $later_committed);
+	run_writers('(n) total order', [ 51 .. 53 ], 80, 'n', sub {
+		my $until = time() + 1.5;
+		while (time() < $until)
+		{
+			usleep(5_000) if $follow->() == 0;
+		}
+		$held = grep { (split /\|/)[0] > $long_pos } @got;
+		($later_committed) = sql($coord, "SELECT count(*) FROM eventstore.read_partitions('{}', 1000000)
+		                                   WHERE global_position > $long_pos");
+		$long_session->query_safe('COMMIT');
+	});
+	$long_session->quit;
+	cmp_ok($later_committed, '>', 0,
+		"(n) events above the long transaction's position ($long_pos) committed while it was open");
+	is($held, 0, '(n) none of them was delivered before it committed');
+
+	# Then everything, once, in position order: what read_partitions
+	# returns of every partition, merged.
+	my @want = split /\n/, sql($coord, "SELECT $cols FROM eventstore.read_partitions('{}', 1000000)
+	                                     ORDER BY global_position");
+	my $caught_up = es_wait_for('the total-order follower to catch up again',
+		$PostgreSQL::Test::Utils::timeout_default,
+		sub { $follow->(); return $last >= (split /\|/, $want[-1])[0]; });
+	ok($caught_up, "(n) the follower caught up ($pages pages)");
+	my @pos = map { (split /\|/)[0] } @got;
+	ok(!grep({ $pos[$_] <= $pos[ $_ - 1 ] } 1 .. $#pos), '(n) positions only increase: nothing repeated');
+	is(join("\n", @got), join("\n", @want), '(n) the follower received every event, once, in one order');
+
+	# A last event on one worker only: the other worker, idle, is lifted
+	# so that it does not hold the order back.
+	my ($one) = streams_on($workers[0]->port, 'n-one');
+	my $one_pos = sql($coord, "SELECT global_position FROM eventstore.append('$one', 'One', '{}')");
+	ok( es_wait_for('the event of one worker', 30,
+			sub { $follow->(); return $last >= $one_pos; }),
+		'(n) an event on one worker alone is delivered (the idle worker is lifted)');
+	is((split /\|/, $got[-1])[1], $one, '(n) ... and it is the last one');
+	$session->quit;
+	placeholders_empty('(n)');
 }
 
 # ===========================================================================
