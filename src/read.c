@@ -649,7 +649,9 @@ es_append_literal(StringInfo buf, const char *value, const char *type)
  * partitions this node's metadata places there (the function run there
  * skips one that moved meanwhile: the next call finds it where it now is).
  * Each node returns its rows as one JSON array, decoded with "columns" (the
- * result's columns, as a column definition list).  "fn" names the
+ * result's columns, as a column definition list); the array itself is
+ * selected only with a node's error (with every row it would be copied
+ * once per row: quadratic in the rows of a node).  "fn" names the
  * function whose EXECUTE right the nodes check, for the HINT.
  */
 static void
@@ -712,7 +714,8 @@ es_fan_out(ReturnSetInfo *rsinfo, const EsPartition *parts, int nparts, const bo
 
 	initStringInfo(&query);
 	appendStringInfo(&query,
-					 "SELECT w.node_name, w.node_port, w.success, w.result, r.*"
+					 "SELECT w.node_name, w.node_port, w.success,"
+					 "       CASE WHEN NOT w.success THEN w.result END, r.*"
 					 "  FROM pg_catalog.master_run_on_worker($1, $2, $3, true) w"
 					 "  LEFT JOIN LATERAL pg_catalog.jsonb_to_recordset("
 					 "         CASE WHEN w.success THEN w.result::pg_catalog.jsonb END)"

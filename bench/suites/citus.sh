@@ -17,6 +17,13 @@
 # any exit).  Without Citus installed in that PostgreSQL it says so and
 # measures nothing.
 #
+# The fourth contender, "ordered", is the extension's appends while one
+# more client follows the whole log in one order (eventstore.total_order on,
+# read_all pages of 1000 from where it stands, bench/citus_follow.pgbench):
+# what the opt-in total order costs the appenders (its reader lifts lagging
+# nodes' positions, briefly locking their sequence), and how many pages the
+# reader gets.
+#
 # On one machine every node shares its cores and disk: this measures what
 # the hop through the coordinator and the extension cost, not how appends
 # scale with nodes.
@@ -149,16 +156,18 @@ citus_reset() {
 		return
 	fi
 	case $2 in
-	extension)
+	extension | ordered)
 		citus_psql 0 -c "SET client_min_messages = warning" \
 			-c "DROP EXTENSION eventstore CASCADE" -c "CREATE EXTENSION eventstore" \
 			-c "SELECT eventstore.distribute($CITUS_SHARDS)" >/dev/null ;;
 	plain | plpgsql)
 		citus_psql 0 -c "TRUNCATE $(bench_table "$2") RESTART IDENTITY" >/dev/null ;;
 	esac
-	BENCH_PORT=$(citus_port 0) bench_preload "$(bench_table "$2")" "$(bench_sequence "$2")" \
+	local store=$2
+	[ "$store" != ordered ] || store=extension
+	BENCH_PORT=$(citus_port 0) bench_preload "$(bench_table "$store")" "$(bench_sequence "$store")" \
 		"$CITUS_PRELOAD" "$BENCH_DATA" "$BENCH_METADATA" >/dev/null
-	[ "$2" != extension ] || citus_psql 0 -c "SELECT eventstore.align_positions()" >/dev/null
+	[ "$store" != extension ] || citus_psql 0 -c "SELECT eventstore.align_positions()" >/dev/null
 	for ((k = 0; k <= CITUS_NWORKERS; k++)); do
 		BENCH_PORT=$(citus_port "$k") bench_quiesce >/dev/null
 	done
@@ -212,9 +221,9 @@ citus_per_event() { awk -v c="$1" -v r="$2" 'BEGIN { if (r > 0) printf "%.1f", c
 citus_run() {
 	local csv=$1 round workload name per clients run cell=0
 	local -a runs order
-	echo "suite,workload,events_per_tx,clients,cluster,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints,server_cpu_s,cpu_us_per_event,coordinator_cpu_us_per_event" >"$csv"
+	echo "suite,workload,events_per_tx,clients,cluster,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints,server_cpu_s,cpu_us_per_event,coordinator_cpu_us_per_event,reader_pages_per_s" >"$csv"
 	[ -z "$CITUS_SKIP" ] || return 0
-	runs=(citus:extension citus:plain citus:plpgsql)
+	runs=(citus:extension citus:plain citus:plpgsql citus:ordered)
 	[ "${BENCH_CITUS_SINGLE:-1}" = 0 ] || runs+=(single:extension single:plain)
 	local events_json
 	events_json=$(bench_events_json 10)
@@ -228,7 +237,9 @@ citus_run() {
 				cell=$((cell + 1))
 				for run in "${order[@]}"; do
 					local cluster=${run%%:*} contender=${run##*:}
-					local script=$BENCH_ROOT/bench/append/$name.$contender.pgbench
+					local store=$contender reader='' reader_pages=''
+					[ "$store" != ordered ] || store=extension
+					local script=$BENCH_ROOT/bench/append/$name.$store.pgbench
 					local tag=citus-$name-c$clients-$cluster-$contender-r$round
 					local port=$BENCH_PORT d res tps tx failed lat rows ckpt=0 cpu_s first_s
 					local -a cpu0 cpu1
@@ -238,16 +249,26 @@ citus_run() {
 					for d in $(citus_data "$cluster"); do start[$d]=$(bench_log_lines "$(citus_log "$d")"); done
 					read -r -a cpu0 <<<"$(citus_cpu "$cluster")"
 					bench_log "round $round/$BENCH_ROUNDS: $name, $clients client(s), $contender on $cluster (${BENCH_DURATION}s)"
+					if [ "$contender" = ordered ]; then
+						# the reader starts at the end of the preloaded events
+						reader=$BENCH_WORK/$tag-reader.out
+						(BENCH_PORT=$port bench_pgbench "$tag-reader" 1 "$BENCH_DURATION" \
+							-f "$BENCH_ROOT/bench/citus_follow.pgbench" -D last=0 >"$reader") &
+					fi
 					res=$(BENCH_PORT=$port bench_pgbench "$tag" "$clients" "$BENCH_DURATION" -f "$script" \
 						-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA" \
 						-D "events=$events_json")
+					if [ -n "$reader" ]; then
+						wait
+						read -r reader_pages _ <"$reader"
+					fi
 					citus_settle "$port"
 					read -r -a cpu1 <<<"$(citus_cpu "$cluster")"
 					read -r tps tx failed lat <<<"$res"
 					for d in $(citus_data "$cluster"); do
 						ckpt=$((ckpt + $(bench_checkpoints_since "${start[$d]}" "$(citus_log "$d")")))
 					done
-					rows=$(BENCH_PORT=$port bench_value "SELECT pg_catalog.count(*) FROM $(bench_table "$contender")")
+					rows=$(BENCH_PORT=$port bench_value "SELECT pg_catalog.count(*) FROM $(bench_table "$store")")
 					rows=$((rows - CITUS_PRELOAD))
 					if [ "$rows" != "$((tx * per))" ]; then
 						bench_log "WARNING: $tag: $rows rows in the table, expected $tx x $per"
@@ -256,13 +277,13 @@ citus_run() {
 					[ "$failed" = 0 ] || bench_log "WARNING: $tag: $failed failed transactions"
 					# the store's tables on the coordinator are placeholders
 					# that no append may write (the extension finds the shards)
-					if [ "$cluster:$contender" = citus:extension ] &&
+					if [ "$cluster:$store" = citus:extension ] &&
 						[ "$(citus_psql 0 -At -c "SELECT pg_catalog.pg_relation_size('eventstore.events')")" != 0 ]; then
 						bench_log "WARNING: $tag: the coordinator's placeholder eventstore.events was written"
 					fi
 					cpu_s=$(awk -v a="${cpu0[0]}" -v b="${cpu1[0]}" 'BEGIN { printf "%.2f", b - a }')
 					first_s=$(awk -v a="${cpu0[1]}" -v b="${cpu1[1]}" 'BEGIN { printf "%.2f", b - a }')
-					echo "citus,$name,$per,$clients,$cluster,$contender,$round,$tps,$(awk -v t="$tps" -v p="$per" 'BEGIN { printf "%.1f", t * p }'),$tx,$failed,$lat,$rows,$ckpt,$cpu_s,$(citus_per_event "$cpu_s" "$rows"),$(citus_per_event "$first_s" "$rows")" >>"$csv"
+					echo "citus,$name,$per,$clients,$cluster,$contender,$round,$tps,$(awk -v t="$tps" -v p="$per" 'BEGIN { printf "%.1f", t * p }'),$tx,$failed,$lat,$rows,$ckpt,$cpu_s,$(citus_per_event "$cpu_s" "$rows"),$(citus_per_event "$first_s" "$rows"),$reader_pages" >>"$csv"
 				done
 			done
 		done
@@ -371,6 +392,21 @@ citus_report() {
 			[ -z "$single" ] ||
 				line="$line $(citus_cell "$csv" "$name" "$clients" single extension cpu_us_per_event) | $(citus_cell "$csv" "$name" "$clients" single plain cpu_us_per_event) |"
 			echo "$line"
+		done
+	done
+	echo
+	echo "The opt-in total order: the extension's appends while one more client follows the whole log in one order" \
+		"(eventstore.total_order = on, read_all pages of 1000, bench/citus_follow.pgbench):"
+	echo
+	echo "| workload | clients | Citus: extension | with a total-order reader | with/without | reader pages/s |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	for workload in $CITUS_WORKLOADS; do
+		name=${workload%%:*}
+		for clients in $BENCH_CLIENTS; do
+			local ce co
+			ce=$(citus_cell "$csv" "$name" "$clients" citus extension rows_per_s)
+			co=$(citus_cell "$csv" "$name" "$clients" citus ordered rows_per_s)
+			echo "| $name | $clients | $(bench_fmt "$ce") | $(bench_fmt "$co") | $(bench_ratio "$co" "$ce") | $(citus_cell "$csv" "$name" "$clients" citus ordered reader_pages_per_s) |"
 		done
 	done
 	echo
