@@ -67,7 +67,7 @@ typedef struct EsWorkerState
 {
 	Oid			seq_relid;		/* extension incarnation the rest refers to */
 	int64		recorded;		/* horizon last written to recorded_horizon */
-	int64		notified;		/* newest position last notified */
+	int64		notified;		/* every commit up to it was announced */
 	/* retention and archive policies */
 	TimestampTz last_maintenance;	/* start of the last pass (0: none yet) */
 	bool		more_maintenance;	/* the last pass stopped short */
@@ -149,9 +149,11 @@ es_newest_committed_in(const EsCatalog *cat, int64 after, int64 upto)
 }
 
 /*
- * The same for the whole of this node's log: on a distributed store, the
- * newest of the partitions placed here (each node's worker notifies its
- * own listeners about its own partitions).
+ * The same for this node's log, or 0 when nothing in (after, upto] was
+ * committed: on a distributed store the newest of the first partition
+ * placed here that has one (each node's worker notifies its own listeners
+ * about its own partitions; one notification wakes them for all, so the
+ * other partitions need not be looked at).
  */
 static int64
 es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
@@ -163,12 +165,12 @@ es_newest_committed(const EsCatalog *cat, int64 after, int64 upto)
 	if (!es_store_distributed(cat))
 		return es_newest_committed_in(cat, after, upto);
 	nparts = es_log_partitions(cat, &parts);
-	for (int i = 0; i < nparts; i++)
+	for (int i = 0; i < nparts && newest == 0; i++)
 	{
 		const EsCatalog *pcat = parts[i].local ? es_partition_catalog(cat, parts[i].id) : NULL;
 
 		if (pcat != NULL)
-			newest = Max(newest, es_newest_committed_in(pcat, after, upto));
+			newest = es_newest_committed_in(pcat, after, upto);
 	}
 	return newest;
 }
@@ -258,6 +260,11 @@ es_worker_cycle(EsWorkerState *state)
 		es_spi_end(&g);
 		state->recorded = horizon;
 
+		/*
+		 * Every position up to the horizon is decided, and the scan's
+		 * snapshot sees every commit among them: whether or not one is
+		 * found, nothing in (notified, horizon] is left to announce.
+		 */
 		newest = es_newest_committed(cat, state->notified, horizon);
 		if (newest > state->notified)
 		{
@@ -265,8 +272,8 @@ es_worker_cycle(EsWorkerState *state)
 
 			snprintf(payload, sizeof(payload), INT64_FORMAT, newest);
 			Async_Notify(ES_NOTIFY_CHANNEL, payload);
-			state->notified = newest;
 		}
+		state->notified = horizon;
 	}
 
 	PopActiveSnapshot();
@@ -376,8 +383,16 @@ es_worker_maintenance(EsWorkerState *state)
 	{
 		const EsCatalog *cat = es_catalog_lookup(true);
 
-		/* version 0.3.0 or later */
-		lifecycle = (cat != NULL && OidIsValid(cat->streams_relid));
+		/*
+		 * Version 0.3.0 or later, and not distributed: a store distributed
+		 * with Citus keeps its streams in shards that these passes, written
+		 * for one server's tables, do not reach -- through the distributed
+		 * tables each pass would query every shard of the store from every
+		 * node, to remove nothing.  (Reads still hide what retention would
+		 * remove.)
+		 */
+		lifecycle = (cat != NULL && OidIsValid(cat->streams_relid) &&
+					 !es_store_distributed(cat));
 		/* a new incarnation of the extension: positions start again */
 		if (lifecycle && cat->position_seq_relid != state->retention_seq)
 		{

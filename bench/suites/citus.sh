@@ -17,12 +17,14 @@
 # any exit).  Without Citus installed in that PostgreSQL it says so and
 # measures nothing.
 #
-# The fourth contender, "ordered", is the extension's appends while one
-# more client follows the whole log in one order (eventstore.total_order on,
-# read_all pages of 1000 from where it stands, bench/citus_follow.pgbench):
-# what the opt-in total order costs the appenders (its reader lifts lagging
-# nodes' positions, briefly locking their sequence), and how many pages the
-# reader gets.
+# Two more contenders are the extension's appends while one more client
+# follows the log from its end: "ordered" in one order (eventstore.total_order
+# on, read_all pages of 1000, bench/citus_follow.pgbench), "partitioned" by
+# partition (read_partitions with a vector, the same 1000 a page,
+# bench/citus_follow_partitions.pgbench): what the opt-in total order costs
+# the appenders (its reader lifts lagging nodes' positions, briefly locking
+# their sequence) beside what following the log costs anyway, and how many
+# pages each reader gets.
 #
 # On one machine every node shares its cores and disk: this measures what
 # the hop through the coordinator and the extension cost, not how appends
@@ -156,7 +158,7 @@ citus_reset() {
 		return
 	fi
 	case $2 in
-	extension | ordered)
+	extension | ordered | partitioned)
 		citus_psql 0 -c "SET client_min_messages = warning" \
 			-c "DROP EXTENSION eventstore CASCADE" -c "CREATE EXTENSION eventstore" \
 			-c "SELECT eventstore.distribute($CITUS_SHARDS)" >/dev/null ;;
@@ -164,7 +166,7 @@ citus_reset() {
 		citus_psql 0 -c "TRUNCATE $(bench_table "$2") RESTART IDENTITY" >/dev/null ;;
 	esac
 	local store=$2
-	[ "$store" != ordered ] || store=extension
+	case $store in ordered | partitioned) store=extension ;; esac
 	BENCH_PORT=$(citus_port 0) bench_preload "$(bench_table "$store")" "$(bench_sequence "$store")" \
 		"$CITUS_PRELOAD" "$BENCH_DATA" "$BENCH_METADATA" >/dev/null
 	[ "$store" != extension ] || citus_psql 0 -c "SELECT eventstore.align_positions()" >/dev/null
@@ -223,7 +225,13 @@ citus_run() {
 	local -a runs order
 	echo "suite,workload,events_per_tx,clients,cluster,contender,round,tps,rows_per_s,transactions,failed,latency_ms,rows_appended,unplanned_checkpoints,server_cpu_s,cpu_us_per_event,coordinator_cpu_us_per_event,reader_pages_per_s" >"$csv"
 	[ -z "$CITUS_SKIP" ] || return 0
-	runs=(citus:extension citus:plain citus:plpgsql citus:ordered)
+	local c
+	for c in ${BENCH_CITUS_CONTENDERS:-extension plain plpgsql ordered partitioned}; do
+		case $c in
+		extension | plain | plpgsql | ordered | partitioned) runs+=("citus:$c") ;;
+		*) echo "citus: unknown contender $c (extension, plain, plpgsql, ordered, partitioned)" >&2; exit 2 ;;
+		esac
+	done
 	[ "${BENCH_CITUS_SINGLE:-1}" = 0 ] || runs+=(single:extension single:plain)
 	local events_json
 	events_json=$(bench_events_json 10)
@@ -238,7 +246,7 @@ citus_run() {
 				for run in "${order[@]}"; do
 					local cluster=${run%%:*} contender=${run##*:}
 					local store=$contender reader='' reader_pages=''
-					[ "$store" != ordered ] || store=extension
+					case $store in ordered | partitioned) store=extension ;; esac
 					local script=$BENCH_ROOT/bench/append/$name.$store.pgbench
 					local tag=citus-$name-c$clients-$cluster-$contender-r$round
 					local port=$BENCH_PORT d res tps tx failed lat rows ckpt=0 cpu_s first_s
@@ -249,11 +257,15 @@ citus_run() {
 					for d in $(citus_data "$cluster"); do start[$d]=$(bench_log_lines "$(citus_log "$d")"); done
 					read -r -a cpu0 <<<"$(citus_cpu "$cluster")"
 					bench_log "round $round/$BENCH_ROUNDS: $name, $clients client(s), $contender on $cluster (${BENCH_DURATION}s)"
-					if [ "$contender" = ordered ]; then
-						# the reader starts at the end of the preloaded events
+					if [ "$store" != "$contender" ]; then
+						# the reader starts at the end of the log
+						local follow=citus_follow last
+						[ "$contender" = ordered ] || follow=citus_follow_partitions
+						last=$(citus_psql 0 -At -c "SELECT pg_catalog.max(global_position) FROM eventstore.events")
 						reader=$BENCH_WORK/$tag-reader.out
 						(BENCH_PORT=$port bench_pgbench "$tag-reader" 1 "$BENCH_DURATION" \
-							-f "$BENCH_ROOT/bench/citus_follow.pgbench" -D last=0 >"$reader") &
+							-f "$BENCH_ROOT/bench/$follow.pgbench" -D "last=$last" \
+							-D "vec={\"-2147483648\": $last}" >"$reader") &
 					fi
 					res=$(BENCH_PORT=$port bench_pgbench "$tag" "$clients" "$BENCH_DURATION" -f "$script" \
 						-D v=0 -D "data=$BENCH_DATA" -D "metadata=$BENCH_METADATA" \
@@ -395,18 +407,21 @@ citus_report() {
 		done
 	done
 	echo
-	echo "The opt-in total order: the extension's appends while one more client follows the whole log in one order" \
-		"(eventstore.total_order = on, read_all pages of 1000, bench/citus_follow.pgbench):"
+	echo "The opt-in total order: the extension's appends while one more client follows the log from its end," \
+		"in one order (eventstore.total_order = on, read_all pages of 1000, bench/citus_follow.pgbench)" \
+		"or by partition (read_partitions with a vector, 1000 a page, bench/citus_follow_partitions.pgbench):"
 	echo
-	echo "| workload | clients | Citus: extension | with a total-order reader | with/without | reader pages/s |"
-	echo "|---|---:|---:|---:|---:|---:|"
+	echo "| workload | clients | Citus: extension | with a total-order reader | with/without | its pages/s | with a partition reader | with/without | its pages/s |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for workload in $CITUS_WORKLOADS; do
 		name=${workload%%:*}
 		for clients in $BENCH_CLIENTS; do
-			local ce co
+			local ce co cq
 			ce=$(citus_cell "$csv" "$name" "$clients" citus extension rows_per_s)
 			co=$(citus_cell "$csv" "$name" "$clients" citus ordered rows_per_s)
-			echo "| $name | $clients | $(bench_fmt "$ce") | $(bench_fmt "$co") | $(bench_ratio "$co" "$ce") | $(citus_cell "$csv" "$name" "$clients" citus ordered reader_pages_per_s) |"
+			cq=$(citus_cell "$csv" "$name" "$clients" citus partitioned rows_per_s)
+			echo "| $name | $clients | $(bench_fmt "$ce") | $(bench_fmt "$co") | $(bench_ratio "$co" "$ce") | $(citus_cell "$csv" "$name" "$clients" citus ordered reader_pages_per_s) |" \
+				"$(bench_fmt "$cq") | $(bench_ratio "$cq" "$ce") | $(citus_cell "$csv" "$name" "$clients" citus partitioned reader_pages_per_s) |"
 		done
 	done
 	echo

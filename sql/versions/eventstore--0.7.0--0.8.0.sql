@@ -278,16 +278,26 @@ RETURNS SETOF eventstore.event
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    v_pull record;
-    v_cut  bigint;
-    v_top  bigint;
+    v_pull  record;
+    v_cut   bigint;
+    v_top   bigint;
+    v_parts integer;
+    v_want  bigint;
+    v_got   bigint;
 BEGIN
     IF NOT eventstore.is_distributed() THEN
         RAISE EXCEPTION 'eventstore is not distributed in this database' USING ERRCODE = '55000';
     END IF;
+    -- a share of the page from each partition: a partition whose share is
+    -- full cuts the page at its last event, so the page still holds every
+    -- event up to the cut (and at least that partition's share)
+    SELECT pg_catalog.count(*) INTO v_parts
+      FROM pg_catalog.pg_dist_shard s
+     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass;
+    v_want := greatest(1, (coalesce(max_count, 10000) + v_parts - 1) / greatest(v_parts, 1));
     SELECT * INTO v_pull
       FROM eventstore._pull_partitions(pg_catalog.jsonb_build_object('-2147483648', after),
-                                       coalesce(max_count, 10000), event_types, stream_prefix);
+                                       v_want, event_types, stream_prefix);
     -- where each partition is complete: its entry of the new checkpoint,
     -- or "after" for a partition the pull did not reach (moving)
     SELECT pg_catalog.min(coalesce((v_pull.partitions ->> s.shardminvalue)::bigint, after))
@@ -296,14 +306,18 @@ BEGIN
      WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass;
     SELECT pg_catalog.max(v.value::bigint) INTO v_top
       FROM pg_catalog.jsonb_each_text(v_pull.partitions) v;
-    IF v_cut < v_top THEN
-        PERFORM eventstore._lift_all_positions(v_top);
-    END IF;
     RETURN QUERY
     SELECT e.* FROM pg_catalog.unnest(v_pull.events) e
      WHERE e.global_position OPERATOR(pg_catalog.<=) v_cut
      ORDER BY e.global_position
      LIMIT max_count;
+    GET DIAGNOSTICS v_got = ROW_COUNT;
+    -- At the head of the log (a short page) the nodes that lag hold the
+    -- order back: lift them for the next read.  (A reader catching up
+    -- leaves the appenders alone.)
+    IF v_cut < v_top AND (max_count IS NULL OR v_got < max_count) THEN
+        PERFORM eventstore._lift_all_positions(v_top);
+    END IF;
 END $$;
 COMMENT ON FUNCTION eventstore._read_all_merged(bigint, bigint, text[], text) IS
     'read_all on a distributed store with eventstore.total_order on: the partitions merged up to where all are complete (internal)';
