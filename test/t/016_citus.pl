@@ -87,7 +87,9 @@
 #     delivers nothing above that transaction's position until it commits,
 #     then every event once, in position order (read_partitions merged);
 #     an event on one worker alone is delivered (the idle one is lifted).
-#     Off, read_all is refused with 0A000 and a HINT.
+#     Off, read_all is refused with 0A000 and a HINT.  A reader that is not
+#     a superuser with planted operators before pg_catalog reads what the
+#     owner reads, and nothing planted runs.
 # (i) A NULL stream id through the coordinator: 22004 (last: Citus 13.2.2
 #     crashes the coordinator on it, see there).
 #
@@ -1679,6 +1681,28 @@ for my $w (@workers)
 		'(n) an event on one worker alone is delivered (the idle worker is lifted)');
 	is((split /\|/, $got[-1])[1], $one, '(n) ... and it is the last one');
 	$session->quit;
+
+	# A reader that is not a superuser, granted read_all only, the setting
+	# given to its role by a superuser, with the planted operators and
+	# functions of (l) before pg_catalog: the rows the owner reads, and
+	# nothing planted runs (the merged read runs as the extension's owner
+	# under a pinned path; the nodes run qualified commands).
+	sql($coord, q{
+		GRANT EXECUTE ON FUNCTION eventstore.read_all(bigint, bigint, text[], text) TO l_consumer;
+		ALTER ROLE l_consumer SET eventstore.total_order = on;
+		TRUNCATE l_canary;
+	});
+	my $q = q{SELECT count(*), sum(global_position) FROM eventstore.read_all(0, 1000000);
+		SELECT count(*) FROM eventstore.read_all(0, 10, ARRAY['One'], 'n-');};
+	my $owner = sql($coord, "SET eventstore.total_order = on; $q");
+	my ($ret, $out, $err) = $coord->psql('postgres', "SET search_path = l_atk, pg_catalog, public; $q",
+		extra_params => [ '-U', 'l_consumer' ]);
+	is($ret, 0, '(n) a reader without superuser rights reads the total order with a planted path')
+	  or diag($err);
+	is($out, $owner, '(n) ... the rows the owner reads');
+	is(sql($coord, q{SELECT count(*) FROM l_canary}), '0',
+		'(n) ... and no planted operator or function ran')
+	  or diag(sql($coord, q{SELECT who, what, count(*) FROM l_canary GROUP BY 1, 2}));
 	placeholders_empty('(n)');
 }
 
