@@ -1568,10 +1568,25 @@ for my $w (@workers)
 		'(m) m_new (from its creation on) equals a recomputation of the events after its checkpoints');
 	is($seen->('m_hot'), join(' ', grep { /^\d+:hot/ } @all),
 		'(m) m_hot (stream_prefix) equals a recomputation of its streams');
-	is( sql($coord, q{SELECT eventstore.wait_for_projection('m_pre', '60 s'),
-		                 (SELECT string_agg(global_position || ':' || stream_id || ':' || stream_version, ' '
-		                                    ORDER BY global_position) FROM pre_seen)}),
-		"t|$visible", '(m) m_pre, created before distribute(), went on: it equals the recomputation too');
+	# m_pre has run since (a): it may have handled events of streams that
+	# (f) deleted later, which a recomputation now hides (their lifecycle
+	# marker is visible instead)
+	is(sql($coord, q{SELECT eventstore.wait_for_projection('m_pre', '60 s')}), 't',
+		'(m) m_pre, created before distribute(), caught up');
+	{
+		my %vis = map { $_ => 1 } @all;
+		my @pre = split / /, sql($coord, q{
+			SELECT string_agg(global_position || ':' || stream_id || ':' || stream_version, ' '
+			                  ORDER BY global_position) FROM pre_seen});
+		my %pre = map { $_ => 1 } @pre;
+		my %marked = map { (split /:/)[1] =~ /^\$\$(.*)$/ ? ($1 => 1) : () } @all;
+		my @missed = grep { !$pre{$_} } @all;
+		my @extra = grep { !$vis{$_} && !$marked{ (split /:/)[1] } } @pre;
+		is(scalar(@missed) + scalar(@extra), 0,
+			'(m) m_pre equals the recomputation, but for events of streams deleted after it handled them')
+		  or diag('missed: ' . join(' ', es_head(5, @missed)) . '; extra: ' . join(' ', es_head(5, @extra)));
+		is(scalar(@pre), scalar(keys %pre), '(m) ... each event once');
+	}
 	is(sql($coord, q{SELECT string_agg(DISTINCT run_as, ' ') FROM m.seen}), 'm_owner',
 		'(m) the handlers ran as the projections\' owner');
 	is( sql($coord, q{
