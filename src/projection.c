@@ -635,7 +635,8 @@ es_project_partitions(const EsCatalog *cat, const EsProjection *p, bool *done)
 
 			CHECK_FOR_INTERRUPTS();
 			oldcxt = MemoryContextSwitchTo(event_cxt);
-			position = DatumGetInt64(GetAttributeByNum(DatumGetHeapTupleHeader(elems[i]),
+			/* an element of an array: never toasted on its own */
+			position = DatumGetInt64(GetAttributeByNum((HeapTupleHeader) DatumGetPointer(elems[i]),
 													   Anum_es_global_position, &isnull));
 			es_handler_call(p, &flinfo, elems[i], position);
 			last = Max(last, position);
