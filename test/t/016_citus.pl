@@ -79,7 +79,9 @@
 #     in the read model) until the owner retries; then every read model
 #     equals a recomputation from read_partitions, each event once, handled
 #     as the owner.  An inline projection is refused with 0A000 and a HINT.
-#     A rebuild reproduces the read model.  An async projection created on
+#     A rebuild reproduces the read model.  A projection recorded with a
+#     search_path that plants operators before pg_catalog is pulled for
+#     without running any of them.  An async projection created on
 #     one server before distribute() (a) went on from where it stood.
 # (n) One order of the whole log (eventstore.total_order, superusers only):
 #     read_all on the coordinator merges the partitions; a follower of it
@@ -1481,6 +1483,21 @@ for my $w (@workers)
 		                                    stream_prefix => 'hot', mode => 'async');
 	});
 	is($ret, 0, '(m) a role that is not a superuser creates async projections') or diag($err);
+
+	# One more, created under a search_path that plants operators and
+	# functions before pg_catalog (l_atk, of (l)), which becomes its
+	# recorded path: the projector pulls the partitions for it as a
+	# superuser, under a pinned path, so the planted code never runs; the
+	# handler (which uses none of it) sees every event.
+	sql($coord, 'GRANT USAGE ON SCHEMA l_atk TO m_owner; TRUNCATE l_canary');
+	($ret, $out, $err) = $as_owner->(q{
+		CREATE TABLE m.atk_seen (global_position bigint PRIMARY KEY);
+		CREATE FUNCTION m.atk_handle(e eventstore.event) RETURNS void
+		LANGUAGE sql AS $$ INSERT INTO m.atk_seen VALUES (e.global_position) $$;
+		SET search_path = l_atk, pg_catalog, public;
+		SELECT eventstore.create_projection('m_atk', 'm.atk_handle(eventstore.event)', mode => 'async');
+	});
+	is($ret, 0, '(m) the owner creates a projection under a planted search_path') or diag($err);
 	my ($state, $e) = sql_state($coord, q{
 		SELECT eventstore.create_projection('m_inline', 'm.handle(eventstore.event, text)')});
 	is($state, '0A000', '(m) an inline projection is refused with 0A000');
@@ -1568,6 +1585,15 @@ for my $w (@workers)
 		'(m) m_new (from its creation on) equals a recomputation of the events after its checkpoints');
 	is($seen->('m_hot'), join(' ', grep { /^\d+:hot/ } @all),
 		'(m) m_hot (stream_prefix) equals a recomputation of its streams');
+	is(sql($coord, q{SELECT eventstore.wait_for_projection('m_atk', '60 s')}), 't',
+		'(m) m_atk caught up');
+	is( sql($coord, q{SELECT coalesce(string_agg(global_position::text, ' ' ORDER BY global_position), '')
+		                FROM m.atk_seen}),
+		join(' ', map { (split /:/)[0] } @all),
+		'(m) m_atk, recorded with the planted path, equals a recomputation');
+	is(sql($coord, 'SELECT count(*) FROM l_canary'), '0',
+		'(m) ... and no planted operator or function ran (pull, checkpoints, handler)')
+	  or diag(sql($coord, q{SELECT who, what, count(*) FROM l_canary GROUP BY 1, 2}));
 	# m_pre has run since (a): it may have handled events of streams that
 	# (f) deleted later, which a recomputation now hides (their lifecycle
 	# marker is visible instead)
@@ -1594,7 +1620,8 @@ for my $w (@workers)
 			                  || (lag_events IS NULL) || ':' || error_count || ':'
 			                  || (partitions IS NOT NULL), ' ' ORDER BY name)
 			  FROM eventstore.projection_status}),
-		'm_all:running:true:true:0:true m_hot:running:true:true:0:true m_new:running:true:true:0:true'
+		'm_all:running:true:true:0:true m_atk:running:true:true:0:true m_hot:running:true:true:0:true'
+		  . ' m_new:running:true:true:0:true'
 		  . ' m_pre:running:true:true:0:true',
 		'(m) projection_status: running, no single position or lag, errors cleared');
 
