@@ -3,13 +3,30 @@
 # PostgreSQL refuses to run as root; when we are root, the server (and
 # everything that starts one) runs as the "postgres" system user.
 
-# The system PostgreSQL (Debian 12's 15) by default.  Another installation
-# is chosen with PG_CONFIG, its pg_config, or PGBIN, the directory of its
-# programs; everything then builds, installs and runs from there.  It may be
-# another copy of 15 (a relocated one, a source build) or another supported
-# major version, e.g. PG_CONFIG=$(bash scripts/postgres.sh 18).
-ES_SYSTEM_PG_MAJOR=15
+# The system PostgreSQL by default: the major version this Debian release
+# packages (Debian 12: 15, Debian 13: 17), installed by es_install_deps if
+# it is not there yet.  Another installation is chosen with PG_CONFIG, its
+# pg_config, or PGBIN, the directory of its programs; everything then builds,
+# installs and runs from there.  It may be another copy of a supported
+# version (a relocated one, a source build) or another supported major
+# version, e.g. PG_CONFIG=$(bash scripts/postgres.sh 18).
 ES_SUPPORTED_PG_MAJORS="15 17 18"
+es_system_pg_major() {
+	local id= version_id= major=
+	if [ -r /etc/os-release ]; then
+		id=$(. /etc/os-release && echo "${ID:-}")
+		version_id=$(. /etc/os-release && echo "${VERSION_ID:-}")
+	fi
+	case "$id:$version_id" in
+	debian:12) major=15 ;;
+	debian:13) major=17 ;;
+	*) # another release: what its "postgresql" package depends on, if apt knows
+		major=$(apt-cache depends postgresql 2>/dev/null |
+			sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n 1) || major= ;;
+	esac
+	echo "${major:-15}"
+}
+ES_SYSTEM_PG_MAJOR=$(es_system_pg_major)
 if [ -n "${PG_CONFIG:-}" ]; then
 	PG_BINDIR=$("$PG_CONFIG" --bindir) ||
 		{ echo "PG_CONFIG=$PG_CONFIG: not a working pg_config" >&2; exit 1; }
@@ -20,8 +37,12 @@ else
 fi
 PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
 export PG_CONFIG
-# "PostgreSQL 18.1", "PostgreSQL 15.18 (Debian 15.18-0+deb12u1)", "PostgreSQL 18beta1"
-PG_MAJOR=$("$PG_CONFIG" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+# "PostgreSQL 18.1", "PostgreSQL 15.18 (Debian 15.18-0+deb12u1)", "PostgreSQL
+# 18beta1"; nothing when it is not there (yet)
+PG_MAJOR=
+if [ -x "$PG_CONFIG" ] || command -v "$PG_CONFIG" >/dev/null 2>&1; then
+	PG_MAJOR=$("$PG_CONFIG" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p') || PG_MAJOR=
+fi
 # the system's, not installed yet: es_install_deps installs it
 if [ -z "$PG_MAJOR" ] && [ "$PG_BINDIR" = "/usr/lib/postgresql/$ES_SYSTEM_PG_MAJOR/bin" ]; then
 	PG_MAJOR=$ES_SYSTEM_PG_MAJOR
