@@ -100,6 +100,32 @@ es_build_install() {
 	fi
 }
 
+# es_control_version CONTROL_FILE: its default_version
+es_control_version() {
+	sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$1"
+}
+
+# es_check_installed: for ES_INSTALLED=1, where the suite tests an
+# eventstore installed by other means (the Debian package): it must be
+# installed in $PG_CONFIG's PostgreSQL, and be this tree's version.
+es_check_installed() {
+	local ctl lib have want owner
+	ctl="$("$PG_CONFIG" --sharedir)/extension/eventstore.control"
+	lib="$("$PG_CONFIG" --pkglibdir)/eventstore.so"
+	if [ ! -f "$ctl" ] || [ ! -f "$lib" ]; then
+		echo "ES_INSTALLED=1: eventstore is not installed in the PostgreSQL of $PG_CONFIG ($ctl, $lib)" >&2
+		exit 1
+	fi
+	have=$(es_control_version "$ctl")
+	want=$(es_control_version eventstore.control)
+	if [ "$have" != "$want" ]; then
+		echo "ES_INSTALLED=1: the installed eventstore is $have, this tree tests $want" >&2
+		exit 1
+	fi
+	owner=$(dpkg-query -S "$lib" 2>/dev/null | cut -d: -f1) || owner=
+	echo "== testing the installed eventstore $have (${owner:-not from a Debian package}): nothing is built or installed"
+}
+
 # es_as_server_user CMD...: run CMD as the user the server runs as.
 es_as_server_user() {
 	if [ -n "$ES_RUN_AS" ]; then

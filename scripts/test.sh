@@ -3,12 +3,20 @@
 # on a temporary instance with eventstore preloaded.  Works as root (the
 # tests then run as the "postgres" user on a copy of the tree) and as a
 # normal user (who needs sudo for apt-get and make install).
+#
+# ES_INSTALLED=1 tests the eventstore installed in PG_CONFIG's PostgreSQL
+# by other means (the Debian package: debian/tests/installcheck) instead of
+# building and installing this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 es_install_deps
-es_build_install
+if [ -n "${ES_INSTALLED:-}" ]; then
+	es_check_installed
+else
+	es_build_install
+fi
 # src/ in layers: nothing calls upward (floors in src/eventstore.h)
 bash test/layering.sh
 
