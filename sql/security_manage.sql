@@ -44,10 +44,12 @@ REVOKE ALL ON FUNCTION secret_handler(eventstore.event) FROM PUBLIC;
 --
 -- Item 4: the owner of a projection is its creator and cannot be changed.
 --
+-- (the bootstrap superuser is named after whoever runs the tests)
+SELECT rolname AS superuser FROM pg_catalog.pg_roles WHERE oid = 10 \gset
 SET ROLE regress_es_mgr_a;
 SELECT eventstore.create_projection('mine', 'record_run(eventstore.event, text)', mode => 'async');
 -- no table of the extension is writable
-UPDATE eventstore.projections SET owner = 'postgres' WHERE name = 'mine';
+UPDATE eventstore.projections SET owner = :'superuser' WHERE name = 'mine';
 \echo :SQLSTATE
 UPDATE eventstore.projection_checkpoints SET position = 0;
 \echo :SQLSTATE
@@ -106,7 +108,7 @@ SELECT count(*) AS projections FROM eventstore.projections;
 GRANT USAGE ON SCHEMA eventstore TO regress_es_cons_b;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA eventstore TO regress_es_cons_b;
 SET ROLE regress_es_cons_b;
-SELECT eventstore._create_projection('postgres', 'public', 'forged', 'record_run(eventstore.event, text)',
+SELECT eventstore._create_projection(:'superuser', 'public', 'forged', 'record_run(eventstore.event, text)',
                                      NULL, NULL, 'async', true, 0);
 \echo :SQLSTATE
 SELECT eventstore._drop_projection(NULL, NULL, 'mine', false);
