@@ -34,9 +34,9 @@ OBJS = \
 #                       per concern; concatenated in the order below into the
 #                       install script eventstore--$(EXTVERSION).sql, which
 #                       CREATE EXTENSION runs (built, never edited, gitignored)
-#   sql/versions/*.sql  every released script, frozen: the 0.1.0 install
-#                       script and the update scripts, the newest of which
-#                       (to $(EXTVERSION)) is not yet released
+#   sql/versions/*.sql  the 0.1.0 install script and the update scripts up
+#                       to $(EXTVERSION), frozen once released (CHANGELOG.md
+#                       dates each release; docs/releasing.md: how to make one)
 # A fresh install and the update chain from 0.1.0 must produce the same
 # objects: test/t/014_upgrade_chain.pl compares them.
 INSTALL_SOURCES = $(addprefix sql/install/, core.sql projections.sql subscriptions.sql state.sql lifecycle.sql distribution.sql)

@@ -11,7 +11,8 @@
 #           in another fresh root file system, installed with apt and tested
 #           in place by debian/tests/installcheck (no make install)
 #
-# Each step starts from a fresh copy of the debootstrapped system.
+# Each step starts from a fresh copy of the debootstrapped system, with a
+# clean checkout of this repository's HEAD (commit what is to be tested).
 #
 #   sudo bash test/fresh-debian.sh [SUITE ...]         default: bookworm
 #   ES_FRESH_STEPS="root user deb"                       the steps to run
@@ -74,6 +75,11 @@ mount_into() { # ROOT
 	mount --bind /dev "$1/dev" && mounted+=("$1/dev")
 	mount --bind /dev/pts "$1/dev/pts" && mounted+=("$1/dev/pts")
 	mount -t tmpfs -o mode=1777 shm "$1/dev/shm" && mounted+=("$1/dev/shm")
+	# the steps of a suite share the packages apt downloads (each step
+	# still installs them into its own fresh system)
+	if [ -d "$work/apt-archives" ]; then
+		mount --bind "$work/apt-archives" "$1/var/cache/apt/archives" && mounted+=("$1/var/cache/apt/archives")
+	fi
 }
 
 # fresh NAME: a copy of the debootstrapped system, mounted, in $work/NAME,
@@ -136,6 +142,8 @@ EOF
 	in_root "$base" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git ca-certificates >/dev/null
 	in_root "$base" apt-get clean
 	unmount_all
+	rm -rf "$work/apt-archives"
+	cp -a "$base/var/cache/apt/archives" "$work/apt-archives"
 }
 
 step_root() {
@@ -176,6 +184,13 @@ step_deb() {
 	in_root "$root" bash -c 'cd /root/debs && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ./*.deb >/dev/null'
 	checkout "$root" /root/eventstore
 	in_root "$root" bash -c 'cd /root/eventstore && bash debian/tests/installcheck'
+	# the files tested are the package's, as installed (nothing rebuilt
+	# or reinstalled them): dpkg --verify reports any that changed
+	local changed
+	changed=$(in_root "$root" bash -c 'dpkg --verify $(dpkg-query -W -f="\${Package}\n" "postgresql-*-eventstore")' 2>&1) ||
+		die "dpkg --verify failed: $changed"
+	[ -z "$changed" ] || die "files of the installed package changed during the test: $changed"
+	say "dpkg --verify: the tested files are the package's"
 	done_with "$root"
 }
 
@@ -190,6 +205,6 @@ for suite in $suites; do
 		*) die "unknown step $step (root, user, deb)" ;;
 		esac
 	done
-	rm -rf "$work/base" "$work/debs"
+	rm -rf "$work/base" "$work/debs" "$work/apt-archives"
 done
 say "all passed in $(($(date +%s) - t_all)) s"
