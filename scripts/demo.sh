@@ -28,4 +28,5 @@ es_as_server_user "$PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/server.log" -w s
 
 echo "== running scripts/demo.sql"
 "$PG_BINDIR/psql" -X -h "$work" -p "$port" -U postgres -d postgres \
-	-v ON_ERROR_STOP=0 -f scripts/demo.sql
+	-v ON_ERROR_STOP=1 -f scripts/demo.sql
+echo "== the demo ran (the one error above is the conflict it shows)"

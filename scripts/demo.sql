@@ -24,8 +24,10 @@ SELECT eventstore.stream_version('account-42');
 -- A writer that loaded the stream at version 1 is now stale: the append is
 -- refused with SQLSTATE ST001 and nothing is written.
 \set VERBOSITY verbose
+\set ON_ERROR_STOP 0
 SELECT * FROM eventstore.append('account-42', 'MoneyWithdrawn',
                                 '{"amount": 500}', expected_version => 1);
+\set ON_ERROR_STOP 1
 \set VERBOSITY default
 SELECT eventstore.stream_version('account-42') AS still_at_version;
 
