@@ -76,7 +76,8 @@ es_install_deps() {
 	if [ -n "$missing" ]; then
 		echo "== installing Debian packages:$missing"
 		$SUDO apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+		# (through env: sudo drops the variables of the environment)
+		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 	fi
 }
 

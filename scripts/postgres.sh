@@ -67,7 +67,7 @@ es_pg_deps() {
 	[ -z "$missing" ] && return 0
 	say "installing Debian packages:$missing"
 	$SUDO apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 }
 
 # complete: the cache holds a finished install of this major version.
