@@ -7,6 +7,11 @@
 #
 #   bash scripts/package.sh            packages of HEAD into dist/
 #
+# dist/ gets the source package too (eventstore_VERSION.orig.tar.gz from
+# git archive, eventstore_VERSION-N.debian.tar.xz, eventstore_VERSION-N.dsc:
+# dpkg-source -x unpacks it, any Debian build tool builds it) and the
+# .changes and .buildinfo of the build.
+#
 # It packages the committed tree (HEAD, exported with git archive, built in
 # a temporary directory), so that no build product or uncommitted change of
 # the working tree slips in.  Installs the build dependencies (as root, or
@@ -32,6 +37,8 @@ fi
 build=$(mktemp -d "${TMPDIR:-/tmp}/eventstore-deb.XXXXXX")
 trap 'rm -rf "$build"' EXIT
 git archive --format=tar --prefix="eventstore-$version/" HEAD | tar -xf - -C "$build"
+# the upstream tarball of the source package: the same files
+git archive --format=tar.gz --prefix="eventstore-$version/" -o "$build/eventstore_$version.orig.tar.gz" HEAD
 
 # every version of debian/pgversions whose server development files are
 # installed here, not only the distribution's default
@@ -42,7 +49,7 @@ echo "== building postgresql-NN-eventstore $debian_version of $(git rev-parse --
 	cd "$build/eventstore-$version"
 	export PG_SUPPORTED_VERSIONS="$installed" PG_UPDATECONTROL=yes
 	pg_buildext updatecontrol
-	dpkg-buildpackage -us -uc -b
+	dpkg-buildpackage -us -uc
 ) >"$build/build.log" 2>&1 || {
 	tail -n 60 "$build/build.log"
 	echo "package.sh: dpkg-buildpackage failed (the last 60 lines of its log are above)" >&2
@@ -50,6 +57,6 @@ echo "== building postgresql-NN-eventstore $debian_version of $(git rev-parse --
 }
 
 mkdir -p dist
-rm -f dist/postgresql-*-eventstore_*.deb
-mv "$build"/postgresql-*-eventstore_*.deb dist/
-ls -1 dist/*.deb
+rm -f dist/postgresql-*-eventstore_* dist/eventstore_*
+mv "$build"/postgresql-*-eventstore_*.deb "$build"/eventstore_* dist/
+ls -1 dist/*

@@ -7,7 +7,8 @@
 #
 #   root    as root:                     bash scripts/demo.sh; bash scripts/test.sh
 #   user    as a normal user with sudo:  the same two commands
-#   deb     the Debian package built from debian/ (dpkg-buildpackage), then,
+#   deb     the Debian packages built from debian/ (dpkg-buildpackage; the
+#           source package is unpacked with dpkg-source -x), then,
 #           in another fresh root file system, installed with apt and tested
 #           in place by debian/tests/installcheck (no make install)
 #
@@ -172,6 +173,8 @@ step_deb() {
 	fresh build
 	checkout "$root" /root/eventstore
 	in_root "$root" bash /root/eventstore/scripts/package.sh
+	# the source package unpacks as Debian's tools take it
+	in_root "$root" bash -c 'cd /tmp && dpkg-source -x /root/eventstore/dist/eventstore_*.dsc src >/dev/null && test -x src/debian/rules'
 	mkdir -p "$work/debs"
 	cp "$root"/root/eventstore/dist/*.deb "$work/debs/"
 	done_with "$root"
