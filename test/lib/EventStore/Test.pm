@@ -332,9 +332,13 @@ sub es_slurp_lines
 sub es_write_file
 {
 	my ($file, $text) = @_;
-	open(my $fh, '>', $file) or die "could not open $file: $!";
+	# written aside and renamed into place: a reader polling for $file (a
+	# consumer taking a linger request) never sees it empty or half written
+	my $tmp = "$file.tmp.$$";
+	open(my $fh, '>', $tmp) or die "could not open $tmp: $!";
 	print $fh $text;
-	close($fh) or die "could not close $file: $!";
+	close($fh) or die "could not close $tmp: $!";
+	rename($tmp, $file) or die "could not rename $tmp to $file: $!";
 	return;
 }
 
