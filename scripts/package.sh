@@ -36,18 +36,19 @@ fi
 
 build=$(mktemp -d "${TMPDIR:-/tmp}/eventstore-deb.XXXXXX")
 trap 'rm -rf "$build"' EXIT
-git archive --format=tar --prefix="eventstore-$version/" HEAD | tar -xf - -C "$build"
-# the upstream tarball of the source package: the same files
+# the upstream tarball of the source package, which is also the tree built
 git archive --format=tar.gz --prefix="eventstore-$version/" -o "$build/eventstore_$version.orig.tar.gz" HEAD
+tar -xzf "$build/eventstore_$version.orig.tar.gz" -C "$build"
 
 # every version of debian/pgversions whose server development files are
-# installed here, not only the distribution's default
-installed=$(dpkg-query -W -f='${Status} ${Package}\n' 'postgresql-server-dev-[0-9]*' 2>/dev/null |
-	sed -n 's/^install ok installed postgresql-server-dev-\([0-9][0-9]*\)$/\1/p' | sort -n | xargs)
-echo "== building postgresql-NN-eventstore $debian_version of $(git rev-parse --short HEAD) for PostgreSQL $installed"
+# installed here, not only the distribution's default (postgresql-common's
+# "installed" list, which pg_buildext intersects with debian/pgversions)
+export PG_SUPPORTED_VERSIONS=installed PG_UPDATECONTROL=yes
+versions=$(cd "$build/eventstore-$version" && pg_buildext supported-versions | xargs)
+[ -n "$versions" ] || { echo "package.sh: no PostgreSQL of debian/pgversions has its postgresql-server-dev-NN installed" >&2; exit 1; }
+echo "== building postgresql-NN-eventstore $debian_version of $(git rev-parse --short HEAD) for PostgreSQL $versions"
 (
 	cd "$build/eventstore-$version"
-	export PG_SUPPORTED_VERSIONS="$installed" PG_UPDATECONTROL=yes
 	pg_buildext updatecontrol
 	dpkg-buildpackage -us -uc
 ) >"$build/build.log" 2>&1 || {
