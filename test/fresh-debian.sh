@@ -70,6 +70,8 @@ cleanup() {
 	if ! grep -q " $work/" /proc/mounts; then rm -rf "$work"; else say "left $work (still mounted)"; fi
 }
 trap cleanup EXIT
+# interrupted too: stop what runs inside and unmount before leaving
+trap 'exit 130' INT TERM
 
 mount_into() { # ROOT
 	mount -t proc proc "$1/proc" && mounted+=("$1/proc")
