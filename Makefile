@@ -25,6 +25,7 @@ OBJS = \
 	src/read.o \
 	src/shard.o \
 	src/snapshot.o \
+	src/stats.o \
 	src/storage.o \
 	src/worker.o
 
@@ -39,14 +40,14 @@ OBJS = \
 #                       dates each release; docs/releasing.md: how to make one)
 # A fresh install and the update chain from 0.1.0 must produce the same
 # objects: test/t/014_upgrade_chain.pl compares them.
-INSTALL_SOURCES = $(addprefix sql/install/, core.sql projections.sql subscriptions.sql state.sql lifecycle.sql distribution.sql)
+INSTALL_SOURCES = $(addprefix sql/install/, core.sql projections.sql subscriptions.sql state.sql lifecycle.sql distribution.sql stats.sql)
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(patsubst $(top)%,%,$(wildcard $(top)sql/versions/$(EXTENSION)--*.sql))
 
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).
-REGRESS = append append_events idempotency read_stream errors roles read_all projections subscriptions state lifecycle kurrentdb_conformance markers distribution security_manage security_core security_attack security_fuzz security_parallel security_worker upgrade
+REGRESS = append append_events idempotency read_stream errors roles read_all projections subscriptions state lifecycle kurrentdb_conformance markers distribution security_manage security_core security_attack security_fuzz security_parallel security_worker stats upgrade
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.conf
 
 ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \

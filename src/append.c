@@ -66,6 +66,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "portability/instr_time.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -108,6 +109,7 @@ typedef struct EsAppend
 	int64		last_position;	/* 0 until an event is inserted */
 	int64		first_version;	/* of the first event of the call */
 	bool		retry;			/* a repeated call: nothing to insert */
+	int64		bytes;			/* of data and metadata inserted */
 	/* eventstore.event_ids, opened only when the call gives ids (0.6.0) */
 	Relation	ids_rel;
 	ResultRelInfo *ids_rri;
@@ -735,6 +737,7 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 	current = es_rules_version(&rules, head);
 
 	ap->retry = false;
+	ap->bytes = 0;
 	if (nids > 0 &&
 		es_append_retry(ap, stream_index, scanslot, ids, nids, nevents))
 	{
@@ -742,6 +745,8 @@ es_append_begin(EsAppend *ap, text *stream_id, bool has_expected, int64 expected
 		return;
 	}
 
+	if (!es_expected_version_matches(has_expected, expected, current, head))
+		es_stats_conflict(cat);
 	es_check_expected_matches(stream_id, has_expected, expected, current, head);
 
 	ap->next_version = head + 1;
@@ -893,6 +898,8 @@ es_append_retry(EsAppend *ap, Relation stream_index, TupleTableSlot *scanslot,
 	for (int i = 1; retry && i < nids; i++)
 		retry = (stored[i].version == stored[0].version + i);
 	if (!retry)
+		es_stats_conflict(ap->cat);
+	if (!retry)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_WRONG_EXPECTED_VERSION),
 				 errmsg("events of the append overlap events stored in stream \"%s\"",
@@ -963,6 +970,9 @@ es_append_event(EsAppend *ap, const EsEventInput *ev)
 
 	ap->last_version = ap->next_version++;
 	ap->last_position = position;
+	ap->bytes += toast_raw_datum_size(ev->data) - VARHDRSZ;
+	if (ev->has_metadata)
+		ap->bytes += toast_raw_datum_size(ev->metadata) - VARHDRSZ;
 
 	if (ap->nprojs > 0)
 		es_run_inline_projections(ap, values, nulls, position);
@@ -1016,6 +1026,8 @@ es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls, int64 positi
 	for (int i = 0; i < ap->nprojs; i++)
 	{
 		const EsProjection *p = ap->projs[i];
+		instr_time	start;
+		instr_time	end;
 
 		if (!es_filter_matches(&p->filter, VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
 								   VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
@@ -1028,6 +1040,7 @@ es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls, int64 positi
 		if (!OidIsValid(ap->handlers[i].fn_oid))
 			es_handler_init(p, ap->handlers_as_owners ? p->owner : GetUserId(),
 							&ap->handlers[i], ap->cxt);
+		INSTR_TIME_SET_CURRENT(start);
 		if (ap->handlers_as_owners)
 		{
 			EsGuard		guard;
@@ -1038,6 +1051,9 @@ es_run_inline_projections(EsAppend *ap, Datum *values, bool *nulls, int64 positi
 		}
 		else
 			es_handler_call(p, &ap->handlers[i], event, position);
+		INSTR_TIME_SET_CURRENT(end);
+		INSTR_TIME_SUBTRACT(end, start);
+		es_stats_inline_call(ap->cat, INSTR_TIME_GET_MICROSEC(end));
 	}
 
 	/* later events of the call are inserted after what the handlers did */
@@ -1051,6 +1067,10 @@ es_append_end(EsAppend *ap)
 	/* Our positions are drawn: readers may count them as such. */
 	if (ap->last_position != 0 && !ap->retry)
 		es_horizon_drawn(ap->last_position);
+	es_stats_append(ap->cat,
+					(ap->last_position == 0 || ap->retry) ? 0 :
+					ap->last_version - ap->first_version + 1,
+					ap->bytes, ap->retry);
 
 	/*
 	 * Fire AFTER ROW triggers users may have put on the events table, then

@@ -583,23 +583,29 @@ es_check_expected_arg(bool has_expected, int64 expected)
  * stream, as with 0.  The version of an append of a recreated stream goes
  * on from "last" either way.
  */
+bool
+es_expected_version_matches(bool has_expected, int64 expected, int64 current,
+							int64 last)
+{
+	bool		deleted = (current == 0 && last > 0);
+
+	if (!has_expected)
+		return true;
+	if (expected == 0)
+		return (current == 0);
+	if (expected == -1)
+		return (current != 0);
+	return (current == expected || (deleted && expected == last));
+}
+
 void
 es_check_expected_matches(text *stream_id, bool has_expected, int64 expected,
 						  int64 current, int64 last)
 {
 	bool		deleted = (current == 0 && last > 0);
-	bool		matches;
 	char		expected_str[64];
 
-	if (!has_expected)
-		return;
-	if (expected == 0)
-		matches = (current == 0);
-	else if (expected == -1)
-		matches = (current != 0);
-	else
-		matches = (current == expected || (deleted && expected == last));
-	if (matches)
+	if (es_expected_version_matches(has_expected, expected, current, last))
 		return;
 
 	if (expected == 0)

@@ -232,6 +232,49 @@ typedef struct EsProjection
  * the argument).  Unrelated transactions never appear here, so they never
  * hold readers back.
  */
+/*
+ * Statistics of a database (0.9.0, stats.c), in its EsDatabaseState.
+ * Appenders add what their transaction did when it commits; the
+ * background processes add each cycle of a duty when it ends.
+ */
+typedef enum EsCounter
+{
+	ES_STAT_APPENDS,			/* append calls that succeeded */
+	ES_STAT_EVENTS,				/* events they stored */
+	ES_STAT_BYTES,				/* bytes of data and metadata stored */
+	ES_STAT_CONFLICTS,			/* ST001 raised by appends (when raised) */
+	ES_STAT_RETRIES,			/* appends recognised as retries */
+	ES_STAT_INLINE_CALLS,		/* inline projection handler calls */
+	ES_STAT_INLINE_TIME,		/* their time, microseconds */
+	ES_STAT_NOTIFICATIONS,		/* notifications the worker sent */
+	ES_NUM_COUNTERS
+} EsCounter;
+
+/* What the background processes do, each counted on its own. */
+typedef enum EsDuty
+{
+	ES_DUTY_NOTIFY,				/* worker: publish the horizon, notify */
+	ES_DUTY_PROJECTIONS,		/* projector: async projections, snapshots */
+	ES_DUTY_RETENTION,			/* worker: retention of stream settings */
+	ES_DUTY_ARCHIVING,			/* worker: archive policies */
+	ES_NUM_DUTIES
+} EsDuty;
+
+typedef struct EsDutyStats
+{
+	pg_atomic_uint64 cycles;	/* cycles that did something */
+	pg_atomic_uint64 items;		/* what they did (notifications, events...) */
+	pg_atomic_uint64 time_us;	/* their time */
+	pg_atomic_uint64 last_at;	/* TimestampTz of the last one's end */
+} EsDutyStats;
+
+typedef struct EsStats
+{
+	pg_atomic_uint64 counters[ES_NUM_COUNTERS];
+	EsDutyStats duties[ES_NUM_DUTIES];
+	pg_atomic_uint64 reset_at;	/* TimestampTz: start or last reset */
+} EsStats;
+
 typedef struct EsDatabaseState
 {
 	Oid			dboid;			/* InvalidOid: entry unused */
@@ -250,12 +293,65 @@ typedef struct EsDatabaseState
 	pg_atomic_uint32 projector_idle;	/* its last pass found nothing to
 										 * run: a moving horizon need not
 										 * wake it (definition changes do) */
+	EsStats		stats;			/* counters (stats.c) */
 } EsDatabaseState;
+
+/*
+ * A long operation a backend runs (0.9.0, stats.c), shown by
+ * eventstore.progress.  Written only by the backend that owns the slot;
+ * "changes" is odd while the description is being rewritten.
+ */
+typedef enum EsProgressKind
+{
+	ES_PROGRESS_NONE,
+	ES_PROGRESS_PROJECTION,		/* projector: a projection catching up */
+	ES_PROGRESS_SNAPSHOTS,		/* projector: a snapshot policy catching up */
+	ES_PROGRESS_ARCHIVE_STREAMS,	/* archive_streams() */
+	ES_PROGRESS_RETENTION,		/* worker: a retention pass */
+	ES_PROGRESS_ARCHIVING,		/* worker: an archiving pass */
+	ES_NUM_PROGRESS_KINDS
+} EsProgressKind;
+
+#define ES_PROGRESS_TARGET_LEN	128
+
+/*
+ * What the extension's processes wait for, named in pg_stat_activity's
+ * wait_event on PostgreSQL 17 and later (custom wait events); before 17
+ * every one of them shows as "Extension".
+ */
+typedef enum EsWait
+{
+	ES_WAIT_WORKER_MAIN,		/* the worker between cycles */
+	ES_WAIT_PROJECTOR_MAIN,		/* the projector between passes */
+	ES_WAIT_LAUNCHER_MAIN,		/* the launcher between checks */
+	ES_WAIT_NOTIFY_DELAY,		/* the worker spacing notifications */
+	ES_WAIT_PROCESSES_EXIT,		/* a backend dropping the extension (or a
+								 * database) waits for its processes to go */
+	ES_NUM_WAITS
+} EsWait;
+
+typedef struct EsProgress
+{
+	pg_atomic_uint32 changes;
+	EsProgressKind kind;
+	Oid			dboid;
+	int			pid;
+	TimestampTz started_at;
+	bool		has_base;		/* the first report came: */
+	int64		base;			/* what was done then */
+	TimestampTz base_at;		/* and when */
+	char		target[ES_PROGRESS_TARGET_LEN];
+	pg_atomic_uint64 done;
+	pg_atomic_uint64 total;		/* PG_UINT64_MAX: unknown */
+} EsProgress;
 
 typedef struct EsBackendSlot
 {
 	pg_atomic_uint64 min_position;	/* 0: not appending */
 	Oid			dboid;
+	pg_atomic_uint64 xact_start;	/* TimestampTz of the appending
+									 * transaction's start */
+	EsProgress	progress;
 } EsBackendSlot;
 
 typedef struct EsShared
@@ -278,8 +374,9 @@ extern EsShared *es_shared;
  *	 0	catalog.c storage.c guard.c		objects, checks, stream lock, event scan
  *										and head, how SQL and users' code are run
  *	 1	horizon.c						shared memory, the global-log horizon
- *	 2	shard.c							where a stream is stored (Citus shards),
- *										the partitions of the global log
+ *	 2	shard.c stats.c					where a stream is stored (Citus shards),
+ *										the partitions of the global log;
+ *										statistics and progress
  *	 3	lifecycle.c						what a reader may see of a stream
  *	 4	projection.c read.c caller.c snapshot.c	handlers, reads, management
  *										callers, stored snapshots of state
@@ -314,6 +411,8 @@ extern bool es_filter_matches(const EsFilter *filter, const char *stream_id,
 extern void es_event_to_output(const Datum *row_values, const bool *row_nulls,
 							   Datum *out_values, bool *out_nulls);
 extern void es_check_expected_arg(bool has_expected, int64 expected);
+extern bool es_expected_version_matches(bool has_expected, int64 expected,
+										int64 current, int64 last);
 extern void es_check_expected_matches(text *stream_id, bool has_expected,
 									  int64 expected, int64 current, int64 last);
 
@@ -387,6 +486,7 @@ extern int64 es_positions_stride(const EsCatalog *cat);
 extern void es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue);
 extern bool es_positions_lift(const EsCatalog *cat, int64 floor);
 extern void es_worker_request(EsDatabaseState *db);
+extern void es_stats_zero(EsStats *stats, bool init);
 
 /* shard.c */
 typedef struct EsPartition
@@ -406,6 +506,18 @@ extern int	es_log_partitions(const EsCatalog *cat, EsPartition **parts);
 extern const EsCatalog *es_partition_catalog(const EsCatalog *cat, int32 id);
 extern void es_require_single_server(const EsCatalog *cat, const char *what,
 									 const char *hint);
+
+/* stats.c */
+extern void es_stats_register_callbacks(void);
+extern void es_stats_append(const EsCatalog *cat, int64 events, int64 bytes, bool retry);
+extern void es_stats_conflict(const EsCatalog *cat);
+extern void es_stats_inline_call(const EsCatalog *cat, int64 time_us);
+extern void es_stats_duty(EsDatabaseState *db, EsDuty duty, int64 items, TimestampTz started);
+extern void es_stats_add(EsDatabaseState *db, EsCounter counter, int64 n);
+extern void es_progress_begin(EsProgressKind kind, const char *target, int64 total);
+extern void es_progress_update(int64 done, int64 total);
+extern void es_progress_end(void);
+extern uint32 es_wait_event(EsWait which);
 
 /* append.c */
 extern void es_append_define_gucs(void);
@@ -536,7 +648,7 @@ extern EsDatabaseState *es_process_db;
 extern void es_process_signals(void);
 extern void es_process_interrupts(void);
 extern long es_ms_until(TimestampTz t);
-extern void es_process_sleep(long timeout, TimestampTz not_after);
+extern void es_process_sleep(long timeout, TimestampTz not_after, EsWait wait);
 extern void es_process_start(Oid dboid, EsProcKind kind);
 
 /* worker.c */

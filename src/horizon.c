@@ -179,6 +179,30 @@ es_horizon_exit(int code, Datum arg)
 	}
 }
 
+/*
+ * Zero a database's statistics (stats.c reads and adds to them), and stamp
+ * the time: at server start (init: the atomics are new), when an entry is
+ * given to another database, and by eventstore.reset_stats().  EsStats is
+ * made of 64-bit atomics only.
+ */
+StaticAssertDecl(sizeof(EsStats) % sizeof(pg_atomic_uint64) == 0,
+				 "EsStats must consist of pg_atomic_uint64 only");
+
+void
+es_stats_zero(EsStats *stats, bool init)
+{
+	pg_atomic_uint64 *words = (pg_atomic_uint64 *) stats;
+
+	for (size_t i = 0; i < sizeof(EsStats) / sizeof(pg_atomic_uint64); i++)
+	{
+		if (init)
+			pg_atomic_init_u64(&words[i], 0);
+		else
+			pg_atomic_write_u64(&words[i], 0);
+	}
+	pg_atomic_write_u64(&stats->reset_at, (uint64) GetCurrentTimestamp());
+}
+
 /* shmem_startup_hook */
 void
 es_horizon_shmem_init(void)
@@ -205,9 +229,18 @@ es_horizon_shmem_init(void)
 			pg_atomic_init_u32(&es_shared->databases[i].maintenance_wanted, 0);
 			pg_atomic_init_u64(&es_shared->databases[i].published, 0);
 			pg_atomic_init_u32(&es_shared->databases[i].projector_idle, 0);
+			es_stats_zero(&es_shared->databases[i].stats, true);
 		}
 		for (int i = 0; i < es_shared->nslots; i++)
-			pg_atomic_init_u64(&es_shared->slots[i].min_position, 0);
+		{
+			EsBackendSlot *slot = &es_shared->slots[i];
+
+			pg_atomic_init_u64(&slot->min_position, 0);
+			pg_atomic_init_u64(&slot->xact_start, 0);
+			pg_atomic_init_u32(&slot->progress.changes, 0);
+			pg_atomic_init_u64(&slot->progress.done, 0);
+			pg_atomic_init_u64(&slot->progress.total, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -309,6 +342,7 @@ es_database_state(const EsCatalog *cat, Oid dboid, bool create)
 		db->projector_latch = NULL;
 		pg_atomic_write_u64(&db->published, 0);
 		pg_atomic_write_u32(&db->projector_idle, 0);
+		es_stats_zero(&db->stats, false);
 	}
 	if (!db->initialized || db->seq_relid != cat->position_seq_relid)
 	{
@@ -355,6 +389,7 @@ es_horizon_enter(const EsCatalog *cat)
 	slot = &es_shared->slots[es_my_proc_number()];
 
 	slot->dboid = MyDatabaseId;
+	pg_atomic_write_u64(&slot->xact_start, (uint64) GetCurrentTransactionStartTimestamp());
 	pg_write_barrier();
 	pg_atomic_write_u64(&slot->min_position, pg_atomic_read_u64(&db->drawn_max) + 1);
 	pg_memory_barrier();

@@ -75,6 +75,7 @@ _PG_init(void)
 	shmem_startup_hook = es_shmem_startup;
 
 	es_horizon_register_callbacks();
+	es_stats_register_callbacks();
 	es_worker_install_hooks();
 	es_worker_register_launcher();
 }

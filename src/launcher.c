@@ -321,7 +321,7 @@ eventstore_launcher_main(Datum main_arg)
 	for (;;)
 	{
 		es_process_interrupts();
-		es_process_sleep(es_launcher_scan(), 0);
+		es_process_sleep(es_launcher_scan(), 0, ES_WAIT_LAUNCHER_MAIN);
 	}
 }
 
@@ -480,7 +480,7 @@ es_stop_database(Oid dboid)
 		if (gone)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10L, PG_WAIT_EXTENSION);
+						 10L, es_wait_event(ES_WAIT_PROCESSES_EXIT));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

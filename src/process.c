@@ -75,16 +75,16 @@ es_ms_until(TimestampTz t)
 
 /*
  * Sleep until the latch is set or "timeout" (ms), and no later than
- * "not_after" when it is not 0.
+ * "not_after" when it is not 0; pg_stat_activity shows "wait".
  */
 void
-es_process_sleep(long timeout, TimestampTz not_after)
+es_process_sleep(long timeout, TimestampTz not_after, EsWait wait)
 {
 	if (not_after != 0)
 		timeout = Min(timeout, es_ms_until(not_after));
 	(void) WaitLatch(MyLatch,
 					 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 timeout, PG_WAIT_EXTENSION);
+					 timeout, es_wait_event(wait));
 	ResetLatch(MyLatch);
 }
 

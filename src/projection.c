@@ -737,6 +737,7 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 	count = es_project_range(cat, p, &cp, limit, snapshot,
 							 es_projection_batch_size, &done);
 	UnregisterSnapshot(snapshot);
+	es_progress_update(cp.position, horizon);
 	es_spi_end(&guard);
 
 	*caught_up = done;

@@ -260,7 +260,16 @@ es_projector_pass(EsProjectorState *state)
 	{
 		const char *name = lfirst(lc);
 		bool		caught_up = false;
+		int64		events = 0;
+		TimestampTz started = GetCurrentTimestamp();
 
+		/*
+		 * eventstore.progress shows it, with its checkpoint and horizon (a
+		 * snapshot policy is the projection "snapshot:<policy>", state.sql)
+		 */
+		es_progress_begin(strncmp(name, "snapshot:", 9) == 0 ?
+						  ES_PROGRESS_SNAPSHOTS : ES_PROGRESS_PROJECTION,
+						  name, -1);
 		for (int batch = 0; batch < ES_PROJECTOR_BATCHES_PER_PASS; batch++)
 		{
 			int64		handled;
@@ -269,6 +278,7 @@ es_projector_pass(EsProjectorState *state)
 
 			CHECK_FOR_INTERRUPTS();
 			result = es_projector_step(name, false, &handled, &caught_up, &needs_live);
+			events += Max(handled, 0);
 			if (result == ES_STEP_HANDLER_FAILED)
 			{
 				/*
@@ -299,6 +309,9 @@ es_projector_pass(EsProjectorState *state)
 				break;
 			}
 		}
+		es_progress_end();
+		if (events > 0)
+			es_stats_duty(es_process_db, ES_DUTY_PROJECTIONS, events, started);
 		if (!caught_up)
 			state->more_work = true;
 	}
@@ -344,7 +357,7 @@ eventstore_projector_main(Datum main_arg)
 			LWLockRelease(es_shared->lock);
 			if (!wanted)
 				proc_exit(0);
-			es_process_sleep(es_worker_naptime, state.next_retry);
+			es_process_sleep(es_worker_naptime, state.next_retry, ES_WAIT_PROJECTOR_MAIN);
 			continue;
 		}
 
@@ -356,7 +369,7 @@ eventstore_projector_main(Datum main_arg)
 		pgstat_report_stat(false);
 		if (state.more_work)
 			continue;
-		es_process_sleep(es_worker_naptime, state.next_retry);
+		es_process_sleep(es_worker_naptime, state.next_retry, ES_WAIT_PROJECTOR_MAIN);
 	}
 }
 

@@ -187,8 +187,12 @@ es_worker_cycle(EsWorkerState *state)
 {
 	const EsCatalog *cat;
 	int64		horizon;
+	int64		published = 0;	/* positions the cycle published */
+	bool		notified = false;
+	TimestampTz started;
 
 	SetCurrentStatementStartTimestamp();
+	started = GetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "eventstore: publishing the log horizon");
@@ -258,6 +262,7 @@ es_worker_cycle(EsWorkerState *state)
 			elog(ERROR, "could not record the log horizon: %s",
 				 SPI_result_code_string(ret));
 		es_spi_end(&g);
+		published = horizon - state->recorded;
 		state->recorded = horizon;
 
 		/*
@@ -272,10 +277,21 @@ es_worker_cycle(EsWorkerState *state)
 
 			snprintf(payload, sizeof(payload), INT64_FORMAT, newest);
 			Async_Notify(ES_NOTIFY_CHANNEL, payload);
+			notified = true;
 		}
 		state->notified = horizon;
 	}
 
+	/*
+	 * Counted before the commit: whoever sees the new horizon sees the
+	 * counts too (a failing commit ends the worker, and is in the log).
+	 */
+	if (published > 0)
+	{
+		if (notified)
+			es_stats_add(es_process_db, ES_STAT_NOTIFICATIONS, 1);
+		es_stats_duty(es_process_db, ES_DUTY_NOTIFY, published, started);
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
@@ -370,6 +386,8 @@ es_worker_maintenance(EsWorkerState *state)
 	bool		wanted = pg_atomic_exchange_u32(&es_process_db->maintenance_wanted, 0) != 0;
 	int			batch = es_maintenance_batch_size;
 	int64		done = 0;
+	int64		removed = 0;	/* events, by the whole retention pass */
+	TimestampTz started;
 	bool		lifecycle;
 	int64		upto = state->recorded;
 
@@ -409,6 +427,8 @@ es_worker_maintenance(EsWorkerState *state)
 	 * will): once a pass has looked at the streams that got events up to
 	 * it, the next pass need only look at those that got events after.
 	 */
+	started = GetCurrentTimestamp();
+	es_progress_begin(ES_PROGRESS_RETENTION, NULL, -1);
 	for (int i = 0; i < ES_MAINTENANCE_STEPS_PER_PASS; i++)
 	{
 		bool		complete = false;
@@ -416,6 +436,8 @@ es_worker_maintenance(EsWorkerState *state)
 		CHECK_FOR_INTERRUPTS();
 		done = es_worker_maintenance_step(true, "eventstore: stream retention", batch,
 										  state->retention_after, &complete);
+		if (done > 0)
+			es_progress_update(removed += done, -1);
 		if (done >= batch)
 			continue;
 		/* a stream skipped for a lock keeps the horizon where it was */
@@ -423,6 +445,9 @@ es_worker_maintenance(EsWorkerState *state)
 			state->retention_after = Max(state->retention_after, upto);
 		break;
 	}
+	es_progress_end();
+	if (removed > 0 || done >= 0)
+		es_stats_duty(es_process_db, ES_DUTY_RETENTION, removed, started);
 	if (done >= batch)
 		state->more_maintenance = true;
 	if (done == ES_MAINTENANCE_BUSY)
@@ -433,8 +458,13 @@ es_worker_maintenance(EsWorkerState *state)
 	}
 
 	/* archiving moves whole streams: a batch is a number of streams */
+	started = GetCurrentTimestamp();
+	es_progress_begin(ES_PROGRESS_ARCHIVING, NULL, -1);
 	done = es_worker_maintenance_step(false, "eventstore: archive policies",
 									  Max(batch / 10, 1), 0, NULL);
+	es_progress_end();
+	if (done >= 0)
+		es_stats_duty(es_process_db, ES_DUTY_ARCHIVING, done, started);
 	if (done >= Max(batch / 10, 1))
 		state->more_maintenance = true;
 	if (done == ES_MAINTENANCE_BUSY)
@@ -482,9 +512,9 @@ eventstore_worker_main(Datum main_arg)
 		 */
 		if (es_notify_interval > 0)
 			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 es_notify_interval, PG_WAIT_EXTENSION);
+							 es_notify_interval, es_wait_event(ES_WAIT_NOTIFY_DELAY));
 
-		es_process_sleep(timeout, 0);
+		es_process_sleep(timeout, 0, ES_WAIT_WORKER_MAIN);
 	}
 }
 

@@ -57,7 +57,8 @@ SELECT coalesce(
         ('create_subscription', 'name', '''sec_sub_new'''),
         ('create_subscription', 'event_types', '''{SecEvent}''::pg_catalog.text[]'),
         ('create_snapshot_policy', 'name', '''sec_pol_new'''),
-        ('create_archive_policy', 'name', '''sec_arch_new''')
+        ('create_archive_policy', 'name', '''sec_arch_new'''),
+        ('_report_progress', 'operation', '''archive_streams''')
      ) AS o(fn, a, v)
      WHERE o.fn = (SELECT proname FROM pg_proc WHERE oid = f) AND o.a = argname),
     (SELECT v FROM (VALUES

@@ -435,7 +435,7 @@ RETURNS bigint
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s text;
+    streams text[];
     n bigint := 0;
     moved bigint;
 BEGIN
@@ -448,12 +448,17 @@ BEGIN
         RAISE EXCEPTION 'max_streams must be between 1 and 10000' USING ERRCODE = '22023',
             HINT = 'Archive more streams by calling archive_streams again, in a new transaction, until it returns 0.';
     END IF;
+    streams := ARRAY(SELECT * FROM eventstore._inactive_streams(inactive_for, stream_prefix, max_streams));
+    -- eventstore.progress shows how far it is (0.9.0)
+    PERFORM eventstore._report_progress('archive_streams', stream_prefix, 0,
+                                        pg_catalog.cardinality(streams));
     -- _archive_stream passes over tombstoned and deleted streams
-    FOR s IN SELECT * FROM eventstore._inactive_streams(inactive_for, stream_prefix, max_streams) LOOP
-        moved := eventstore._archive_stream(s, false, inactive_for);
+    FOR i IN 1 .. pg_catalog.cardinality(streams) LOOP
+        moved := eventstore._archive_stream(streams[i], false, inactive_for);
         IF moved > 0 THEN
             n := n + 1;
         END IF;
+        PERFORM eventstore._report_progress('archive_streams', stream_prefix, i, NULL);
     END LOOP;
     RETURN n;
 END $$;
