@@ -56,7 +56,8 @@ ISOLATION = same_expected_version any_version_serialises different_streams expec
 	snapshot_concurrent_append as_of_commit_order command_conflict_retry \
 	lifecycle_idempotent_concurrent lifecycle_delete_vs_append lifecycle_tombstone_vs_append \
 	lifecycle_archive_vs_append lifecycle_retention_vs_append idempotent_retry_concurrent \
-	lifecycle_recreate_concurrent lifecycle_marker_in_order
+	lifecycle_recreate_concurrent lifecycle_marker_in_order \
+	stats_in_flight
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/eventstore.conf
 
 TAP_TESTS = 1
