@@ -141,6 +141,77 @@ SELECT count(*) FROM eventstore.progress WHERE pid = pg_backend_pid();
 SELECT eventstore._report_progress('vacuum', NULL, 0, NULL);
 SELECT eventstore._report_progress(NULL, NULL, 0, NULL);
 
+-- a projection catching up shows in eventstore.progress, run by the
+-- projector: its checkpoint of the horizon, in positions; once done, the
+-- duty "projections" has counted the events it handled
+SELECT eventstore.reset_stats();
+CREATE TABLE st_slow_seen (n bigint);
+CREATE FUNCTION st_slow_handler(e eventstore.event) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(0.05);
+    INSERT INTO st_slow_seen VALUES (e.global_position);
+END $$;
+SELECT eventstore.append_events('st-slow', (SELECT jsonb_agg(jsonb_build_object('type', 'S', 'data', g))
+                                              FROM generate_series(1, 40) AS g));
+SELECT eventstore.create_projection('st_slow', 'st_slow_handler(eventstore.event)',
+                                    stream_prefix => 'st-slow', mode => 'async');
+CREATE TABLE st_progress AS SELECT * FROM eventstore.progress WHERE false;
+DO $$
+BEGIN
+    FOR i IN 1 .. 300 LOOP
+        INSERT INTO st_progress SELECT * FROM eventstore.progress WHERE target = 'st_slow';
+        EXIT WHEN EXISTS (SELECT FROM st_progress WHERE done > 0);
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT DISTINCT operation, target, unit,
+       pid = (SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore projector'
+                                                 AND datname = current_database()) AS by_projector
+  FROM st_progress;
+SELECT bool_and(done <= total) AS done_le_total,
+       bool_or(done > 0 AND total >= (SELECT max(global_position) FROM eventstore.events
+                                       WHERE stream_id = 'st-slow')) AS reached
+  FROM st_progress;
+DO $$
+BEGIN
+    FOR i IN 1 .. 600 LOOP
+        EXIT WHEN (SELECT count(*) FROM st_slow_seen) = 40
+              AND NOT EXISTS (SELECT FROM eventstore.progress WHERE target = 'st_slow');
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT (SELECT count(*) FROM st_slow_seen) AS handled,
+       (SELECT count(*) FROM eventstore.progress WHERE target = 'st_slow') AS still_shown;
+SELECT cycles > 0 AS ran, items >= 40 AS counted, total_time > 0 AS timed
+  FROM eventstore.worker_stats WHERE duty = 'projections';
+SELECT eventstore.drop_projection('st_slow');
+DROP TABLE st_progress, st_slow_seen;
+DROP FUNCTION st_slow_handler(eventstore.event);
+
+-- wait events: what the extension's processes wait for between their
+-- cycles is named in pg_stat_activity from PostgreSQL 17 (before: the
+-- class's generic name, "Extension")
+DO $$
+BEGIN
+    FOR i IN 1 .. 300 LOOP
+        EXIT WHEN (SELECT count(*) FROM pg_stat_activity
+                    WHERE backend_type IN ('eventstore worker', 'eventstore projector')
+                      AND datname = current_database()
+                      AND wait_event_type = 'Extension') = 2;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT backend_type, wait_event_type,
+       CASE WHEN current_setting('server_version_num')::int < 170000
+            THEN wait_event = 'Extension'
+            ELSE wait_event IN ('EventstoreWorkerMain', 'EventstoreNotifyDelay',
+                                'EventstoreProjectorMain', 'EventstoreLauncherMain') END AS named
+  FROM pg_stat_activity
+ WHERE backend_type LIKE 'eventstore %' AND wait_event_type = 'Extension'
+   AND (datname = current_database() OR backend_type = 'eventstore launcher')
+ ORDER BY 1;
+
 -- who may read: the views are not PUBLIC's, pg_monitor reads them; the
 -- functions under them answer only a role that may read their view; only
 -- the owner (or whom it grants) resets; _report_progress is internal

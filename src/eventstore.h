@@ -514,7 +514,8 @@ extern void es_stats_conflict(const EsCatalog *cat);
 extern void es_stats_inline_call(const EsCatalog *cat, int64 time_us);
 extern void es_stats_duty(EsDatabaseState *db, EsDuty duty, int64 items, TimestampTz started);
 extern void es_stats_add(EsDatabaseState *db, EsCounter counter, int64 n);
-extern void es_progress_begin(EsProgressKind kind, const char *target, int64 total);
+extern void es_progress_begin(EsProgressKind kind, const char *target, int64 total,
+							  bool until_xact_end);
 extern void es_progress_update(int64 done, int64 total);
 extern void es_progress_end(void);
 extern uint32 es_wait_event(EsWait which);

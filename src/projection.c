@@ -521,6 +521,8 @@ es_project_range(const EsCatalog *cat, const EsProjection *p, EsCheckpoint *cp,
 		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(event_cxt);
+		/* eventstore.progress: how far the projector is (stats.c) */
+		es_progress_update(position, -1);
 	}
 	es_scan_end(&scan);
 	es_view_cache_destroy(views);
@@ -734,6 +736,7 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 	if (cp.has_error && !cp.retry_due)
 		limit = Min(limit, cp.error_position - 1);
 
+	es_progress_update(cp.position, horizon);
 	count = es_project_range(cat, p, &cp, limit, snapshot,
 							 es_projection_batch_size, &done);
 	UnregisterSnapshot(snapshot);

@@ -269,7 +269,7 @@ es_projector_pass(EsProjectorState *state)
 		 */
 		es_progress_begin(strncmp(name, "snapshot:", 9) == 0 ?
 						  ES_PROGRESS_SNAPSHOTS : ES_PROGRESS_PROJECTION,
-						  name, -1);
+						  name, -1, false);
 		for (int batch = 0; batch < ES_PROJECTOR_BATCHES_PER_PASS; batch++)
 		{
 			int64		handled;

@@ -34,6 +34,7 @@
 #include "utils/lsyscache.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -247,13 +248,16 @@ es_progress_exit(int code, Datum arg)
 
 /*
  * This process starts a long operation on "target" (may be NULL), of
- * "total" units if known (else -1).  A backend's ends with its transaction;
- * a background process's with es_progress_end().
+ * "total" units if known (else -1).  It ends with es_progress_end(), at
+ * the latest at exit, or with the transaction if until_xact_end (a
+ * backend's: an error may end it anywhere).
  */
 void
-es_progress_begin(EsProgressKind kind, const char *target, int64 total)
+es_progress_begin(EsProgressKind kind, const char *target, int64 total,
+				  bool until_xact_end)
 {
 	EsProgress *p;
+	int			len;
 
 	static bool exit_callback_registered = false;
 
@@ -273,14 +277,18 @@ es_progress_begin(EsProgressKind kind, const char *target, int64 total)
 	p->pid = MyProcPid;
 	p->started_at = GetCurrentTimestamp();
 	p->has_base = false;
-	strlcpy(p->target, target != NULL ? target : "", ES_PROGRESS_TARGET_LEN);
+	if (target == NULL)
+		target = "";
+	len = pg_mbcliplen(target, strlen(target), ES_PROGRESS_TARGET_LEN - 1);
+	memcpy(p->target, target, len);
+	p->target[len] = '\0';
 	pg_atomic_write_u64(&p->done, 0);
 	pg_atomic_write_u64(&p->total, total >= 0 ? (uint64) total : PG_UINT64_MAX);
 	pg_write_barrier();
 	pg_atomic_fetch_add_u32(&p->changes, 1);
 
 	es_progress_active = true;
-	es_progress_xact_bound = !IsBackgroundWorker;
+	es_progress_xact_bound = until_xact_end;
 }
 
 /* How far it is: done of total (a negative total: unchanged). */
@@ -599,7 +607,7 @@ eventstore_report_progress(PG_FUNCTION_ARGS)
 	if (!es_progress_active)
 		es_progress_begin(ES_PROGRESS_ARCHIVE_STREAMS,
 						  PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-						  total);
+						  total, true);
 	es_progress_update(done, total);
 	PG_RETURN_VOID();
 }

@@ -428,7 +428,7 @@ es_worker_maintenance(EsWorkerState *state)
 	 * it, the next pass need only look at those that got events after.
 	 */
 	started = GetCurrentTimestamp();
-	es_progress_begin(ES_PROGRESS_RETENTION, NULL, -1);
+	es_progress_begin(ES_PROGRESS_RETENTION, NULL, -1, false);
 	for (int i = 0; i < ES_MAINTENANCE_STEPS_PER_PASS; i++)
 	{
 		bool		complete = false;
@@ -459,7 +459,7 @@ es_worker_maintenance(EsWorkerState *state)
 
 	/* archiving moves whole streams: a batch is a number of streams */
 	started = GetCurrentTimestamp();
-	es_progress_begin(ES_PROGRESS_ARCHIVING, NULL, -1);
+	es_progress_begin(ES_PROGRESS_ARCHIVING, NULL, -1, false);
 	done = es_worker_maintenance_step(false, "eventstore: archive policies",
 									  Max(batch / 10, 1), 0, NULL);
 	es_progress_end();
