@@ -108,8 +108,9 @@ es_pending_counters(const EsCatalog *cat)
 		p->outer = es_pending;
 		es_pending = p;
 	}
+	/* the database's entry: the append claimed it, unless it stored nothing */
 	if (es_pending_db == NULL)
-		es_pending_db = es_database_state(cat, MyDatabaseId, true);
+		es_pending_db = es_database_state(cat, MyDatabaseId, false);
 	return es_pending->counters;
 }
 
@@ -146,9 +147,14 @@ es_stats_inline_call(const EsCatalog *cat, int64 time_us)
 void
 es_stats_conflict(const EsCatalog *cat)
 {
+	EsDatabaseState *db;
+
 	if (es_shared == NULL)
 		return;
-	es_stats_add(es_database_state(cat, MyDatabaseId, true), ES_STAT_CONFLICTS, 1);
+	/* never raise another error than the conflict: no entry, no count */
+	db = es_database_state(cat, MyDatabaseId, false);
+	if (db != NULL)
+		es_stats_add(db, ES_STAT_CONFLICTS, 1);
 }
 
 void
