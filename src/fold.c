@@ -6,10 +6,24 @@
  *	  fold aggregate), and take_snapshot, which stores what a fold reached.
  *
  * A fold streams the stream's events through the (stream_id,
- * stream_version) index and calls evolve(state, event) for each; the state
- * lives in one of two memory contexts that take turns, so a fold of any
- * length holds two states at most.  A load starts from the newest usable
- * snapshot at or below its target (snapshot.c) and folds only the tail.
+ * stream_version) index and computes evolve(state, event) for each; the
+ * state lives in one of two memory contexts that take turns, so a fold of
+ * any length holds two states at most.  A load starts from the newest
+ * usable snapshot at or below its target (snapshot.c) and folds only the
+ * tail.
+ *
+ * evolve(state, event) is planned once per fold as an expression over two
+ * parameters, as PL/pgSQL plans `state := evolve(state, e)`: the planner
+ * inlines an evolve written in SQL as one expression (the usual way to
+ * write one), which then costs an expression evaluation per event instead
+ * of a query run by the SQL function manager; any other evolve (PL/pgSQL,
+ * C, a SQL function the planner does not inline) is simply called by the
+ * expression.  The planner inlines only what a direct call would run the
+ * same way: never a SECURITY DEFINER function or one with SET clauses, nor
+ * one the current user may not EXECUTE; the inlined body is parsed under
+ * the search_path and run with the rights of the moment of the fold, as
+ * the function manager would parse and run it (a body written BEGIN ATOMIC
+ * was bound when it was created, either way).
  *
  * src/fold.c
  *
@@ -21,11 +35,14 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/pg_proc.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -109,22 +126,36 @@ es_fmgr_info_typed(Oid fn, Oid rettype, Oid arg0, Oid arg1, FmgrInfo *flinfo)
 	fmgr_info_set_expr((Node *) expr, flinfo);
 }
 
+/*
+ * The fold lives in the current memory context: the two state contexts,
+ * the expression context whose per-tuple memory each event's evaluation
+ * uses, and (at the first event) the planned expression.
+ */
 static void
 es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
 			 Datum initial, bool initial_isnull)
 {
 	es_check_evolve(evolve, state_type, cat->event_typid);
 
+	f->evolve = evolve;
+	f->evolve_strict = func_strict(evolve);
+	f->event_typid = cat->event_typid;
+	f->evolve_expr = NULL;
+	f->fold_cxt = CurrentMemoryContext;
 	f->state_type = state_type;
 	get_typlenbyval(state_type, &f->typlen, &f->typbyval);
-	es_fmgr_info_typed(evolve, state_type, state_type, cat->event_typid, &f->evolve);
 
 	f->state_cxt[0] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
 											ALLOCSET_DEFAULT_SIZES);
 	f->state_cxt[1] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
 											ALLOCSET_DEFAULT_SIZES);
-	f->event_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold event",
-										 ALLOCSET_DEFAULT_SIZES);
+	f->econtext = CreateStandaloneExprContext();
+	f->params = makeParamList(2);
+	f->params->params[0].ptype = state_type;
+	f->params->params[0].pflags = 0;
+	f->params->params[1].ptype = cat->event_typid;
+	f->params->params[1].pflags = 0;
+	f->econtext->ecxt_param_list_info = f->params;
 	f->cur = 0;
 	f->isnull = initial_isnull;
 	f->state = initial_isnull ? (Datum) 0 :
@@ -156,29 +187,71 @@ es_fold_set_state(EsFold *f, Datum state, bool isnull)
 	f->cur = next;
 }
 
+/*
+ * Plan evolve($1, $2) as an expression, as the parser would build the call
+ * evolve(state, event) (the state's collation is the call's), then run it
+ * through the planner's expression preprocessing, which inlines an
+ * inlinable SQL function.  Done at the first event, not before: a fold
+ * with nothing to fold never touches evolve's body, as before 0.9.0.
+ */
+static void
+es_fold_plan(EsFold *f)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(f->fold_cxt);
+	Oid			collation = get_typcollation(f->state_type);
+	Param	   *state_param = makeNode(Param);
+	Param	   *event_param = makeNode(Param);
+	FuncExpr   *call;
+	Expr	   *planned;
+
+	state_param->paramkind = PARAM_EXTERN;
+	state_param->paramid = 1;
+	state_param->paramtype = f->state_type;
+	state_param->paramtypmod = -1;
+	state_param->paramcollid = collation;
+	state_param->location = -1;
+	event_param->paramkind = PARAM_EXTERN;
+	event_param->paramid = 2;
+	event_param->paramtype = f->event_typid;
+	event_param->paramtypmod = -1;
+	event_param->paramcollid = InvalidOid;
+	event_param->location = -1;
+	call = makeFuncExpr(f->evolve, f->state_type, list_make2(state_param, event_param),
+						collation, collation, COERCE_EXPLICIT_CALL);
+	planned = expression_planner((Expr *) call);
+	f->evolve_expr = ExecInitExprWithParams(planned, f->params);
+	MemoryContextSwitchTo(oldcxt);
+}
+
 /* state := evolve(state, event) */
 static void
 es_fold_event(EsFold *f, Datum event)
 {
-	LOCAL_FCINFO(fcinfo, 2);
 	Datum		result;
-	MemoryContext oldcxt;
+	bool		isnull;
 
 	/* a strict evolve leaves a NULL state NULL */
-	if (f->isnull && f->evolve.fn_strict)
+	if (f->isnull && f->evolve_strict)
 		return;
 
-	oldcxt = MemoryContextSwitchTo(f->event_cxt);
-	InitFunctionCallInfoData(*fcinfo, &f->evolve, 2, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = f->state;
-	fcinfo->args[0].isnull = f->isnull;
-	fcinfo->args[1].value = event;
-	fcinfo->args[1].isnull = false;
-	result = FunctionCallInvoke(fcinfo);
-	MemoryContextSwitchTo(oldcxt);
+	if (f->evolve_expr == NULL)
+		es_fold_plan(f);
+	f->params->params[0].value = f->state;
+	f->params->params[0].isnull = f->isnull;
+	f->params->params[1].value = event;
+	f->params->params[1].isnull = false;
+	result = ExecEvalExprSwitchContext(f->evolve_expr, f->econtext, &isnull);
 
-	es_fold_set_state(f, result, fcinfo->isnull);
-	MemoryContextReset(f->event_cxt);
+	/*
+	 * An evolve that returns its state argument as it came (an event it
+	 * ignores) leaves the state where it is; any other result may point
+	 * into the event or the per-event memory, and is copied.
+	 */
+	if (!(isnull || f->isnull || f->typbyval) && result == f->state)
+		;
+	else
+		es_fold_set_state(f, result, isnull);
+	ResetExprContext(f->econtext);
 }
 
 /*
