@@ -142,6 +142,22 @@ SELECT funcname, calls FROM pg_stat_xact_user_functions
 COMMIT;
 RESET track_functions;
 
+-- an event stored out of line is fetched whole into the event evolve
+-- gets, which a state may keep
+SELECT stream_version FROM eventstore.append('fx-big', 'Big',
+    (SELECT jsonb_build_object('blob', string_agg(md5(g::text), '')) FROM generate_series(1, 5000) g));
+CREATE FUNCTION fx.keep_data(s jsonb, e eventstore.event) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS 'SELECT (e).data';
+CREATE FUNCTION fx.keep_event(s eventstore.event, e eventstore.event) RETURNS eventstore.event
+LANGUAGE sql IMMUTABLE AS 'SELECT e';
+SELECT length(st->>'blob') AS blob_length,
+       st = (SELECT data FROM eventstore.read_stream('fx-big')) AS same_data
+  FROM eventstore.aggregate_stream('fx-big', 'fx.keep_data(jsonb, eventstore.event)', NULL::jsonb) st;
+SELECT length((ev).data->>'blob') AS blob_length,
+       ev = (SELECT e FROM eventstore.read_stream('fx-big') e) AS same_event
+  FROM eventstore.aggregate_stream('fx-big', 'fx.keep_event(eventstore.event, eventstore.event)',
+                                   NULL::eventstore.event) ev;
+
 -- handle_command folds with the same expression, before and after decide
 CREATE FUNCTION fx.decide(c jsonb, s fx.acct) RETURNS jsonb
 LANGUAGE sql AS $$

@@ -499,6 +499,9 @@ typedef struct EsFold
 	MemoryContext state_cxt[2]; /* the state lives in state_cxt[cur] */
 	int			cur;
 	TupleDesc	event_desc;
+	/* expanded records of the event's and (if composite) the state's type */
+	struct ExpandedRecordHeader *event_template;
+	struct ExpandedRecordHeader *state_template;
 	int64		version;		/* last version folded in (or snapshot's) */
 	TimestampTz last_event_at;	/* newest created_at folded in */
 	int64		events;			/* events folded by this fold */

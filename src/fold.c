@@ -45,6 +45,8 @@
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/expandeddatum.h"
+#include "utils/expandedrecord.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -126,6 +128,8 @@ es_fmgr_info_typed(Oid fn, Oid rettype, Oid arg0, Oid arg1, FmgrInfo *flinfo)
 	fmgr_info_set_expr((Node *) expr, flinfo);
 }
 
+static void es_fold_set_state(EsFold *f, Datum state, bool isnull);
+
 /*
  * The fold lives in the current memory context: the two state contexts,
  * the expression context whose per-tuple memory each event's evaluation
@@ -156,17 +160,51 @@ es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
 	f->params->params[1].ptype = cat->event_typid;
 	f->params->params[1].pflags = 0;
 	f->econtext->ecxt_param_list_info = f->params;
-	f->cur = 0;
-	f->isnull = initial_isnull;
-	f->state = initial_isnull ? (Datum) 0 :
-		datumCopy(initial, f->typbyval, f->typlen);
 	f->event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
+	f->event_template = make_expanded_record_from_typeid(cat->event_typid, -1,
+														 CurrentMemoryContext);
+	f->state_template = get_typtype(state_type) == TYPTYPE_COMPOSITE ?
+		make_expanded_record_from_typeid(state_type, -1, CurrentMemoryContext) : NULL;
+	f->cur = 0;
+	f->isnull = true;
+	f->state = (Datum) 0;
+	es_fold_set_state(f, initial, initial_isnull);
 	f->version = 0;
 	f->last_event_at = DT_NOBEGIN;
 	f->events = 0;
 }
 
-/* Replace the fold's state, e.g. by a snapshot's. */
+/*
+ * A composite datum as a read-only expanded record over the same bytes,
+ * which must live in cxt as long as the record: a field is then fetched
+ * from the record's deformed values, where the flat tuple would be walked
+ * from its start at every field an expression reads (what PL/pgSQL gives
+ * its record variables).
+ */
+static Datum
+es_expand_record(ExpandedRecordHeader *template, Datum flat, MemoryContext cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	HeapTuple	tuple = palloc(HEAPTUPLESIZE);
+	ExpandedRecordHeader *erh;
+
+	tuple->t_data = DatumGetHeapTupleHeader(flat);
+	tuple->t_len = HeapTupleHeaderGetDatumLength(tuple->t_data);
+	ItemPointerSetInvalid(&tuple->t_self);
+	tuple->t_tableOid = InvalidOid;
+	erh = make_expanded_record_from_exprecord(template, cxt);
+	expanded_record_set_tuple(erh, tuple, false, false);
+	MemoryContextSwitchTo(oldcxt);
+	return ExpandedRecordGetRODatum(erh);
+}
+
+/*
+ * Replace the fold's state, by evolve's result or a snapshot's.  The state
+ * is copied into the other state context, or, when evolve hands over an
+ * expanded object of its own (a read/write pointer: PL/pgSQL's composite
+ * and array results), that object is moved there; a composite state is
+ * kept as an expanded record.
+ */
 static void
 es_fold_set_state(EsFold *f, Datum state, bool isnull)
 {
@@ -175,16 +213,31 @@ es_fold_set_state(EsFold *f, Datum state, bool isnull)
 	MemoryContextReset(f->state_cxt[next]);
 	if (isnull)
 		f->state = (Datum) 0;
+	else if (f->typlen == -1 && VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(state)))
+		f->state = MakeExpandedObjectReadOnlyInternal(TransferExpandedObject(state,
+																			 f->state_cxt[next]));
 	else
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(f->state_cxt[next]);
 
 		f->state = datumCopy(state, f->typbyval, f->typlen);
 		MemoryContextSwitchTo(oldcxt);
+		if (f->state_template != NULL)
+			f->state = es_expand_record(f->state_template, f->state, f->state_cxt[next]);
 	}
 	f->isnull = isnull;
 	MemoryContextReset(f->state_cxt[f->cur]);
 	f->cur = next;
+}
+
+/* The state as a flat datum in the current memory context, to return. */
+static Datum
+es_fold_result(const EsFold *f)
+{
+	if (!f->isnull && f->typlen == -1 &&
+		VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(f->state)))
+		return datumCopy(f->state, false, -1);
+	return f->state;
 }
 
 /*
@@ -255,6 +308,25 @@ es_fold_event(EsFold *f, Datum event)
 }
 
 /*
+ * The event of a row of eventstore.events, as an expanded record built
+ * from the row's values (no flat tuple is formed, nor deformed again when
+ * evolve reads a field), in the current memory context.  Out-of-line
+ * values are fetched, so that the event stands alone.
+ */
+static Datum
+es_fold_event_record(EsFold *f, const Datum *row_values, const bool *row_nulls)
+{
+	Datum		values[Natts_es_event_type];
+	bool		nulls[Natts_es_event_type];
+	ExpandedRecordHeader *erh;
+
+	es_event_to_output(row_values, row_nulls, values, nulls);
+	erh = make_expanded_record_from_exprecord(f->event_template, CurrentMemoryContext);
+	expanded_record_set_fields(erh, values, nulls, true);
+	return ExpandedRecordGetRODatum(erh);
+}
+
+/*
  * Fold the events of a stream after f->version up to the target, as seen
  * by "snapshot", which "view" describes (es_stream_view with the same
  * snapshot): events the stream's settings hide are skipped, but the
@@ -312,8 +384,7 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 		 * Out-of-line values are fetched when the composite datum is built
 		 * (HeapTupleGetDatum flattens it), so the event stands alone.
 		 */
-		es_fold_event(f, es_event_datum(f->event_desc, slot->tts_values,
-										 slot->tts_isnull));
+		es_fold_event(f, es_fold_event_record(f, slot->tts_values, slot->tts_isnull));
 		f->version = DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]);
 		if (created_at > f->last_event_at)
 			f->last_event_at = created_at;
@@ -442,7 +513,7 @@ eventstore_load_state(PG_FUNCTION_ARGS)
 
 	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
 
-	values[0] = f.state;
+	values[0] = es_fold_result(&f);
 	nulls[0] = f.isnull;
 	values[1] = Int64GetDatum(f.version);
 	values[2] = Int64GetDatum(snapshot_version);
@@ -466,7 +537,7 @@ eventstore_aggregate_stream(PG_FUNCTION_ARGS)
 	(void) es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
 	if (f.isnull)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(f.state);
+	PG_RETURN_DATUM(es_fold_result(&f));
 }
 
 /*
@@ -498,7 +569,7 @@ eventstore_take_snapshot(PG_FUNCTION_ARGS)
 
 		row.version = f.version;
 		row.state_type = f.state_type;
-		row.state = f.state;
+		row.state = es_fold_result(&f);
 		row.isnull = f.isnull;
 		row.last_event_at = f.last_event_at;
 		es_snapshot_store(a.stream_id, a.tag, &row);
@@ -569,6 +640,6 @@ eventstore_fold_final(PG_FUNCTION_ARGS)
 	f = (EsFold *) PG_GETARG_POINTER(0);
 	if (f->isnull)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(f->state);
+	PG_RETURN_DATUM(es_fold_result(f));
 }
 
