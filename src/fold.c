@@ -25,6 +25,11 @@
  * the function manager would parse and run it (a body written BEGIN ATOMIC
  * was bound when it was created, either way).
  *
+ * evolve gets the event as an expanded record built from the row's values,
+ * and a composite state as an expanded record too, so that the fields it
+ * reads are fetched from deformed values, not found by walking a flat
+ * tuple each time; a fold flattens its state only to return it.
+ *
  * src/fold.c
  *
  *-------------------------------------------------------------------------

@@ -15,6 +15,8 @@
 -- =====================================================================
 -- Section 3: folds (aggregate_stream, load_state) plan evolve once
 -- =====================================================================
+-- Nothing to change in SQL: the folds are C (fold.c), whose new code the
+-- 0.9.0 library brings; every signature and property stays.
 
 -- =====================================================================
 -- Section 4: durable subscriptions
