@@ -127,6 +127,20 @@ SELECT (eventstore.aggregate_stream('fx-1', 'fx.evolve_sparse(fx.acct, eventstor
 SELECT eventstore.aggregate_stream('fx-1', 'fx.evolve_poly(anyelement, eventstore.event)', 1::bigint) AS bigint_state,
        eventstore.aggregate_stream('fx-1', 'fx.evolve_poly(anyelement, eventstore.event)', 0.5::numeric) AS numeric_state;
 
+-- a PL/pgSQL evolve hands over its result (an expanded array here): the
+-- fold keeps it, and it comes out whole
+CREATE FUNCTION fx.versions_pl(s integer[], e eventstore.event) RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    s := s || e.stream_version::integer;
+    RETURN s;
+END $$;
+SELECT eventstore.aggregate_stream('fx-1', 'fx.versions_pl(integer[], eventstore.event)', '{}'::integer[]) AS versions,
+       (SELECT eventstore.fold(e, 'fx.versions_pl(integer[], eventstore.event)', '{0}'::integer[] ORDER BY e.stream_version)
+          FROM eventstore.read_stream('fx-1') e) AS fold;
+SELECT eventstore.take_snapshot('fx-1', 'fx.versions_pl(integer[], eventstore.event)', '{}'::integer[], 2);
+SELECT * FROM eventstore.load_state('fx-1', 'fx.versions_pl(integer[], eventstore.event)', '{}'::integer[]);
+
 -- NULL states: a non-strict inlined evolve gets them as they are; a strict
 -- one (inlined too: its body is strict) keeps a NULL state NULL
 CREATE FUNCTION fx.count_sql(s integer, e eventstore.event) RETURNS integer

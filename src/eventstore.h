@@ -498,7 +498,6 @@ typedef struct EsFold
 	bool		isnull;
 	MemoryContext state_cxt[2]; /* the state lives in state_cxt[cur] */
 	int			cur;
-	TupleDesc	event_desc;
 	/* expanded records of the event's and (if composite) the state's type */
 	struct ExpandedRecordHeader *event_template;
 	struct ExpandedRecordHeader *state_template;

@@ -133,7 +133,7 @@ es_fmgr_info_typed(Oid fn, Oid rettype, Oid arg0, Oid arg1, FmgrInfo *flinfo)
 	fmgr_info_set_expr((Node *) expr, flinfo);
 }
 
-static void es_fold_set_state(EsFold *f, Datum state, bool isnull);
+static void es_fold_set_state(EsFold *f, Datum state, bool isnull, bool handed_over);
 
 /*
  * The fold lives in the current memory context: the two state contexts,
@@ -165,7 +165,6 @@ es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
 	f->params->params[1].ptype = cat->event_typid;
 	f->params->params[1].pflags = 0;
 	f->econtext->ecxt_param_list_info = f->params;
-	f->event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
 	f->event_template = make_expanded_record_from_typeid(cat->event_typid, -1,
 														 CurrentMemoryContext);
 	f->state_template = get_typtype(state_type) == TYPTYPE_COMPOSITE ?
@@ -173,7 +172,7 @@ es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
 	f->cur = 0;
 	f->isnull = true;
 	f->state = (Datum) 0;
-	es_fold_set_state(f, initial, initial_isnull);
+	es_fold_set_state(f, initial, initial_isnull, false);
 	f->version = 0;
 	f->last_event_at = DT_NOBEGIN;
 	f->events = 0;
@@ -204,21 +203,23 @@ es_expand_record(ExpandedRecordHeader *template, Datum flat, MemoryContext cxt)
 }
 
 /*
- * Replace the fold's state, by evolve's result or a snapshot's.  The state
- * is copied into the other state context, or, when evolve hands over an
- * expanded object of its own (a read/write pointer: PL/pgSQL's composite
- * and array results), that object is moved there; a composite state is
- * kept as an expanded record.
+ * Replace the fold's state: by evolve's result (handed_over), the initial
+ * state or a snapshot's.  The state is copied into the other state
+ * context, or, when evolve hands over an expanded object of its own (a
+ * read/write pointer: PL/pgSQL's composite and array results), that object
+ * is moved there; a composite state is kept as an expanded record.  What
+ * the caller passed in is never taken over, only copied.
  */
 static void
-es_fold_set_state(EsFold *f, Datum state, bool isnull)
+es_fold_set_state(EsFold *f, Datum state, bool isnull, bool handed_over)
 {
 	int			next = 1 - f->cur;
 
 	MemoryContextReset(f->state_cxt[next]);
 	if (isnull)
 		f->state = (Datum) 0;
-	else if (f->typlen == -1 && VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(state)))
+	else if (handed_over && f->typlen == -1 &&
+			 VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(state)))
 		f->state = MakeExpandedObjectReadOnlyInternal(TransferExpandedObject(state,
 																			 f->state_cxt[next]));
 	else
@@ -308,7 +309,7 @@ es_fold_event(EsFold *f, Datum event)
 	if (!(isnull || f->isnull || f->typbyval) && result == f->state)
 		;
 	else
-		es_fold_set_state(f, result, isnull);
+		es_fold_set_state(f, result, isnull, true);
 	ResetExprContext(f->econtext);
 }
 
@@ -385,10 +386,6 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 			MemoryContextReset(row_cxt);
 			continue;
 		}
-		/*
-		 * Out-of-line values are fetched when the composite datum is built
-		 * (HeapTupleGetDatum flattens it), so the event stands alone.
-		 */
 		es_fold_event(f, es_fold_event_record(f, slot->tts_values, slot->tts_isnull));
 		f->version = DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]);
 		if (created_at > f->last_event_at)
@@ -481,7 +478,7 @@ es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a, Snapshot snapshot,
 		es_snapshot_find(a->stream_id, a->tag, &a->target, snapshot, &row);
 		if (row.version > 0)
 		{
-			es_fold_set_state(f, row.state, row.isnull);
+			es_fold_set_state(f, row.state, row.isnull, false);
 			f->version = row.version;
 			f->last_event_at = row.last_event_at;
 		}

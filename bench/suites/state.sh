@@ -519,17 +519,20 @@ state_report() {
 			"The snapshot policy (every 1000 events, on this stream only) took $(bench_csv_values "$csv" snapshots part=load case=policy_build) snapshots" \
 			"in $(state_ms "$(bench_csv_values "$csv" wall_us part=load case=policy_build)") ms of the worker's replay of the $STATE_EVENTS events (from \`create_snapshot_policy\` to \`wait_for_projection\`)."
 		echo
-		echo "**Full replay, extension / hand-written loop, per round** (time ratio, median (min-max); lower: the extension is faster)." \
+		echo "**Full replay, extension / hand-written loop, per round** (time ratio, median (min-max); lower: the extension is faster)," \
+			"in wall-clock time and in the backend's CPU time (steadier when the machine is busy)." \
 			"The SQL evolve (\`bench_state.account_evolve_sql\`) is the PL/pgSQL one written as a single SQL expression."
 		echo
-		echo "| evolve | \`load_state\` / loop over the plain table | \`load_state\` / loop over \`read_stream\` | \`fold\` aggregate / loop over \`read_stream\` |"
-		echo "|---|---:|---:|---:|"
+		echo "| evolve | time | \`load_state\` / loop over the plain table | \`load_state\` / loop over \`read_stream\` | \`fold\` aggregate / loop over \`read_stream\` |"
+		echo "|---|---|---:|---:|---:|"
 		for kind in "PL/pgSQL:" "SQL:_sql"; do
-			local k=${kind#*:}
-			# shellcheck disable=SC2046
-			echo "| ${kind%%:*} | $(bench_range $(state_round_ratios "$csv" load wall_us "ext_full$k" "plain_loop$k" 1)) |" \
-				"$(bench_range $(state_round_ratios "$csv" load wall_us "ext_full$k" "ext_read_loop$k" 1)) |" \
-				"$(bench_range $(state_round_ratios "$csv" load wall_us "ext_fold_agg$k" "ext_read_loop$k" 1)) |"
+			local k=${kind#*:} col
+			for col in wall_us cpu_us; do
+				# shellcheck disable=SC2046
+				echo "| ${kind%%:*} | ${col%_us} | $(bench_range $(state_round_ratios "$csv" load "$col" "ext_full$k" "plain_loop$k" 1)) |" \
+					"$(bench_range $(state_round_ratios "$csv" load "$col" "ext_full$k" "ext_read_loop$k" 1)) |" \
+					"$(bench_range $(state_round_ratios "$csv" load "$col" "ext_fold_agg$k" "ext_read_loop$k" 1)) |"
+			done
 		done
 		echo
 		if [ -n "$(bench_csv_values "$csv" peak_anon_kb part=memory)" ]; then
