@@ -596,7 +596,14 @@ extern struct List *es_projections_for_worker(TimestampTz *next_retry, bool *bus
 /* fold.c: a fold in progress, and the arguments of a load. */
 typedef struct EsFold
 {
-	FmgrInfo	evolve;
+	Oid			evolve;
+	bool		evolve_strict;
+	Oid			event_typid;
+	/* evolve($1 state, $2 event), planned at the first event (fold.c) */
+	ExprState  *evolve_expr;
+	ExprContext *econtext;		/* its per-tuple memory is reset per event */
+	ParamListInfo params;		/* $1 and $2 */
+	MemoryContext fold_cxt;		/* where the fold lives: the plan goes there */
 	Oid			state_type;
 	int16		typlen;
 	bool		typbyval;
@@ -604,8 +611,9 @@ typedef struct EsFold
 	bool		isnull;
 	MemoryContext state_cxt[2]; /* the state lives in state_cxt[cur] */
 	int			cur;
-	MemoryContext event_cxt;	/* reset per event */
-	TupleDesc	event_desc;
+	/* expanded records of the event's and (if composite) the state's type */
+	struct ExpandedRecordHeader *event_template;
+	struct ExpandedRecordHeader *state_template;
 	int64		version;		/* last version folded in (or snapshot's) */
 	TimestampTz last_event_at;	/* newest created_at folded in */
 	int64		events;			/* events folded by this fold */

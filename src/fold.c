@@ -6,10 +6,29 @@
  *	  fold aggregate), and take_snapshot, which stores what a fold reached.
  *
  * A fold streams the stream's events through the (stream_id,
- * stream_version) index and calls evolve(state, event) for each; the state
- * lives in one of two memory contexts that take turns, so a fold of any
- * length holds two states at most.  A load starts from the newest usable
- * snapshot at or below its target (snapshot.c) and folds only the tail.
+ * stream_version) index and computes evolve(state, event) for each; the
+ * state lives in one of two memory contexts that take turns, so a fold of
+ * any length holds two states at most.  A load starts from the newest
+ * usable snapshot at or below its target (snapshot.c) and folds only the
+ * tail.
+ *
+ * evolve(state, event) is planned once per fold as an expression over two
+ * parameters, as PL/pgSQL plans `state := evolve(state, e)`: the planner
+ * inlines an evolve written in SQL as one expression (the usual way to
+ * write one), which then costs an expression evaluation per event instead
+ * of a query run by the SQL function manager; any other evolve (PL/pgSQL,
+ * C, a SQL function the planner does not inline) is simply called by the
+ * expression.  The planner inlines only what a direct call would run the
+ * same way: never a SECURITY DEFINER function or one with SET clauses, nor
+ * one the current user may not EXECUTE; the inlined body is parsed under
+ * the search_path and run with the rights of the moment of the fold, as
+ * the function manager would parse and run it (a body written BEGIN ATOMIC
+ * was bound when it was created, either way).
+ *
+ * evolve gets the event as an expanded record built from the row's values,
+ * and a composite state as an expanded record too, so that the fields it
+ * reads are fetched from deformed values, not found by walking a flat
+ * tuple each time; a fold flattens its state only to return it.
  *
  * src/fold.c
  *
@@ -21,13 +40,18 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/pg_proc.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/expandeddatum.h"
+#include "utils/expandedrecord.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -109,76 +133,203 @@ es_fmgr_info_typed(Oid fn, Oid rettype, Oid arg0, Oid arg1, FmgrInfo *flinfo)
 	fmgr_info_set_expr((Node *) expr, flinfo);
 }
 
+static void es_fold_set_state(EsFold *f, Datum state, bool isnull, bool handed_over);
+
+/*
+ * The fold lives in the current memory context: the two state contexts,
+ * the expression context whose per-tuple memory each event's evaluation
+ * uses, and (at the first event) the planned expression.
+ */
 static void
 es_fold_init(EsFold *f, const EsCatalog *cat, Oid evolve, Oid state_type,
 			 Datum initial, bool initial_isnull)
 {
 	es_check_evolve(evolve, state_type, cat->event_typid);
 
+	f->evolve = evolve;
+	f->evolve_strict = func_strict(evolve);
+	f->event_typid = cat->event_typid;
+	f->evolve_expr = NULL;
+	f->fold_cxt = CurrentMemoryContext;
 	f->state_type = state_type;
 	get_typlenbyval(state_type, &f->typlen, &f->typbyval);
-	es_fmgr_info_typed(evolve, state_type, state_type, cat->event_typid, &f->evolve);
 
 	f->state_cxt[0] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
 											ALLOCSET_DEFAULT_SIZES);
 	f->state_cxt[1] = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold state",
 											ALLOCSET_DEFAULT_SIZES);
-	f->event_cxt = AllocSetContextCreate(CurrentMemoryContext, "eventstore fold event",
-										 ALLOCSET_DEFAULT_SIZES);
+	f->econtext = CreateStandaloneExprContext();
+	f->params = makeParamList(2);
+	f->params->params[0].ptype = state_type;
+	f->params->params[0].pflags = 0;
+	f->params->params[1].ptype = cat->event_typid;
+	f->params->params[1].pflags = 0;
+	f->econtext->ecxt_param_list_info = f->params;
+	f->event_template = make_expanded_record_from_typeid(cat->event_typid, -1,
+														 CurrentMemoryContext);
+	f->state_template = get_typtype(state_type) == TYPTYPE_COMPOSITE ?
+		make_expanded_record_from_typeid(state_type, -1, CurrentMemoryContext) : NULL;
 	f->cur = 0;
-	f->isnull = initial_isnull;
-	f->state = initial_isnull ? (Datum) 0 :
-		datumCopy(initial, f->typbyval, f->typlen);
-	f->event_desc = lookup_rowtype_tupdesc_copy(cat->event_typid, -1);
+	f->isnull = true;
+	f->state = (Datum) 0;
+	es_fold_set_state(f, initial, initial_isnull, false);
 	f->version = 0;
 	f->last_event_at = DT_NOBEGIN;
 	f->events = 0;
 }
 
-/* Replace the fold's state, e.g. by a snapshot's. */
+/*
+ * A composite datum as a read-only expanded record over the same bytes,
+ * which must live in cxt as long as the record: a field is then fetched
+ * from the record's deformed values, where the flat tuple would be walked
+ * from its start at every field an expression reads (what PL/pgSQL gives
+ * its record variables).
+ */
+static Datum
+es_expand_record(ExpandedRecordHeader *template, Datum flat, MemoryContext cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	HeapTuple	tuple = palloc(HEAPTUPLESIZE);
+	ExpandedRecordHeader *erh;
+
+	tuple->t_data = DatumGetHeapTupleHeader(flat);
+	tuple->t_len = HeapTupleHeaderGetDatumLength(tuple->t_data);
+	ItemPointerSetInvalid(&tuple->t_self);
+	tuple->t_tableOid = InvalidOid;
+	erh = make_expanded_record_from_exprecord(template, cxt);
+	expanded_record_set_tuple(erh, tuple, false, false);
+	MemoryContextSwitchTo(oldcxt);
+	return ExpandedRecordGetRODatum(erh);
+}
+
+/*
+ * Replace the fold's state: by evolve's result (handed_over), the initial
+ * state or a snapshot's.  The state is copied into the other state
+ * context, or, when evolve hands over an expanded object of its own (a
+ * read/write pointer: PL/pgSQL's composite and array results), that object
+ * is moved there; a composite state is kept as an expanded record.  What
+ * the caller passed in is never taken over, only copied.
+ */
 static void
-es_fold_set_state(EsFold *f, Datum state, bool isnull)
+es_fold_set_state(EsFold *f, Datum state, bool isnull, bool handed_over)
 {
 	int			next = 1 - f->cur;
 
 	MemoryContextReset(f->state_cxt[next]);
 	if (isnull)
 		f->state = (Datum) 0;
+	else if (handed_over && f->typlen == -1 &&
+			 VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(state)))
+		f->state = MakeExpandedObjectReadOnlyInternal(TransferExpandedObject(state,
+																			 f->state_cxt[next]));
 	else
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(f->state_cxt[next]);
 
 		f->state = datumCopy(state, f->typbyval, f->typlen);
 		MemoryContextSwitchTo(oldcxt);
+		if (f->state_template != NULL)
+			f->state = es_expand_record(f->state_template, f->state, f->state_cxt[next]);
 	}
 	f->isnull = isnull;
 	MemoryContextReset(f->state_cxt[f->cur]);
 	f->cur = next;
 }
 
+/* The state as a flat datum in the current memory context, to return. */
+static Datum
+es_fold_result(const EsFold *f)
+{
+	if (!f->isnull && f->typlen == -1 &&
+		VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(f->state)))
+		return datumCopy(f->state, false, -1);
+	return f->state;
+}
+
+/*
+ * Plan evolve($1, $2) as an expression, as the parser would build the call
+ * evolve(state, event) (the state's collation is the call's), then run it
+ * through the planner's expression preprocessing, which inlines an
+ * inlinable SQL function.  Done at the first event, not before: a fold
+ * with nothing to fold never touches evolve's body, as before 0.9.0.
+ */
+static void
+es_fold_plan(EsFold *f)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(f->fold_cxt);
+	Oid			collation = get_typcollation(f->state_type);
+	Param	   *state_param = makeNode(Param);
+	Param	   *event_param = makeNode(Param);
+	FuncExpr   *call;
+	Expr	   *planned;
+
+	state_param->paramkind = PARAM_EXTERN;
+	state_param->paramid = 1;
+	state_param->paramtype = f->state_type;
+	state_param->paramtypmod = -1;
+	state_param->paramcollid = collation;
+	state_param->location = -1;
+	event_param->paramkind = PARAM_EXTERN;
+	event_param->paramid = 2;
+	event_param->paramtype = f->event_typid;
+	event_param->paramtypmod = -1;
+	event_param->paramcollid = InvalidOid;
+	event_param->location = -1;
+	call = makeFuncExpr(f->evolve, f->state_type, list_make2(state_param, event_param),
+						collation, collation, COERCE_EXPLICIT_CALL);
+	planned = expression_planner((Expr *) call);
+	f->evolve_expr = ExecInitExprWithParams(planned, f->params);
+	MemoryContextSwitchTo(oldcxt);
+}
+
 /* state := evolve(state, event) */
 static void
 es_fold_event(EsFold *f, Datum event)
 {
-	LOCAL_FCINFO(fcinfo, 2);
 	Datum		result;
-	MemoryContext oldcxt;
+	bool		isnull;
 
 	/* a strict evolve leaves a NULL state NULL */
-	if (f->isnull && f->evolve.fn_strict)
+	if (f->isnull && f->evolve_strict)
 		return;
 
-	oldcxt = MemoryContextSwitchTo(f->event_cxt);
-	InitFunctionCallInfoData(*fcinfo, &f->evolve, 2, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = f->state;
-	fcinfo->args[0].isnull = f->isnull;
-	fcinfo->args[1].value = event;
-	fcinfo->args[1].isnull = false;
-	result = FunctionCallInvoke(fcinfo);
-	MemoryContextSwitchTo(oldcxt);
+	if (f->evolve_expr == NULL)
+		es_fold_plan(f);
+	f->params->params[0].value = f->state;
+	f->params->params[0].isnull = f->isnull;
+	f->params->params[1].value = event;
+	f->params->params[1].isnull = false;
+	result = ExecEvalExprSwitchContext(f->evolve_expr, f->econtext, &isnull);
 
-	es_fold_set_state(f, result, fcinfo->isnull);
-	MemoryContextReset(f->event_cxt);
+	/*
+	 * An evolve that returns its state argument as it came (an event it
+	 * ignores) leaves the state where it is; any other result may point
+	 * into the event or the per-event memory, and is copied.
+	 */
+	if (!(isnull || f->isnull || f->typbyval) && result == f->state)
+		;
+	else
+		es_fold_set_state(f, result, isnull, true);
+	ResetExprContext(f->econtext);
+}
+
+/*
+ * The event of a row of eventstore.events, as an expanded record built
+ * from the row's values (no flat tuple is formed, nor deformed again when
+ * evolve reads a field), in the current memory context.  Out-of-line
+ * values are fetched, so that the event stands alone.
+ */
+static Datum
+es_fold_event_record(EsFold *f, const Datum *row_values, const bool *row_nulls)
+{
+	Datum		values[Natts_es_event_type];
+	bool		nulls[Natts_es_event_type];
+	ExpandedRecordHeader *erh;
+
+	es_event_to_output(row_values, row_nulls, values, nulls);
+	erh = make_expanded_record_from_exprecord(f->event_template, CurrentMemoryContext);
+	expanded_record_set_fields(erh, values, nulls, true);
+	return ExpandedRecordGetRODatum(erh);
 }
 
 /*
@@ -235,12 +386,7 @@ es_fold_stream(EsFold *f, const EsCatalog *cat, text *stream_id,
 			MemoryContextReset(row_cxt);
 			continue;
 		}
-		/*
-		 * Out-of-line values are fetched when the composite datum is built
-		 * (HeapTupleGetDatum flattens it), so the event stands alone.
-		 */
-		es_fold_event(f, es_event_datum(f->event_desc, slot->tts_values,
-										 slot->tts_isnull));
+		es_fold_event(f, es_fold_event_record(f, slot->tts_values, slot->tts_isnull));
 		f->version = DatumGetInt64(slot->tts_values[Anum_es_stream_version - 1]);
 		if (created_at > f->last_event_at)
 			f->last_event_at = created_at;
@@ -332,7 +478,7 @@ es_load(EsFold *f, const EsCatalog *cat, const EsLoadArgs *a, Snapshot snapshot,
 		es_snapshot_find(a->stream_id, a->tag, &a->target, snapshot, &row);
 		if (row.version > 0)
 		{
-			es_fold_set_state(f, row.state, row.isnull);
+			es_fold_set_state(f, row.state, row.isnull, false);
 			f->version = row.version;
 			f->last_event_at = row.last_event_at;
 		}
@@ -369,7 +515,7 @@ eventstore_load_state(PG_FUNCTION_ARGS)
 
 	snapshot_version = es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
 
-	values[0] = f.state;
+	values[0] = es_fold_result(&f);
 	nulls[0] = f.isnull;
 	values[1] = Int64GetDatum(f.version);
 	values[2] = Int64GetDatum(snapshot_version);
@@ -393,7 +539,7 @@ eventstore_aggregate_stream(PG_FUNCTION_ARGS)
 	(void) es_load(&f, cat, &a, GetActiveSnapshot(), NULL);
 	if (f.isnull)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(f.state);
+	PG_RETURN_DATUM(es_fold_result(&f));
 }
 
 /*
@@ -425,7 +571,7 @@ eventstore_take_snapshot(PG_FUNCTION_ARGS)
 
 		row.version = f.version;
 		row.state_type = f.state_type;
-		row.state = f.state;
+		row.state = es_fold_result(&f);
 		row.isnull = f.isnull;
 		row.last_event_at = f.last_event_at;
 		es_snapshot_store(a.stream_id, a.tag, &row);
@@ -496,6 +642,6 @@ eventstore_fold_final(PG_FUNCTION_ARGS)
 	f = (EsFold *) PG_GETARG_POINTER(0);
 	if (f->isnull)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(f->state);
+	PG_RETURN_DATUM(es_fold_result(f));
 }
 

@@ -43,6 +43,34 @@ BEGIN
     RETURN s;
 END $$;
 
+-- The same evolve written in SQL, as one expression: how most applications
+-- write one.  PL/pgSQL inlines it into the loop's expression; the extension
+-- plans evolve(state, event) once as an expression, so it is inlined there
+-- too (0.9.0).
+CREATE FUNCTION bench_state.account_evolve_sql(s bench_state.account, e eventstore.event)
+RETURNS bench_state.account
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE (e).event_type
+        WHEN 'AccountOpened' THEN
+            ROW('open', (e).data->>'owner', (e).data->>'currency',
+                coalesce(((e).data->>'amount')::numeric, 0), 0, 0, NULL)::bench_state.account
+        WHEN 'MoneyDeposited' THEN
+            ROW((s).status, (s).owner, (s).currency,
+                coalesce((s).balance, 0) + ((e).data->>'amount')::numeric,
+                coalesce((s).deposits, 0) + 1, (s).withdrawals,
+                (e).data->>'reference')::bench_state.account
+        WHEN 'MoneyWithdrawn' THEN
+            ROW((s).status, (s).owner, (s).currency,
+                coalesce((s).balance, 0) - ((e).data->>'amount')::numeric,
+                (s).deposits, coalesce((s).withdrawals, 0) + 1,
+                (e).data->>'reference')::bench_state.account
+        WHEN 'AccountClosed' THEN
+            ROW('closed', (s).owner, (s).currency, (s).balance, (s).deposits,
+                (s).withdrawals, (s).last_reference)::bench_state.account
+        ELSE s
+    END
+$$;
+
 -- Commands: {"type": "deposit" | "withdraw", "amount": n, "reference": text}.
 CREATE FUNCTION bench_state.account_decide(c jsonb, s bench_state.account)
 RETURNS jsonb
@@ -138,6 +166,48 @@ BEGIN
     END LOOP;
 END $$;
 
+-- The same loop with the SQL evolve, which PL/pgSQL inlines into the
+-- assignment's expression.
+CREATE FUNCTION bench_state.plain_load_sql(p_stream text,
+                                           OUT state bench_state.account, OUT version bigint)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    e eventstore.event;
+BEGIN
+    version := 0;
+    FOR e IN SELECT ev.global_position, ev.stream_id, ev.stream_version, ev.event_id,
+                    ev.event_type, ev.data, ev.metadata, ev.created_at
+               FROM bench_plain.events ev
+              WHERE ev.stream_id = p_stream
+              ORDER BY ev.stream_version
+    LOOP
+        state := bench_state.account_evolve_sql(state, e);
+        version := e.stream_version;
+    END LOOP;
+END $$;
+
+-- A loop over the extension's own read_stream, with either evolve: what an
+-- application would write by hand instead of calling load_state.
+CREATE FUNCTION bench_state.ext_read_load(p_stream text, p_sql boolean,
+                                          OUT state bench_state.account, OUT version bigint)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    e eventstore.event;
+BEGIN
+    version := 0;
+    IF p_sql THEN
+        FOR e IN SELECT * FROM eventstore.read_stream(p_stream) LOOP
+            state := bench_state.account_evolve_sql(state, e);
+            version := e.stream_version;
+        END LOOP;
+    ELSE
+        FOR e IN SELECT * FROM eventstore.read_stream(p_stream) LOOP
+            state := bench_state.account_evolve(state, e);
+            version := e.stream_version;
+        END LOOP;
+    END IF;
+END $$;
+
 -- The same loop over the PL/pgSQL store's read function (the reads suite's
 -- bench_reads.read_stream, a RETURN QUERY over eventstore.events).
 CREATE FUNCTION bench_state.plpgsql_read_load(p_stream text,
@@ -174,6 +244,22 @@ BEGIN
                                    NULL::bench_state.account ORDER BY e.stream_version) AS state
               INTO r
               FROM eventstore.read_stream(p_stream) e;
+        WHEN 'ext_full_sql' THEN
+            SELECT l.version, l.state INTO r
+              FROM eventstore.load_state(p_stream, 'bench_state.account_evolve_sql(bench_state.account,eventstore.event)',
+                                         NULL::bench_state.account, use_snapshots => false) l;
+        WHEN 'ext_fold_agg_sql' THEN
+            SELECT max(e.stream_version) AS version,
+                   eventstore.fold(e, 'bench_state.account_evolve_sql(bench_state.account,eventstore.event)',
+                                   NULL::bench_state.account ORDER BY e.stream_version) AS state
+              INTO r
+              FROM eventstore.read_stream(p_stream) e;
+        WHEN 'plain_loop_sql' THEN
+            SELECT l.version, l.state INTO r FROM bench_state.plain_load_sql(p_stream) l;
+        WHEN 'ext_read_loop' THEN
+            SELECT l.version, l.state INTO r FROM bench_state.ext_read_load(p_stream, false) l;
+        WHEN 'ext_read_loop_sql' THEN
+            SELECT l.version, l.state INTO r FROM bench_state.ext_read_load(p_stream, true) l;
         WHEN 'plain_loop' THEN
             SELECT l.version, l.state INTO r FROM bench_state.plain_load(p_stream) l;
         WHEN 'plpgsql_read_loop' THEN
@@ -223,7 +309,9 @@ DECLARE
 BEGIN
     FOREACH how IN ARRAY p_cases LOOP
         round := p_round;
-        full_replay := how IN ('ext_full', 'ext_fold_agg', 'plain_loop', 'plpgsql_read_loop');
+        full_replay := how IN ('ext_full', 'ext_fold_agg', 'plain_loop', 'plpgsql_read_loop',
+                               'ext_full_sql', 'ext_fold_agg_sql', 'plain_loop_sql',
+                               'ext_read_loop', 'ext_read_loop_sql');
         PERFORM bench_state.load(how, p_stream, n);
         ns0 := split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint;
         t0 := clock_timestamp();

@@ -148,6 +148,8 @@ COMMENT ON FUNCTION eventstore.archive_streams(interval, text, integer) IS
 -- =====================================================================
 -- Section 3: folds (aggregate_stream, load_state) plan evolve once
 -- =====================================================================
+-- Nothing to change in SQL: the folds are C (fold.c), whose new code the
+-- 0.9.0 library brings; every signature and property stays.
 
 -- =====================================================================
 -- Section 4: durable subscriptions
