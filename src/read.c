@@ -23,6 +23,7 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/tupconvert.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -149,15 +150,72 @@ es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc, TupleTableSlot *slot,
 }
 
 /*
- * eventstore.read_stream(stream_id, from_version, max_count, backward)
- *	  returns setof eventstore.event
+ * Reading one stream, a row at a time.
  *
- * Forward: versions >= from_version (NULL: from the start), ascending.
- * Backward: versions <= from_version (NULL: from the end), descending.
+ * An EsStreamRead holds what a read of one stream keeps open from one row
+ * to the next: its relations, its index scan under a registered snapshot,
+ * what the stream's lifecycle lets the caller see (lifecycle.c), and a
+ * per-row memory context.  es_read_stream_open() checks the arguments and
+ * opens it (NULL: nothing to read); es_read_stream_next() returns the next
+ * visible row in read order (NULL at the end); es_read_stream_close()
+ * releases it all, and does nothing the second time.
  */
-PG_FUNCTION_INFO_V1(eventstore_read_stream);
-Datum
-eventstore_read_stream(PG_FUNCTION_ARGS)
+typedef struct EsStreamRead
+{
+	bool		open;
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	EsEventScan scan;
+	EsStreamView view;
+	bool		has_max;
+	int64		max_count;
+	int64		count;
+	MemoryContext row_cxt;
+	ExprContext *econtext;		/* where es_read_stream_shutdown is registered */
+	/* _read_stream_rows: rows of eventstore.events as composite values */
+	TupleDesc	result_desc;
+	bool		copy_raw;		/* the scanned table's rows are such values */
+	TupleConversionMap *convert;	/* else how to make one */
+} EsStreamRead;
+
+/*
+ * Whether a row stored in a table described by "stored" is, bytes for
+ * bytes, a value of the row type "result": the same columns (names, types,
+ * dropped ones) in the same order, and no column added with a default that
+ * older rows lack (the two descriptors could disagree on it).  True for
+ * eventstore.events itself; a Citus shard or the archive may differ.
+ */
+static bool
+es_same_row_layout(TupleDesc stored, TupleDesc result)
+{
+	if (stored->natts != result->natts)
+		return false;
+	if ((stored->constr && stored->constr->missing) ||
+		(result->constr && result->constr->missing))
+		return false;
+	for (int i = 0; i < stored->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(stored, i);
+		Form_pg_attribute b = TupleDescAttr(result, i);
+
+		if (a->attisdropped != b->attisdropped || a->attlen != b->attlen ||
+			a->attalign != b->attalign || a->attbyval != b->attbyval)
+			return false;
+		if (!a->attisdropped &&
+			(a->atttypid != b->atttypid || strcmp(NameStr(a->attname), NameStr(b->attname)) != 0))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Check read_stream's arguments and open a read in the current memory
+ * context, which must live as long as the read (the stream id is copied
+ * there).  NULL when there is nothing to read.
+ */
+static EsStreamRead *
+es_read_stream_open(FunctionCallInfo fcinfo)
 {
 	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
 	bool		has_from = !PG_ARGISNULL(1);
@@ -165,14 +223,8 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	bool		has_max = !PG_ARGISNULL(2);
 	int64		max_count = has_max ? PG_GETARG_INT64(2) : 0;
 	bool		backward = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const EsCatalog *cat;
-	Relation	heap;
-	Relation	index;
-	EsEventScan scan;
-	TupleTableSlot *slot;
-	MemoryContext row_cxt;
-	int64		count = 0;
+	EsStreamRead *r;
 	EsStreamView view;
 
 	if (has_from && from_version < 0)
@@ -184,18 +236,19 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_count must not be negative")));
 
-	es_init_result(fcinfo);
-
 	if (has_max && max_count == 0)
-		return (Datum) 0;
+		return NULL;
 	/* Nothing lies at or below version 0. */
 	if (backward && has_from && from_version == 0)
-		return (Datum) 0;
+		return NULL;
+
+	/* the scan key points at it from one row to the next */
+	stream_id = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(stream_id));
 
 	cat = es_stream_catalog(es_catalog(), stream_id);
 	es_stream_view(cat, stream_id, GetActiveSnapshot(), false, &view);
 	if (view.absent)
-		return (Datum) 0;
+		return NULL;
 	/* forward, start at the lowest readable version */
 	if (!backward && (!has_from || from_version < view.min_version))
 	{
@@ -203,51 +256,204 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 		has_from = (from_version > 1);
 	}
 
-	heap = table_open(view.heap_relid, AccessShareLock);
-	index = index_open(view.index_relid, AccessShareLock);
-
-	row_cxt = AllocSetContextCreate(CurrentMemoryContext,
-									"eventstore read_stream row",
-									ALLOCSET_SMALL_SIZES);
+	r = palloc0(sizeof(EsStreamRead));
+	r->view = view;
+	r->has_max = has_max;
+	r->max_count = max_count;
+	r->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									   "eventstore read_stream row",
+									   ALLOCSET_SMALL_SIZES);
+	/* the statement's snapshot, held until the read is closed */
+	r->snapshot = RegisterSnapshot(GetActiveSnapshot());
+	r->heap = table_open(view.heap_relid, AccessShareLock);
+	r->index = index_open(view.index_relid, AccessShareLock);
 
 	/* backward, from_version is the highest version read */
-	es_scan_stream_begin(&scan, heap, index, GetActiveSnapshot(), stream_id,
+	es_scan_stream_begin(&r->scan, r->heap, r->index, r->snapshot, stream_id,
 						 (has_from && !backward) ? from_version : 0,
 						 (has_from && backward) ? from_version : PG_INT64_MAX,
 						 backward ? BackwardScanDirection : ForwardScanDirection, NULL);
+	r->open = true;
+	return r;
+}
 
-	while ((!has_max || count < max_count) &&
-		   (slot = es_scan_next(&scan)) != NULL)
+/*
+ * The next row of the read that the caller may see, NULL at the end.  The
+ * per-row context is reset first: what the previous row left there (the
+ * caller's result, too) is gone.
+ */
+static TupleTableSlot *
+es_read_stream_next(EsStreamRead *r)
+{
+	TupleTableSlot *slot;
+
+	MemoryContextReset(r->row_cxt);
+	if (!r->open || (r->has_max && r->count >= r->max_count))
+		return NULL;
+
+	while ((slot = es_scan_next(&r->scan)) != NULL)
 	{
-		MemoryContext oldcxt;
-
 		CHECK_FOR_INTERRUPTS();
 
-		if (view.rules.found)
+		if (r->view.rules.found)
 		{
 			bool		isnull;
 			int64		version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
 			TimestampTz created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull));
 
 			/* backward, everything below the lowest readable version is gone */
-			if (version < view.min_version)
-				break;
-			if (es_view_hides(&view, version, created_at))
+			if (version < r->view.min_version)
+				return NULL;
+			if (es_view_hides(&r->view, version, created_at))
 				continue;
 		}
+		r->count++;
+		return slot;
+	}
+	return NULL;
+}
 
-		oldcxt = MemoryContextSwitchTo(row_cxt);
-		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, NULL);
+static void
+es_read_stream_close(EsStreamRead *r)
+{
+	if (!r->open)
+		return;
+	r->open = false;
+	es_scan_end(&r->scan);
+	index_close(r->index, AccessShareLock);
+	table_close(r->heap, AccessShareLock);
+	UnregisterSnapshot(r->snapshot);
+	MemoryContextReset(r->row_cxt);
+}
+
+/*
+ * A query that stops before the end (LIMIT, a cursor closed early, a
+ * rescan) shuts the function's expression context down: close the read.
+ * On an error nothing is called; the resource owner releases the
+ * relations, buffer pins and snapshot, and the memory goes with the query.
+ */
+static void
+es_read_stream_shutdown(Datum arg)
+{
+	es_read_stream_close((EsStreamRead *) DatumGetPointer(arg));
+}
+
+/*
+ * eventstore._read_stream_rows(stream_id, from_version, max_count, backward)
+ *	  returns setof eventstore.event
+ *
+ * What eventstore.read_stream returns, a row per call (ValuePerCall):
+ * read_stream is an inlinable SQL function that calls this in its select
+ * list, so the rows go to the caller's plan one at a time, through
+ * ProjectSet, without a tuplestore (see the header comment).
+ *
+ * Forward: versions >= from_version (NULL: from the start), ascending.
+ * Backward: versions <= from_version (NULL: from the end), descending.
+ *
+ * Executable by everyone: the caller must be allowed to execute
+ * read_stream, so one grant governs both.
+ */
+PG_FUNCTION_INFO_V1(eventstore_read_stream_rows);
+Datum
+eventstore_read_stream_rows(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	EsStreamRead *r;
+	TupleTableSlot *slot;
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+		Oid			argtypes[4] = {TEXTOID, INT8OID, INT8OID, BOOLOID};
+		List	   *name = list_make2(makeString("eventstore"), makeString("read_stream"));
+		Oid			fn = LookupFuncName(name, 4, argtypes, false);
+		MemoryContext oldcxt;
+		TupleDesc	tupdesc;
+
+		if (es_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for function read_stream")));
+
+		funcctx = SRF_FIRSTCALL_INIT();
+		oldcxt = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
+		/* the row type of eventstore.events */
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		r = es_read_stream_open(fcinfo);
+		if (r != NULL)
+		{
+			r->result_desc = tupdesc;
+			r->copy_raw = es_same_row_layout(RelationGetDescr(r->heap), tupdesc);
+			if (!r->copy_raw)
+				r->convert = convert_tuples_by_name(RelationGetDescr(r->heap), tupdesc);
+			/* registered after funcapi's own callback: runs before it */
+			r->econtext = rsinfo->econtext;
+			RegisterExprContextCallback(r->econtext, es_read_stream_shutdown,
+										PointerGetDatum(r));
+		}
+		funcctx->user_fctx = r;
 		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(row_cxt);
-		count++;
 	}
 
-	es_scan_end(&scan);
-	MemoryContextDelete(row_cxt);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	funcctx = SRF_PERCALL_SETUP();
+	r = (EsStreamRead *) funcctx->user_fctx;
+	if (r == NULL)
+		SRF_RETURN_DONE(funcctx);
 
+	slot = es_read_stream_next(r);
+	if (slot != NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(r->row_cxt);
+		bool		should_free;
+		HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		Datum		result;
+
+		/*
+		 * The stored row, copied (out-of-line values fetched: the value
+		 * outlives the scan's buffer) as a value of eventstore.events'
+		 * row type; read_stream's body selects its fields in the order of
+		 * eventstore.event.  Copying the bytes costs less than taking the
+		 * row apart and forming another.
+		 */
+		if (r->convert != NULL)
+			tuple = execute_attr_map_tuple(tuple, r->convert);
+		result = heap_copy_tuple_as_datum(tuple, r->result_desc);
+		MemoryContextSwitchTo(oldcxt);
+		SRF_RETURN_NEXT(funcctx, result);
+	}
+
+	UnregisterExprContextCallback(r->econtext, es_read_stream_shutdown, PointerGetDatum(r));
+	es_read_stream_close(r);
+	SRF_RETURN_DONE(funcctx);
+}
+
+/*
+ * eventstore.read_stream as a C function returning a materialized result:
+ * read_stream up to 0.8.0, whose install and update scripts name this
+ * entry point (a chain of updates creates it before 0.9.0 replaces it).
+ */
+PG_FUNCTION_INFO_V1(eventstore_read_stream);
+Datum
+eventstore_read_stream(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EsStreamRead *r;
+	TupleTableSlot *slot;
+
+	es_init_result(fcinfo);
+	r = es_read_stream_open(fcinfo);
+	if (r == NULL)
+		return (Datum) 0;
+	while ((slot = es_read_stream_next(r)) != NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(r->row_cxt);
+
+		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, NULL);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	es_read_stream_close(r);
+	MemoryContextDelete(r->row_cxt);
 	return (Datum) 0;
 }
 
