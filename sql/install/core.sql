@@ -153,42 +153,14 @@ REVOKE ALL ON FUNCTION eventstore.append_events(text, jsonb, bigint) FROM PUBLIC
 
 -- Reading one stream.  PARALLEL SAFE: it reads only what the statement's
 -- snapshot shows, and works in a parallel worker.
---
--- read_stream is an inlinable SQL function (0.9.0): not STRICT, not
--- SECURITY DEFINER, no SET, every name qualified.  The planner replaces a
--- call in FROM by its body, whose subquery calls _read_stream_rows in its
--- select list: the rows go to the caller's plan one at a time (ProjectSet),
--- never into a tuplestore, so a read of any length needs bounded memory and
--- no temporary file, and a query that stops early (LIMIT, a cursor) stops
--- the read.  Where PostgreSQL does not inline it (volatile arguments, a call
--- in a select list, WITH ORDINALITY, a role without EXECUTE) it runs as an
--- ordinary SQL function and returns the same rows.  _read_stream_rows is
--- executable by everyone and checks that its caller may execute read_stream:
--- EXECUTE on read_stream stays the right to read.
-CREATE FUNCTION eventstore._read_stream_rows(
-    stream_id    text,
-    from_version bigint,
-    max_count    bigint,
-    backward     boolean)
-RETURNS SETOF eventstore.events
-    AS 'MODULE_PATHNAME', 'eventstore_read_stream_rows'
-    LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE ROWS 100;
-COMMENT ON FUNCTION eventstore._read_stream_rows(text, bigint, bigint, boolean) IS
-    'The rows of read_stream, one per call, as rows of eventstore.events (internal; needs EXECUTE on read_stream)';
-GRANT EXECUTE ON FUNCTION eventstore._read_stream_rows(text, bigint, bigint, boolean) TO PUBLIC;
-
 CREATE FUNCTION eventstore.read_stream(
     stream_id    text,
     from_version bigint  DEFAULT NULL,
     max_count    bigint  DEFAULT NULL,
     backward     boolean DEFAULT false)
 RETURNS SETOF eventstore.event
-    LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE ROWS 100
-    AS $$
-SELECT (s.r).global_position, (s.r).stream_id, (s.r).stream_version, (s.r).event_id,
-       (s.r).event_type, (s.r).data, (s.r).metadata, (s.r).created_at
-  FROM (SELECT eventstore._read_stream_rows($1, $2, $3, $4) AS r) AS s
-$$;
+    AS 'MODULE_PATHNAME', 'eventstore_read_stream'
+    LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE ROWS 100;
 COMMENT ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) IS
     'Events of one stream: forward from from_version ascending, or backward from from_version descending';
 REVOKE ALL ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) FROM PUBLIC;
