@@ -9,9 +9,14 @@
  * lifecycle state and settings (lifecycle.c): a deleted stream reads as
  * absent, events that max_age, max_count or truncate_before exclude are
  * skipped before the worker has removed them, and an archived stream is
- * read from the archive.  Rows go into the
- * executor's tuplestore, which spills to disk past work_mem: reading a
- * million-event stream does not hold it in memory.
+ * read from the archive.
+ *
+ * read_stream returns rows as it reads them (0.9.0): in FROM, a planner
+ * hook makes it a custom scan whose rows point into the stored ones (no
+ * tuplestore, no memory per row, no temporary file, and a query that stops
+ * early stops the scan); called as a function it returns a row per call.
+ * The other reads (read_all, read_partitions) put their rows into the
+ * executor's tuplestore, which spills to disk past work_mem.
  *
  * src/read.c
  *
