@@ -228,4 +228,42 @@ SELECT eventstore.read_stream('r', NULL, -1);
 -- The arguments are evaluated once, also a volatile one.
 SELECT count(*) AS once FROM eventstore.read_stream(CASE WHEN random() >= 0 THEN 'r' END);
 
+
+-- The right to read is EXECUTE on read_stream, checked when the custom scan
+-- starts, as the function scan checks it: also under EXPLAIN, in a plan
+-- prepared before the right was revoked, and through a view.
+CREATE ROLE es_rs_reader;
+CREATE ROLE es_rs_nobody;
+GRANT USAGE ON SCHEMA eventstore TO es_rs_reader, es_rs_nobody;
+GRANT EXECUTE ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) TO es_rs_reader;
+CREATE VIEW public.rs_view AS SELECT stream_version FROM eventstore.read_stream('r', NULL, 2);
+GRANT SELECT ON public.rs_view TO es_rs_reader, es_rs_nobody;
+SET ROLE es_rs_nobody;
+SELECT stream_version FROM eventstore.read_stream('r');
+\echo :SQLSTATE
+EXPLAIN (COSTS OFF) SELECT stream_version FROM eventstore.read_stream('r');
+\echo :SQLSTATE
+SELECT stream_version FROM eventstore.read_stream('r') WITH ORDINALITY;
+\echo :SQLSTATE
+SELECT eventstore.read_stream('r');
+\echo :SQLSTATE
+SELECT * FROM public.rs_view;
+\echo :SQLSTATE
+RESET ROLE;
+SET ROLE es_rs_reader;
+SELECT array_agg(stream_version) AS reader_reads FROM eventstore.read_stream('r');
+SELECT array_agg(stream_version) AS through_view FROM public.rs_view;
+PREPARE rs_q AS SELECT count(*) FROM eventstore.read_stream('r');
+EXECUTE rs_q;
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) FROM es_rs_reader;
+SET ROLE es_rs_reader;
+EXECUTE rs_q;
+\echo :SQLSTATE
+RESET ROLE;
+DEALLOCATE rs_q;
+DROP VIEW public.rs_view;
+DROP OWNED BY es_rs_reader, es_rs_nobody;
+DROP ROLE es_rs_reader, es_rs_nobody;
+
 DROP EXTENSION eventstore;
