@@ -150,4 +150,120 @@ SELECT eventstore.stream_version('r');
 ROLLBACK;
 RESET :parallel_guc;
 
+
+--
+-- Rows as they are read (0.9.0).  In FROM, read_stream is a custom scan
+-- that returns each row as it reads it: no tuplestore, no temporary file,
+-- and a query that stops early stops the read.
+--
+EXPLAIN (COSTS OFF) SELECT * FROM eventstore.read_stream('r');
+EXPLAIN (COSTS OFF) SELECT * FROM eventstore.read_stream('r') LIMIT 2;
+BEGIN;
+-- LIMIT stops the read; reading again in the same transaction is whole.
+SELECT stream_version FROM eventstore.read_stream('r') LIMIT 2;
+SELECT stream_version FROM eventstore.read_stream('r', NULL, NULL, true) LIMIT 1;
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r');
+-- A cursor fetched in part, then closed; a scroll cursor goes back.
+DECLARE part CURSOR FOR SELECT stream_version FROM eventstore.read_stream('r');
+FETCH 2 FROM part;
+CLOSE part;
+DECLARE back SCROLL CURSOR FOR SELECT stream_version FROM eventstore.read_stream('r', NULL, 3);
+FETCH 2 FROM back;
+FETCH BACKWARD 1 FROM back;
+FETCH ALL FROM back;
+CLOSE back;
+-- An error in the middle of a read: the transaction reads on after it.
+SAVEPOINT before_error;
+SELECT 1 / (stream_version - 3) AS fails_at_3 FROM eventstore.read_stream('r');
+\echo :SQLSTATE
+ROLLBACK TO before_error;
+SELECT array_agg(stream_version) AS versions FROM eventstore.read_stream('r');
+-- A PL/pgSQL loop that leaves early, then reads again.
+DO $$
+DECLARE
+    e eventstore.event;
+    n int := 0;
+BEGIN
+    FOR e IN SELECT * FROM eventstore.read_stream('r') LOOP
+        n := n + 1;
+        EXIT WHEN n = 2;
+    END LOOP;
+    RAISE NOTICE 'left after %', n;
+    FOR e IN SELECT * FROM eventstore.read_stream('r', NULL, NULL, true) LOOP
+        n := n + 1;
+    END LOOP;
+    RAISE NOTICE 'then read %', n - 2;
+END
+$$;
+COMMIT;
+-- The whole row, a condition on the scan, the scan rescanned in a join.
+SELECT e.stream_version, e::text = (SELECT t::text FROM eventstore.read_stream('r', e.stream_version, 1) t) AS same_row
+  FROM eventstore.read_stream('r', NULL, 2) e;
+SELECT array_agg(e.stream_version) AS filtered
+  FROM eventstore.read_stream('r') e WHERE e.stream_version > 1 AND e.event_type <> 'e4';
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SET enable_material = off;
+SELECT n, count(e.stream_version) AS at_most_n
+  FROM generate_series(1, 3) n JOIN eventstore.read_stream('r') e ON e.stream_version <= n
+ GROUP BY n ORDER BY n;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
+RESET enable_material;
+-- Called as a function -- in a select list, WITH ORDINALITY, with
+-- arguments from another relation (LATERAL) -- it returns the same rows.
+SELECT (eventstore.read_stream('r', NULL, 2)).stream_version;
+SELECT stream_version, ordinality FROM eventstore.read_stream('r', 4) WITH ORDINALITY;
+SELECT s, array_agg(e.stream_version) AS versions
+  FROM unnest(ARRAY['q', 'r-2']) s, LATERAL eventstore.read_stream(s) e GROUP BY s ORDER BY s;
+-- Errors keep their SQLSTATEs in FROM and as a function.
+SELECT * FROM eventstore.read_stream(NULL);
+\echo :SQLSTATE
+SELECT eventstore.read_stream(NULL);
+\echo :SQLSTATE
+SELECT * FROM eventstore.read_stream('r', -1);
+\echo :SQLSTATE
+SELECT eventstore.read_stream('r', NULL, -1);
+\echo :SQLSTATE
+-- The arguments are evaluated once, also a volatile one.
+SELECT count(*) AS once FROM eventstore.read_stream(CASE WHEN random() >= 0 THEN 'r' END);
+
+
+-- The right to read is EXECUTE on read_stream, checked when the custom scan
+-- starts, as the function scan checks it: also under EXPLAIN, in a plan
+-- prepared before the right was revoked, and through a view.
+CREATE ROLE es_rs_reader;
+CREATE ROLE es_rs_nobody;
+GRANT USAGE ON SCHEMA eventstore TO es_rs_reader, es_rs_nobody;
+GRANT EXECUTE ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) TO es_rs_reader;
+CREATE VIEW public.rs_view AS SELECT stream_version FROM eventstore.read_stream('r', NULL, 2);
+GRANT SELECT ON public.rs_view TO es_rs_reader, es_rs_nobody;
+SET ROLE es_rs_nobody;
+SELECT stream_version FROM eventstore.read_stream('r');
+\echo :SQLSTATE
+EXPLAIN (COSTS OFF) SELECT stream_version FROM eventstore.read_stream('r');
+\echo :SQLSTATE
+SELECT stream_version FROM eventstore.read_stream('r') WITH ORDINALITY;
+\echo :SQLSTATE
+SELECT eventstore.read_stream('r');
+\echo :SQLSTATE
+SELECT * FROM public.rs_view;
+\echo :SQLSTATE
+RESET ROLE;
+SET ROLE es_rs_reader;
+SELECT array_agg(stream_version) AS reader_reads FROM eventstore.read_stream('r');
+SELECT array_agg(stream_version) AS through_view FROM public.rs_view;
+PREPARE rs_q AS SELECT count(*) FROM eventstore.read_stream('r');
+EXECUTE rs_q;
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION eventstore.read_stream(text, bigint, bigint, boolean) FROM es_rs_reader;
+SET ROLE es_rs_reader;
+EXECUTE rs_q;
+\echo :SQLSTATE
+RESET ROLE;
+DEALLOCATE rs_q;
+DROP VIEW public.rs_view;
+DROP OWNED BY es_rs_reader, es_rs_nobody;
+DROP ROLE es_rs_reader, es_rs_nobody;
+
 DROP EXTENSION eventstore;

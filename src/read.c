@@ -9,9 +9,14 @@
  * lifecycle state and settings (lifecycle.c): a deleted stream reads as
  * absent, events that max_age, max_count or truncate_before exclude are
  * skipped before the worker has removed them, and an archived stream is
- * read from the archive.  Rows go into the
- * executor's tuplestore, which spills to disk past work_mem: reading a
- * million-event stream does not hold it in memory.
+ * read from the archive.
+ *
+ * read_stream returns rows as it reads them (0.9.0): in FROM, a planner
+ * hook makes it a custom scan whose rows point into the stored ones (no
+ * tuplestore, no memory per row, no temporary file, and a query that stops
+ * early stops the scan); called as a function it returns a row per call.
+ * The other reads (read_all, read_partitions) put their rows into the
+ * executor's tuplestore, which spills to disk past work_mem.
  *
  * src/read.c
  *
@@ -28,7 +33,23 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "access/sysattr.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/planmain.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parsetree.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "utils/array.h"
@@ -149,32 +170,52 @@ es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc, TupleTableSlot *slot,
 }
 
 /*
- * eventstore.read_stream(stream_id, from_version, max_count, backward)
- *	  returns setof eventstore.event
+ * Reading one stream, a row at a time.
  *
- * Forward: versions >= from_version (NULL: from the start), ascending.
- * Backward: versions <= from_version (NULL: from the end), descending.
+ * An EsStreamRead holds what a read of one stream keeps open from one row
+ * to the next: its relations, its index scan under a registered snapshot,
+ * what the stream's lifecycle lets the caller see (lifecycle.c), and a
+ * per-row memory context.  es_read_stream_open() checks the arguments and
+ * opens it (NULL: nothing to read); es_read_stream_next() returns the next
+ * visible row in read order (NULL at the end); es_read_stream_close()
+ * releases it all, and does nothing the second time.  On an error nothing
+ * needs closing: the resource owner releases the relations, buffer pins
+ * and snapshot, and the memory goes with the query's.
  */
-PG_FUNCTION_INFO_V1(eventstore_read_stream);
-Datum
-eventstore_read_stream(PG_FUNCTION_ARGS)
+typedef struct EsStreamRead
 {
-	text	   *stream_id = es_stream_id_arg(fcinfo, 0);
-	bool		has_from = !PG_ARGISNULL(1);
-	int64		from_version = has_from ? PG_GETARG_INT64(1) : 0;
-	bool		has_max = !PG_ARGISNULL(2);
-	int64		max_count = has_max ? PG_GETARG_INT64(2) : 0;
-	bool		backward = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const EsCatalog *cat;
+	bool		open;
 	Relation	heap;
 	Relation	index;
+	Snapshot	snapshot;
 	EsEventScan scan;
-	TupleTableSlot *slot;
+	EsStreamView view;
+	bool		has_max;
+	int64		max_count;
+	int64		count;
 	MemoryContext row_cxt;
-	int64		count = 0;
+	/* the function's ValuePerCall protocol */
+	ExprContext *econtext;		/* where es_read_stream_shutdown is registered */
+	TupleDesc	tupdesc;		/* eventstore.event, blessed */
+} EsStreamRead;
+
+/*
+ * Check read_stream's arguments (stream_id NULL when the argument is) and
+ * open a read under "snapshot" in the current memory context, which must
+ * live as long as the read (the stream id is copied there).  NULL when
+ * there is nothing to read.
+ */
+static EsStreamRead *
+es_read_stream_open(text *stream_id, bool has_from, int64 from_version,
+					bool has_max, int64 max_count, bool backward, Snapshot snapshot)
+{
+	const EsCatalog *cat;
+	EsStreamRead *r;
 	EsStreamView view;
 
+	if (stream_id == NULL)
+		es_null_arg_error("stream_id");
+	es_check_stream_id(stream_id);
 	if (has_from && from_version < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -184,18 +225,19 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_count must not be negative")));
 
-	es_init_result(fcinfo);
-
 	if (has_max && max_count == 0)
-		return (Datum) 0;
+		return NULL;
 	/* Nothing lies at or below version 0. */
 	if (backward && has_from && from_version == 0)
-		return (Datum) 0;
+		return NULL;
+
+	/* the scan key points at it from one row to the next */
+	stream_id = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(stream_id));
 
 	cat = es_stream_catalog(es_catalog(), stream_id);
-	es_stream_view(cat, stream_id, GetActiveSnapshot(), false, &view);
+	es_stream_view(cat, stream_id, snapshot, false, &view);
 	if (view.absent)
-		return (Datum) 0;
+		return NULL;
 	/* forward, start at the lowest readable version */
 	if (!backward && (!has_from || from_version < view.min_version))
 	{
@@ -203,52 +245,486 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 		has_from = (from_version > 1);
 	}
 
-	heap = table_open(view.heap_relid, AccessShareLock);
-	index = index_open(view.index_relid, AccessShareLock);
-
-	row_cxt = AllocSetContextCreate(CurrentMemoryContext,
-									"eventstore read_stream row",
-									ALLOCSET_SMALL_SIZES);
+	r = palloc0(sizeof(EsStreamRead));
+	r->view = view;
+	r->has_max = has_max;
+	r->max_count = max_count;
+	r->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									   "eventstore read_stream row",
+									   ALLOCSET_SMALL_SIZES);
+	/* the statement's snapshot, held until the read is closed */
+	r->snapshot = RegisterSnapshot(snapshot);
+	r->heap = table_open(view.heap_relid, AccessShareLock);
+	r->index = index_open(view.index_relid, AccessShareLock);
 
 	/* backward, from_version is the highest version read */
-	es_scan_stream_begin(&scan, heap, index, GetActiveSnapshot(), stream_id,
+	es_scan_stream_begin(&r->scan, r->heap, r->index, r->snapshot, stream_id,
 						 (has_from && !backward) ? from_version : 0,
 						 (has_from && backward) ? from_version : PG_INT64_MAX,
 						 backward ? BackwardScanDirection : ForwardScanDirection, NULL);
+	r->open = true;
+	return r;
+}
 
-	while ((!has_max || count < max_count) &&
-		   (slot = es_scan_next(&scan)) != NULL)
+/* es_read_stream_open() with the arguments of a call of read_stream */
+static EsStreamRead *
+es_read_stream_open_fcinfo(FunctionCallInfo fcinfo)
+{
+	return es_read_stream_open(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+							   !PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+							   !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2),
+							   !PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
+							   GetActiveSnapshot());
+}
+
+/*
+ * The next row of the read that the caller may see (in the scan's slot,
+ * valid until the next call), NULL at the end.  The per-row context is
+ * reset first: what the previous row left there is gone.
+ */
+static TupleTableSlot *
+es_read_stream_next(EsStreamRead *r)
+{
+	TupleTableSlot *slot;
+
+	MemoryContextReset(r->row_cxt);
+	if (!r->open || (r->has_max && r->count >= r->max_count))
+		return NULL;
+
+	while ((slot = es_scan_next(&r->scan)) != NULL)
 	{
-		MemoryContext oldcxt;
-
 		CHECK_FOR_INTERRUPTS();
 
-		if (view.rules.found)
+		if (r->view.rules.found)
 		{
 			bool		isnull;
 			int64		version = DatumGetInt64(slot_getattr(slot, Anum_es_stream_version, &isnull));
 			TimestampTz created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull));
 
 			/* backward, everything below the lowest readable version is gone */
-			if (version < view.min_version)
-				break;
-			if (es_view_hides(&view, version, created_at))
+			if (version < r->view.min_version)
+				return NULL;
+			if (es_view_hides(&r->view, version, created_at))
 				continue;
 		}
+		r->count++;
+		return slot;
+	}
+	return NULL;
+}
 
-		oldcxt = MemoryContextSwitchTo(row_cxt);
-		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, NULL);
+static void
+es_read_stream_close(EsStreamRead *r)
+{
+	if (!r->open)
+		return;
+	r->open = false;
+	es_scan_end(&r->scan);
+	index_close(r->index, AccessShareLock);
+	table_close(r->heap, AccessShareLock);
+	UnregisterSnapshot(r->snapshot);
+	MemoryContextReset(r->row_cxt);
+}
+
+/*
+ * A query that stops calling the function before the end (LIMIT, a cursor
+ * closed early, a rescan) shuts its expression context down: close the
+ * read.
+ */
+static void
+es_read_stream_shutdown(Datum arg)
+{
+	es_read_stream_close((EsStreamRead *) DatumGetPointer(arg));
+}
+
+/*
+ * eventstore.read_stream(stream_id, from_version, max_count, backward)
+ *	  returns setof eventstore.event
+ *
+ * Forward: versions >= from_version (NULL: from the start), ascending.
+ * Backward: versions <= from_version (NULL: from the end), descending.
+ *
+ * Called in FROM, read_stream is planned as the custom scan below, which
+ * hands the caller's plan the rows as it reads them.  Called as a function
+ * (in a select list; in FROM WITH ORDINALITY or with arguments from a
+ * LATERAL reference, or planned before this library was loaded), it
+ * returns a row per call (ValuePerCall): in a select list the rows still
+ * go one at a time; a FunctionScan collects them in its tuplestore.
+ */
+PG_FUNCTION_INFO_V1(eventstore_read_stream);
+Datum
+eventstore_read_stream(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	EsStreamRead *r;
+	TupleTableSlot *slot;
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+		MemoryContext oldcxt;
+		TupleDesc	tupdesc;
+
+		funcctx = SRF_FIRSTCALL_INIT();
+		oldcxt = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		tupdesc = BlessTupleDesc(tupdesc);
+		r = es_read_stream_open_fcinfo(fcinfo);
+		if (r != NULL)
+		{
+			r->tupdesc = tupdesc;
+			/* registered after funcapi's own callback: runs before it */
+			r->econtext = rsinfo->econtext;
+			RegisterExprContextCallback(r->econtext, es_read_stream_shutdown,
+										PointerGetDatum(r));
+		}
+		funcctx->user_fctx = r;
 		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(row_cxt);
-		count++;
 	}
 
-	es_scan_end(&scan);
-	MemoryContextDelete(row_cxt);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	funcctx = SRF_PERCALL_SETUP();
+	r = (EsStreamRead *) funcctx->user_fctx;
+	if (r == NULL)
+		SRF_RETURN_DONE(funcctx);
 
-	return (Datum) 0;
+	slot = es_read_stream_next(r);
+	if (slot != NULL)
+	{
+		Datum		values[Natts_es_event_type];
+		bool		nulls[Natts_es_event_type];
+		MemoryContext oldcxt = MemoryContextSwitchTo(r->row_cxt);
+		Datum		result;
+
+		slot_getallattrs(slot);
+		es_event_to_output(slot->tts_values, slot->tts_isnull, values, nulls);
+		/* fetches out-of-line values: the row outlives the scan's buffer */
+		result = HeapTupleGetDatum(heap_form_tuple(r->tupdesc, values, nulls));
+		MemoryContextSwitchTo(oldcxt);
+		SRF_RETURN_NEXT(funcctx, result);
+	}
+
+	UnregisterExprContextCallback(r->econtext, es_read_stream_shutdown, PointerGetDatum(r));
+	es_read_stream_close(r);
+	SRF_RETURN_DONE(funcctx);
+}
+
+/*
+ * read_stream in FROM as a custom scan.
+ *
+ * A set-returning function in FROM is a FunctionScan, which calls the
+ * function to the end into a tuplestore before it returns a row: a long
+ * stream spilled to temporary files, and the client waited for the whole
+ * read.  A planner hook (set_rel_pathlist_hook) replaces the FunctionScan
+ * path of a call of read_stream by a CustomScan path: the scan evaluates
+ * the arguments when it starts, then returns each visible row as it reads
+ * it, the values pointing into the stored row (the scan's buffer stays
+ * pinned until the next row), so a read needs no memory per row and stops
+ * when the query does (LIMIT, a cursor).  The scan's tuple is the columns
+ * of eventstore.event and, when the query uses the whole row (a fold over
+ * read_stream e, e::text), the row as a composite value, formed for it.
+ *
+ * The FunctionScan would check EXECUTE on read_stream; the custom scan
+ * checks it when it starts (also under EXPLAIN).  Calls that keep the
+ * FunctionScan: WITH ORDINALITY, ROWS FROM with several functions,
+ * arguments that refer to another relation (LATERAL), and any plan made
+ * before the library was loaded (without shared_preload_libraries, the
+ * first query of a backend).
+ */
+#define ES_READ_SCAN_NAME	"eventstore read_stream"
+
+typedef struct EsReadScanState
+{
+	CustomScanState css;
+	Oid			funcid;
+	List	   *args;			/* ExprStates of the four arguments */
+	bool		whole_row;		/* the scan tuple's last column is the row */
+	TupleDesc	event_desc;		/* eventstore.event, blessed (whole_row) */
+	MemoryContext read_cxt;		/* the read: reset at a rescan */
+	bool		started;
+	EsStreamRead *read;
+} EsReadScanState;
+
+static set_rel_pathlist_hook_type es_prev_set_rel_pathlist = NULL;
+static Plan *es_read_plan_path(PlannerInfo *root, RelOptInfo *rel, struct CustomPath *best_path,
+							   List *tlist, List *clauses, List *custom_plans);
+static Node *es_read_create_state(CustomScan *cscan);
+static void es_read_begin(CustomScanState *node, EState *estate, int eflags);
+static TupleTableSlot *es_read_exec(CustomScanState *node);
+static void es_read_end(CustomScanState *node);
+static void es_read_rescan(CustomScanState *node);
+
+static const CustomPathMethods es_read_path_methods = {
+	.CustomName = ES_READ_SCAN_NAME,
+	.PlanCustomPath = es_read_plan_path,
+};
+static const CustomScanMethods es_read_scan_methods = {
+	.CustomName = ES_READ_SCAN_NAME,
+	.CreateCustomScanState = es_read_create_state,
+};
+static const CustomExecMethods es_read_exec_methods = {
+	.CustomName = ES_READ_SCAN_NAME,
+	.BeginCustomScan = es_read_begin,
+	.ExecCustomScan = es_read_exec,
+	.EndCustomScan = es_read_end,
+	.ReScanCustomScan = es_read_rescan,
+};
+
+/* Whether "funcid" is eventstore.read_stream (this library's C entry). */
+static bool
+es_is_read_stream(Oid funcid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	Form_pg_proc proc;
+	bool		result = false;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prolang == ClanguageId && proc->pronargs == 4 && proc->proretset &&
+		strcmp(NameStr(proc->proname), "read_stream") == 0)
+	{
+		bool		isnull;
+		Datum		src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
+		char	   *nsp = get_namespace_name(proc->pronamespace);
+
+		result = !isnull && nsp != NULL && strcmp(nsp, "eventstore") == 0 &&
+			strcmp(TextDatumGetCString(src), "eventstore_read_stream") == 0;
+	}
+	ReleaseSysCache(tup);
+	return result;
+}
+
+static void
+es_read_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
+{
+	RangeTblFunction *rtfunc;
+	FuncExpr   *fexpr;
+	CustomPath *cpath;
+	Path	   *old;
+
+	if (es_prev_set_rel_pathlist)
+		es_prev_set_rel_pathlist(root, rel, rti, rte);
+
+	if (rte->rtekind != RTE_FUNCTION || rte->funcordinality ||
+		list_length(rte->functions) != 1 || rel->reloptkind != RELOPT_BASEREL ||
+		!bms_is_empty(rel->lateral_relids) || rel->pathlist == NIL)
+		return;
+	rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	fexpr = (FuncExpr *) rtfunc->funcexpr;
+	if (!IsA(fexpr, FuncExpr) || list_length(fexpr->args) != 4 || !es_is_read_stream(fexpr->funcid))
+		return;
+
+	old = (Path *) linitial(rel->pathlist);
+	cpath = makeNode(CustomPath);
+	cpath->path.pathtype = T_CustomScan;
+	cpath->path.parent = rel;
+	cpath->path.pathtarget = rel->reltarget;
+	cpath->path.param_info = NULL;
+	cpath->path.parallel_aware = false;
+	cpath->path.parallel_safe = rel->consider_parallel;
+	cpath->path.parallel_workers = 0;
+	cpath->path.rows = rel->rows;
+	/* rows come as they are read: none of the FunctionScan's startup */
+	cpath->path.startup_cost = 0;
+	cpath->path.total_cost = old->total_cost;
+	cpath->path.pathkeys = NIL;
+	cpath->flags = 0;
+	cpath->custom_paths = NIL;
+	cpath->custom_private = NIL;
+	cpath->methods = &es_read_path_methods;
+
+	/* the only way to scan it now */
+	rel->pathlist = NIL;
+	rel->partial_pathlist = NIL;
+	add_path(rel, &cpath->path);
+}
+
+static Plan *
+es_read_plan_path(PlannerInfo *root, RelOptInfo *rel, struct CustomPath *best_path,
+				  List *tlist, List *clauses, List *custom_plans)
+{
+	RangeTblEntry *rte = planner_rt_fetch(rel->relid, root);
+	FuncExpr   *fexpr = (FuncExpr *) linitial_node(RangeTblFunction, rte->functions)->funcexpr;
+	CustomScan *cscan = makeNode(CustomScan);
+	TupleDesc	desc = lookup_rowtype_tupdesc(fexpr->funcresulttype, -1);
+	List	   *scan_tlist = NIL;
+	Bitmapset  *attrs = NULL;
+	bool		whole_row;
+	AttrNumber	resno = 1;
+
+	/* whether the output or a condition uses the whole row */
+	pull_varattnos((Node *) tlist, rel->relid, &attrs);
+	pull_varattnos((Node *) extract_actual_clauses(clauses, false), rel->relid, &attrs);
+	whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
+
+	/* the scan tuple: every column of eventstore.event, then the row */
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) makeVar(rel->relid, i + 1, att->atttypid,
+															  att->atttypmod, att->attcollation, 0),
+											 resno++, NULL, false));
+	}
+	ReleaseTupleDesc(desc);
+	if (whole_row)
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) makeVar(rel->relid, 0, fexpr->funcresulttype,
+															  -1, InvalidOid, 0),
+											 resno++, NULL, false));
+
+	cscan->scan.plan.targetlist = tlist;
+	cscan->scan.plan.qual = extract_actual_clauses(clauses, false);
+	/* no relation to open: the scan tuple is described by custom_scan_tlist */
+	cscan->scan.scanrelid = 0;
+	cscan->flags = best_path->flags;
+	cscan->custom_plans = NIL;
+	cscan->custom_exprs = copyObject(fexpr->args);
+	cscan->custom_private = list_make2(makeInteger(fexpr->funcid), makeBoolean(whole_row));
+	cscan->custom_scan_tlist = scan_tlist;
+	cscan->custom_relids = bms_make_singleton(rel->relid);
+	cscan->methods = &es_read_scan_methods;
+	return &cscan->scan.plan;
+}
+
+static Node *
+es_read_create_state(CustomScan *cscan)
+{
+	EsReadScanState *st = (EsReadScanState *) newNode(sizeof(EsReadScanState), T_CustomScanState);
+
+	st->css.methods = &es_read_exec_methods;
+	st->funcid = intVal(linitial(cscan->custom_private));
+	st->whole_row = boolVal(lsecond(cscan->custom_private));
+	return (Node *) st;
+}
+
+static void
+es_read_begin(CustomScanState *node, EState *estate, int eflags)
+{
+	EsReadScanState *st = (EsReadScanState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+
+	/* what the FunctionScan would check: the right to call read_stream */
+	if (es_proc_aclcheck(st->funcid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(st->funcid));
+	InvokeFunctionExecuteHook(st->funcid);
+
+	st->args = ExecInitExprList(cscan->custom_exprs, &node->ss.ps);
+	if (st->whole_row)
+	{
+		TupleDesc	desc = node->ss.ss_ScanTupleSlot->tts_tupleDescriptor;
+
+		st->event_desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(TupleDescAttr(desc, desc->natts - 1)->atttypid, -1));
+	}
+	st->read_cxt = AllocSetContextCreate(estate->es_query_cxt,
+										 "eventstore read_stream scan",
+										 ALLOCSET_SMALL_SIZES);
+	st->started = false;
+	st->read = NULL;
+}
+
+/* Evaluate the arguments and open the read. */
+static void
+es_read_start(EsReadScanState *st)
+{
+	ExprContext *econtext = st->css.ss.ps.ps_ExprContext;
+	Datum		values[4];
+	bool		nulls[4];
+	int			i = 0;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	foreach(lc, st->args)
+	{
+		values[i] = ExecEvalExpr((ExprState *) lfirst(lc), econtext, &nulls[i]);
+		i++;
+	}
+	MemoryContextSwitchTo(st->read_cxt);
+	st->read = es_read_stream_open(nulls[0] ? NULL : DatumGetTextPP(values[0]),
+								   !nulls[1], nulls[1] ? 0 : DatumGetInt64(values[1]),
+								   !nulls[2], nulls[2] ? 0 : DatumGetInt64(values[2]),
+								   !nulls[3] && DatumGetBool(values[3]),
+								   st->css.ss.ps.state->es_snapshot);
+	MemoryContextSwitchTo(oldcxt);
+	st->started = true;
+}
+
+static TupleTableSlot *
+es_read_next(ScanState *ss)
+{
+	EsReadScanState *st = (EsReadScanState *) ss;
+	TupleTableSlot *out = ss->ss_ScanTupleSlot;
+	TupleTableSlot *slot;
+
+	if (!st->started)
+		es_read_start(st);
+	ExecClearTuple(out);
+	if (st->read == NULL)
+		return out;
+	slot = es_read_stream_next(st->read);
+	if (slot == NULL)
+	{
+		es_read_stream_close(st->read);
+		return out;
+	}
+
+	/* the values point into the stored row, pinned until the next one */
+	slot_getallattrs(slot);
+	es_event_to_output(slot->tts_values, slot->tts_isnull, out->tts_values, out->tts_isnull);
+	if (st->whole_row)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(st->read->row_cxt);
+
+		out->tts_values[Natts_es_event_type] =
+			HeapTupleGetDatum(heap_form_tuple(st->event_desc, out->tts_values, out->tts_isnull));
+		out->tts_isnull[Natts_es_event_type] = false;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return ExecStoreVirtualTuple(out);
+}
+
+static bool
+es_read_recheck(ScanState *ss, TupleTableSlot *slot)
+{
+	return true;
+}
+
+static TupleTableSlot *
+es_read_exec(CustomScanState *node)
+{
+	return ExecScan(&node->ss, es_read_next, es_read_recheck);
+}
+
+static void
+es_read_stop(EsReadScanState *st)
+{
+	if (st->read != NULL)
+		es_read_stream_close(st->read);
+	st->read = NULL;
+	st->started = false;
+	MemoryContextReset(st->read_cxt);
+}
+
+static void
+es_read_end(CustomScanState *node)
+{
+	EsReadScanState *st = (EsReadScanState *) node;
+
+	if (node->ss.ss_ScanTupleSlot)
+		ExecClearTuple(node->ss.ss_ScanTupleSlot);
+	es_read_stop(st);
+}
+
+static void
+es_read_rescan(CustomScanState *node)
+{
+	EsReadScanState *st = (EsReadScanState *) node;
+
+	ExecClearTuple(node->ss.ss_ScanTupleSlot);
+	es_read_stop(st);
 }
 
 /*
@@ -992,6 +1468,11 @@ eventstore_partition_horizons_here(PG_FUNCTION_ARGS)
 void
 es_read_define_gucs(void)
 {
+	/* read_stream in FROM as a custom scan (see there) */
+	RegisterCustomScanMethods(&es_read_scan_methods);
+	es_prev_set_rel_pathlist = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = es_read_set_rel_pathlist;
+
 	DefineCustomBoolVariable("eventstore.total_order",
 							 "On a store distributed with Citus, read_all merges the partitions of the global log into one order.",
 							 "Each read asks every node for its horizon and lifts the positions of nodes that lag, briefly locking their sequence; off, read_all is refused there (read the partitions with read_partitions).",

@@ -152,7 +152,8 @@ COMMENT ON FUNCTION eventstore.append_events(text, jsonb, bigint) IS
 REVOKE ALL ON FUNCTION eventstore.append_events(text, jsonb, bigint) FROM PUBLIC;
 
 -- Reading one stream.  PARALLEL SAFE: it reads only what the statement's
--- snapshot shows, and works in a parallel worker.
+-- snapshot shows, and works in a parallel worker.  In FROM it is planned as
+-- a custom scan that returns rows as it reads them (0.9.0, src/read.c).
 CREATE FUNCTION eventstore.read_stream(
     stream_id    text,
     from_version bigint  DEFAULT NULL,

@@ -145,6 +145,10 @@ COMMENT ON FUNCTION eventstore.archive_streams(interval, text, integer) IS
 -- Section 2: read_stream returns rows as it reads them
 -- =====================================================================
 
+-- Nothing to change in SQL: eventstore.read_stream keeps its C entry point,
+-- which returns a row per call since 0.9.0, and in FROM the library's
+-- planner hook plans it as a custom scan (src/read.c).
+
 -- =====================================================================
 -- Section 3: folds (aggregate_stream, load_state) plan evolve once
 -- =====================================================================
