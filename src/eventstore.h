@@ -573,6 +573,7 @@ extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshot
 
 /* read.c */
 extern void es_read_define_gucs(void);
+extern void es_read_install_hooks(void);
 
 /* projection.c */
 struct FmgrInfo;

@@ -58,6 +58,8 @@ _PG_init(void)
 
 	/* before Citus routes a call of one stream (a distributed store) */
 	es_shard_install_hooks();
+	/* read_stream in FROM returns rows as it reads them */
+	es_read_install_hooks();
 
 	/*
 	 * Everything below needs shared memory and the postmaster: the registry
@@ -67,7 +69,6 @@ _PG_init(void)
 	 */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
-
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = es_shmem_request;

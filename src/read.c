@@ -1468,11 +1468,6 @@ eventstore_partition_horizons_here(PG_FUNCTION_ARGS)
 void
 es_read_define_gucs(void)
 {
-	/* read_stream in FROM as a custom scan (see there) */
-	RegisterCustomScanMethods(&es_read_scan_methods);
-	es_prev_set_rel_pathlist = set_rel_pathlist_hook;
-	set_rel_pathlist_hook = es_read_set_rel_pathlist;
-
 	DefineCustomBoolVariable("eventstore.total_order",
 							 "On a store distributed with Citus, read_all merges the partitions of the global log into one order.",
 							 "Each read asks every node for its horizon and lifts the positions of nodes that lag, briefly locking their sequence; off, read_all is refused there (read the partitions with read_partitions).",
@@ -1481,4 +1476,17 @@ es_read_define_gucs(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+}
+
+/*
+ * read_stream in FROM as a custom scan (see there): its methods, and the
+ * planner hook that chooses it.  Called by _PG_init, also when the library
+ * is loaded on first use (plans made before that keep the function scan).
+ */
+void
+es_read_install_hooks(void)
+{
+	RegisterCustomScanMethods(&es_read_scan_methods);
+	es_prev_set_rel_pathlist = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = es_read_set_rel_pathlist;
 }
