@@ -161,4 +161,13 @@ es_builtin_uuidv7(pg_uuid_t *uuid)
 #endif
 }
 
+/*
+ * DatumGetHeapTupleHeader(), without calling it: the headers of 17.12 and
+ * 18 declare it a function of the server, which the servers of 17.10 and
+ * 18 do not export (their postmasters refuse a library that calls it).
+ * The same detoasting, through pg_detoast_datum, which every server has.
+ */
+#define es_datum_get_tuple_header(d) \
+	((HeapTupleHeader) PG_DETOAST_DATUM(d))
+
 #endif							/* EVENTSTORE_COMPAT_H */

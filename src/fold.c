@@ -192,7 +192,7 @@ es_expand_record(ExpandedRecordHeader *template, Datum flat, MemoryContext cxt)
 	HeapTuple	tuple = palloc(HEAPTUPLESIZE);
 	ExpandedRecordHeader *erh;
 
-	tuple->t_data = DatumGetHeapTupleHeader(flat);
+	tuple->t_data = es_datum_get_tuple_header(flat);
 	tuple->t_len = HeapTupleHeaderGetDatumLength(tuple->t_data);
 	ItemPointerSetInvalid(&tuple->t_self);
 	tuple->t_tableOid = InvalidOid;
