@@ -51,6 +51,12 @@ subscriptions_setup() {
 	bench_parts subscriptions "consume lag" "$SUBS_PARTS"
 	bench_log "subscriptions: creating database $SUBS_DB with $SUBS_EVENTS events and the plain queue"
 	bench_create_db "$SUBS_DB" -f "$BENCH_ROOT/bench/subscriptions/queue.sql"
+	# diagnosis only: SQL run once the extension is created (e.g. another
+	# version of a function, to compare); the report says so
+	if [ -n "${BENCH_SUBS_SETUP_SQL:-}" ]; then
+		bench_log "subscriptions: WARNING: diagnosis: running $BENCH_SUBS_SETUP_SQL"
+		bench_psql -f "$BENCH_SUBS_SETUP_SQL" >/dev/null
+	fi
 	bench_preload eventstore.events eventstore.global_position_seq "$SUBS_EVENTS" "$BENCH_DATA" "$BENCH_METADATA"
 	# the worker runs before any measured run; its append ('bench-warmup')
 	# also moves the horizon past the preloaded events
@@ -210,7 +216,7 @@ subscriptions_report() {
 	local csv=$1 clients batch s p r rs dry
 	echo "## subscriptions: competing consumers of a durable subscription against a plain work queue (median of $SUBS_ROUNDS round(s))"
 	echo
-	echo "$BENCH_MACHINE"
+	echo "$BENCH_MACHINE${BENCH_SUBS_SETUP_SQL:+ Diagnosis: $BENCH_SUBS_SETUP_SQL was run after CREATE EXTENSION.}"
 	echo
 	if bench_part "$SUBS_PARTS" consume; then
 		echo "Consumers (pgbench -M prepared, ${SUBS_SECONDS}s per run, synchronous_commit=$(bench_value 'SHOW synchronous_commit'))" \
