@@ -47,7 +47,7 @@ DATA = $(patsubst $(top)%,%,$(wildcard $(top)sql/versions/$(EXTENSION)--*.sql))
 
 # pg_regress and pg_isolation_regress each run on a temporary instance of
 # their own with the extension preloaded (test/eventstore.conf).
-REGRESS = append append_events idempotency read_stream errors roles read_all projections subscriptions state fold_expr lifecycle kurrentdb_conformance markers distribution security_manage security_core security_attack security_fuzz security_parallel security_worker stats upgrade
+REGRESS = append append_events idempotency read_stream errors roles read_all projections subscriptions state fold_expr lifecycle kurrentdb_conformance markers distribution security_manage security_core security_attack security_fuzz security_parallel security_worker stats upgrade subscription_roles
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.conf
 
 ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \

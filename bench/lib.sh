@@ -9,7 +9,7 @@
 # and bench/results/SUITE.md (bench/run.sh; BENCH_RESULTS).
 #
 # Globals set here: BENCH_WORK (work dir), BENCH_PORT, BENCH_DB, BENCH_DATA,
-# BENCH_METADATA, BENCH_IS_QUICK.
+# BENCH_METADATA, BENCH_IS_QUICK, BENCH_IS_SMOKE.
 
 BENCH_DB=bench
 BENCH_PGBENCH=$PG_BINDIR/pgbench
@@ -22,6 +22,50 @@ if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
 	# shellcheck disable=SC2034 # read by run.sh and the suites
 	BENCH_IS_QUICK=1
 fi
+
+# BENCH_IS_SMOKE: 1 when BENCH_SMOKE asks for a smoke run (every suite for
+# seconds, the smallest data: to catch errors, not to read numbers; implies
+# quick mode), else empty.  bench/run.sh sets the shared settings, each suite
+# its own.
+BENCH_IS_SMOKE=
+if [ -n "${BENCH_SMOKE:-}" ] && [ "${BENCH_SMOKE}" != 0 ]; then
+	# shellcheck disable=SC2034 # read by run.sh and the suites
+	BENCH_IS_SMOKE=1
+	# shellcheck disable=SC2034
+	BENCH_IS_QUICK=1
+fi
+
+# bench_smoke_defaults: the settings of a smoke run (BENCH_SMOKE=1), each
+# unless set in the environment: one round of one second, two clients, the
+# smallest data each suite accepts.  bench/run.sh calls it before it sources
+# the suites, which read their settings when sourced.
+bench_smoke_defaults() {
+	local kv name
+	for kv in BENCH_DURATION=1 BENCH_ROUNDS=1 BENCH_CLIENTS=2 BENCH_PRELOAD_EVENTS=2000 \
+		BENCH_GLOBAL_EVENTS=30000 BENCH_GLOBAL_SECONDS=1 BENCH_GLOBAL_ROUNDS=1 \
+		BENCH_GLOBAL_APPEND_CLIENTS=2 BENCH_GLOBAL_READ_CLIENTS=1 \
+		BENCH_GLOBAL_LATENCY_SAMPLES=10 BENCH_GLOBAL_LOAD_SECONDS=2 \
+		BENCH_HOT_CLIENTS=2 BENCH_HOT_LOOP_CALLS=200 \
+		BENCH_READS_STREAMS=10 BENCH_READS_EVENTS=100 BENCH_READS_CLIENTS=1 \
+		BENCH_MEMORY_BATCHES=1000 BENCH_MEMORY_STREAMS="1000 3000" \
+		BENCH_SCALES="0 10000" BENCH_SCALE_CLIENTS=2 \
+		BENCH_PROJ_SECONDS=1 BENCH_PROJ_ROUNDS=1 BENCH_PROJ_CLIENTS=2 BENCH_PROJ_COUNTS="0 1" \
+		BENCH_PROJ_CPU_ITERATIONS=200 BENCH_PROJ_CPU_ROUNDS=1 BENCH_PROJ_ASYNC_CLIENTS=2 \
+		BENCH_PROJ_ASYNC_SECONDS=2 BENCH_PROJ_ASYNC_ROUNDS=1 \
+		BENCH_STATE_EVENTS=2000 BENCH_STATE_LOAD_ROUNDS=1 BENCH_STATE_CLIENTS=2 BENCH_STATE_EVERY=10 \
+		BENCH_STATE_POLICY_SECONDS=1 BENCH_STATE_POLICY_ROUNDS=1 BENCH_STATE_CMD_STREAMS=200 \
+		BENCH_STATE_CMD_SECONDS=1 BENCH_STATE_CMD_ROUNDS=1 BENCH_STATE_CPU_ITERATIONS=100 \
+		BENCH_LC_STREAMS=10000 BENCH_LC_ARCHIVE_BATCH=5000 BENCH_LC_APPEND_CLIENTS=2 BENCH_LC_SECONDS=1 \
+		BENCH_LC_ROUNDS=1 BENCH_LC_RESTORE=100 BENCH_LC_HOT_CLIENTS=2 BENCH_LC_LOOP_CALLS=200 \
+		BENCH_LC_READ_EVENTS=20000 \
+		BENCH_CITUS_SHARDS=4 \
+		BENCH_SUBS_CLIENTS=2 BENCH_SUBS_BATCHES=10 BENCH_SUBS_SECONDS=1 BENCH_SUBS_ROUNDS=1 \
+		BENCH_SUBS_EVENTS=5000 BENCH_SUBS_LAG_CONSUMERS="0 1" BENCH_SUBS_LAG_SECONDS=2; do
+		name=${kv%%=*}
+		# shellcheck disable=SC2163 # NAME=VALUE, on purpose
+		[ -n "${!name:-}" ] || export "$kv"
+	done
+}
 
 # The payload of every suite's events: ~100 bytes of data and ~70 of
 # metadata, passed to the server as text parameters (pgbench -D, psql -v) so

@@ -4,9 +4,10 @@
 # removed at the end.  Works as root (the server runs as "postgres") and as a
 # normal user.  Uses the eventstore that is installed; it does not build.
 #
-#   bash bench/run.sh                 # every suite (append ... lifecycle)
+#   bash bench/run.sh                 # every suite (append ... subscriptions)
 #   bash bench/run.sh global          # named suites
-#   BENCH_QUICK=1 bash bench/run.sh   # smoke test: 3 s per run, 1 round
+#   BENCH_QUICK=1 bash bench/run.sh   # quick: 3 s per run, 1 round
+#   BENCH_SMOKE=1 bash bench/run.sh   # smoke test (CI): every suite for seconds
 #
 # Settings (environment): BENCH_DURATION (seconds per run, 15; 3 with
 # BENCH_QUICK=1), BENCH_ROUNDS (2; 1 with BENCH_QUICK=1; the median is
@@ -14,7 +15,8 @@
 # BENCH_APPEND_WORKLOADS, BENCH_PRELOAD_EVENTS, BENCH_PLPGSQL_NOTIFY,
 # BENCH_SHARED_BUFFERS, BENCH_MAX_WAL_SIZE, BENCH_SYNCHRONOUS_COMMIT,
 # BENCH_KEEP, and BENCH_GLOBAL_* (global), BENCH_PROJ_* (projections),
-# BENCH_STATE_* (state) and BENCH_LC_* (lifecycle) for those suites: see
+# BENCH_STATE_* (state), BENCH_LC_* (lifecycle) and BENCH_SUBS_*
+# (subscriptions) for those suites, BENCH_SMOKE: see
 # bench/README.md.
 # PG_CONFIG or PGBIN: another PostgreSQL than the system's 15, e.g.
 # PG_CONFIG=$(bash scripts/postgres.sh 18) (see README, "Supported versions").
@@ -24,6 +26,11 @@ cd "$BENCH_ROOT"
 . scripts/common.sh
 . bench/lib.sh
 
+# BENCH_SMOKE=1: every suite (citus too, which skips where Citus is not
+# installed), each setup run twice (a setup must be idempotent: the append
+# suite's runs again for synchronous_commit = off), for seconds, the smallest
+# data; for CI (.ci/run): it fails on any error, its numbers mean nothing.
+[ -z "$BENCH_IS_SMOKE" ] || bench_smoke_defaults
 if [ -n "$BENCH_IS_QUICK" ]; then
 	BENCH_DURATION=${BENCH_DURATION:-3}
 	BENCH_ROUNDS=${BENCH_ROUNDS:-1}
@@ -32,7 +39,9 @@ BENCH_DURATION=${BENCH_DURATION:-15}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_CLIENTS=${BENCH_CLIENTS:-1 8}
 BENCH_RESULTS=$BENCH_ROOT/bench/results
-suites=${*:-append global peer hot reads memory scale projections state lifecycle}
+default_suites="append global peer hot reads memory scale projections state lifecycle subscriptions"
+[ -z "$BENCH_IS_SMOKE" ] || default_suites="$default_suites citus"
+suites=${*:-$default_suites}
 
 for s in $suites; do
 	[ -f "bench/suites/$s.sh" ] || { echo "unknown suite: $s (see bench/suites/)" >&2; exit 2; }
@@ -51,7 +60,9 @@ BENCH_MACHINE=$(bench_machine)
 mkdir -p "$BENCH_RESULTS"
 
 for s in $suites; do
+	t0=$(date +%s)
 	"${s}_setup"
+	[ -z "$BENCH_IS_SMOKE" ] || { bench_log "smoke: $s: its setup once more (idempotent?)"; "${s}_setup"; }
 	"${s}_run" "$BENCH_RESULTS/$s.csv"
 	# once: a report asks the server and runs many small programs
 	"${s}_report" "$BENCH_RESULTS/$s.csv" >"$BENCH_WORK/$s.report.md"
@@ -68,6 +79,7 @@ for s in $suites; do
 	cat "$BENCH_WORK/$s.report.md"
 	echo
 	echo "(written to bench/results/$s.md, every run in bench/results/$s.csv)"
+	bench_log "$s: done in $(($(date +%s) - t0)) s"
 done
 
 # The append suite once more with synchronous_commit = off: without the WAL

@@ -96,6 +96,9 @@ max_prepared_transactions = 20"
 		name=citus-worker$k
 		[ "$k" != 0 ] || name=citus-coordinator
 		CITUS_NODES+=("$name")
+		# a second setup starts afresh: the nodes of the first one go
+		bench_node_stop "$BENCH_WORK/$name"
+		rm -rf "${BENCH_WORK:?}/$name"
 		bench_node_start "$BENCH_WORK/$name" "$(citus_port "$k")" "$BENCH_WORK/$name.log" \
 			citus,eventstore "$conf"
 		BENCH_PORT=$(citus_port "$k") bench_psql_db postgres -c "CREATE DATABASE $BENCH_DB" >/dev/null

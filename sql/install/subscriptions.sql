@@ -278,21 +278,30 @@ REVOKE ALL ON FUNCTION eventstore.drop_subscription(text, boolean) FROM PUBLIC;
 CREATE FUNCTION eventstore.subscription_deliverable(
     subscription text, at timestamptz, max_count integer)
 RETURNS bigint[]
-LANGUAGE sql STABLE CALLED ON NULL INPUT PARALLEL SAFE
+LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    -- PL/pgSQL (0.9.0; SQL before): every fetch calls this once or twice,
+    -- and a SQL function that cannot be inlined was parsed and planned on
+    -- every call; PL/pgSQL keeps the plan for the session.
+    RETURN (
     SELECT coalesce(array_agg(d.global_position ORDER BY d.global_position), '{}')
       FROM (SELECT o.global_position
               FROM (SELECT se.global_position,
                            bool_and((se.state = 'pending'
-                                     AND (se.not_before IS NULL OR se.not_before <= $2))
-                                    OR (se.state = 'leased' AND se.lease_expires_at <= $2))
+                                     AND (se.not_before IS NULL
+                                          OR se.not_before <= subscription_deliverable.at))
+                                    OR (se.state = 'leased'
+                                        AND se.lease_expires_at <= subscription_deliverable.at))
                              OVER (PARTITION BY se.stream_id ORDER BY se.global_position) AS ready
                       FROM eventstore.subscription_events se
-                     WHERE se.subscription = $1 AND se.state <> 'parked') o
+                     WHERE se.subscription = subscription_deliverable.subscription
+                       AND se.state <> 'parked') o
              WHERE o.ready
              ORDER BY o.global_position
-             LIMIT $3) d
+             LIMIT subscription_deliverable.max_count) d);
+END
 $$;
 COMMENT ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) IS
     'Positions a fetch of the subscription may lease at the given time (internal)';
@@ -521,7 +530,9 @@ BEGIN
      WHERE se.subscription = _subscription_ack.subscription
        AND se.global_position = ANY (positions)
        AND se.state = 'leased' AND se.consumer = _subscription_ack.consumer
-       AND eventstore._is_member(_subscription_ack.caller, se.consumer_role);
+       -- the role that fetched, without a call per row (0.9.0), else a member
+       AND (se.consumer_role = _subscription_ack.caller
+            OR eventstore._is_member(_subscription_ack.caller, se.consumer_role));
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END
@@ -591,7 +602,9 @@ BEGIN
      WHERE se.subscription = _subscription_nack.subscription
        AND se.global_position = ANY (positions)
        AND se.state = 'leased' AND se.consumer = _subscription_nack.consumer
-       AND eventstore._is_member(_subscription_nack.caller, se.consumer_role);
+       -- the role that fetched, without a call per row (0.9.0), else a member
+       AND (se.consumer_role = _subscription_nack.caller
+            OR eventstore._is_member(_subscription_nack.caller, se.consumer_role));
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END
