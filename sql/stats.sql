@@ -191,14 +191,22 @@ DROP FUNCTION st_slow_handler(eventstore.event);
 
 -- wait events: what the extension's processes wait for between their
 -- cycles is named in pg_stat_activity from PostgreSQL 17 (before: the
--- class's generic name, "Extension")
+-- class's generic name, "Extension").  Taken at a moment when all three
+-- wait (pg_stat_activity is a snapshot per transaction: cleared each time)
+CREATE TABLE st_waits AS
+SELECT backend_type, wait_event_type, wait_event FROM pg_stat_activity WHERE false;
 DO $$
 BEGIN
     FOR i IN 1 .. 300 LOOP
-        EXIT WHEN (SELECT count(*) FROM pg_stat_activity
-                    WHERE backend_type IN ('eventstore worker', 'eventstore projector')
-                      AND datname = current_database()
-                      AND wait_event_type = 'Extension') = 2;
+        PERFORM pg_stat_clear_snapshot();
+        INSERT INTO st_waits
+        SELECT backend_type, wait_event_type, wait_event
+          FROM pg_stat_activity
+         WHERE backend_type LIKE 'eventstore %'
+           AND (datname = current_database() OR backend_type = 'eventstore launcher');
+        EXIT WHEN (SELECT count(*) FILTER (WHERE wait_event_type = 'Extension') = 3
+                     FROM st_waits);
+        DELETE FROM st_waits;
         PERFORM pg_sleep(0.05);
     END LOOP;
 END $$;
@@ -207,10 +215,8 @@ SELECT backend_type, wait_event_type,
             THEN wait_event = 'Extension'
             ELSE wait_event IN ('EventstoreWorkerMain', 'EventstoreNotifyDelay',
                                 'EventstoreProjectorMain', 'EventstoreLauncherMain') END AS named
-  FROM pg_stat_activity
- WHERE backend_type LIKE 'eventstore %' AND wait_event_type = 'Extension'
-   AND (datname = current_database() OR backend_type = 'eventstore launcher')
- ORDER BY 1;
+  FROM st_waits ORDER BY 1;
+DROP TABLE st_waits;
 
 -- who may read: the views are not PUBLIC's, pg_monitor reads them; the
 -- functions under them answer only a role that may read their view; only
