@@ -351,6 +351,57 @@ SELECT array_agg(global_position) AS delivered FROM eventstore.subscription_fetc
 SELECT eventstore.drop_subscription('hot');
 
 --
+-- Leased as pulled (0.9.0): a fetch leases the events it pulls from the log
+-- as it stores them, in position order and up to max_count, except those
+-- of a stream that an outstanding event closes (a lease held by anyone, or
+-- an event this very fetch left waiting).  What each consumer gets is what
+-- pulling first and leasing after gave before.  Seven events in streams
+-- lp-a, lp-b, lp-c, then lp-d and lp-a (1210 to 1218):
+--   1210 a  1211 b  1212 a  1213 c  1214 b  1215 a  1216 c  1217 d  1218 a
+--
+SELECT array_agg(a.global_position ORDER BY a.global_position) AS appended
+  FROM (VALUES (1, 'lp-a'), (2, 'lp-b'), (3, 'lp-a'), (4, 'lp-c'), (5, 'lp-b'), (6, 'lp-a'),
+               (7, 'lp-c')) v(i, s)
+ CROSS JOIN LATERAL eventstore.append(v.s, 'Step', jsonb_build_object('i', v.i)) a;
+\set sub lp
+SELECT eventstore.create_subscription('lp', stream_prefix => 'lp-');
+-- c1 pulls two and leases both.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp', 'c1', 2);
+-- c2 asks for three: of the first three pulled, a and b are c1's (1212
+-- waits), c gets 1213; the next, larger pull gives c's 1216, and 1214 and
+-- 1215 wait behind c1's leases.  Waiting events are stored unleased, with
+-- no attempt counted.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp', 'c2', 3);
+:outstanding
+-- c1 acknowledges a's 1210: 1212 and 1215 may go, in order; c3 asks for
+-- one and gets 1212 only (as attempt 1: never leased before).
+SELECT eventstore.subscription_ack('lp', 'c1', '{1210}') AS acked;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp', 'c3', 1);
+-- Nothing is free now (a is c3's, b c1's, c c2's), and the log has no more.
+SELECT count(*) AS nothing_free FROM eventstore.subscription_fetch('lp', 'c3', 10);
+-- New events of lp-d (free: leased as pulled) and lp-a (closed by c3's
+-- lease on 1212: stored waiting).
+SELECT global_position FROM eventstore.append('lp-d', 'Step', '{"i": 8}');
+SELECT global_position FROM eventstore.append('lp-a', 'Step', '{"i": 9}');
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp', 'c3', 10);
+:outstanding
+:status
+SELECT eventstore.drop_subscription('lp');
+-- Room runs out in the middle of a pull: c2 (max 3) gets b's 1211, c's
+-- 1213, and b's 1214 from its second pull; c's 1216 and d's 1217 are free
+-- but left waiting: the next fetch (c3) gets 1217 at once, and 1216 once
+-- c2 has acknowledged 1213.
+\set sub lp2
+SELECT eventstore.create_subscription('lp2', stream_prefix => 'lp-');
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp2', 'c1', 1);
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp2', 'c2', 3);
+:outstanding
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp2', 'c3', 10);
+SELECT eventstore.subscription_ack('lp2', 'c2', '{1213}') AS acked;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('lp2', 'c3', 10);
+SELECT eventstore.drop_subscription('lp2');
+
+--
 -- The status view's consumers: those that fetched within the lease timeout
 -- or still hold a lease.
 --

@@ -75,9 +75,11 @@ CREATE TABLE eventstore.subscription_events (
     data             jsonb,
     metadata         jsonb,
     event_created_at timestamptz,
+    -- No foreign key to subscriptions (0.9.0): only a fetch inserts rows,
+    -- holding the subscription's row lock, which also keeps the row from
+    -- being deleted; drop_subscription deletes a subscription's rows.  The
+    -- key's check per inserted row cost a fetch a quarter of its time.
     CONSTRAINT subscription_events_pkey PRIMARY KEY (subscription, global_position),
-    CONSTRAINT subscription_events_subscription_fkey FOREIGN KEY (subscription)
-        REFERENCES eventstore.subscriptions (name) ON DELETE CASCADE,
     CONSTRAINT subscription_events_state_check CHECK (
         (state = 'pending' AND lease_expires_at IS NULL AND parked_at IS NULL)
         OR (state = 'leased' AND lease_expires_at IS NOT NULL AND consumer IS NOT NULL
@@ -103,8 +105,7 @@ COMMENT ON TABLE eventstore.subscription_consumers IS
 
 -- Subscriptions and their outstanding events are user state: a restore must
 -- resume each subscription where it was, without redelivering what was
--- acknowledged or forgetting what was parked.  pg_dump orders the two by
--- their foreign key.
+-- acknowledged or forgetting what was parked.
 SELECT pg_catalog.pg_extension_config_dump('eventstore.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_events', '');
 
@@ -251,9 +252,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM eventstore.subscription_check_name(name, 'subscription name');
-    -- The cascade removes its outstanding events and consumers.
+    -- Waits for a fetch in progress (which holds the row); the cascade
+    -- removes its consumers, and then its outstanding events go.
     DELETE FROM eventstore.subscriptions s WHERE s.name = drop_subscription.name;
-    IF NOT FOUND THEN
+    IF FOUND THEN
+        DELETE FROM eventstore.subscription_events se
+         WHERE se.subscription = drop_subscription.name;
+    ELSE
         IF coalesce(if_exists, false) THEN
             RAISE NOTICE 'subscription "%" does not exist, skipping', name;
         ELSE
@@ -318,15 +323,24 @@ RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
                created_at timestamptz, attempt integer)
 LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- its statements' plans depend on arrays built per call: with custom plans
+-- they were planned again on every call (0.9.0)
+SET plan_cache_mode = force_generic_plan
 ROWS 100
 AS $$
 #variable_conflict use_column
 DECLARE
     v_sub      eventstore.subscriptions;
     v_now      timestamptz;
+    v_expires  timestamptz;
     v_deliver  bigint[];
+    v_fresh    bigint[] := '{}';
+    v_new      bigint[];
+    v_blocked  text[];
+    v_closed   text[];
     v_window   bigint;
     v_pending  bigint;
+    v_parked   bigint;
     v_step     bigint;
     v_want     bigint;
     v_horizon  bigint;
@@ -359,6 +373,7 @@ BEGIN
     -- The clock, not now(): the lock may have been waited for, and the
     -- caller's transaction may be old.
     v_now := clock_timestamp();
+    v_expires := v_now + v_sub.lease_timeout;
 
     INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen_at)
     VALUES (v_sub.name, _subscription_fetch.consumer, v_now)
@@ -390,11 +405,20 @@ BEGIN
     IF v_dist AND v_sub.pulled_partitions IS NULL THEN
         v_sub.pulled_partitions := jsonb_build_object('-2147483648', v_sub.pulled_position);
     END IF;
+    IF cardinality(v_deliver) < max_count THEN
+        -- Fewer than max_count are deliverable, so every outstanding event
+        -- that is not (a live lease, a retry not yet due, or one after
+        -- them in its stream) closes its stream to what is pulled (0.9.0).
+        SELECT count(*) FILTER (WHERE se.state = 'pending'),
+               coalesce(array_agg(DISTINCT se.stream_id)
+                            FILTER (WHERE se.global_position <> ALL (v_deliver)), '{}')
+          INTO v_pending, v_blocked
+          FROM eventstore.subscription_events se
+         WHERE se.subscription = v_sub.name AND se.state <> 'parked';
+    END IF;
     LOOP
-        EXIT WHEN cardinality(v_deliver) >= max_count;
-        SELECT count(*) INTO v_pending FROM eventstore.subscription_events se
-         WHERE se.subscription = v_sub.name AND se.state = 'pending';
-        v_step := greatest(max_count - cardinality(v_deliver), v_step * 2);
+        EXIT WHEN cardinality(v_deliver) + cardinality(v_fresh) >= max_count;
+        v_step := greatest(max_count - cardinality(v_deliver) - cardinality(v_fresh), v_step * 2);
         v_want := least(v_step, v_window - v_pending);
         EXIT WHEN v_want <= 0;
 
@@ -411,19 +435,48 @@ BEGIN
                    p.event_type, p.data, p.metadata, p.created_at
               FROM unnest(v_pull.events) p;
             GET DIAGNOSTICS v_got = ROW_COUNT;
+            v_pending := v_pending + v_got;
             v_sub.pulled_partitions := v_pull.partitions;
             v_full := v_pull.more;
+            IF v_got > 0 THEN
+                v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
+            END IF;
         ELSE
             -- The filtered-follower pattern (README): the horizon read before
             -- the page bounds what a short page proves absent.
             v_horizon := eventstore.global_horizon();
-            WITH pulled AS (
-                INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
-                SELECT v_sub.name, r.global_position, r.stream_id
+            -- Leased as they are stored (0.9.0: one write per event, not an
+            -- insert and then an update): in position order, as many as the
+            -- batch has room for, of the streams nothing outstanding closes.
+            -- A stream with an event left pending is closed from it on.
+            WITH r AS (
+                SELECT r.global_position, r.stream_id,
+                       r.stream_id <> ALL (v_blocked)
+                       AND count(*) FILTER (WHERE r.stream_id <> ALL (v_blocked))
+                               OVER (ORDER BY r.global_position)
+                           <= max_count - cardinality(v_deliver) - cardinality(v_fresh) AS lease
                   FROM eventstore.read_all(v_sub.pulled_position, v_want,
-                                           v_sub.event_types, v_sub.stream_prefix) r
-                RETURNING global_position)
-            SELECT count(*), max(p.global_position) INTO v_got, v_last FROM pulled p;
+                                           v_sub.event_types, v_sub.stream_prefix) r),
+            pulled AS (
+                INSERT INTO eventstore.subscription_events AS se
+                       (subscription, global_position, stream_id, state, attempts,
+                        consumer, consumer_role, lease_expires_at)
+                SELECT v_sub.name, r.global_position, r.stream_id,
+                       CASE WHEN r.lease THEN 'leased' ELSE 'pending' END,
+                       CASE WHEN r.lease THEN 1 ELSE 0 END,
+                       CASE WHEN r.lease THEN _subscription_fetch.consumer END,
+                       CASE WHEN r.lease THEN _subscription_fetch.caller END,
+                       CASE WHEN r.lease THEN v_expires END
+                  FROM r
+                RETURNING se.global_position, se.stream_id, se.state)
+            SELECT count(*), max(p.global_position),
+                   coalesce(array_agg(p.global_position) FILTER (WHERE p.state = 'leased'), '{}'),
+                   coalesce(array_agg(DISTINCT p.stream_id) FILTER (WHERE p.state = 'pending'), '{}')
+              INTO v_got, v_last, v_new, v_closed
+              FROM pulled p;
+            v_fresh := v_fresh || v_new;
+            v_blocked := v_blocked || v_closed;
+            v_pending := v_pending + v_got - cardinality(v_new);
 
             IF v_got < v_want THEN
                 v_sub.pulled_position := greatest(v_sub.pulled_position, v_last, v_horizon);
@@ -431,9 +484,6 @@ BEGIN
                 v_sub.pulled_position := v_last;
             END IF;
             v_full := v_got >= v_want;
-        END IF;
-        IF v_got > 0 THEN
-            v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
         END IF;
         EXIT WHEN NOT v_full;
     END LOOP;
@@ -452,7 +502,7 @@ BEGIN
                SET state = 'leased', consumer = _subscription_fetch.consumer,
                    consumer_role = _subscription_fetch.caller,
                    attempts = se.attempts + 1,
-                   lease_expires_at = v_now + v_sub.lease_timeout, not_before = NULL
+                   lease_expires_at = v_expires, not_before = NULL
              WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
             RETURNING se.*)
         SELECT l.global_position, l.stream_id::text, l.stream_version, l.event_id,
@@ -462,18 +512,24 @@ BEGIN
         RETURN;
     END IF;
 
+    -- The outstanding events leased now, then those leased as pulled (all
+    -- after them): one statement, in position order.
     RETURN QUERY
     WITH leased AS (
         UPDATE eventstore.subscription_events se
            SET state = 'leased', consumer = _subscription_fetch.consumer,
                consumer_role = _subscription_fetch.caller,
                attempts = se.attempts + 1,
-               lease_expires_at = v_now + v_sub.lease_timeout, not_before = NULL
+               lease_expires_at = v_expires, not_before = NULL
          WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
-        RETURNING se.global_position, se.attempts)
+        RETURNING se.global_position, se.attempts),
+    l AS (
+        SELECT leased.global_position, leased.attempts FROM leased
+        UNION ALL
+        SELECT f.p, 1 FROM unnest(v_fresh) AS f(p))
     SELECT e.global_position, e.stream_id::text, e.stream_version, e.event_id,
            e.event_type::text, e.data, e.metadata, e.created_at, l.attempts
-      FROM leased l
+      FROM l
       JOIN eventstore.events e ON e.global_position = l.global_position
      ORDER BY e.global_position;
 END
@@ -516,10 +572,14 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'positions must not be NULL';
     END IF;
-    -- Waits for a running fetch, which may be handing these events to
-    -- someone else; acks of different consumers do not wait for each other.
+    -- No lock on the subscription (0.9.0; FOR SHARE before, which made
+    -- every ack wait for the fetch running then, and its commit): an ack
+    -- deletes only rows leased to this consumer, and a row that a running
+    -- fetch hands to another consumer (its lease expired) is locked by
+    -- that fetch: the delete waits for it, then finds it is not this
+    -- consumer's any more (or, rolled back, still is).
     PERFORM FROM eventstore.subscriptions s
-      WHERE s.name = _subscription_ack.subscription FOR SHARE;
+      WHERE s.name = _subscription_ack.subscription;
     IF NOT FOUND THEN
         PERFORM eventstore.subscription_not_found(subscription);
     END IF;
