@@ -10,11 +10,14 @@
 #                 eventstore.subscription_ack of those positions (two
 #                 transactions), from a subscription created at the origin
 #                 before each run;
+#   subscription_tx  the same in one transaction (BEGIN, fetch, ack,
+#                 COMMIT: a consumer whose effects are in the same database);
 #   plain         SELECT ... FOR UPDATE SKIP LOCKED + DELETE ... RETURNING
 #                 of the first B rows of bench_subs.queue, a table holding the
 #                 same events (one transaction), refilled before each run.
 # Events/s = events consumed (rows deleted; acknowledged events) per second
-# of pgbench's run; the ratio subscription/plain is the goal (>= 0.8).
+# of pgbench's run; the ratios subscription/plain and subscription_tx/plain
+# are reported (the goal: >= 0.8).
 #
 # Part "lag": SUBS_LAG_APPEND_CLIENTS clients append one event per
 # transaction (the append suite's single.extension.pgbench) for
@@ -70,7 +73,7 @@ subscriptions_setup() {
 # holding every event of the store.  Then VACUUM and CHECKPOINT.
 subscriptions_reset() {
 	case $1 in
-	subscription)
+	subscription | subscription_tx)
 		bench_psql -c "SET client_min_messages = warning" \
 			-c "SELECT eventstore.drop_subscription('bench', if_exists => true)" \
 			-c "SELECT eventstore.create_subscription('bench', start_from => ${2:-0})" >/dev/null ;;
@@ -85,7 +88,7 @@ subscriptions_reset() {
 # holds (subscription: not pulled yet, or pulled and not acknowledged).
 subscriptions_remaining() {
 	case $1 in
-	subscription)
+	subscription | subscription_tx)
 		bench_value "SELECT (SELECT count(*) FROM eventstore.events e
 		                      WHERE e.global_position > s.pulled_position)
 		                  + (SELECT count(*) FROM eventstore.subscription_events se
@@ -174,8 +177,8 @@ subscriptions_lag() {
 		lag_ms_p50="$m50" lag_ms_max="$mmax" lag_events_end="$end" >>"$csv"
 }
 
-# subscriptions_run CSV: part consume (every clients x batch cell, the two
-# contenders back to back in an order that rotates), then part lag,
+# subscriptions_run CSV: part consume (every clients x batch cell, the
+# three contenders back to back in an order that rotates), then part lag,
 # SUBS_ROUNDS times each.
 subscriptions_run() {
 	local BENCH_DB=$SUBS_DB
@@ -187,7 +190,7 @@ subscriptions_run() {
 			for clients in $SUBS_CLIENTS; do
 				for batch in $SUBS_BATCHES; do
 					cell=$((cell + 1))
-					read -r -a order <<<"$(bench_rotate $(((cell + round - 1) % 2)) subscription plain)"
+					read -r -a order <<<"$(bench_rotate $(((cell + round - 1) % 3)) subscription plain subscription_tx)"
 					for c in "${order[@]}"; do
 						subscriptions_one "$csv" "$c" "$clients" "$batch" "$round"
 					done
@@ -211,9 +214,17 @@ subscriptions_cell() {
 	bench_median $(bench_csv_values "$1" "$6" part="$2" contender="$3" clients="$4" batch="$5")
 }
 
+# subscriptions_rounds CSV CONTENDER CLIENTS BATCH: CONTENDER/plain in
+# events/s, each round's.
+subscriptions_rounds() {
+	paste -d' ' <(bench_csv_values "$1" events_per_s part=consume contender="$2" clients="$3" batch="$4") \
+		<(bench_csv_values "$1" events_per_s part=consume contender=plain clients="$3" batch="$4") |
+		awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), ($2 > 0 ? $1 / $2 : 0) }'
+}
+
 subscriptions_report() {
 	local BENCH_DB=$SUBS_DB
-	local csv=$1 clients batch s p r rs dry
+	local csv=$1 clients batch s t p dry
 	echo "## subscriptions: competing consumers of a durable subscription against a plain work queue (median of $SUBS_ROUNDS round(s))"
 	echo
 	echo "$BENCH_MACHINE${BENCH_SUBS_SETUP_SQL:+ Diagnosis: $BENCH_SUBS_SETUP_SQL was run after CREATE EXTENSION.}"
@@ -222,24 +233,24 @@ subscriptions_report() {
 		echo "Consumers (pgbench -M prepared, ${SUBS_SECONDS}s per run, synchronous_commit=$(bench_value 'SHOW synchronous_commit'))" \
 			"take batches of up to B events from a store of $SUBS_EVENTS events (streams of 4) until the run ends." \
 			"subscription: \`subscription_fetch('bench', consumer, B)\` then \`subscription_ack\` of the positions (two transactions)," \
-			"from a subscription created at the origin before each run; plain: \`SELECT ... ORDER BY global_position LIMIT B FOR UPDATE SKIP LOCKED\`" \
+			"from a subscription created at the origin before each run; one transaction: the same between BEGIN and COMMIT; plain: \`SELECT ... ORDER BY global_position LIMIT B FOR UPDATE SKIP LOCKED\`" \
 			"+ \`DELETE ... RETURNING\` of the same events in a plain table keyed by position (one transaction; no per-stream order, no lease, no retry)." \
 			"Events/s: events acknowledged (deleted) per second; server CPU: user + system time of every server process per event."
 		echo
-		echo "| consumers | batch | subscription events/s | plain events/s | subscription/plain (each round) | CPU µs/event subscription | plain |"
-		echo "|---:|---:|---:|---:|---|---:|---:|"
+		echo "| consumers | batch | subscription events/s | one transaction | plain events/s | subscription/plain (each round) | one transaction/plain (each round) | CPU µs/event subscription | one transaction | plain |"
+		echo "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"
 		for clients in $SUBS_CLIENTS; do
 			for batch in $SUBS_BATCHES; do
 				s=$(subscriptions_cell "$csv" consume subscription "$clients" "$batch" events_per_s)
+				t=$(subscriptions_cell "$csv" consume subscription_tx "$clients" "$batch" events_per_s)
 				p=$(subscriptions_cell "$csv" consume plain "$clients" "$batch" events_per_s)
-				rs=$(paste -d' ' <(bench_csv_values "$csv" events_per_s part=consume contender=subscription clients="$clients" batch="$batch") \
-					<(bench_csv_values "$csv" events_per_s part=consume contender=plain clients="$clients" batch="$batch") |
-					awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), ($2 > 0 ? $1 / $2 : 0) }')
-				r=$(bench_ratio "$s" "$p")
 				dry=''
 				bench_csv_values "$csv" ran_dry part=consume clients="$clients" batch="$batch" | grep -q 1 && dry=', a queue ran dry'
-				echo "| $clients | $batch | $(bench_fmt "$s") | $(bench_fmt "$p") | **$r** ($rs$dry) |" \
+				echo "| $clients | $batch | $(bench_fmt "$s") | $(bench_fmt "$t") | $(bench_fmt "$p") |" \
+					"**$(bench_ratio "$s" "$p")** ($(subscriptions_rounds "$csv" subscription "$clients" "$batch")$dry) |" \
+					"**$(bench_ratio "$t" "$p")** ($(subscriptions_rounds "$csv" subscription_tx "$clients" "$batch")) |" \
 					"$(subscriptions_cell "$csv" consume subscription "$clients" "$batch" server_cpu_us_per_event) |" \
+					"$(subscriptions_cell "$csv" consume subscription_tx "$clients" "$batch" server_cpu_us_per_event) |" \
 					"$(subscriptions_cell "$csv" consume plain "$clients" "$batch" server_cpu_us_per_event) |"
 			done
 		done
