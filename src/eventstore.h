@@ -482,6 +482,7 @@ extern int64 es_live_horizon(const EsCatalog *cat, EsDatabaseState *db,
 							 bool exclude_self);
 extern int64 es_recorded_horizon(const EsCatalog *cat, Snapshot snapshot);
 extern int64 es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot);
+extern void es_require_preload(const char *what, const char *detail);
 extern int64 es_positions_stride(const EsCatalog *cat);
 extern void es_positions_advance(const EsCatalog *cat, int64 floor, int64 residue);
 extern bool es_positions_lift(const EsCatalog *cat, int64 floor);

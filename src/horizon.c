@@ -402,6 +402,24 @@ es_horizon_enter(const EsCatalog *cat)
 }
 
 /*
+ * Error out (55000) unless the library was preloaded, which is what sets up
+ * the shared memory: "what" (e.g. "eventstore.read_all()") is the subject
+ * of the message, "detail" why it needs it (or NULL).  The one wording of
+ * this error for everything that cannot work without shared memory.
+ */
+void
+es_require_preload(const char *what, const char *detail)
+{
+	if (es_shared != NULL)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s requires eventstore to be loaded via shared_preload_libraries", what),
+			 detail != NULL ? errdetail("%s", detail) : 0,
+			 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
  * Make sure this database has a worker and a projector, and wake them when
  * the transaction commits: they have work the transaction prepared for
  * them (a projection to run, a retention pass).  Errors out when they
@@ -623,12 +641,8 @@ es_reader_horizon(const EsCatalog *cat, Snapshot *snapshot)
 		return es_recorded_horizon(cat, *snapshot);
 	}
 
-	if (es_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("eventstore.read_all() requires eventstore to be loaded via shared_preload_libraries"),
-				 errdetail("Without the shared registry of appending transactions a reader could skip events."),
-				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
+	es_require_preload("eventstore.read_all()",
+					   "Without the shared registry of appending transactions a reader could skip events.");
 
 	db = es_database_state(cat, MyDatabaseId, true);
 	horizon = es_live_horizon(cat, db, true);

@@ -392,11 +392,8 @@ es_stats_db(const EsCatalog *cat, const char *view)
 		if (aclresult != ACLCHECK_OK)
 			aclcheck_error(aclresult, OBJECT_VIEW, view);
 	}
-	if (es_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("eventstore statistics require eventstore to be loaded via shared_preload_libraries"),
-				 errhint("Add 'eventstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
+	es_require_preload(view != NULL ? psprintf("eventstore.%s", view) : "eventstore.reset_stats()",
+					   "The statistics and the progress of long operations are kept in shared memory.");
 	return es_database_state(cat, MyDatabaseId, true);
 }
 

@@ -33,6 +33,18 @@ like($err, qr/ERROR:\s+55000: eventstore.read_all\(\) requires eventstore to be 
 like($err, qr/HINT:\s+Add 'eventstore' to shared_preload_libraries/, 'and a HINT');
 ($rc, $out, $err) = $node->psql('postgres', 'SELECT eventstore.global_horizon()');
 isnt($rc, 0, 'global_horizon fails without shared_preload_libraries');
+# The statistics (0.9.0) live in shared memory too: each view, and
+# reset_stats, say what is missing, in the same words as read_all.
+for my $what ('store_stats', 'worker_stats', 'progress')
+{
+	($rc, $out, $err) = $node->psql('postgres',
+		"\\set VERBOSITY verbose\nSELECT * FROM eventstore.$what");
+	like($err, qr/ERROR:\s+55000: eventstore\.$what requires eventstore to be loaded via shared_preload_libraries/,
+		"$what without shared_preload_libraries: 55000, saying what is missing");
+}
+($rc, $out, $err) = $node->psql('postgres', 'SELECT eventstore.reset_stats()');
+like($err, qr/eventstore\.reset_stats\(\) requires eventstore to be loaded via shared_preload_libraries/,
+	'so does reset_stats');
 
 # Projections: what needs the worker says so; inline without replay works.
 $node->safe_psql('postgres', q{
