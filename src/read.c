@@ -548,6 +548,7 @@ es_read_plan_path(PlannerInfo *root, RelOptInfo *rel, struct CustomPath *best_pa
 	FuncExpr   *fexpr = (FuncExpr *) linitial_node(RangeTblFunction, rte->functions)->funcexpr;
 	CustomScan *cscan = makeNode(CustomScan);
 	TupleDesc	desc = lookup_rowtype_tupdesc(fexpr->funcresulttype, -1);
+	List	   *quals = extract_actual_clauses(clauses, false);
 	List	   *scan_tlist = NIL;
 	Bitmapset  *attrs = NULL;
 	bool		whole_row;
@@ -555,7 +556,7 @@ es_read_plan_path(PlannerInfo *root, RelOptInfo *rel, struct CustomPath *best_pa
 
 	/* whether the output or a condition uses the whole row */
 	pull_varattnos((Node *) tlist, rel->relid, &attrs);
-	pull_varattnos((Node *) extract_actual_clauses(clauses, false), rel->relid, &attrs);
+	pull_varattnos((Node *) quals, rel->relid, &attrs);
 	whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
 
 	/* the scan tuple: every column of eventstore.event, then the row */
@@ -576,7 +577,7 @@ es_read_plan_path(PlannerInfo *root, RelOptInfo *rel, struct CustomPath *best_pa
 											 resno++, NULL, false));
 
 	cscan->scan.plan.targetlist = tlist;
-	cscan->scan.plan.qual = extract_actual_clauses(clauses, false);
+	cscan->scan.plan.qual = quals;
 	/* no relation to open: the scan tuple is described by custom_scan_tlist */
 	cscan->scan.scanrelid = 0;
 	cscan->flags = best_path->flags;
