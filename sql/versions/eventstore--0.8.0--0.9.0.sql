@@ -255,7 +255,6 @@ DECLARE
     v_closed   text[];
     v_window   bigint;
     v_pending  bigint;
-    v_parked   bigint;
     v_step     bigint;
     v_want     bigint;
     v_horizon  bigint;
@@ -322,8 +321,8 @@ BEGIN
     END IF;
     IF cardinality(v_deliver) < max_count THEN
         -- Fewer than max_count are deliverable, so every outstanding event
-        -- that is not (a live lease, a retry not yet due, or one after
-        -- them in its stream) closes its stream to what is pulled (0.9.0).
+        -- not among them (a live lease, a retry not yet due, or one after
+        -- these in its stream) closes its stream to what is pulled (0.9.0).
         SELECT count(*) FILTER (WHERE se.state = 'pending'),
                coalesce(array_agg(DISTINCT se.stream_id)
                             FILTER (WHERE se.global_position <> ALL (v_deliver)), '{}')
