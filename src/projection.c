@@ -680,6 +680,18 @@ es_find_projection(const EsCatalog *cat, const char *name)
 }
 
 /*
+ * Lock eventstore.projection_checkpoints in "mode" if that is possible
+ * without waiting (see es_projection_run_batch); true when taken.
+ */
+static bool
+es_lock_checkpoints(const EsCatalog *cat, LOCKMODE mode)
+{
+	Oid			relid = get_relname_relid("projection_checkpoints", cat->namespace_oid);
+
+	return OidIsValid(relid) && ConditionalLockRelationOid(relid, mode);
+}
+
+/*
  * One batch of an async or catching-up projection, in the current
  * transaction.  Returns the events handled; *caught_up tells whether
  * nothing is left to do for now (everything readable is handled, or a
@@ -702,10 +714,15 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 
 	*caught_up = true;
 	*needs_live = false;
-	/* without waiting: DROP EXTENSION takes these in an order of its own */
+	/*
+	 * without waiting: DROP EXTENSION takes these in an order of its own
+	 * (the checkpoints too: a batch reads and writes them after taking the
+	 * others, and waiting for them then could deadlock with it)
+	 */
 	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock) ||
 		!ConditionalLockRelationOid(cat->events_relid, AccessShareLock) ||
-		!ConditionalLockRelationOid(cat->position_index_relid, AccessShareLock))
+		!ConditionalLockRelationOid(cat->position_index_relid, AccessShareLock) ||
+		!es_lock_checkpoints(cat, RowExclusiveLock))
 		return -1;
 	p = es_find_projection(cat, name);
 	if (p == NULL || !p->enabled || (p->is_inline && !p->catching_up))
@@ -853,7 +870,8 @@ es_projections_for_worker(TimestampTz *next_retry, bool *busy)
 	*busy = false;
 	if (cat == NULL || !OidIsValid(cat->projections_relid))
 		return NIL;
-	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock))
+	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock) ||
+		!es_lock_checkpoints(cat, AccessShareLock))
 	{
 		*busy = true;
 		return NIL;
