@@ -205,13 +205,13 @@ SELECT eventstore.subscription_ack('orders', 'worker-a',
 SELECT eventstore.subscription_nack('orders', 'worker-a',
          :'all_positions') AS nacked;
 RESET ROLE;
-SELECT state, consumer, consumer_role, attempts FROM eventstore.subscription_events ORDER BY global_position;
+SELECT state, consumer, consumer_role, attempts FROM eventstore._subscription_outstanding ORDER BY global_position;
 -- the fetching role acks its own
 SET ROLE regress_es_cons_a;
 SELECT eventstore.subscription_ack('orders', 'worker-a',
          :'all_positions') AS acked;
 RESET ROLE;
-SELECT count(*) AS outstanding FROM eventstore.subscription_events;
+SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding;
 
 --
 -- Item 11: out-of-range intervals and counts are refused when given

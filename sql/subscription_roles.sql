@@ -35,7 +35,7 @@ SELECT eventstore.subscription_ack('sr', 'w', ARRAY[:p1, :p2, :p3, :p4]::bigint[
 SELECT eventstore.subscription_nack('sr', 'w', ARRAY[:p1, :p2, :p3, :p4]::bigint[]) AS nacked;
 RESET ROLE;
 SELECT se.stream_id, se.state, se.attempts, se.consumer_role
-  FROM eventstore.subscription_events se WHERE se.subscription = 'sr' ORDER BY se.stream_id;
+  FROM eventstore._subscription_outstanding se WHERE se.subscription = 'sr' ORDER BY se.stream_id;
 -- a member of the fetching role: acks sr-1, rejects sr-2
 SET ROLE regress_es_sr_member;
 SELECT eventstore.subscription_ack('sr', 'w', ARRAY[:p1]::bigint[]) AS acked;
@@ -45,7 +45,7 @@ SET ROLE regress_es_sr_fetcher;
 SELECT eventstore.subscription_ack('sr', 'w', ARRAY[:p1, :p3]::bigint[]) AS acked;
 RESET ROLE;
 SELECT se.stream_id, se.state, se.attempts, se.last_error
-  FROM eventstore.subscription_events se WHERE se.subscription = 'sr' ORDER BY se.stream_id;
+  FROM eventstore._subscription_outstanding se WHERE se.subscription = 'sr' ORDER BY se.stream_id;
 -- a superuser may ack what another role fetched; the consumer must match
 SELECT eventstore.subscription_ack('sr', 'v', ARRAY[:p4]::bigint[]) AS acked;
 SELECT eventstore.subscription_ack('sr', 'w', ARRAY[:p4]::bigint[]) AS acked;
@@ -55,7 +55,7 @@ SELECT stream_id, attempt FROM eventstore.subscription_fetch('sr', 'w', 10);
 SELECT eventstore.subscription_nack('sr', 'w', ARRAY[:p2]::bigint[], 'again') AS nacked;
 RESET ROLE;
 SELECT se.stream_id, se.state, se.attempts, se.last_error, se.not_before > now() AS delayed
-  FROM eventstore.subscription_events se WHERE se.subscription = 'sr' ORDER BY se.stream_id;
+  FROM eventstore._subscription_outstanding se WHERE se.subscription = 'sr' ORDER BY se.stream_id;
 SELECT eventstore.drop_subscription('sr');
 REVOKE EXECUTE ON FUNCTION eventstore.subscription_fetch(text, text, integer),
                            eventstore.subscription_ack(text, text, bigint[]),

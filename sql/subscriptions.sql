@@ -18,7 +18,7 @@ CREATE EXTENSION eventstore;
 \set SHOW_CONTEXT never
 
 -- What a subscription holds: its outstanding events, and its status.
-\set outstanding 'SELECT global_position, stream_id, state, attempts, consumer, last_error, not_before IS NOT NULL AS retry_later FROM eventstore.subscription_events WHERE subscription = :''sub'' ORDER BY global_position;'
+\set outstanding 'SELECT global_position, stream_id, state, attempts, consumer, last_error, not_before IS NOT NULL AS retry_later FROM eventstore._subscription_outstanding WHERE subscription = :''sub'' ORDER BY global_position;'
 \set status 'SELECT position, pulled_position, lag_events, lag_time IS NOT NULL AS lagging, in_flight, pending_retry, parked, consumers FROM eventstore.subscription_status WHERE name = :''sub'';'
 
 --
@@ -172,12 +172,12 @@ SELECT name, pulled_position FROM eventstore.subscriptions ORDER BY name;
 SELECT eventstore.subscription_ack('all', 'c1', '{1,2,3,4,5,6}') AS acked;
 SELECT eventstore.subscription_ack('all', 'c1', '{1,2,3,4,5,6,7,-1,NULL}') AS acked_again;
 SELECT eventstore.subscription_ack('all', 'c1', '{}') AS acked_none;
-SELECT eventstore.subscription_ack(s, 'c1', ARRAY(SELECT global_position FROM eventstore.subscription_events WHERE subscription = s)) AS acked
+SELECT eventstore.subscription_ack(s, 'c1', ARRAY(SELECT global_position FROM eventstore._subscription_outstanding WHERE subscription = s)) AS acked
   FROM unnest(ARRAY['from_now', 'after_4', 'after_end', 'paid', 'orders', 'created_orders', 'empty_prefix']) s;
 SELECT name, position, pulled_position, lag_events, lag_time IS NOT NULL AS lagging,
        in_flight, pending_retry, parked
   FROM eventstore.subscription_status ORDER BY name;
-SELECT count(*) AS outstanding FROM eventstore.subscription_events;
+SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding;
 SELECT count(*) AS nothing_more FROM eventstore.subscription_fetch('all', 'c1');
 
 -- New events: 7 and 8.  Every subscription they match lags, then gets them;
@@ -193,7 +193,7 @@ SELECT s AS subscription, array_agg(f.global_position ORDER BY f.global_position
 SELECT eventstore.drop_subscription(s)
   FROM unnest(ARRAY['from_now', 'after_4', 'after_end', 'paid', 'orders', 'created_orders', 'empty_prefix']) s;
 -- Dropping a subscription drops its outstanding events and consumers.
-SELECT count(*) AS outstanding_of_dropped FROM eventstore.subscription_events WHERE subscription <> 'all';
+SELECT count(*) AS outstanding_of_dropped FROM eventstore._subscription_outstanding WHERE subscription <> 'all';
 SELECT count(*) AS consumers_of_dropped FROM eventstore.subscription_consumers WHERE subscription <> 'all';
 SELECT eventstore.drop_subscription('all');
 
@@ -298,6 +298,42 @@ SELECT eventstore.subscription_ack('short', 'c2', '{2}') AS acked;
 SELECT eventstore.drop_subscription('short');
 
 --
+-- Lease rows (0.9.0): what one fetch leases fresh from the log is one row
+-- of subscription_leases.  An ack takes positions out of it; a nack moves
+-- what it rejects to subscription_events; the next fetch turns an expired
+-- row into rows there.  Leases of 100 ms; the log is 1 to 9 (order-1: 1,
+-- 3, 6, 7; order-2: 2, 5; customer-1: 4, 8, 9).
+--
+\set sub rows
+SELECT eventstore.create_subscription('rows', lease_timeout => '100 milliseconds');
+SELECT array_agg(global_position ORDER BY global_position) AS leased
+  FROM eventstore.subscription_fetch('rows', 'c1', 6);
+SELECT consumer, consumer_role = current_user::regrole AS fetcher, positions, streams
+  FROM eventstore.subscription_leases WHERE subscription = 'rows';
+SELECT count(*) AS rows_per_event FROM eventstore.subscription_events WHERE subscription = 'rows';
+-- Part of the batch, a repeat and an unknown position: 2 acknowledged.
+SELECT eventstore.subscription_ack('rows', 'c1', '{1,1,2,100}') AS acked;
+SELECT positions, streams FROM eventstore.subscription_leases WHERE subscription = 'rows';
+-- Another consumer's name acknowledges nothing of it.
+SELECT eventstore.subscription_ack('rows', 'c2', '{3,4,5,6}') AS acked_by_c2;
+-- A nack of 3: it waits in subscription_events, the rest stays leased.
+SELECT eventstore.subscription_nack('rows', 'c1', '{3}', 'no', '1 hour') AS nacked;
+SELECT positions FROM eventstore.subscription_leases WHERE subscription = 'rows';
+:outstanding
+:status
+SELECT pg_sleep(0.15);
+-- The row expired: c2's fetch turns it into rows of subscription_events
+-- and takes 4 and 5 as attempt 2; 6 waits behind 3 in order-1.
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('rows', 'c2', 2);
+SELECT count(*) AS lease_rows FROM eventstore.subscription_leases WHERE subscription = 'rows';
+:outstanding
+-- c1 may still acknowledge 6 (expired, not handed out again), not 4 (c2's).
+SELECT eventstore.subscription_ack('rows', 'c1', '{4,6}') AS late_ack;
+:outstanding
+SELECT eventstore.drop_subscription('rows');
+SELECT count(*) AS left_behind FROM eventstore._subscription_outstanding WHERE subscription = 'rows';
+
+--
 -- nack after the last attempt parks at once; replay of chosen positions;
 -- replayed events keep per-stream order among outstanding events.
 --
@@ -335,14 +371,14 @@ SELECT eventstore.create_subscription('hot', stream_prefix => 'hot');
 SELECT count(*) AS delivered FROM eventstore.subscription_fetch('hot', 'c1', 1);
 -- Pulled one: what it delivered (hot's events are at 10 to 1209).
 SELECT count(*) AS stored, max(global_position) AS last_pulled
-  FROM eventstore.subscription_events WHERE subscription = 'hot';
+  FROM eventstore._subscription_outstanding WHERE subscription = 'hot';
 SELECT pulled_position FROM eventstore.subscriptions WHERE name = 'hot';
 SELECT count(*) AS delivered FROM eventstore.subscription_fetch('hot', 'c2', 5);
 -- Everything behind c1's lease is blocked: c2 got nothing, and the fetch
 -- stopped pulling once 1000 events waited.
 SELECT count(*) FILTER (WHERE state = 'pending') AS waiting,
        count(*) FILTER (WHERE state = 'leased') AS leased
-  FROM eventstore.subscription_events WHERE subscription = 'hot';
+  FROM eventstore._subscription_outstanding WHERE subscription = 'hot';
 SELECT pulled_position FROM eventstore.subscriptions WHERE name = 'hot';
 SELECT lag_events, in_flight, pending_retry FROM eventstore.subscription_status WHERE name = 'hot';
 -- Once c1 acknowledges, c2 gets the next five in order.
@@ -432,11 +468,13 @@ SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,
  ORDER BY p.proname;
 SELECT c AS relation, has_table_privilege('public', c, 'SELECT, INSERT, UPDATE, DELETE') AS public_access
   FROM unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
-                    'eventstore.subscription_consumers', 'eventstore.subscription_status']::regclass[]) c;
+                    'eventstore.subscription_leases', 'eventstore.subscription_consumers',
+                    'eventstore.subscription_status',
+                    'eventstore._subscription_outstanding']::regclass[]) c;
 SELECT c AS relation, c = ANY (x.extconfig) AS dumped
   FROM pg_extension x,
        unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
-                    'eventstore.subscription_consumers']::regclass[]) c
+                    'eventstore.subscription_leases', 'eventstore.subscription_consumers']::regclass[]) c
  WHERE x.extname = 'eventstore';
 
 --
@@ -466,6 +504,10 @@ SELECT eventstore.subscription_replay_parked('app');
 SELECT count(*) FROM eventstore.subscription_events;
 \echo :LAST_ERROR_SQLSTATE
 DELETE FROM eventstore.subscription_events;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE eventstore.subscription_leases SET consumer = 'c2', expires_at = 'infinity';
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM eventstore._subscription_outstanding;
 \echo :LAST_ERROR_SQLSTATE
 UPDATE eventstore.subscriptions SET pulled_position = 0;
 \echo :LAST_ERROR_SQLSTATE

@@ -91,7 +91,7 @@ subscriptions_remaining() {
 	subscription | subscription_tx)
 		bench_value "SELECT (SELECT count(*) FROM eventstore.events e
 		                      WHERE e.global_position > s.pulled_position)
-		                  + (SELECT count(*) FROM eventstore.subscription_events se
+		                  + (SELECT count(*) FROM eventstore._subscription_outstanding se
 		                      WHERE se.subscription = s.name)
 		               FROM eventstore.subscriptions s WHERE s.name = 'bench'" ;;
 	plain) bench_value "SELECT count(*) FROM bench_subs.queue" ;;
@@ -157,7 +157,7 @@ subscriptions_lag() {
 		# acknowledged: pulled after pos0, minus what is still outstanding
 		events=$(bench_value "SELECT (SELECT count(*) FROM eventstore.events e
 			WHERE e.global_position > $pos0 AND e.global_position <= s.pulled_position)
-			- (SELECT count(*) FROM eventstore.subscription_events se WHERE se.subscription = s.name)
+			- (SELECT count(*) FROM eventstore._subscription_outstanding se WHERE se.subscription = s.name)
 			FROM eventstore.subscriptions s WHERE s.name = 'bench'")
 	fi
 	end=$(bench_value "SELECT lag_events FROM eventstore.subscription_status WHERE name = 'bench'")

@@ -165,8 +165,12 @@ COMMENT ON FUNCTION eventstore.archive_streams(interval, text, integer) IS
 -- consumer's role is not the caller itself; a fetch leases the events it
 -- pulls from the log as it stores them (one write per event instead of an
 -- insert and an update, with no foreign-key check per row, its plans
--- generic); an ack no longer waits for a running fetch.  Comments and
--- privileges are those of 0.8.0.
+-- generic); an ack no longer waits for a running fetch.  The events a
+-- fetch leases fresh from the log go into one row per fetch, in the new
+-- table subscription_leases; leased rows of subscription_events made
+-- before the update stay as they are (both kinds are read as one, through
+-- the view _subscription_outstanding).  Comments and privileges of the
+-- functions that exist in 0.8.0 are those of 0.8.0.
 
 -- No foreign key from subscription_events to subscriptions: only a fetch
 -- inserts rows, holding the subscription's row lock; drop_subscription
@@ -174,6 +178,51 @@ COMMENT ON FUNCTION eventstore.archive_streams(interval, text, integer) IS
 -- cost a fetch a quarter of its time).
 ALTER TABLE eventstore.subscription_events
     DROP CONSTRAINT subscription_events_subscription_fkey;
+
+-- The events a fetch leased fresh from the log, one row per fetch (0.9.0):
+-- a batch costs one row, not one per event.  positions are in order and
+-- streams[i] is the stream of positions[i]; an ack removes what it
+-- acknowledges (the row goes with its last position).  Everything else an
+-- outstanding event can be -- an expired lease, a nacked or parked event,
+-- one pulled while its stream was closed, any event of a distributed store
+-- -- is a row of subscription_events: a fetch turns an expired lease row,
+-- and a nack the positions it rejects, into leased rows there first.
+-- eventstore._subscription_outstanding shows both kinds as one.
+CREATE TABLE eventstore.subscription_leases (
+    subscription  text COLLATE "C" NOT NULL,
+    -- positions[1] when the fetch made it: names the row for its life
+    first_position bigint     NOT NULL,
+    consumer      text COLLATE "C" NOT NULL,
+    consumer_role regrole     NOT NULL,
+    expires_at    timestamptz NOT NULL,
+    positions     bigint[]    NOT NULL,
+    streams       text[] COLLATE "C" NOT NULL,
+    CONSTRAINT subscription_leases_pkey PRIMARY KEY (subscription, first_position),
+    CONSTRAINT subscription_leases_arrays_check CHECK (
+        cardinality(positions) > 0 AND cardinality(positions) = cardinality(streams))
+);
+COMMENT ON TABLE eventstore.subscription_leases IS
+    'Events leased fresh from the log by one fetch, one row per fetch, until acknowledged (0.9.0)';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_leases', '');
+REVOKE ALL ON TABLE eventstore.subscription_leases FROM PUBLIC;
+
+-- Every outstanding event, whichever table holds it: what a subscription
+-- has pulled and not had acknowledged.  The rule "what is outstanding" is
+-- written here once, for the fetch, the status view and the tests.
+CREATE VIEW eventstore._subscription_outstanding AS
+SELECT se.subscription, se.global_position, se.stream_id, se.state, se.attempts,
+       se.consumer, se.consumer_role, se.lease_expires_at, se.not_before,
+       se.last_error, se.parked_at
+  FROM eventstore.subscription_events se
+UNION ALL
+SELECT l.subscription, u.global_position, u.stream_id, 'leased'::text COLLATE "C", 1,
+       l.consumer, l.consumer_role, l.expires_at, NULL::timestamptz,
+       NULL::text, NULL::timestamptz
+  FROM eventstore.subscription_leases l
+ CROSS JOIN LATERAL unnest(l.positions, l.streams) AS u(global_position, stream_id);
+COMMENT ON VIEW eventstore._subscription_outstanding IS
+    'The outstanding events of every subscription, per event: subscription_events and the lease rows of subscription_leases (internal)';
+REVOKE ALL ON TABLE eventstore._subscription_outstanding FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION eventstore.drop_subscription(name text, if_exists boolean DEFAULT false)
 RETURNS void
@@ -188,6 +237,8 @@ BEGIN
     IF FOUND THEN
         DELETE FROM eventstore.subscription_events se
          WHERE se.subscription = drop_subscription.name;
+        DELETE FROM eventstore.subscription_leases l
+         WHERE l.subscription = drop_subscription.name;
     ELSE
         IF coalesce(if_exists, false) THEN
             RAISE NOTICE 'subscription "%" does not exist, skipping', name;
@@ -208,6 +259,14 @@ BEGIN
     -- PL/pgSQL (0.9.0; SQL before): every fetch calls this once or twice,
     -- and a SQL function that cannot be inlined was parsed and planned on
     -- every call; PL/pgSQL keeps the plan for the session.
+    -- Lease rows are never ready (a fetch first turns the expired ones
+    -- into rows of subscription_events): with no other outstanding event
+    -- there is nothing to deliver, and no need to read them (0.9.0).
+    IF NOT EXISTS (SELECT FROM eventstore.subscription_events se
+                    WHERE se.subscription = subscription_deliverable.subscription
+                      AND se.state <> 'parked') THEN
+        RETURN '{}';
+    END IF;
     RETURN (
     SELECT coalesce(array_agg(d.global_position ORDER BY d.global_position), '{}')
       FROM (SELECT o.global_position
@@ -218,7 +277,7 @@ BEGIN
                                     OR (se.state = 'leased'
                                         AND se.lease_expires_at <= subscription_deliverable.at))
                              OVER (PARTITION BY se.stream_id ORDER BY se.global_position) AS ready
-                      FROM eventstore.subscription_events se
+                      FROM eventstore._subscription_outstanding se
                      WHERE se.subscription = subscription_deliverable.subscription
                        AND se.state <> 'parked') o
              WHERE o.ready
@@ -250,7 +309,9 @@ DECLARE
     v_expires  timestamptz;
     v_deliver  bigint[];
     v_fresh    bigint[] := '{}';
+    v_fresh_streams text[] := '{}';
     v_new      bigint[];
+    v_new_streams text[];
     v_blocked  text[];
     v_closed   text[];
     v_window   bigint;
@@ -296,6 +357,21 @@ BEGIN
     DELETE FROM eventstore.subscription_consumers c
      WHERE c.subscription = v_sub.name AND c.last_seen_at < v_now - v_sub.lease_timeout;
 
+    -- Expired lease rows become rows of subscription_events, leased (and
+    -- expired) as before: their consumer may still acknowledge them until
+    -- they are handed out again, which the next statements decide (0.9.0).
+    WITH expired AS (
+        DELETE FROM eventstore.subscription_leases l
+         WHERE l.subscription = v_sub.name AND l.expires_at <= v_now
+        RETURNING l.consumer, l.consumer_role, l.expires_at, l.positions, l.streams)
+    INSERT INTO eventstore.subscription_events
+           (subscription, global_position, stream_id, state, attempts, consumer,
+            consumer_role, lease_expires_at)
+    SELECT v_sub.name, u.global_position, u.stream_id, 'leased', 1, x.consumer,
+           x.consumer_role, x.expires_at
+      FROM expired x
+     CROSS JOIN LATERAL unnest(x.positions, x.streams) AS u(global_position, stream_id);
+
     -- Expired leases of events delivered max_attempts times: park them
     -- rather than hand out a poison event again.
     UPDATE eventstore.subscription_events se
@@ -327,7 +403,7 @@ BEGIN
                coalesce(array_agg(DISTINCT se.stream_id)
                             FILTER (WHERE se.global_position <> ALL (v_deliver)), '{}')
           INTO v_pending, v_blocked
-          FROM eventstore.subscription_events se
+          FROM eventstore._subscription_outstanding se
          WHERE se.subscription = v_sub.name AND se.state <> 'parked';
     END IF;
     LOOP
@@ -359,10 +435,12 @@ BEGIN
             -- The filtered-follower pattern (README): the horizon read before
             -- the page bounds what a short page proves absent.
             v_horizon := eventstore.global_horizon();
-            -- Leased as they are stored (0.9.0: one write per event, not an
-            -- insert and then an update): in position order, as many as the
-            -- batch has room for, of the streams nothing outstanding closes.
-            -- A stream with an event left pending is closed from it on.
+            -- Leased as pulled (0.9.0: into one lease row per fetch, written
+            -- at the end, not an insert and an update per event): in
+            -- position order, as many as the batch has room for, of the
+            -- streams nothing outstanding closes.  The others are stored
+            -- pending, and a stream with an event left pending is closed
+            -- from it on.
             WITH r AS (
                 SELECT r.global_position, r.stream_id,
                        r.stream_id <> ALL (v_blocked)
@@ -371,24 +449,23 @@ BEGIN
                            <= max_count - cardinality(v_deliver) - cardinality(v_fresh) AS lease
                   FROM eventstore.read_all(v_sub.pulled_position, v_want,
                                            v_sub.event_types, v_sub.stream_prefix) r),
-            pulled AS (
+            waiting AS (
                 INSERT INTO eventstore.subscription_events AS se
-                       (subscription, global_position, stream_id, state, attempts,
-                        consumer, consumer_role, lease_expires_at)
-                SELECT v_sub.name, r.global_position, r.stream_id,
-                       CASE WHEN r.lease THEN 'leased' ELSE 'pending' END,
-                       CASE WHEN r.lease THEN 1 ELSE 0 END,
-                       CASE WHEN r.lease THEN _subscription_fetch.consumer END,
-                       CASE WHEN r.lease THEN _subscription_fetch.caller END,
-                       CASE WHEN r.lease THEN v_expires END
+                       (subscription, global_position, stream_id)
+                SELECT v_sub.name, r.global_position, r.stream_id
                   FROM r
-                RETURNING se.global_position, se.stream_id, se.state)
-            SELECT count(*), max(p.global_position),
-                   coalesce(array_agg(p.global_position) FILTER (WHERE p.state = 'leased'), '{}'),
-                   coalesce(array_agg(DISTINCT p.stream_id) FILTER (WHERE p.state = 'pending'), '{}')
-              INTO v_got, v_last, v_new, v_closed
-              FROM pulled p;
+                 WHERE NOT r.lease
+                RETURNING se.stream_id)
+            SELECT count(*), max(r.global_position),
+                   coalesce(array_agg(r.global_position ORDER BY r.global_position)
+                                FILTER (WHERE r.lease), '{}'),
+                   coalesce(array_agg(r.stream_id ORDER BY r.global_position)
+                                FILTER (WHERE r.lease), '{}'),
+                   (SELECT coalesce(array_agg(DISTINCT w.stream_id), '{}') FROM waiting w)
+              INTO v_got, v_last, v_new, v_new_streams, v_closed
+              FROM r;
             v_fresh := v_fresh || v_new;
+            v_fresh_streams := v_fresh_streams || v_new_streams;
             v_blocked := v_blocked || v_closed;
             v_pending := v_pending + v_got - cardinality(v_new);
 
@@ -406,6 +483,14 @@ BEGIN
        SET pulled_position = v_sub.pulled_position, pulled_partitions = v_sub.pulled_partitions,
            last_fetch_at = v_now
      WHERE s.name = v_sub.name;
+
+    IF cardinality(v_fresh) > 0 THEN
+        INSERT INTO eventstore.subscription_leases
+               (subscription, first_position, consumer, consumer_role, expires_at,
+                positions, streams)
+        VALUES (v_sub.name, v_fresh[1], _subscription_fetch.consumer, _subscription_fetch.caller,
+                v_expires, v_fresh, v_fresh_streams);
+    END IF;
 
     IF v_dist THEN
         -- the events as they were stored when pulled (no join of this
@@ -449,6 +534,63 @@ BEGIN
 END
 $$;
 
+-- Take positions out of the lease rows a consumer holds for the calling
+-- role (or a role it is a member of), and return what was taken with the
+-- lease it was in: an ack drops it, a nack makes it a row of
+-- subscription_events (0.9.0).  Not SECURITY DEFINER: only ack and nack
+-- call it, as the extension's owner.
+CREATE FUNCTION eventstore._subscription_unlease(
+    caller       regrole,
+    subscription text,
+    consumer     text,
+    positions    bigint[])
+RETURNS TABLE (global_position bigint, stream_id text, consumer_role regrole,
+               expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    -- Locked, each lease row is read as it is now and stays so: another
+    -- ack of the same consumer, or a fetch turning the row (expired) into
+    -- rows of subscription_events, waits for this transaction or was
+    -- waited for (a row it deleted is skipped).
+    FOR r IN
+        SELECT l.first_position, l.consumer_role, l.expires_at, l.positions, l.streams
+          FROM eventstore.subscription_leases l
+         WHERE l.subscription = _subscription_unlease.subscription
+           AND l.consumer = _subscription_unlease.consumer
+           AND l.positions && _subscription_unlease.positions
+           AND (l.consumer_role = _subscription_unlease.caller
+                OR eventstore._is_member(_subscription_unlease.caller, l.consumer_role))
+         ORDER BY l.first_position
+           FOR NO KEY UPDATE
+    LOOP
+        RETURN QUERY
+        SELECT u.p, u.s::text, r.consumer_role, r.expires_at
+          FROM unnest(r.positions, r.streams) AS u(p, s)
+         WHERE u.p = ANY (_subscription_unlease.positions);
+        IF r.positions <@ _subscription_unlease.positions THEN
+            DELETE FROM eventstore.subscription_leases l
+             WHERE l.subscription = _subscription_unlease.subscription
+               AND l.first_position = r.first_position;
+        ELSE
+            UPDATE eventstore.subscription_leases l
+               SET (positions, streams) =
+                   (SELECT array_agg(u.p ORDER BY u.p), array_agg(u.s ORDER BY u.p)
+                      FROM unnest(r.positions, r.streams) AS u(p, s)
+                     WHERE u.p <> ALL (_subscription_unlease.positions))
+             WHERE l.subscription = _subscription_unlease.subscription
+               AND l.first_position = r.first_position;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION eventstore._subscription_unlease(regrole, text, text, bigint[]) IS
+    'Take positions out of the lease rows a consumer holds for the calling role and return them (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_unlease(regrole, text, text, bigint[]) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION eventstore._subscription_ack(
     caller             regrole,
     caller_search_path text,
@@ -460,7 +602,8 @@ LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_count integer;
+    v_count   integer;
+    v_deleted integer;
 BEGIN
     PERFORM eventstore._check_caller(caller);
     PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
@@ -483,6 +626,13 @@ BEGIN
     -- A lease that expired but was not handed out again is still this
     -- consumer's to acknowledge.  Only the role that fetched it (or a
     -- member of that role) may: the consumer's name is not a secret.
+    -- Lease rows first: one a fetch turns into rows of subscription_events
+    -- meanwhile is then found there by the next statement.
+    SELECT count(*) INTO v_count
+      FROM eventstore._subscription_unlease(caller, subscription, consumer, positions);
+    IF v_count >= cardinality(positions) THEN
+        RETURN v_count;
+    END IF;
     DELETE FROM eventstore.subscription_events se
      WHERE se.subscription = _subscription_ack.subscription
        AND se.global_position = ANY (positions)
@@ -490,8 +640,8 @@ BEGIN
        -- the role that fetched, without a call per row (0.9.0), else a member
        AND (se.consumer_role = _subscription_ack.caller
             OR eventstore._is_member(_subscription_ack.caller, se.consumer_role));
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN v_count + v_deleted;
 END
 $$;
 
@@ -530,6 +680,14 @@ BEGIN
         PERFORM eventstore.subscription_not_found(subscription);
     END IF;
     v_now := clock_timestamp();
+    -- Rejected events of lease rows become leased rows of
+    -- subscription_events, which the update below then handles (0.9.0).
+    INSERT INTO eventstore.subscription_events
+           (subscription, global_position, stream_id, state, attempts, consumer,
+            consumer_role, lease_expires_at)
+    SELECT v_sub.name, u.global_position, u.stream_id, 'leased', 1,
+           _subscription_nack.consumer, u.consumer_role, u.expires_at
+      FROM eventstore._subscription_unlease(caller, subscription, consumer, positions) u;
     -- Default delay: 1 s, doubling with every attempt, at most the lease
     -- timeout.
     UPDATE eventstore.subscription_events se
@@ -552,3 +710,36 @@ BEGIN
     RETURN v_count;
 END
 $$;
+
+-- The status view counts the events of lease rows too.
+CREATE OR REPLACE VIEW eventstore._subscription_state AS
+SELECT s.name,
+       s.event_types,
+       s.stream_prefix,
+       CASE WHEN s.pulled_partitions IS NULL
+            THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
+       CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
+       o.in_flight,
+       o.pending_retry,
+       o.parked,
+       coalesce(c.consumers, '{}') AS consumers,
+       s.last_fetch_at,
+       s.lease_timeout,
+       s.max_attempts,
+       s.pulled_partitions
+  FROM eventstore.subscriptions s
+ CROSS JOIN LATERAL (
+        SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
+               count(*) FILTER (WHERE se.state = 'leased') AS in_flight,
+               count(*) FILTER (WHERE se.state = 'pending' AND se.attempts > 0) AS pending_retry,
+               count(*) FILTER (WHERE se.state = 'parked') AS parked
+          FROM eventstore._subscription_outstanding se
+         WHERE se.subscription = s.name) o
+ CROSS JOIN LATERAL (
+        SELECT array_agg(x.consumer ORDER BY x.consumer) AS consumers
+          FROM (SELECT sc.consumer FROM eventstore.subscription_consumers sc
+                 WHERE sc.subscription = s.name AND sc.last_seen_at > now() - s.lease_timeout
+                UNION
+                SELECT se.consumer FROM eventstore._subscription_outstanding se
+                 WHERE se.subscription = s.name AND se.state = 'leased'
+                   AND se.lease_expires_at > now()) x) c;

@@ -188,7 +188,7 @@ sub leased_to
 	my ($subscription, $name) = @_;
 	return split /,/, $node->safe_psql('postgres', qq{
 		SELECT string_agg(global_position::text, ',' ORDER BY global_position)
-		  FROM eventstore.subscription_events
+		  FROM eventstore._subscription_outstanding
 		 WHERE subscription = '$subscription' AND consumer = '$name' AND state = 'leased'});
 }
 
@@ -412,7 +412,7 @@ is( $node->safe_psql('postgres', q{
 	'0 0 0 0 t',
 	'status: no lag, nothing in flight, waiting or parked; checkpoint = pulled position');
 is( $node->safe_psql('postgres',
-		q{SELECT count(*) FROM eventstore.subscription_events WHERE subscription = 'main'}),
+		q{SELECT count(*) FROM eventstore._subscription_outstanding WHERE subscription = 'main'}),
 	'0', 'no outstanding events are left');
 
 is($done{crash}, 1, 'the server crashed once');
@@ -554,7 +554,7 @@ is( $node->safe_psql('postgres', q{
 is(read_model_diff('poison', 'p-'), '0',
 	'the poison read model equals its recomputation from eventstore.events');
 is( $node->safe_psql('postgres',
-		q{SELECT count(*) FROM eventstore.subscription_events WHERE subscription = 'poison'}),
+		q{SELECT count(*) FROM eventstore._subscription_outstanding WHERE subscription = 'poison'}),
 	'0', 'nothing is outstanding');
 
 $node->stop;
