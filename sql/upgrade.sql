@@ -170,3 +170,24 @@ SELECT stream_version FROM eventstore.append('dup-2', 'A', '1', event_id => '000
 \echo :SQLSTATE
 SELECT count(*) AS stored FROM eventstore.events;
 DROP EXTENSION eventstore;
+
+-- Updating from 0.8.0 to 0.9.0: a lease taken under 0.8.0 stays a row of
+-- subscription_events, what a 0.9.0 fetch leases fresh is a lease row, and
+-- the two are one set of outstanding events: the old lease still closes
+-- its stream, both are acknowledged as before.
+CREATE EXTENSION eventstore VERSION '0.8.0';
+SELECT count(eventstore.append(s, 'T', '{}')) FROM unnest(ARRAY['a-1', 'b-1', 'a-1', 'b-1']) s;
+SELECT eventstore.create_subscription('mixed');
+SELECT global_position, stream_id FROM eventstore.subscription_fetch('mixed', 'c1', 1);
+ALTER EXTENSION eventstore UPDATE TO '0.9.0';
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('mixed', 'c2', 10);
+SELECT global_position, stream_id, state, consumer FROM eventstore.subscription_events ORDER BY 1;
+SELECT consumer, positions FROM eventstore.subscription_leases;
+SELECT global_position, stream_id, state, consumer FROM eventstore._subscription_outstanding ORDER BY 1;
+SELECT position, in_flight, consumers FROM eventstore.subscription_status;
+SELECT eventstore.subscription_ack('mixed', 'c1', '{1}') AS old_acked,
+       eventstore.subscription_ack('mixed', 'c2', '{2,4}') AS new_acked;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('mixed', 'c1', 10);
+SELECT eventstore.subscription_ack('mixed', 'c1', '{3}') AS acked;
+SELECT position, in_flight FROM eventstore.subscription_status;
+DROP EXTENSION eventstore;
