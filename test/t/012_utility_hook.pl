@@ -18,8 +18,8 @@
 #  - DROP EXTENSION eventstore (0.9.0): by a role that does not own the
 #    extension, 42501 and the processes keep their PIDs; by its owner, the
 #    processes are gone before it drops anything, come back (without an
-#    append) when its transaction or savepoint rolls back, and stay gone
-#    when it commits.
+#    append) when it fails or its transaction or savepoint rolls back, and
+#    stay gone when it commits.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -150,6 +150,14 @@ ok(wait_processes('victim', $victim_pids),
 	'owner: and after one rolled back to a savepoint');
 $dropper->query_safe('COMMIT');
 $dropper->quit;
+$victim_pids = pids('victim');
+# a DROP EXTENSION that fails (an object of the database depends on it)
+$node->safe_psql('victim', 'CREATE VIEW depends AS SELECT count(*) FROM eventstore.events');
+($rc, $out, $err) = $node->psql('victim', "\\set VERBOSITY verbose\nDROP EXTENSION eventstore");
+like($err, qr/ERROR:\s+2BP01:/, 'owner: DROP EXTENSION with a dependent view fails with 2BP01');
+ok(wait_processes('victim', $victim_pids),
+	'owner: after the failed DROP EXTENSION the processes run again, without an append');
+$node->safe_psql('victim', 'DROP VIEW depends');
 $victim_pids = pids('victim');
 is($node->safe_psql('victim', "SELECT count(*) FROM eventstore.events"), '2',
 	'the store is intact');
