@@ -311,8 +311,9 @@ SELECT array_agg(global_position ORDER BY global_position) AS leased
 SELECT consumer, consumer_role = current_user::regrole AS fetcher, positions, streams
   FROM eventstore.subscription_leases WHERE subscription = 'rows';
 SELECT count(*) AS rows_per_event FROM eventstore.subscription_events WHERE subscription = 'rows';
--- Part of the batch, a repeat and an unknown position: 2 acknowledged.
-SELECT eventstore.subscription_ack('rows', 'c1', '{1,1,2,100}') AS acked;
+-- Part of the batch, a repeat, a NULL and an unknown position: 2
+-- acknowledged.
+SELECT eventstore.subscription_ack('rows', 'c1', '{1,1,NULL,2,100}') AS acked;
 SELECT positions, streams FROM eventstore.subscription_leases WHERE subscription = 'rows';
 -- Another consumer's name acknowledges nothing of it.
 SELECT eventstore.subscription_ack('rows', 'c2', '{3,4,5,6}') AS acked_by_c2;
@@ -521,5 +522,32 @@ RESET ROLE;
 SELECT eventstore.drop_subscription('app');
 DROP OWNED BY regress_es_consumer, regress_es_nobody;
 DROP ROLE regress_es_consumer, regress_es_nobody;
+
+--
+-- A large batch (0.9.0): 400 events leased in one lease row, acknowledged
+-- in parts larger than the ones above (each part compared with the row by
+-- a join, not element by element), with repeats and NULLs: every event is
+-- acknowledged once, what is not acknowledged stays leased, in order.
+--
+SELECT eventstore.create_subscription('large', stream_prefix => 'large-');
+SELECT count(eventstore.append('large-' || (g % 7), 'T', '{}')) FROM generate_series(1, 400) g;
+CREATE TEMP TABLE large AS
+SELECT global_position, stream_id FROM eventstore.subscription_fetch('large', 'c1', 400);
+SELECT count(*) AS fetched, count(DISTINCT global_position) AS distinct_positions FROM large;
+SELECT cardinality(positions) AS in_the_row FROM eventstore.subscription_leases WHERE subscription = 'large';
+-- every other event, twice over, with a NULL
+SELECT eventstore.subscription_ack('large', 'c1',
+         ARRAY(SELECT global_position FROM large, generate_series(1, 2)
+                WHERE global_position % 2 = 0 UNION ALL SELECT NULL)) AS acked_even;
+SELECT cardinality(l.positions) AS left_in_row,
+       l.positions = ARRAY(SELECT global_position FROM large WHERE global_position % 2 = 1
+                            ORDER BY global_position) AS odd_in_order,
+       l.streams = ARRAY(SELECT stream_id FROM large WHERE global_position % 2 = 1
+                          ORDER BY global_position) AS streams_aligned
+  FROM eventstore.subscription_leases l WHERE l.subscription = 'large';
+-- all of them: only the odd ones are left to acknowledge
+SELECT eventstore.subscription_ack('large', 'c1', ARRAY(SELECT global_position FROM large)) AS acked_rest;
+SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding WHERE subscription = 'large';
+SELECT eventstore.drop_subscription('large');
 
 DROP EXTENSION eventstore;

@@ -650,37 +650,68 @@ LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r record;
+    r             record;
+    v_min         bigint;
+    v_max         bigint;
+    v_keep        bigint[];
+    v_keep_streams text[];
+    v_take        bigint[];
+    v_take_streams text[];
 BEGIN
+    -- NULLs acknowledge nothing (and would make "<> ALL" below unknown)
+    positions := array_remove(positions, NULL);
+    SELECT min(x), max(x) INTO v_min, v_max FROM unnest(positions) AS x;
     -- Locked, each lease row is read as it is now and stays so: another
     -- ack of the same consumer, or a fetch turning the row (expired) into
     -- rows of subscription_events, waits for this transaction or was
-    -- waited for (a row it deleted is skipped).
+    -- waited for (a row it deleted is skipped).  Rows are picked by the
+    -- range of their (ordered) positions: && compares every element with
+    -- every other.
     FOR r IN
         SELECT l.first_position, l.consumer_role, l.expires_at, l.positions, l.streams
           FROM eventstore.subscription_leases l
          WHERE l.subscription = _subscription_unlease.subscription
            AND l.consumer = _subscription_unlease.consumer
-           AND l.positions && _subscription_unlease.positions
+           AND l.positions[1] <= v_max
+           AND l.positions[cardinality(l.positions)] >= v_min
            AND (l.consumer_role = _subscription_unlease.caller
                 OR eventstore._is_member(_subscription_unlease.caller, l.consumer_role))
          ORDER BY l.first_position
            FOR NO KEY UPDATE
     LOOP
+        -- Split the row into what is taken and what stays, in its order.
+        IF cardinality(r.positions)::bigint * cardinality(positions) <= 100000 THEN
+            -- the usual sizes: each position compared with the ack's
+            SELECT array_agg(u.p) FILTER (WHERE u.p <> ALL (_subscription_unlease.positions)),
+                   array_agg(u.s) FILTER (WHERE u.p <> ALL (_subscription_unlease.positions)),
+                   array_agg(u.p) FILTER (WHERE u.p = ANY (_subscription_unlease.positions)),
+                   array_agg(u.s) FILTER (WHERE u.p = ANY (_subscription_unlease.positions))
+              INTO v_keep, v_keep_streams, v_take, v_take_streams
+              FROM unnest(r.positions, r.streams) AS u(p, s);
+        ELSE
+            -- large batches and acks: a full join runs as a hash or merge
+            -- join, never a nested loop, so the time stays linear in the
+            -- sizes (comparing each with each took seconds at 100,000)
+            SELECT array_agg(u.p ORDER BY u.p) FILTER (WHERE u.p IS NOT NULL AND a.p IS NULL),
+                   array_agg(u.s ORDER BY u.p) FILTER (WHERE u.p IS NOT NULL AND a.p IS NULL),
+                   array_agg(u.p ORDER BY u.p) FILTER (WHERE u.p IS NOT NULL AND a.p IS NOT NULL),
+                   array_agg(u.s ORDER BY u.p) FILTER (WHERE u.p IS NOT NULL AND a.p IS NOT NULL)
+              INTO v_keep, v_keep_streams, v_take, v_take_streams
+              FROM unnest(r.positions, r.streams) AS u(p, s)
+              FULL JOIN (SELECT DISTINCT x FROM unnest(_subscription_unlease.positions) AS x) AS a(p)
+                ON a.p = u.p;
+        END IF;
+        CONTINUE WHEN v_take IS NULL;
         RETURN QUERY
-        SELECT u.p, u.s::text, r.consumer_role, r.expires_at
-          FROM unnest(r.positions, r.streams) AS u(p, s)
-         WHERE u.p = ANY (_subscription_unlease.positions);
-        IF r.positions <@ _subscription_unlease.positions THEN
+        SELECT t.p, t.s::text, r.consumer_role, r.expires_at
+          FROM unnest(v_take, v_take_streams) AS t(p, s);
+        IF v_keep IS NULL THEN
             DELETE FROM eventstore.subscription_leases l
              WHERE l.subscription = _subscription_unlease.subscription
                AND l.first_position = r.first_position;
         ELSE
             UPDATE eventstore.subscription_leases l
-               SET (positions, streams) =
-                   (SELECT array_agg(u.p ORDER BY u.p), array_agg(u.s ORDER BY u.p)
-                      FROM unnest(r.positions, r.streams) AS u(p, s)
-                     WHERE u.p <> ALL (_subscription_unlease.positions))
+               SET positions = v_keep, streams = v_keep_streams
              WHERE l.subscription = _subscription_unlease.subscription
                AND l.first_position = r.first_position;
         END IF;
