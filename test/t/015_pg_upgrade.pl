@@ -112,6 +112,7 @@ my %state_sql = (
 	                   JOIN eventstore.projection_checkpoints c USING (name) ORDER BY 1},
 	subscriptions => q{SELECT * FROM eventstore.subscriptions ORDER BY name},
 	subscription_events => q{SELECT * FROM eventstore.subscription_events ORDER BY 1, 2},
+	subscription_leases => q{SELECT * FROM eventstore.subscription_leases ORDER BY 1, 2},
 	policies => q{SELECT name, inactive_for, stream_prefix FROM eventstore.archive_policies ORDER BY name},
 	read_models => q{SELECT (SELECT string_agg(stream_id || '=' || n, ',' ORDER BY stream_id) FROM totals),
 	                        (SELECT count(*) FROM async_seen)},
@@ -122,7 +123,8 @@ my %before = map { $_ => $old->safe_psql('postgres', $state_sql{$_}) } keys %sta
 my $last_position = $old->safe_psql('postgres', 'SELECT max(global_position) FROM eventstore.events');
 cmp_ok(scalar(my @rows = split /\n/, $before{events}), '>', 30, 'the old store holds the events');
 like($before{subscription_events}, qr/parked/, 'the old subscription has a parked event');
-like($before{subscription_events}, qr/leased/, 'the old subscription has a leased event');
+# (what a fetch leases fresh from the log is a lease row, 0.9.0)
+like($before{subscription_leases}, qr/^mail\|/m, 'the old subscription has a leased event');
 my $old_checksums = $old->safe_psql('postgres', 'SHOW data_checksums') eq 'on';
 $old->stop;
 
