@@ -658,8 +658,9 @@ DECLARE
     v_take        bigint[];
     v_take_streams text[];
 BEGIN
-    -- NULLs acknowledge nothing (and would make "<> ALL" below unknown)
-    positions := array_remove(positions, NULL);
+    -- NULLs acknowledge nothing (and would make "<> ALL" below unknown);
+    -- an array of more dimensions counts by its elements, as "= ANY" does
+    positions := ARRAY(SELECT x FROM unnest(positions) AS x WHERE x IS NOT NULL);
     SELECT min(x), max(x) INTO v_min, v_max FROM unnest(positions) AS x;
     -- Locked, each lease row is read as it is now and stays so: another
     -- ack of the same consumer, or a fetch turning the row (expired) into
