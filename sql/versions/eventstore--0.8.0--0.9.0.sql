@@ -560,8 +560,10 @@ DECLARE
 BEGIN
     -- NULLs acknowledge nothing (and would make "<> ALL" below unknown);
     -- an array of more dimensions counts by its elements, as "= ANY" does
-    positions := ARRAY(SELECT x FROM unnest(positions) AS x WHERE x IS NOT NULL);
-    SELECT min(x), max(x) INTO v_min, v_max FROM unnest(positions) AS x;
+    SELECT coalesce(array_agg(x), '{}'), min(x), max(x)
+      INTO positions, v_min, v_max
+      FROM unnest(positions) AS x
+     WHERE x IS NOT NULL;
     -- Locked, each lease row is read as it is now and stays so: another
     -- ack of the same consumer, or a fetch turning the row (expired) into
     -- rows of subscription_events, waits for this transaction or was
