@@ -20,7 +20,6 @@
 
 #include "access/genam.h"
 #include "catalog/pg_database_d.h"
-#include "catalog/pg_extension_d.h"
 #include "catalog/pg_proc_d.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -77,16 +76,6 @@ es_database_ownercheck(Oid dboid, Oid role)
 	return object_ownercheck(DatabaseRelationId, dboid, role);
 #else
 	return pg_database_ownercheck(dboid, role);
-#endif
-}
-
-static inline bool
-es_extension_ownercheck(Oid extoid, Oid role)
-{
-#if PG_VERSION_NUM >= 160000
-	return object_ownercheck(ExtensionRelationId, extoid, role);
-#else
-	return pg_extension_ownercheck(extoid, role);
 #endif
 }
 

@@ -18,10 +18,6 @@
  * that database's processes first, through a ProcessUtility hook, once the
  * command's own permission checks are known to pass; if the command fails,
  * or leaves the database in place, the launcher starts them again at once.
- * DROP EXTENSION eventstore stops the current database's processes the same
- * way (0.9.0), so that no cycle of theirs holds a lock the drop needs, and
- * in an order of its own: they stay stopped when it commits, and start
- * again if it fails or its transaction (or subtransaction) aborts.
  *
  * The processes themselves are in worker.c and projector.c; both pin their
  * session's search_path at connection (process.c), and every query of
@@ -43,10 +39,8 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
-#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
-#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -66,18 +60,6 @@
 PGDLLEXPORT void eventstore_launcher_main(Datum main_arg);
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-
-/*
- * The processes a DROP EXTENSION of this transaction stopped: started
- * again if the (sub)transaction that dropped it aborts.
- */
-static struct
-{
-	bool		pending;
-	Oid			dboid;
-	bool		was_wanted;
-	SubTransactionId subid;
-}			es_stopped_by_drop;
 
 /* ---------------------------------------------------------------------
  * Registration
@@ -378,39 +360,16 @@ es_may_create_databases(void)
  * DATABASE ... TEMPLATE) and the current user passes the command's own
  * permission checks -- the same ones, made first, so that nobody can stop
  * the processes with a command that is then refused.  InvalidOid
- * otherwise.  *dropping: the command removes the database;
- * *dropping_extension: it is DROP EXTENSION eventstore, by the extension's
- * owner, and the database is the current one.
+ * otherwise.  *dropping: the command removes the database.
  */
 static Oid
-es_database_to_release(Node *parsetree, bool *dropping, bool *dropping_extension)
+es_database_to_release(Node *parsetree, bool *dropping)
 {
 	const char *dbname = NULL;
 	Oid			dboid;
 	bool		allowed = false;
 
 	*dropping = false;
-	*dropping_extension = false;
-	if (IsA(parsetree, DropStmt) &&
-		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
-	{
-		ListCell   *lc;
-
-		foreach(lc, ((DropStmt *) parsetree)->objects)
-		{
-			Oid			extoid;
-
-			if (strcmp(strVal(lfirst(lc)), "eventstore") != 0)
-				continue;
-			extoid = get_extension_oid("eventstore", true);
-			if (OidIsValid(extoid) && es_extension_ownercheck(extoid, GetUserId()))
-			{
-				*dropping_extension = true;
-				return MyDatabaseId;
-			}
-		}
-		return InvalidOid;
-	}
 	if (IsA(parsetree, DropdbStmt))
 	{
 		dbname = ((DropdbStmt *) parsetree)->dbname;
@@ -561,44 +520,6 @@ es_resume_database(Oid dboid, bool was_wanted, bool forget)
 		SetLatch(launcher_latch);
 }
 
-/* A DROP EXTENSION that stopped the processes rolled back: start them again. */
-static void
-es_drop_xact_callback(XactEvent event, void *arg)
-{
-	if (!es_stopped_by_drop.pending)
-		return;
-	switch (event)
-	{
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			es_resume_database(es_stopped_by_drop.dboid, es_stopped_by_drop.was_wanted, false);
-			es_stopped_by_drop.pending = false;
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
-			es_stopped_by_drop.pending = false;
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-es_drop_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						 SubTransactionId parentSubid, void *arg)
-{
-	if (!es_stopped_by_drop.pending || mySubid != es_stopped_by_drop.subid)
-		return;
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		es_resume_database(es_stopped_by_drop.dboid, es_stopped_by_drop.was_wanted, false);
-		es_stopped_by_drop.pending = false;
-	}
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-		es_stopped_by_drop.subid = parentSubid;
-}
-
 static void
 es_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   bool readOnlyTree, ProcessUtilityContext context,
@@ -608,11 +529,10 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			dboid = InvalidOid;
 	bool		dropping = false;
-	bool		dropping_extension = false;
 	bool		was_wanted = false;
 
 	if (es_shared != NULL)
-		dboid = es_database_to_release(parsetree, &dropping, &dropping_extension);
+		dboid = es_database_to_release(parsetree, &dropping);
 	if (OidIsValid(dboid))
 		was_wanted = es_stop_database(dboid);
 
@@ -634,23 +554,7 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_END_TRY();
 
-	if (dropping_extension)
-	{
-		/*
-		 * The extension is gone when this transaction commits: keep the
-		 * processes stopped until then (the first append after a new CREATE
-		 * EXTENSION asks for them again), or start them if it aborts.  A
-		 * second drop in the transaction keeps what the first one found.
-		 */
-		if (!es_stopped_by_drop.pending)
-		{
-			es_stopped_by_drop.pending = true;
-			es_stopped_by_drop.dboid = dboid;
-			es_stopped_by_drop.was_wanted = was_wanted;
-			es_stopped_by_drop.subid = GetCurrentSubTransactionId();
-		}
-	}
-	else if (OidIsValid(dboid))
+	if (OidIsValid(dboid))
 		es_resume_database(dboid, was_wanted, dropping);
 }
 
@@ -659,7 +563,5 @@ es_worker_install_hooks(void)
 {
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = es_process_utility;
-	RegisterXactCallback(es_drop_xact_callback, NULL);
-	RegisterSubXactCallback(es_drop_subxact_callback, NULL);
 }
 

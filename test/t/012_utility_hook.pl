@@ -15,11 +15,6 @@
 #  - A superuser's CREATE DATABASE ... TEMPLATE succeeds and the template's
 #    processes come back.
 #  - A successful DROP DATABASE leaves no process behind.
-#  - DROP EXTENSION eventstore (0.9.0): by a role that does not own the
-#    extension, 42501 and the processes keep their PIDs; by its owner, the
-#    processes are gone before it drops anything, come back (without an
-#    append) when it fails or its transaction or savepoint rolls back, and
-#    stay gone when it commits.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -124,53 +119,6 @@ ok(wait_processes('victim', $victim_pids),
 	'superuser: the template\'s worker and projector come back, without an append');
 is($node->safe_psql('copy', 'SELECT count(*) FROM eventstore.events'), '2',
 	'the copy has the events');
-
-# --- DROP EXTENSION ---------------------------------------------------
-$victim_pids = pids('victim');
-{
-	my ($rc, $out, $err) = $node->psql('victim', "\\set VERBOSITY verbose\nDROP EXTENSION eventstore",
-		extra_params => [ '-U', 'nobody' ]);
-	like($err, qr/ERROR:\s+42501:/, 'nobody: DROP EXTENSION eventstore fails with 42501');
-	usleep(300_000);
-	is(pids('victim'), $victim_pids, 'nobody: DROP EXTENSION leaves the worker and projector running');
-}
-my $dropper = $node->background_psql('victim');
-$dropper->query_safe('BEGIN');
-$dropper->query_safe('DROP EXTENSION eventstore');
-is(pids('victim'), '', 'owner: the processes are gone when DROP EXTENSION has run');
-$dropper->query_safe('ROLLBACK');
-ok(wait_processes('victim', $victim_pids),
-	'owner: after a DROP EXTENSION rolled back the processes run again, without an append');
-$victim_pids = pids('victim');
-$dropper->query_safe('BEGIN');
-$dropper->query_safe('SAVEPOINT s');
-$dropper->query_safe('DROP EXTENSION eventstore');
-$dropper->query_safe('ROLLBACK TO SAVEPOINT s');
-ok(wait_processes('victim', $victim_pids),
-	'owner: and after one rolled back to a savepoint');
-$dropper->query_safe('COMMIT');
-$dropper->quit;
-$victim_pids = pids('victim');
-# a DROP EXTENSION that fails (an object of the database depends on it)
-$node->safe_psql('victim', 'CREATE VIEW depends AS SELECT count(*) FROM eventstore.events');
-($rc, $out, $err) = $node->psql('victim', "\\set VERBOSITY verbose\nDROP EXTENSION eventstore");
-like($err, qr/ERROR:\s+2BP01:/, 'owner: DROP EXTENSION with a dependent view fails with 2BP01');
-ok(wait_processes('victim', $victim_pids),
-	'owner: after the failed DROP EXTENSION the processes run again, without an append');
-$node->safe_psql('victim', 'DROP VIEW depends');
-$victim_pids = pids('victim');
-is($node->safe_psql('victim', "SELECT count(*) FROM eventstore.events"), '2',
-	'the store is intact');
-
-# a committed DROP EXTENSION: nothing comes back
-$node->safe_psql('copy', "SELECT eventstore.append('c', 'T', '{}')");
-wait_processes('copy') or die 'no worker and projector for copy';
-$node->safe_psql('copy', 'DROP EXTENSION eventstore');
-usleep(1_500_000);
-is(pids('copy'), '', 'owner: after a committed DROP EXTENSION no process comes back');
-$node->safe_psql('copy', 'CREATE EXTENSION eventstore');
-$node->safe_psql('copy', "SELECT eventstore.append('c', 'T', '{}')");
-ok(wait_processes('copy'), 'and a new CREATE EXTENSION and append bring them back');
 
 # --- a successful DROP DATABASE ----------------------------------------
 $node->safe_psql('other', 'DROP DATABASE victim', extra_params => [ '-U', 'downer' ]);
