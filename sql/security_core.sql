@@ -300,6 +300,30 @@ SELECT name, state, error_count FROM eventstore.projection_status WHERE name = '
 SELECT eventstore.drop_projection('tally');
 DROP SCHEMA app CASCADE;
 
+--
+-- Item 14 (0.9.0): the argument checks of subscription_fetch, ack and nack
+-- have no SET clause; every operator in them is qualified, so a planted
+-- operator first on the path of whoever calls them directly (a superuser
+-- here: they are revoked from PUBLIC) never runs, and the checks still
+-- refuse what they must.
+--
+CREATE FUNCTION regress_sc_evil.gt(l bigint, r bigint) RETURNS boolean LANGUAGE plpgsql
+    AS 'BEGIN PERFORM regress_sc_evil.hijack(); RETURN l OPERATOR(pg_catalog.>) r; END';
+CREATE OPERATOR regress_sc_evil.> (FUNCTION = regress_sc_evil.gt, LEFTARG = bigint, RIGHTARG = bigint);
+TRUNCATE canary;
+SET search_path = regress_sc_evil, pg_catalog;
+SELECT eventstore.subscription_check_name('ok', 'consumer') AS accepted;
+SELECT eventstore.subscription_check_name('', 'consumer');
+SELECT eventstore._check_count('max_count', 5, 10) AS accepted;
+SELECT eventstore._check_count('max_count', 11, 10);
+SELECT eventstore.subscription_not_found('gone');
+SELECT eventstore.create_subscription('sc-sub');
+SELECT count(*) AS fetched FROM eventstore.subscription_fetch('sc-sub', '', 1);
+SELECT count(*) AS fetched FROM eventstore.subscription_fetch('sc-sub', 'c', 100001);
+SELECT eventstore.drop_subscription('sc-sub');
+RESET search_path;
+SELECT count(*) AS planted_operator_calls FROM canary;
+
 -- Roles are cluster-wide: remove them.
 SELECT eventstore.drop_projection(name) FROM eventstore.projections ORDER BY name;
 DROP OWNED BY regress_sc_reader, regress_sc_writer;

@@ -451,13 +451,38 @@ SELECT name, consumers, last_fetch_at IS NOT NULL AS fetched FROM eventstore.sub
 UPDATE eventstore.subscription_consumers SET last_seen_at = now() - interval '1 hour';
 SELECT name, consumers FROM eventstore.subscription_status;
 SELECT eventstore.drop_subscription('seen');
+-- A fetch writes when the consumer was last seen only when that is more
+-- than a hundredth of the lease timeout ago (0.9.0), and only such a fetch
+-- forgets consumers not seen for a lease timeout.
+SELECT eventstore.create_subscription('seen2', stream_prefix => 'customer-',
+                                      lease_timeout => '1 hour');
+SELECT count(*) FROM eventstore.subscription_fetch('seen2', 'w1', 1);
+SELECT count(*) FROM eventstore.subscription_fetch('seen2', 'w2', 1);
+UPDATE eventstore.subscription_consumers SET last_seen_at = '2000-01-01 00:00:00+00'
+ WHERE consumer = 'w2';
+UPDATE eventstore.subscription_consumers SET last_seen_at = now() - interval '35 seconds'
+ WHERE consumer = 'w1';
+SELECT last_seen_at AS w1_seen FROM eventstore.subscription_consumers WHERE consumer = 'w1' \gset
+-- 35 s ago is within 36 s (1 hour / 100): not written, w2 not forgotten
+SELECT count(*) FROM eventstore.subscription_fetch('seen2', 'w1', 1);
+SELECT consumer, last_seen_at = :'w1_seen' AS unchanged
+  FROM eventstore.subscription_consumers WHERE subscription = 'seen2' ORDER BY consumer;
+-- 37 s ago is not: written, and w2 is forgotten
+UPDATE eventstore.subscription_consumers SET last_seen_at = now() - interval '37 seconds'
+ WHERE consumer = 'w1';
+SELECT count(*) FROM eventstore.subscription_fetch('seen2', 'w1', 1);
+SELECT consumer, last_seen_at > now() - interval '1 minute' AS recent
+  FROM eventstore.subscription_consumers WHERE subscription = 'seen2' ORDER BY consumer;
+SELECT eventstore.drop_subscription('seen2');
 
 --
 -- Catalog: every subscription function is revoked from PUBLIC; those that
 -- touch the tables are SECURITY DEFINER with a fixed search_path, or (fetch,
 -- ack, nack: they need their caller) C entry points that run as the caller
 -- and call their SECURITY DEFINER implementation _<name> (src/caller.c);
--- writers are VOLATILE and PARALLEL UNSAFE.  Subscriptions and their
+-- the argument checks (check_name, not_found) touch no table and qualify
+-- every name, so they need no setting (0.9.0); writers are VOLATILE and
+-- PARALLEL UNSAFE.  Subscriptions and their
 -- outstanding events are dumped by pg_dump.
 --
 SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,
