@@ -749,7 +749,20 @@ BEGIN
     -- consumer's to acknowledge.  Only the role that fetched it (or a
     -- member of that role) may: the consumer's name is not a secret.
     -- Lease rows first: one a fetch turns into rows of subscription_events
-    -- meanwhile is then found there by the next statement.
+    -- meanwhile is then found there by the next statements.
+    -- The usual ack: the positions of one lease row, as fetched.  Its key
+    -- is their first; a row changed meanwhile (another ack of the same
+    -- consumer took some) is rechecked and left to the general way (0.9.0).
+    DELETE FROM eventstore.subscription_leases l
+     WHERE l.subscription = _subscription_ack.subscription
+       AND l.first_position = _subscription_ack.positions[1]
+       AND l.positions = _subscription_ack.positions
+       AND l.consumer = _subscription_ack.consumer
+       AND (l.consumer_role = _subscription_ack.caller
+            OR eventstore._is_member(_subscription_ack.caller, l.consumer_role));
+    IF FOUND THEN
+        RETURN cardinality(_subscription_ack.positions);
+    END IF;
     SELECT count(*) INTO v_count
       FROM eventstore._subscription_unlease(caller, subscription, consumer, positions);
     IF v_count >= cardinality(positions) THEN
