@@ -27,6 +27,7 @@ OBJS = \
 	src/snapshot.o \
 	src/stats.o \
 	src/storage.o \
+	src/subscription.o \
 	src/worker.o
 
 # SQL lives in three places:

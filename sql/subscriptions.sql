@@ -439,6 +439,32 @@ SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('l
 SELECT eventstore.drop_subscription('lp2');
 
 --
+-- A fetch's pull (0.9.0, src/subscription.c): a page of the log as
+-- read_all reads it, sorted as it is read: the first "room" events of
+-- streams not closed are leased, the others wait (a closed stream, or no
+-- room left).  Called directly here, as a superuser.
+--
+SELECT r.global_position, r.stream_id FROM eventstore.read_all(0, 6, NULL, 'lp-') r;
+SELECT got, last_position, horizon = eventstore.global_horizon() AS at_horizon,
+       leased, leased_streams, waiting, waiting_streams
+  FROM eventstore._subscription_pull(0, 6, NULL, 'lp-', ARRAY['lp-b', NULL, 'lp-b'], 2);
+-- no room: everything waits; an empty page; a type nothing has
+SELECT got, leased, waiting FROM eventstore._subscription_pull(0, 3, NULL, 'lp-', '{}', 0);
+SELECT got, last_position IS NULL AS no_last, leased, waiting
+  FROM eventstore._subscription_pull(eventstore.global_horizon(), 10, NULL, NULL, '{}', 10);
+SELECT got FROM eventstore._subscription_pull(0, 10, '{NoSuchType}', NULL, '{}', 10);
+SELECT got FROM eventstore._subscription_pull(0, 10, '{}', NULL, '{}', 10);
+-- internal, but still checked: 22004, 22023
+\set VERBOSITY terse
+SELECT got FROM eventstore._subscription_pull(NULL, 10, NULL, NULL, '{}', 10);
+\echo :SQLSTATE
+SELECT got FROM eventstore._subscription_pull(0, 10, NULL, NULL, NULL, 10);
+\echo :SQLSTATE
+SELECT got FROM eventstore._subscription_pull(-1, 10, NULL, NULL, '{}', 10);
+\echo :SQLSTATE
+\set VERBOSITY default
+
+--
 -- The status view's consumers: those that fetched within the lease timeout
 -- or still hold a lease.
 --
@@ -481,8 +507,8 @@ SELECT eventstore.drop_subscription('seen2');
 -- ack, nack: they need their caller) C entry points that run as the caller
 -- and call their SECURITY DEFINER implementation _<name> (src/caller.c);
 -- the argument checks (check_name, not_found) touch no table and qualify
--- every name, so they need no setting (0.9.0); writers are VOLATILE and
--- PARALLEL UNSAFE.  Subscriptions and their
+-- every name, so they need no setting (0.9.0); _subscription_pull is C
+-- that runs no query (0.9.0); writers are VOLATILE and PARALLEL UNSAFE.  Subscriptions and their
 -- outstanding events are dumped by pg_dump.
 --
 SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,

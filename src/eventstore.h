@@ -380,7 +380,8 @@ extern EsShared *es_shared;
  *	 3	lifecycle.c						what a reader may see of a stream
  *	 4	projection.c read.c caller.c snapshot.c	handlers, reads, management
  *										callers, stored snapshots of state
- *	 5	append.c fold.c					the append path; folds of a stream
+ *	 5	append.c fold.c subscription.c	the append path; folds of a stream;
+ *										a subscription's pull from the log
  *	 6	command.c						handle_command: load, decide, append
  *	 7	process.c						what the background processes share
  *	 8	worker.c projector.c launcher.c	a database's worker and projector,
@@ -575,6 +576,10 @@ extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshot
 /* read.c */
 extern void es_read_define_gucs(void);
 extern void es_read_install_hooks(void);
+/* what a read of the global log hands each event it reads to */
+typedef void (*EsLogSink) (void *arg, struct TupleTableSlot *slot, text *stream_id);
+extern int64 es_read_all_into(EsLogSink sink, void *arg, int64 after, int64 max_count,
+							  ArrayType *event_types, text *stream_prefix);
 
 /* projection.c */
 struct FmgrInfo;

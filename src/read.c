@@ -747,15 +747,16 @@ eventstore_stream_version(PG_FUNCTION_ARGS)
 }
 
 /*
- * Put into the result the events of the global log (of one partition, when
- * "partition" is given: its tables are "cat") with after < position <=
- * horizon, ascending, at most max_count of them that match the filter and
- * that the stream's lifecycle state lets readers see.
+ * Hand to "sink" the events of the global log (of one partition: "cat"
+ * names its tables) with after < position <= horizon, ascending, at most
+ * max_count of them that match the filter and that the stream's lifecycle
+ * state lets readers see.  The sink runs in a context reset after each
+ * event: what it keeps, it copies.
  */
 static void
-es_read_log(ReturnSetInfo *rsinfo, const EsCatalog *cat, Snapshot snapshot,
-			int64 after, int64 horizon, const EsFilter *filter,
-			bool has_max, int64 max_count, const int32 *partition)
+es_read_log_into(EsLogSink sink, void *arg, const EsCatalog *cat, Snapshot snapshot,
+				 int64 after, int64 horizon, const EsFilter *filter,
+				 bool has_max, int64 max_count)
 {
 	Relation	heap;
 	Relation	index;
@@ -807,7 +808,7 @@ es_read_log(ReturnSetInfo *rsinfo, const EsCatalog *cat, Snapshot snapshot,
 								DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull))))
 			goto next;
 
-		es_put_event(rsinfo->setResult, rsinfo->setDesc, slot, partition);
+		sink(arg, slot, stream_id);
 		count++;
 next:
 		MemoryContextSwitchTo(oldcxt);
@@ -819,6 +820,60 @@ next:
 	MemoryContextDelete(row_cxt);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
+}
+
+/* read_all and read_partitions: each event into the result. */
+typedef struct EsResultSink
+{
+	ReturnSetInfo *rsinfo;
+	const int32 *partition;		/* read_partitions: put first */
+} EsResultSink;
+
+static void
+es_result_sink(void *arg, TupleTableSlot *slot, text *stream_id)
+{
+	EsResultSink *r = (EsResultSink *) arg;
+
+	es_put_event(r->rsinfo->setResult, r->rsinfo->setDesc, slot, r->partition);
+}
+
+static void
+es_read_log(ReturnSetInfo *rsinfo, const EsCatalog *cat, Snapshot snapshot,
+			int64 after, int64 horizon, const EsFilter *filter,
+			bool has_max, int64 max_count, const int32 *partition)
+{
+	EsResultSink r = {rsinfo, partition};
+
+	es_read_log_into(es_result_sink, &r, cat, snapshot, after, horizon, filter,
+					 has_max, max_count);
+}
+
+/*
+ * What read_all(after, max_count, event_types, stream_prefix) reads, handed
+ * to "sink" one event at a time instead of returned (subscription.c sorts
+ * a subscription's pull as it is read).  Returns the horizon the read
+ * stopped at: a read that got fewer than max_count events proves that no
+ * other matching event is at or below it.  A single server only.
+ */
+int64
+es_read_all_into(EsLogSink sink, void *arg, int64 after, int64 max_count,
+				 ArrayType *event_types, text *stream_prefix)
+{
+	const EsCatalog *cat = es_catalog();
+	EsFilter	filter = {0};
+	Snapshot	snapshot;
+	int64		horizon;
+
+	es_filter_from_args(&filter, event_types, stream_prefix);
+	es_require_single_server(cat, "a subscription's pull",
+							 "A distributed store pulls by partition.");
+	horizon = es_reader_horizon(cat, &snapshot);
+	/* an empty list of types matches nothing */
+	if (max_count > 0 && !(filter.has_types && filter.ntypes == 0))
+		es_read_log_into(sink, arg, cat, snapshot, after, horizon, &filter,
+						 true, max_count);
+	UnregisterSnapshot(snapshot);
+	return horizon;
 }
 
 /* GUC: read_all merges the partitions of a distributed store (0.8.0). */

@@ -369,6 +369,24 @@ COMMENT ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integ
     'Positions a fetch of the subscription may lease at the given time (internal)';
 REVOKE ALL ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer) FROM PUBLIC;
 
+-- A fetch's pull from the log (src/subscription.c, 0.9.0): what
+-- read_all(after_position, max_count, event_types, stream_prefix) reads,
+-- sorted as it is read into the first "room" events of streams not in
+-- "closed" (leased) and the others (waiting); horizon is the one the read
+-- stopped at.  Internal: the fetch calls it as the extension's owner.
+CREATE FUNCTION eventstore._subscription_pull(
+    after_position bigint, max_count bigint, event_types text[], stream_prefix text,
+    closed text[], room bigint,
+    OUT got bigint, OUT last_position bigint, OUT horizon bigint,
+    OUT leased bigint[], OUT leased_streams text[],
+    OUT waiting bigint[], OUT waiting_streams text[])
+RETURNS record
+    AS 'MODULE_PATHNAME', 'eventstore_subscription_pull'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, text[], bigint) IS
+    'Read a page of the global log for a subscription and sort it into leased and waiting events (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, text[], bigint) FROM PUBLIC;
+
 CREATE FUNCTION eventstore._subscription_fetch(
     caller             regrole,
     caller_search_path text,
@@ -393,19 +411,15 @@ DECLARE
     v_deliver  bigint[];
     v_fresh    bigint[] := '{}';
     v_fresh_streams text[] := '{}';
-    v_new      bigint[];
-    v_new_streams text[];
     v_blocked  text[];
-    v_closed   text[];
     v_window   bigint;
     v_pending  bigint;
     v_step     bigint;
     v_want     bigint;
-    v_horizon  bigint;
     v_got      bigint;
-    v_last     bigint;
     v_dist     boolean;
     v_pull     record;
+    v_page     record;
     v_full     boolean;
     v_busy     boolean;
 BEGIN
@@ -543,49 +557,37 @@ BEGIN
                 v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
             END IF;
         ELSE
-            -- The filtered-follower pattern (README): the horizon read before
-            -- the page bounds what a short page proves absent.
-            v_horizon := eventstore.global_horizon();
             -- Leased as pulled (0.9.0: into one lease row per fetch, written
             -- at the end, not an insert and an update per event): in
             -- position order, as many as the batch has room for, of the
             -- streams nothing outstanding closes.  The others are stored
             -- pending, and a stream with an event left pending is closed
-            -- from it on.
-            WITH r AS (
-                SELECT r.global_position, r.stream_id,
-                       r.stream_id <> ALL (v_blocked)
-                       AND count(*) FILTER (WHERE r.stream_id <> ALL (v_blocked))
-                               OVER (ORDER BY r.global_position)
-                           <= max_count - cardinality(v_deliver) - cardinality(v_fresh) AS lease
-                  FROM eventstore.read_all(v_sub.pulled_position, v_want,
-                                           v_sub.event_types, v_sub.stream_prefix) r),
-            waiting AS (
-                INSERT INTO eventstore.subscription_events AS se
-                       (subscription, global_position, stream_id)
-                SELECT v_sub.name, r.global_position, r.stream_id
-                  FROM r
-                 WHERE NOT r.lease
-                RETURNING se.stream_id)
-            SELECT count(*), max(r.global_position),
-                   coalesce(array_agg(r.global_position ORDER BY r.global_position)
-                                FILTER (WHERE r.lease), '{}'),
-                   coalesce(array_agg(r.stream_id ORDER BY r.global_position)
-                                FILTER (WHERE r.lease), '{}'),
-                   (SELECT coalesce(array_agg(DISTINCT w.stream_id), '{}') FROM waiting w)
-              INTO v_got, v_last, v_new, v_new_streams, v_closed
-              FROM r;
-            v_fresh := v_fresh || v_new;
-            v_fresh_streams := v_fresh_streams || v_new_streams;
-            v_blocked := v_blocked || v_closed;
-            v_pending := v_pending + v_got - cardinality(v_new);
-
-            IF v_got < v_want THEN
-                v_sub.pulled_position := greatest(v_sub.pulled_position, v_last, v_horizon);
-            ELSE
-                v_sub.pulled_position := v_last;
+            -- from it on.  _subscription_pull reads the page as read_all
+            -- does and sorts it as it reads (0.9.0; a query with a window
+            -- and five aggregates before).  The filtered-follower pattern
+            -- (README): the horizon the page was read to bounds what a
+            -- short page proves absent.
+            SELECT p.* INTO v_page
+              FROM eventstore._subscription_pull(v_sub.pulled_position, v_want,
+                                                 v_sub.event_types, v_sub.stream_prefix, v_blocked,
+                                                 max_count - cardinality(v_deliver) - cardinality(v_fresh)) p;
+            IF cardinality(v_page.waiting) > 0 THEN
+                INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
+                SELECT v_sub.name, w.global_position, w.stream_id
+                  FROM unnest(v_page.waiting, v_page.waiting_streams) AS w(global_position, stream_id);
+                v_blocked := v_blocked || v_page.waiting_streams;
+                v_pending := v_pending + cardinality(v_page.waiting);
             END IF;
-            v_full := v_got >= v_want;
+            v_fresh := v_fresh || v_page.leased;
+            v_fresh_streams := v_fresh_streams || v_page.leased_streams;
+
+            IF v_page.got < v_want THEN
+                v_sub.pulled_position := greatest(v_sub.pulled_position, v_page.last_position,
+                                                  v_page.horizon);
+            ELSE
+                v_sub.pulled_position := v_page.last_position;
+            END IF;
+            v_full := v_page.got >= v_want;
         END IF;
         EXIT WHEN NOT v_full;
     END LOOP;
