@@ -393,8 +393,9 @@ BEGIN
     END IF;
     PERFORM eventstore._check_count('max_count', max_count, 100000);
 
-    -- One fetch of a subscription at a time; acks and nacks (FOR SHARE) wait
-    -- too, so what follows sees a stable set of outstanding events.
+    -- One fetch of a subscription at a time; nacks (FOR SHARE) wait too,
+    -- so what follows sees a stable set of outstanding events (acks take no
+    -- lock on the subscription: 0.9.0).
     SELECT * INTO v_sub FROM eventstore.subscriptions s
      WHERE s.name = _subscription_fetch.subscription FOR NO KEY UPDATE;
     IF NOT FOUND THEN
@@ -407,8 +408,9 @@ BEGIN
 
     -- The consumer was seen: written when it is new, or last seen more
     -- than a hundredth of the lease timeout ago (0.9.0; on every fetch
-    -- before), which is as fine as the status view counts consumers by.
-    -- Those not seen for a lease timeout are forgotten then.
+    -- before) -- fine enough for the status view, which counts those seen
+    -- within the lease timeout.  Those not seen for that long are
+    -- forgotten then.
     INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen_at)
     VALUES (v_sub.name, _subscription_fetch.consumer, v_now)
     ON CONFLICT ON CONSTRAINT subscription_consumers_pkey
