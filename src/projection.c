@@ -717,11 +717,15 @@ es_projection_run_batch(const char *name, bool *caught_up, bool *needs_live)
 	/*
 	 * without waiting: DROP EXTENSION takes these in an order of its own
 	 * (the checkpoints too: a batch reads and writes them after taking the
-	 * others, and waiting for them then could deadlock with it)
+	 * others, and waiting for them then could deadlock with it; and the
+	 * position sequence, which the horizon reads: the drop locks it before
+	 * the events, and a batch waiting for it while holding the events
+	 * deadlocked with the drop, 0.9.0)
 	 */
 	if (!ConditionalLockRelationOid(cat->projections_relid, RowShareLock) ||
 		!ConditionalLockRelationOid(cat->events_relid, AccessShareLock) ||
 		!ConditionalLockRelationOid(cat->position_index_relid, AccessShareLock) ||
+		!ConditionalLockRelationOid(cat->position_seq_relid, AccessShareLock) ||
 		!es_lock_checkpoints(cat, RowExclusiveLock))
 		return -1;
 	p = es_find_projection(cat, name);
