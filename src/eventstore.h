@@ -430,6 +430,7 @@ typedef struct EsEventScan
 	struct TupleTableSlot *slot;	/* the current row */
 	bool		own_slot;		/* made by the scan, dropped at its end */
 	ScanDirection direction;
+	MemoryContext cxt;			/* where it began; lives as long as the scan */
 } EsEventScan;
 
 extern void es_scan_stream_begin(EsEventScan *scan, Relation heap, Relation index,

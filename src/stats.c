@@ -416,8 +416,8 @@ eventstore_store_stats(PG_FUNCTION_ARGS)
 {
 	const EsCatalog *cat = es_catalog();
 	EsDatabaseState *db = es_stats_db(cat, "store_stats");
-	Datum		values[17];
-	bool		nulls[17];
+	Datum		values[16];
+	bool		nulls[16];
 	int			n = 0;
 	int			in_flight = 0;
 	int			oldest_pid = 0;

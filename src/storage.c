@@ -125,6 +125,7 @@ static void
 es_scan_begin(EsEventScan *scan, Relation heap, Relation index, Snapshot snapshot,
 			  ScanKey keys, int nkeys, ScanDirection direction, TupleTableSlot *slot)
 {
+	scan->cxt = CurrentMemoryContext;
 	scan->own_slot = (slot == NULL);
 	scan->slot = slot ? slot : table_slot_create(heap, NULL);
 	scan->direction = direction;
@@ -136,13 +137,24 @@ es_scan_begin(EsEventScan *scan, Relation heap, Relation index, Snapshot snapsho
 /*
  * The next row in the scan's direction, in scan->slot, or NULL at the end.
  * Loops over many rows check for interrupts themselves.
+ *
+ * The index AM allocates some of the scan's state lazily, in the memory
+ * context current at the call (btgettuple: the array of killed items, the
+ * first time a row turns out dead to everyone), keeps pointing at it and
+ * frees it at index_endscan().  So the scan steps in the context it began
+ * in, which lives as long as the scan, never in the caller's: read_stream
+ * is called once per row in a context reset between rows, and a step there
+ * left the scan writing into memory already given back to malloc.
  */
 TupleTableSlot *
 es_scan_next(EsEventScan *scan)
 {
-	if (!index_getnext_slot(scan->desc, scan->direction, scan->slot))
-		return NULL;
-	return scan->slot;
+	MemoryContext oldcxt = MemoryContextSwitchTo(scan->cxt);
+	bool		found;
+
+	found = index_getnext_slot(scan->desc, scan->direction, scan->slot);
+	MemoryContextSwitchTo(oldcxt);
+	return found ? scan->slot : NULL;
 }
 
 void
