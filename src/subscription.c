@@ -103,15 +103,10 @@ es_pull_sink(void *arg, TupleTableSlot *slot, text *stream_id)
 	EsPull	   *pull = (EsPull *) arg;
 	bool		isnull;
 	Datum		position = slot_getattr(slot, Anum_es_global_position, &isnull);
-	bool		lease = false;
 
-	if (!es_pull_closed(pull, stream_id) && pull->room > 0)
+	if (pull->room > 0 && !es_pull_closed(pull, stream_id))
 	{
-		lease = true;
 		pull->room--;
-	}
-	if (lease)
-	{
 		pull->leased = accumArrayResult(pull->leased, position, false, INT8OID, pull->cxt);
 		pull->leased_streams = accumArrayResult(pull->leased_streams, PointerGetDatum(stream_id),
 												false, TEXTOID, pull->cxt);
