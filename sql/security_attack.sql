@@ -130,7 +130,7 @@ GRANT EXECUTE ON FUNCTION eventstore.subscription_fetch(text, text, integer),
                           eventstore.global_horizon()
    TO regress_atk_consumer;
 GRANT SELECT ON eventstore.subscription_status TO regress_atk_consumer, regress_atk_subadmin;
-GRANT EXECUTE ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer),
+GRANT EXECUTE ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer, integer),
                           eventstore.drop_subscription(text, boolean),
                           eventstore.subscription_replay_parked(text, bigint[]),
                           eventstore.subscription_parked(text),

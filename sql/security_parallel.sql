@@ -58,7 +58,8 @@ INSERT INTO regress_sec.labels VALUES
     ('_check_event_types', 's'), ('_check_interval', 's'), ('_check_count', 's'),
     ('_is_member', 's'), ('_check_owner', 's'), ('_check_stream_id', 's'),
     ('_check_expected', 's'), ('_event_matches', 's'), ('_iso_interval', 's'),
-    ('_function_by_name', 's'), ('is_distributed', 's'), ('_vector_after', 's');
+    ('_function_by_name', 's'), ('is_distributed', 's'), ('_vector_after', 's'),
+    ('_stream_lane', 's');
 
 SELECT f AS function, p.proparallel AS label,
        coalesce(l.label, 'u') AS documented

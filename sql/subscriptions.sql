@@ -447,22 +447,72 @@ SELECT eventstore.drop_subscription('lp2');
 SELECT r.global_position, r.stream_id FROM eventstore.read_all(0, 6, NULL, 'lp-') r;
 SELECT got, last_position, horizon = eventstore.global_horizon() AS at_horizon,
        leased, leased_streams, waiting, waiting_streams
-  FROM eventstore._subscription_pull(0, 6, NULL, 'lp-', ARRAY['lp-b', NULL, 'lp-b'], 2);
+  FROM eventstore._subscription_pull(0, 6, NULL, 'lp-', ARRAY['lp-b', NULL, 'lp-b'], 2, 0, 1);
 -- no room: everything waits; an empty page; a type nothing has
-SELECT got, leased, waiting FROM eventstore._subscription_pull(0, 3, NULL, 'lp-', '{}', 0);
+SELECT got, leased, waiting FROM eventstore._subscription_pull(0, 3, NULL, 'lp-', '{}', 0, 0, 1);
 SELECT got, last_position IS NULL AS no_last, leased, waiting
-  FROM eventstore._subscription_pull(eventstore.global_horizon(), 10, NULL, NULL, '{}', 10);
-SELECT got FROM eventstore._subscription_pull(0, 10, '{NoSuchType}', NULL, '{}', 10);
-SELECT got FROM eventstore._subscription_pull(0, 10, '{}', NULL, '{}', 10);
+  FROM eventstore._subscription_pull(eventstore.global_horizon(), 10, NULL, NULL, '{}', 10, 0, 1);
+SELECT got FROM eventstore._subscription_pull(0, 10, '{NoSuchType}', NULL, '{}', 10, 0, 1);
+SELECT got FROM eventstore._subscription_pull(0, 10, '{}', NULL, '{}', 10, 0, 1);
 -- internal, but still checked: 22004, 22023
 \set VERBOSITY terse
-SELECT got FROM eventstore._subscription_pull(NULL, 10, NULL, NULL, '{}', 10);
+SELECT got FROM eventstore._subscription_pull(NULL, 10, NULL, NULL, '{}', 10, 0, 1);
 \echo :SQLSTATE
-SELECT got FROM eventstore._subscription_pull(0, 10, NULL, NULL, NULL, 10);
+SELECT got FROM eventstore._subscription_pull(0, 10, NULL, NULL, NULL, 10, 0, 1);
 \echo :SQLSTATE
-SELECT got FROM eventstore._subscription_pull(-1, 10, NULL, NULL, '{}', 10);
+SELECT got FROM eventstore._subscription_pull(-1, 10, NULL, NULL, '{}', 10, 0, 1);
 \echo :SQLSTATE
 \set VERBOSITY default
+
+--
+-- Lanes (0.9.0): a subscription's streams are split into lanes by a hash
+-- of their ids, and fetches of different lanes run side by side
+-- (isolation spec subscription_lanes).  One consumer alone is served by
+-- every lane in turn: a fetch with room left goes on to the next lane, so
+-- it gets what one lane would give, in position order.
+--
+SELECT s AS stream_id, eventstore._stream_lane(s, 2) AS lane
+  FROM unnest(ARRAY['lp-a', 'lp-b', 'lp-c']) s;
+SELECT eventstore.create_subscription('ln', stream_prefix => 'lp-', lanes => 2);
+SELECT lane, pulled_position FROM eventstore.subscription_lanes WHERE subscription = 'ln' ORDER BY lane;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('ln', 'c1', 3);
+SELECT lane, positions, streams FROM eventstore.subscription_leases
+ WHERE subscription = 'ln' ORDER BY first_position;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('ln', 'c2', 100);
+SELECT name, position, pulled_position = eventstore.global_horizon() AS pulled_all, in_flight
+  FROM eventstore.subscription_status WHERE name = 'ln';
+-- a retry stays in its lane and in its stream's order
+SELECT min(global_position) AS first_b FROM eventstore._subscription_outstanding
+ WHERE subscription = 'ln' AND stream_id = 'lp-b' \gset
+SELECT eventstore.subscription_nack('ln', c.consumer, ARRAY[:first_b]::bigint[], 'again', '0 seconds') AS nacked
+  FROM (SELECT consumer FROM eventstore._subscription_outstanding
+         WHERE subscription = 'ln' AND global_position = :first_b) c;
+SELECT global_position, stream_id, attempt FROM eventstore.subscription_fetch('ln', 'c3', 100);
+SELECT eventstore.subscription_ack('ln', o.consumer, array_agg(o.global_position)) AS acked
+  FROM eventstore._subscription_outstanding o
+ WHERE o.subscription = 'ln' AND o.state = 'leased'
+ GROUP BY o.consumer ORDER BY o.consumer;
+SELECT name, position = pulled_position AS caught_up, in_flight
+  FROM eventstore.subscription_status WHERE name = 'ln';
+SELECT eventstore.drop_subscription('ln');
+SELECT count(*) AS lanes_left FROM eventstore.subscription_lanes WHERE subscription = 'ln';
+-- 22023 for a count of lanes outside 1 to 64, 22004 for NULL; a lane that
+-- is not one of the subscription's
+\set VERBOSITY terse
+SELECT eventstore.create_subscription('bad', lanes => 0);
+\echo :SQLSTATE
+SELECT eventstore.create_subscription('bad', lanes => 65);
+\echo :SQLSTATE
+SELECT eventstore.create_subscription('bad', lanes => NULL);
+\echo :SQLSTATE
+SELECT eventstore._stream_lane('lp-a', 0);
+\echo :SQLSTATE
+SELECT got FROM eventstore._subscription_pull(0, 10, NULL, NULL, '{}', 10, 2, 2);
+\echo :SQLSTATE
+SELECT got FROM eventstore._subscription_pull(0, 10, NULL, NULL, '{}', 10, NULL, 2);
+\echo :SQLSTATE
+\set VERBOSITY default
+SELECT count(*) AS created FROM eventstore.subscriptions WHERE name = 'bad';
 
 --
 -- The status view's consumers: those that fetched within the lease timeout
@@ -516,17 +566,18 @@ SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
   FROM pg_proc p
  WHERE p.pronamespace = 'eventstore'::regnamespace
-   AND (p.proname LIKE '%subscription%')
+   AND (p.proname LIKE '%subscription%' OR p.proname = '_stream_lane')
  ORDER BY p.proname;
 SELECT c AS relation, has_table_privilege('public', c, 'SELECT, INSERT, UPDATE, DELETE') AS public_access
   FROM unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
                     'eventstore.subscription_leases', 'eventstore.subscription_consumers',
-                    'eventstore.subscription_status',
+                    'eventstore.subscription_lanes', 'eventstore.subscription_status',
                     'eventstore._subscription_outstanding']::regclass[]) c;
 SELECT c AS relation, c = ANY (x.extconfig) AS dumped
   FROM pg_extension x,
        unnest(ARRAY['eventstore.subscriptions', 'eventstore.subscription_events',
-                    'eventstore.subscription_leases', 'eventstore.subscription_consumers']::regclass[]) c
+                    'eventstore.subscription_leases', 'eventstore.subscription_lanes',
+                    'eventstore.subscription_consumers']::regclass[]) c
  WHERE x.extname = 'eventstore';
 
 --

@@ -577,8 +577,12 @@ extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshot
 /* read.c */
 extern void es_read_define_gucs(void);
 extern void es_read_install_hooks(void);
-/* what a read of the global log hands each event it reads to */
-typedef void (*EsLogSink) (void *arg, struct TupleTableSlot *slot, text *stream_id);
+/*
+ * What a read of the global log hands each event it reads to; it returns
+ * whether the event counts toward the read's max_count (one a sink passes
+ * over does not).
+ */
+typedef bool (*EsLogSink) (void *arg, struct TupleTableSlot *slot, text *stream_id);
 extern int64 es_read_all_into(EsLogSink sink, void *arg, int64 after, int64 max_count,
 							  ArrayType *event_types, text *stream_prefix);
 

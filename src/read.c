@@ -808,8 +808,8 @@ es_read_log_into(EsLogSink sink, void *arg, const EsCatalog *cat, Snapshot snaps
 								DatumGetTimestampTz(slot_getattr(slot, Anum_es_created_at, &isnull))))
 			goto next;
 
-		sink(arg, slot, stream_id);
-		count++;
+		if (sink(arg, slot, stream_id))
+			count++;
 next:
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(row_cxt);
@@ -829,12 +829,13 @@ typedef struct EsResultSink
 	const int32 *partition;		/* read_partitions: put first */
 } EsResultSink;
 
-static void
+static bool
 es_result_sink(void *arg, TupleTableSlot *slot, text *stream_id)
 {
 	EsResultSink *r = (EsResultSink *) arg;
 
 	es_put_event(r->rsinfo->setResult, r->rsinfo->setDesc, slot, r->partition);
+	return true;
 }
 
 static void

@@ -22,6 +22,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -36,6 +37,8 @@ typedef struct EsPull
 {
 	Datum	   *closed;			/* stream ids (text), sorted bytewise */
 	int			nclosed;
+	int32		lane;			/* the lane pulled (0 to lanes - 1) */
+	int32		lanes;			/* the subscription's lanes */
 	int64		room;			/* how many more it may lease */
 	int64		got;			/* events read */
 	int64		last;			/* the last one's position */
@@ -45,6 +48,23 @@ typedef struct EsPull
 	ArrayBuildState *waiting;
 	ArrayBuildState *waiting_streams;
 } EsPull;
+
+/*
+ * The lane of a stream in a subscription of "lanes" lanes, 0 to lanes - 1:
+ * a hash of its id's bytes, which never changes (PostgreSQL keeps
+ * hash_bytes_extended stable, as hash partitions store what it gives).
+ */
+static int32
+es_stream_lane(text *stream_id, int32 lanes)
+{
+	uint64		hash;
+
+	if (lanes <= 1)
+		return 0;
+	hash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(stream_id),
+							   VARSIZE_ANY_EXHDR(stream_id), 0);
+	return (int32) (hash % (uint64) lanes);
+}
 
 /* Stream ids compare bytewise (they are COLLATE "C" everywhere). */
 static int
@@ -95,15 +115,21 @@ es_pull_closed(const EsPull *pull, text *stream_id)
  * Each event, in position order: leased while its stream is open and the
  * batch has room; waiting otherwise.  (A stream whose event waits for room
  * is closed from it on by that alone: the room never comes back within a
- * pull, and the fetch closes the stream for its next pull.)
+ * pull, and the fetch closes the stream for its next pull.)  An event of a
+ * stream in another lane is passed over: it does not count toward the
+ * pull's max_count, so a pull of a lane reads until it has that many of
+ * its own.
  */
-static void
+static bool
 es_pull_sink(void *arg, TupleTableSlot *slot, text *stream_id)
 {
 	EsPull	   *pull = (EsPull *) arg;
 	bool		isnull;
-	Datum		position = slot_getattr(slot, Anum_es_global_position, &isnull);
+	Datum		position;
 
+	if (pull->lanes > 1 && es_stream_lane(stream_id, pull->lanes) != pull->lane)
+		return false;
+	position = slot_getattr(slot, Anum_es_global_position, &isnull);
 	if (pull->room > 0 && !es_pull_closed(pull, stream_id))
 	{
 		pull->room--;
@@ -119,6 +145,7 @@ es_pull_sink(void *arg, TupleTableSlot *slot, text *stream_id)
 	}
 	pull->got++;
 	pull->last = DatumGetInt64(position);
+	return true;
 }
 
 /* The array built, or an empty one of that type. */
@@ -133,6 +160,7 @@ es_pull_array(ArrayBuildState *astate, Oid elemtype, MemoryContext cxt)
 /*
  * eventstore._subscription_pull(after_position bigint, max_count bigint,
  *		event_types text[], stream_prefix text, closed text[], room bigint,
+ *		lane integer, lanes integer,
  *		OUT got bigint, OUT last_position bigint, OUT horizon bigint,
  *		OUT leased bigint[], OUT leased_streams text[],
  *		OUT waiting bigint[], OUT waiting_streams text[])
@@ -140,6 +168,9 @@ es_pull_array(ArrayBuildState *astate, Oid elemtype, MemoryContext cxt)
  * Reads what read_all(after_position, max_count, event_types,
  * stream_prefix) would return and sorts it: "leased", in position order,
  * the first "room" events of streams not in "closed"; "waiting" the others.
+ * Of a subscription in several lanes (0.9.0), only the events of streams in
+ * "lane" are read as if the others were filtered out: "got" counts them,
+ * and with got < max_count no other of them is at or below the horizon.
  * "horizon" is the one the read stopped at (the filtered-follower pattern:
  * with got < max_count, nothing else matching is at or below it).
  * Internal: called by _subscription_fetch, as the extension's owner.
@@ -165,6 +196,8 @@ eventstore_subscription_pull(PG_FUNCTION_ARGS)
 	es_arg_not_null(fcinfo, 1, "max_count");
 	es_arg_not_null(fcinfo, 4, "closed");
 	es_arg_not_null(fcinfo, 5, "room");
+	es_arg_not_null(fcinfo, 6, "lane");
+	es_arg_not_null(fcinfo, 7, "lanes");
 	after = PG_GETARG_INT64(0);
 	max_count = PG_GETARG_INT64(1);
 	closed = PG_GETARG_ARRAYTYPE_P(4);
@@ -172,6 +205,12 @@ eventstore_subscription_pull(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("after_position and max_count must not be negative")));
+	pull.lane = PG_GETARG_INT32(6);
+	pull.lanes = PG_GETARG_INT32(7);
+	if (pull.lanes < 1 || pull.lane < 0 || pull.lane >= pull.lanes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lane %d is not one of %d lanes", pull.lane, pull.lanes)));
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
@@ -202,4 +241,23 @@ eventstore_subscription_pull(PG_FUNCTION_ARGS)
 	values[6] = es_pull_array(pull.waiting_streams, TEXTOID, pull.cxt);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/*
+ * eventstore._stream_lane(stream_id text, lanes integer) RETURNS integer
+ *
+ * The lane, 0 to lanes - 1, that a subscription of "lanes" lanes puts the
+ * stream in (0.9.0): what _subscription_pull sorts by.  Internal.
+ */
+PG_FUNCTION_INFO_V1(eventstore_stream_lane);
+Datum
+eventstore_stream_lane(PG_FUNCTION_ARGS)
+{
+	int32		lanes = PG_GETARG_INT32(1);
+
+	if (lanes < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lanes must be at least 1, not %d", lanes)));
+	PG_RETURN_INT32(es_stream_lane(PG_GETARG_TEXT_PP(0), lanes));
 }

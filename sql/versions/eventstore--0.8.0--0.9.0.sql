@@ -197,6 +197,8 @@ CREATE TABLE eventstore.subscription_leases (
     expires_at    timestamptz NOT NULL,
     positions     bigint[]    NOT NULL,
     streams       text[] COLLATE "C" NOT NULL,
+    -- the lane of the streams (0 in a subscription of one lane)
+    lane          integer     NOT NULL DEFAULT 0,
     CONSTRAINT subscription_leases_pkey PRIMARY KEY (subscription, first_position),
     CONSTRAINT subscription_leases_arrays_check CHECK (
         cardinality(positions) > 0 AND cardinality(positions) = cardinality(streams))
@@ -205,6 +207,42 @@ COMMENT ON TABLE eventstore.subscription_leases IS
     'Events leased fresh from the log by one fetch, one row per fetch, until acknowledged (0.9.0)';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_leases', '');
 REVOKE ALL ON TABLE eventstore.subscription_leases FROM PUBLIC;
+
+-- Lanes (0.9.0): a subscription's streams split by a hash of their ids,
+-- one fetch at a time per lane, so that fetches of different lanes run and
+-- commit side by side.  Existing subscriptions have one lane, as before.
+ALTER TABLE eventstore.subscriptions
+    ADD COLUMN lanes integer NOT NULL DEFAULT 1,
+    ADD CONSTRAINT subscriptions_lanes_check CHECK (lanes >= 1 AND lanes <= 64);
+
+-- The lanes of a subscription of more than one (0.9.0): a stream belongs to
+-- lane eventstore._stream_lane(stream_id, lanes) for good, and a fetch
+-- locks the row of the lane it serves, so fetches of different lanes run
+-- (and commit) side by side while each stream keeps one lease holder at a
+-- time, in order.  pulled_position is the subscription's, per lane: every
+-- event of the lane's streams at or below it is outstanding or was
+-- acknowledged.  A subscription of one lane has no rows here: its own row
+-- is its lane.
+CREATE TABLE eventstore.subscription_lanes (
+    subscription    text COLLATE "C" NOT NULL,
+    lane            integer     NOT NULL,
+    pulled_position bigint      NOT NULL,
+    last_fetch_at   timestamptz,
+    CONSTRAINT subscription_lanes_pkey PRIMARY KEY (subscription, lane),
+    CONSTRAINT subscription_lanes_subscription_fkey FOREIGN KEY (subscription)
+        REFERENCES eventstore.subscriptions (name) ON DELETE CASCADE
+);
+COMMENT ON TABLE eventstore.subscription_lanes IS
+    'The lanes of subscriptions of more than one: each one''s pulled position and last fetch (0.9.0)';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription_lanes', '');
+REVOKE ALL ON TABLE eventstore.subscription_lanes FROM PUBLIC;
+
+-- create_subscription takes the number of lanes (0.9.0): a new signature,
+-- created below with the install's privileges.  EXECUTE granted on the old
+-- one must be granted again (CHANGELOG, "Upgrading to 0.9.0"): a grant
+-- made here would be recorded as the extension's initial privilege, and a
+-- dump would then leave it out.
+DROP FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer);
 
 -- Every outstanding event, whichever table holds it: what a subscription
 -- has pulled and not had acknowledged.  The rule "what is outstanding" is
@@ -289,8 +327,10 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION eventstore.subscription_deliverable(
-    subscription text, at timestamptz, max_count integer)
+-- the lane's events only (0.9.0): a new signature
+DROP FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer);
+CREATE FUNCTION eventstore.subscription_deliverable(
+    subscription text, at timestamptz, max_count integer, lane integer, lanes integer)
 RETURNS bigint[]
 LANGUAGE plpgsql STABLE CALLED ON NULL INPUT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -304,7 +344,10 @@ BEGIN
     -- there is nothing to deliver, and no need to read them (0.9.0).
     IF NOT EXISTS (SELECT FROM eventstore.subscription_events se
                     WHERE se.subscription = subscription_deliverable.subscription
-                      AND se.state <> 'parked') THEN
+                      AND se.state <> 'parked'
+                      AND (subscription_deliverable.lanes = 1
+                           OR eventstore._stream_lane(se.stream_id, subscription_deliverable.lanes)
+                              = subscription_deliverable.lane)) THEN
         RETURN '{}';
     END IF;
     RETURN (
@@ -319,30 +362,48 @@ BEGIN
                              OVER (PARTITION BY se.stream_id ORDER BY se.global_position) AS ready
                       FROM eventstore._subscription_outstanding se
                      WHERE se.subscription = subscription_deliverable.subscription
-                       AND se.state <> 'parked') o
+                       AND se.state <> 'parked'
+                       AND (subscription_deliverable.lanes = 1
+                            OR eventstore._stream_lane(se.stream_id, subscription_deliverable.lanes)
+                               = subscription_deliverable.lane)) o
              WHERE o.ready
              ORDER BY o.global_position
              LIMIT subscription_deliverable.max_count) d);
 END
 $$;
+COMMENT ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer, integer, integer) IS
+    'Positions a fetch of the subscription''s lane may lease at the given time (internal)';
+REVOKE ALL ON FUNCTION eventstore.subscription_deliverable(text, timestamptz, integer, integer, integer) FROM PUBLIC;
+
+-- The lane of a stream in a subscription of that many lanes, 0 to lanes - 1
+-- (src/subscription.c, 0.9.0): a hash of the stream id, which never
+-- changes.  Internal.
+CREATE FUNCTION eventstore._stream_lane(stream_id text, lanes integer)
+RETURNS integer
+    AS 'MODULE_PATHNAME', 'eventstore_stream_lane'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore._stream_lane(text, integer) IS
+    'The lane of a stream in a subscription of that many lanes (internal)';
+REVOKE ALL ON FUNCTION eventstore._stream_lane(text, integer) FROM PUBLIC;
 
 -- A fetch's pull from the log (src/subscription.c, 0.9.0): what
 -- read_all(after_position, max_count, event_types, stream_prefix) reads,
 -- sorted as it is read into the first "room" events of streams not in
--- "closed" (leased) and the others (waiting); horizon is the one the read
--- stopped at.  Internal: the fetch calls it as the extension's owner.
+-- "closed" (leased) and the others (waiting), of the lane's streams only;
+-- horizon is the one the read stopped at.  Internal: the fetch calls it as
+-- the extension's owner.
 CREATE FUNCTION eventstore._subscription_pull(
     after_position bigint, max_count bigint, event_types text[], stream_prefix text,
-    closed text[], room bigint,
+    closed text[], room bigint, lane integer, lanes integer,
     OUT got bigint, OUT last_position bigint, OUT horizon bigint,
     OUT leased bigint[], OUT leased_streams text[],
     OUT waiting bigint[], OUT waiting_streams text[])
 RETURNS record
     AS 'MODULE_PATHNAME', 'eventstore_subscription_pull'
     LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, text[], bigint) IS
+COMMENT ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, text[], bigint, integer, integer) IS
     'Read a page of the global log for a subscription and sort it into leased and waiting events (internal)';
-REVOKE ALL ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, text[], bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, text[], bigint, integer, integer) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION eventstore._subscription_fetch(
     caller             regrole,
@@ -363,11 +424,16 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_sub      eventstore.subscriptions;
+    v_lane     integer := 0;
+    v_served   integer[] := '{}';
+    v_room     bigint;
     v_now      timestamptz;
     v_expires  timestamptz;
-    v_deliver  bigint[];
+    v_deliver  bigint[] := '{}';
     v_fresh    bigint[] := '{}';
-    v_fresh_streams text[] := '{}';
+    v_ready    bigint[];
+    v_taken    bigint[];
+    v_taken_streams text[];
     v_blocked  text[];
     v_window   bigint;
     v_pending  bigint;
@@ -393,13 +459,37 @@ BEGIN
     END IF;
     PERFORM eventstore._check_count('max_count', max_count, 100000);
 
-    -- One fetch of a subscription at a time; nacks (FOR SHARE) wait too,
-    -- so what follows sees a stable set of outstanding events (acks take no
-    -- lock on the subscription: 0.9.0).
+    -- One fetch of a lane at a time; nacks (FOR SHARE) wait too, so what
+    -- follows sees a stable set of outstanding events (acks take no lock on
+    -- the subscription: 0.9.0).  A subscription of one lane is its own
+    -- lane: its row is locked (a row that fails "lanes = 1" is not).
     SELECT * INTO v_sub FROM eventstore.subscriptions s
-     WHERE s.name = _subscription_fetch.subscription FOR NO KEY UPDATE;
+     WHERE s.name = _subscription_fetch.subscription AND s.lanes = 1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        PERFORM eventstore.subscription_not_found(subscription);
+        -- Several lanes (0.9.0; lanes never changes): the lane fetched
+        -- longest ago that no fetch holds, or, when every one is held,
+        -- wait for that one.  The subscription's row is not locked: a drop
+        -- waits for the lanes' (its foreign key cascades to them).
+        SELECT * INTO v_sub FROM eventstore.subscriptions s
+         WHERE s.name = _subscription_fetch.subscription;
+        IF NOT FOUND THEN
+            PERFORM eventstore.subscription_not_found(subscription);
+        END IF;
+        SELECT l.lane, l.pulled_position INTO v_lane, v_sub.pulled_position
+          FROM eventstore.subscription_lanes l
+         WHERE l.subscription = v_sub.name
+         ORDER BY l.last_fetch_at NULLS FIRST, l.lane
+         LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            SELECT l.lane, l.pulled_position INTO v_lane, v_sub.pulled_position
+              FROM eventstore.subscription_lanes l
+             WHERE l.subscription = v_sub.name
+             ORDER BY l.last_fetch_at NULLS FIRST, l.lane
+             LIMIT 1 FOR NO KEY UPDATE;
+            IF NOT FOUND THEN
+                PERFORM eventstore.subscription_not_found(subscription);
+            END IF;
+        END IF;
     END IF;
     -- The clock, not now(): the lock may have been waited for, and the
     -- caller's transaction may be old.
@@ -421,148 +511,189 @@ BEGIN
          WHERE c.subscription = v_sub.name AND c.last_seen_at < v_now - v_sub.lease_timeout;
     END IF;
 
-    -- The usual state of a subscription whose consumers keep up: nothing
-    -- outstanding but live lease rows.  Then no lease expires, nothing is
-    -- parked or deliverable, none is pending, and the streams of the lease
-    -- rows are the closed ones: one statement instead of four (0.9.0).
-    SELECT EXISTS (SELECT FROM eventstore.subscription_events se
-                    WHERE se.subscription = v_sub.name AND se.state <> 'parked')
-           OR coalesce(bool_or(l.expires_at <= v_now), false),
-           coalesce(array_agg(u.stream_id), '{}')
-      INTO v_busy, v_blocked
-      FROM eventstore.subscription_leases l
-     CROSS JOIN LATERAL unnest(l.streams) AS u(stream_id)
-     WHERE l.subscription = v_sub.name;
-    v_deliver := '{}';
-    v_pending := 0;
-
-    IF v_busy THEN
-        -- Expired lease rows become rows of subscription_events, leased
-        -- (and expired) as before: their consumer may still acknowledge
-        -- them until they are handed out again, which the next statements
-        -- decide (0.9.0).
-        WITH expired AS (
-            DELETE FROM eventstore.subscription_leases l
-             WHERE l.subscription = v_sub.name AND l.expires_at <= v_now
-            RETURNING l.consumer, l.consumer_role, l.expires_at, l.positions, l.streams)
-        INSERT INTO eventstore.subscription_events
-               (subscription, global_position, stream_id, state, attempts, consumer,
-                consumer_role, lease_expires_at)
-        SELECT v_sub.name, u.global_position, u.stream_id, 'leased', 1, x.consumer,
-               x.consumer_role, x.expires_at
-          FROM expired x
-         CROSS JOIN LATERAL unnest(x.positions, x.streams) AS u(global_position, stream_id);
-
-        -- Expired leases of events delivered max_attempts times: park them
-        -- rather than hand out a poison event again.
-        UPDATE eventstore.subscription_events se
-           SET state = 'parked', lease_expires_at = NULL, parked_at = v_now,
-               last_error = 'lease expired'
-         WHERE se.subscription = v_sub.name AND se.state = 'leased'
-           AND se.lease_expires_at <= v_now AND se.attempts >= v_sub.max_attempts;
-
-        v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
-
-        IF cardinality(v_deliver) < max_count THEN
-            -- Fewer than max_count are deliverable, so every outstanding
-            -- event not among them (a live lease, a retry not yet due, or
-            -- one after these in its stream) closes its stream to what is
-            -- pulled (0.9.0).
-            SELECT count(*) FILTER (WHERE se.state = 'pending'),
-                   coalesce(array_agg(DISTINCT se.stream_id)
-                                FILTER (WHERE se.global_position <> ALL (v_deliver)), '{}')
-              INTO v_pending, v_blocked
-              FROM eventstore._subscription_outstanding se
-             WHERE se.subscription = v_sub.name AND se.state <> 'parked';
-        END IF;
-    END IF;
-
-    -- Pull from the log what this fetch can deliver, and keep at most
-    -- v_window events waiting, so the table stays small even when one busy
-    -- stream blocks everything pulled.  Pulled events come after every
-    -- outstanding one, so they never change what was already deliverable.
-    -- When what was pulled is blocked, each further pull is twice as large.
+    -- Pulls keep at most v_window events waiting, so the table stays small
+    -- even when one busy stream blocks everything pulled.
     v_window := greatest(1000, max_count);
-    v_step := 0;
     v_dist := eventstore.is_distributed();
     -- (distribute() refuses a store with subscriptions: this is a guard,
     -- after N in every partition being what pulled_position promised)
     IF v_dist AND v_sub.pulled_partitions IS NULL THEN
         v_sub.pulled_partitions := jsonb_build_object('-2147483648', v_sub.pulled_position);
     END IF;
+
+    -- Each lane held: what it has ready, then what its pull brings, until
+    -- the batch is full; then the next lane no fetch holds (0.9.0).  Only
+    -- the events of the lane's streams are read and written here: every
+    -- stream's events stay in its lane.
     LOOP
-        EXIT WHEN cardinality(v_deliver) + cardinality(v_fresh) >= max_count;
-        v_step := greatest(max_count - cardinality(v_deliver) - cardinality(v_fresh), v_step * 2);
-        v_want := least(v_step, v_window - v_pending);
-        EXIT WHEN v_want <= 0;
+        v_room := max_count - cardinality(v_deliver) - cardinality(v_fresh);
+        v_ready := '{}';
+        v_taken := '{}';
+        v_taken_streams := '{}';
+        v_pending := 0;
 
-        IF v_dist THEN
-            -- A distributed store: a page of every partition after its
-            -- checkpoint, at most v_want each, stored whole.
-            SELECT * INTO v_pull
-              FROM eventstore._pull_partitions(v_sub.pulled_partitions, v_want,
-                                               v_sub.event_types, v_sub.stream_prefix);
+        -- The usual state of a subscription whose consumers keep up:
+        -- nothing outstanding but live lease rows.  Then no lease expires,
+        -- nothing is parked or deliverable, none is pending, and the
+        -- streams of the lease rows are the closed ones: one statement
+        -- instead of four (0.9.0).
+        SELECT EXISTS (SELECT FROM eventstore.subscription_events se
+                        WHERE se.subscription = v_sub.name AND se.state <> 'parked'
+                          AND (v_sub.lanes = 1
+                               OR eventstore._stream_lane(se.stream_id, v_sub.lanes) = v_lane))
+               OR coalesce(bool_or(l.expires_at <= v_now), false),
+               coalesce(array_agg(u.stream_id), '{}')
+          INTO v_busy, v_blocked
+          FROM eventstore.subscription_leases l
+         CROSS JOIN LATERAL unnest(l.streams) AS u(stream_id)
+         WHERE l.subscription = v_sub.name AND l.lane = v_lane;
+
+        IF v_busy THEN
+            -- Expired lease rows become rows of subscription_events, leased
+            -- (and expired) as before: their consumer may still acknowledge
+            -- them until they are handed out again, which the next
+            -- statements decide (0.9.0).
+            WITH expired AS (
+                DELETE FROM eventstore.subscription_leases l
+                 WHERE l.subscription = v_sub.name AND l.lane = v_lane
+                   AND l.expires_at <= v_now
+                RETURNING l.consumer, l.consumer_role, l.expires_at, l.positions, l.streams)
             INSERT INTO eventstore.subscription_events
-                   (subscription, global_position, stream_id, stream_version, event_id,
-                    event_type, data, metadata, event_created_at)
-            SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
-                   p.event_type, p.data, p.metadata, p.created_at
-              FROM unnest(v_pull.events) p;
-            GET DIAGNOSTICS v_got = ROW_COUNT;
-            v_pending := v_pending + v_got;
-            v_sub.pulled_partitions := v_pull.partitions;
-            v_full := v_pull.more;
-            IF v_got > 0 THEN
-                v_deliver := eventstore.subscription_deliverable(v_sub.name, v_now, max_count);
-            END IF;
-        ELSE
-            -- Leased as pulled (0.9.0: into one lease row per fetch, written
-            -- at the end, not an insert and an update per event): in
-            -- position order, as many as the batch has room for, of the
-            -- streams nothing outstanding closes.  The others are stored
-            -- pending, and a stream with an event left pending is closed
-            -- from it on.  _subscription_pull reads the page as read_all
-            -- does and sorts it as it reads (0.9.0; a query with a window
-            -- and five aggregates before).  The filtered-follower pattern
-            -- (README): the horizon the page was read to bounds what a
-            -- short page proves absent.
-            SELECT p.* INTO v_page
-              FROM eventstore._subscription_pull(v_sub.pulled_position, v_want,
-                                                 v_sub.event_types, v_sub.stream_prefix, v_blocked,
-                                                 max_count - cardinality(v_deliver) - cardinality(v_fresh)) p;
-            IF cardinality(v_page.waiting) > 0 THEN
-                INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
-                SELECT v_sub.name, w.global_position, w.stream_id
-                  FROM unnest(v_page.waiting, v_page.waiting_streams) AS w(global_position, stream_id);
-                v_blocked := v_blocked || v_page.waiting_streams;
-                v_pending := v_pending + cardinality(v_page.waiting);
-            END IF;
-            v_fresh := v_fresh || v_page.leased;
-            v_fresh_streams := v_fresh_streams || v_page.leased_streams;
+                   (subscription, global_position, stream_id, state, attempts, consumer,
+                    consumer_role, lease_expires_at)
+            SELECT v_sub.name, u.global_position, u.stream_id, 'leased', 1, x.consumer,
+                   x.consumer_role, x.expires_at
+              FROM expired x
+             CROSS JOIN LATERAL unnest(x.positions, x.streams) AS u(global_position, stream_id);
 
-            IF v_page.got < v_want THEN
-                v_sub.pulled_position := greatest(v_sub.pulled_position, v_page.last_position,
-                                                  v_page.horizon);
-            ELSE
-                v_sub.pulled_position := v_page.last_position;
+            -- Expired leases of events delivered max_attempts times: park
+            -- them rather than hand out a poison event again.
+            UPDATE eventstore.subscription_events se
+               SET state = 'parked', lease_expires_at = NULL, parked_at = v_now,
+                   last_error = 'lease expired'
+             WHERE se.subscription = v_sub.name AND se.state = 'leased'
+               AND se.lease_expires_at <= v_now AND se.attempts >= v_sub.max_attempts
+               AND (v_sub.lanes = 1
+                    OR eventstore._stream_lane(se.stream_id, v_sub.lanes) = v_lane);
+
+            v_ready := eventstore.subscription_deliverable(v_sub.name, v_now, v_room::integer,
+                                                           v_lane, v_sub.lanes);
+
+            IF cardinality(v_ready) < v_room THEN
+                -- Fewer than the room are deliverable, so every outstanding
+                -- event not among them (a live lease, a retry not yet due,
+                -- or one after these in its stream) closes its stream to
+                -- what is pulled (0.9.0).  (Those of other lanes close
+                -- streams this lane never reads.)
+                SELECT count(*) FILTER (WHERE se.state = 'pending'),
+                       coalesce(array_agg(DISTINCT se.stream_id)
+                                    FILTER (WHERE se.global_position <> ALL (v_ready)), '{}')
+                  INTO v_pending, v_blocked
+                  FROM eventstore._subscription_outstanding se
+                 WHERE se.subscription = v_sub.name AND se.state <> 'parked';
             END IF;
-            v_full := v_page.got >= v_want;
         END IF;
-        EXIT WHEN NOT v_full;
+
+        -- Pull from the log what this fetch can deliver.  Pulled events
+        -- come after every outstanding one, so they never change what was
+        -- already deliverable.  When what was pulled is blocked (or of
+        -- other lanes), each further pull is twice as large.
+        v_step := 0;
+        LOOP
+            EXIT WHEN cardinality(v_ready) + cardinality(v_taken) >= v_room;
+            v_step := greatest(v_room - cardinality(v_ready) - cardinality(v_taken), v_step * 2);
+            v_want := least(v_step, v_window - v_pending);
+            EXIT WHEN v_want <= 0;
+
+            IF v_dist THEN
+                -- A distributed store (one lane): a page of every partition
+                -- after its checkpoint, at most v_want each, stored whole.
+                SELECT * INTO v_pull
+                  FROM eventstore._pull_partitions(v_sub.pulled_partitions, v_want,
+                                                   v_sub.event_types, v_sub.stream_prefix);
+                INSERT INTO eventstore.subscription_events
+                       (subscription, global_position, stream_id, stream_version, event_id,
+                        event_type, data, metadata, event_created_at)
+                SELECT v_sub.name, p.global_position, p.stream_id, p.stream_version, p.event_id,
+                       p.event_type, p.data, p.metadata, p.created_at
+                  FROM unnest(v_pull.events) p;
+                GET DIAGNOSTICS v_got = ROW_COUNT;
+                v_pending := v_pending + v_got;
+                v_sub.pulled_partitions := v_pull.partitions;
+                v_full := v_pull.more;
+                IF v_got > 0 THEN
+                    v_ready := eventstore.subscription_deliverable(v_sub.name, v_now,
+                                                                   v_room::integer, 0, 1);
+                END IF;
+            ELSE
+                -- Leased as pulled (0.9.0: into one lease row per fetch and
+                -- lane, written at the end, not an insert and an update per
+                -- event): in position order, as many as the batch has room
+                -- for, of the lane's streams nothing outstanding closes.
+                -- The others of the lane are stored pending, and a stream
+                -- with an event left pending is closed from it on.
+                -- _subscription_pull reads the page as read_all does and
+                -- sorts it as it reads (0.9.0; a query with a window and
+                -- five aggregates before).  The filtered-follower pattern
+                -- (README): the horizon the page was read to bounds what a
+                -- short page proves absent.
+                SELECT p.* INTO v_page
+                  FROM eventstore._subscription_pull(v_sub.pulled_position, v_want,
+                                                     v_sub.event_types, v_sub.stream_prefix, v_blocked,
+                                                     v_room - cardinality(v_ready) - cardinality(v_taken),
+                                                     v_lane, v_sub.lanes) p;
+                IF cardinality(v_page.waiting) > 0 THEN
+                    INSERT INTO eventstore.subscription_events (subscription, global_position, stream_id)
+                    SELECT v_sub.name, w.global_position, w.stream_id
+                      FROM unnest(v_page.waiting, v_page.waiting_streams) AS w(global_position, stream_id);
+                    v_blocked := v_blocked || v_page.waiting_streams;
+                    v_pending := v_pending + cardinality(v_page.waiting);
+                END IF;
+                v_taken := v_taken || v_page.leased;
+                v_taken_streams := v_taken_streams || v_page.leased_streams;
+
+                IF v_page.got < v_want THEN
+                    v_sub.pulled_position := greatest(v_sub.pulled_position, v_page.last_position,
+                                                      v_page.horizon);
+                ELSE
+                    v_sub.pulled_position := v_page.last_position;
+                END IF;
+                v_full := v_page.got >= v_want;
+            END IF;
+            EXIT WHEN NOT v_full;
+        END LOOP;
+
+        IF v_sub.lanes = 1 THEN
+            UPDATE eventstore.subscriptions s
+               SET pulled_position = v_sub.pulled_position,
+                   pulled_partitions = v_sub.pulled_partitions, last_fetch_at = v_now
+             WHERE s.name = v_sub.name;
+        ELSE
+            UPDATE eventstore.subscription_lanes l
+               SET pulled_position = v_sub.pulled_position, last_fetch_at = v_now
+             WHERE l.subscription = v_sub.name AND l.lane = v_lane;
+        END IF;
+
+        IF cardinality(v_taken) > 0 THEN
+            INSERT INTO eventstore.subscription_leases
+                   (subscription, first_position, consumer, consumer_role, expires_at,
+                    positions, streams, lane)
+            VALUES (v_sub.name, v_taken[1], _subscription_fetch.consumer, _subscription_fetch.caller,
+                    v_expires, v_taken, v_taken_streams, v_lane);
+        END IF;
+        v_deliver := v_deliver || v_ready;
+        v_fresh := v_fresh || v_taken;
+
+        EXIT WHEN v_sub.lanes = 1 OR cardinality(v_deliver) + cardinality(v_fresh) >= max_count;
+        -- Room left: the next lane no fetch holds, if any.
+        v_served := v_served || v_lane;
+        SELECT l.lane, l.pulled_position INTO v_lane, v_sub.pulled_position
+          FROM eventstore.subscription_lanes l
+         WHERE l.subscription = v_sub.name AND l.lane <> ALL (v_served)
+         ORDER BY l.last_fetch_at NULLS FIRST, l.lane
+         LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
     END LOOP;
-
-    UPDATE eventstore.subscriptions s
-       SET pulled_position = v_sub.pulled_position, pulled_partitions = v_sub.pulled_partitions,
-           last_fetch_at = v_now
-     WHERE s.name = v_sub.name;
-
-    IF cardinality(v_fresh) > 0 THEN
-        INSERT INTO eventstore.subscription_leases
-               (subscription, first_position, consumer, consumer_role, expires_at,
-                positions, streams)
-        VALUES (v_sub.name, v_fresh[1], _subscription_fetch.consumer, _subscription_fetch.caller,
-                v_expires, v_fresh, v_fresh_streams);
-    END IF;
 
     IF v_dist THEN
         -- the events as they were stored when pulled (no join of this
@@ -595,8 +726,8 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The outstanding events leased now, then those leased as pulled (all
-    -- after them): one statement, in position order.
+    -- The outstanding events leased now, then those leased as pulled: one
+    -- statement, in position order.
     RETURN QUERY
     WITH leased AS (
         UPDATE eventstore.subscription_events se
@@ -851,22 +982,165 @@ END
 $$;
 
 -- The status view counts the events of lease rows too.
+CREATE OR REPLACE FUNCTION eventstore.subscription_replay_parked(
+    subscription text,
+    positions    bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM eventstore.subscription_check_name(subscription, 'subscription name');
+    -- A replayed event blocks its stream again: exclude fetches.
+    PERFORM FROM eventstore.subscriptions s
+      WHERE s.name = subscription_replay_parked.subscription FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
+    END IF;
+    -- and of every lane, in order (0.9.0)
+    PERFORM FROM eventstore.subscription_lanes l
+      WHERE l.subscription = subscription_replay_parked.subscription
+      ORDER BY l.lane FOR NO KEY UPDATE;
+    UPDATE eventstore.subscription_events se
+       SET state = 'pending', attempts = 0, parked_at = NULL, not_before = NULL
+     WHERE se.subscription = subscription_replay_parked.subscription
+       AND se.state = 'parked'
+       AND (positions IS NULL OR se.global_position = ANY (positions));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+
+CREATE FUNCTION eventstore.create_subscription(
+    name          text,
+    event_types   text[]   DEFAULT NULL,
+    stream_prefix text     DEFAULT NULL,
+    start_from    bigint   DEFAULT 0,
+    lease_timeout interval DEFAULT '30 seconds',
+    max_attempts  integer  DEFAULT 5,
+    lanes         integer  DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_types  text[];
+    v_start  bigint;
+    v_vector jsonb;
+BEGIN
+    PERFORM eventstore.subscription_check_name(name, 'subscription name');
+    IF start_from IS NULL OR lease_timeout IS NULL OR max_attempts IS NULL OR lanes IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'start_from, lease_timeout, max_attempts and lanes must not be NULL';
+    END IF;
+    IF start_from < -1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid start_from %s', start_from),
+            DETAIL = 'start_from is 0 (the origin), -1 (the current end of the log) or a position after which to start.';
+    END IF;
+    IF lease_timeout <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('lease_timeout must be positive, not %s', lease_timeout);
+    END IF;
+    -- every fetch computes now() + lease_timeout and now() - lease_timeout
+    PERFORM eventstore._check_interval('lease_timeout', lease_timeout);
+    IF max_attempts < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('max_attempts must be at least 1, not %s', max_attempts);
+    END IF;
+    IF lanes < 1 OR lanes > 64 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('lanes must be between 1 and 64, not %s', lanes);
+    END IF;
+    IF event_types IS NOT NULL THEN
+        IF array_ndims(event_types) > 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'event_types must be a one-dimensional array';
+        END IF;
+        -- read_all ignores NULL elements; what is left must match something.
+        v_types := array_remove(event_types, NULL);
+        IF cardinality(v_types) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'event_types must not be empty',
+                DETAIL = 'An empty list (or one of NULLs only) matches no event.',
+                HINT = 'Pass NULL for every event type.';
+        END IF;
+    END IF;
+
+    IF eventstore.is_distributed() THEN
+        IF lanes > 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = 'a subscription of a distributed store has one lane',
+                DETAIL = 'Its fetches pull every partition of the global log; lanes split the single log by stream.';
+        END IF;
+        -- A checkpoint per partition: 0 = none yet ({}); -1 = each
+        -- partition's horizon; N = after N in every partition (the entry
+        -- of the lowest partition stands for all, read_partitions).
+        -- pulled_position stays what it promises: every matching event at
+        -- or below it (0, or N) is pulled.
+        IF start_from = -1 THEN
+            v_vector := eventstore._horizons_vector();
+            v_start := 0;
+        ELSIF start_from = 0 THEN
+            v_vector := '{}';
+            v_start := 0;
+        ELSE
+            v_vector := jsonb_build_object('-2147483648', start_from);
+            v_start := start_from;
+        END IF;
+    ELSE
+        v_start := CASE WHEN start_from = -1 THEN eventstore.global_horizon() ELSE start_from END;
+    END IF;
+
+    INSERT INTO eventstore.subscriptions AS s
+           (name, event_types, stream_prefix, lease_timeout, max_attempts, pulled_position,
+            pulled_partitions, lanes)
+    VALUES (create_subscription.name, v_types, nullif(stream_prefix, ''),
+            create_subscription.lease_timeout, create_subscription.max_attempts, v_start,
+            v_vector, create_subscription.lanes)
+    ON CONFLICT ON CONSTRAINT subscriptions_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('subscription "%s" already exists', name);
+    END IF;
+    IF lanes > 1 THEN
+        INSERT INTO eventstore.subscription_lanes (subscription, lane, pulled_position)
+        SELECT create_subscription.name, l, v_start
+          FROM generate_series(0, create_subscription.lanes - 1) AS l;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer, integer) IS
+    'Create a durable subscription; start_from 0 = origin, -1 = now, N = after position N (on a distributed store: in every partition); lanes: fetches that may run side by side';
+REVOKE ALL ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer, integer) FROM PUBLIC;
+
 CREATE OR REPLACE VIEW eventstore._subscription_state AS
 SELECT s.name,
        s.event_types,
        s.stream_prefix,
        CASE WHEN s.pulled_partitions IS NULL
-            THEN coalesce(o.first_open - 1, s.pulled_position) END AS position,
-       CASE WHEN s.pulled_partitions IS NULL THEN s.pulled_position END AS pulled_position,
+            THEN least(o.first_open - 1, coalesce(ln.pulled_position, s.pulled_position))
+       END AS position,
+       CASE WHEN s.pulled_partitions IS NULL
+            THEN coalesce(ln.pulled_position, s.pulled_position) END AS pulled_position,
        o.in_flight,
        o.pending_retry,
        o.parked,
        coalesce(c.consumers, '{}') AS consumers,
-       s.last_fetch_at,
+       greatest(s.last_fetch_at, ln.last_fetch_at) AS last_fetch_at,
        s.lease_timeout,
        s.max_attempts,
        s.pulled_partitions
   FROM eventstore.subscriptions s
+ -- several lanes (0.9.0): the lowest lane's pulled position is the
+ -- subscription's; their fetches write the lanes, not the subscription
+ CROSS JOIN LATERAL (
+        SELECT min(sl.pulled_position) AS pulled_position,
+               max(sl.last_fetch_at) AS last_fetch_at
+          FROM eventstore.subscription_lanes sl
+         WHERE sl.subscription = s.name) ln
  CROSS JOIN LATERAL (
         SELECT min(se.global_position) FILTER (WHERE se.state <> 'parked') AS first_open,
                count(*) FILTER (WHERE se.state = 'leased') AS in_flight,

@@ -5,7 +5,8 @@
 # one or two streams, pausing inside some so that commits come out of
 # position order, a tenth rolled back, some events in streams the
 # subscription does not match).  Consumers (test/t/subscription_clients.py)
-# consume subscription "main" (lease_timeout 1 s) as the README recommends:
+# consume subscription "main" (lease_timeout 1 s, three lanes: fetches of
+# different lanes run side by side, 0.9.0) as the README recommends:
 # fetch in a transaction of its own, then acknowledge and apply the batch to
 # a read model in one transaction.  The ack comes first and must count every
 # event, else the consumer rolls back: an ack of a lease that was handed to
@@ -34,7 +35,7 @@
 #     subscription builds from the start of the log;
 #   - the server crashed only when we crashed it; no deadlock.
 #
-# Poison events (subscription "poison", max_attempts 3): a consumer rejects
+# Poison events (subscription "poison", max_attempts 3, two lanes): a consumer rejects
 # events carrying a marker (and, keeping its stream's order, what follows
 # them in the same batch) and never answers for an event with another
 # marker.  After three deliveries they are parked, by the nacks and by the
@@ -106,7 +107,8 @@ BEGIN
     RETURN NULL;
 END $$;
 SELECT eventstore.create_subscription('main', stream_prefix => 'acct-',
-                                      lease_timeout => '1 second', max_attempts => 100);
+                                      lease_timeout => '1 second', max_attempts => 100,
+                                      lanes => 3);
 });
 
 my $dsn = $node->connstr('postgres');
@@ -440,8 +442,9 @@ is(scalar(@signals), 1, 'one server process died of a signal: the one we killed'
 unlike($log, qr/deadlock detected/, 'no deadlock');
 unlike($log, qr/TRAP:|PANIC:/, 'no assertion failure or PANIC');
 
-# Rebuild from scratch: a new subscription replays the whole log into a read
-# model of its own, which must equal the one built under failures.
+# Rebuild from scratch: a new subscription (of one lane) replays the whole
+# log into a read model of its own, which must equal the one built under
+# failures.
 $node->safe_psql('postgres',
 	q{SELECT eventstore.create_subscription('rebuild', stream_prefix => 'acct-')});
 my $rebuilder = start_consumer('rebuild', '--strict-order', '--max-count', 200, '--hold', 0);
@@ -468,7 +471,8 @@ is(applied_count('rebuild'), $matching, 'the rebuild applied every matching even
 
 $node->safe_psql('postgres', q{
 	SELECT eventstore.create_subscription('poison', stream_prefix => 'p-',
-	                                      lease_timeout => '1 second', max_attempts => 3)});
+	                                      lease_timeout => '1 second', max_attempts => 3,
+	                                      lanes => 2)});
 
 # p-2 ends with a poison event; p-3 starts with one, followed by an event
 # the consumer rejects with it (order); p-5 has an event the consumer never
