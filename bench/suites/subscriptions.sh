@@ -12,12 +12,15 @@
 #                 before each run;
 #   subscription_tx  the same in one transaction (BEGIN, fetch, ack,
 #                 COMMIT: a consumer whose effects are in the same database);
+#   lanes         subscription_tx on a subscription of C lanes (0.9.0: one
+#                 per consumer, so that their fetches do not wait for each
+#                 other's commits);
 #   plain         SELECT ... FOR UPDATE SKIP LOCKED + DELETE ... RETURNING
 #                 of the first B rows of bench_subs.queue, a table holding the
 #                 same events (one transaction), refilled before each run.
 # Events/s = events consumed (rows deleted; acknowledged events) per second
 # of pgbench's run; the ratios subscription/plain and subscription_tx/plain
-# are reported (the goal: >= 0.8).
+# and lanes/plain are reported (the goal: >= 0.8).
 #
 # Part "lag": SUBS_LAG_APPEND_CLIENTS clients append one event per
 # transaction (the append suite's single.extension.pgbench) for
@@ -67,16 +70,17 @@ subscriptions_setup() {
 	bench_quiesce
 }
 
-# subscriptions_reset CONTENDER [START]: the contender's queue full again:
-# subscription 'bench' created afresh at START (0: the origin, every event
-# of the store to consume; -1: the end of the log), or bench_subs.queue
-# holding every event of the store.  Then VACUUM and CHECKPOINT.
+# subscriptions_reset CONTENDER [START [LANES]]: the contender's queue full
+# again: subscription 'bench' created afresh at START (0: the origin, every
+# event of the store to consume; -1: the end of the log) with LANES lanes
+# (default 1), or bench_subs.queue holding every event of the store.  Then
+# VACUUM and CHECKPOINT.
 subscriptions_reset() {
 	case $1 in
-	subscription | subscription_tx)
+	subscription | subscription_tx | lanes)
 		bench_psql -c "SET client_min_messages = warning" \
 			-c "SELECT eventstore.drop_subscription('bench', if_exists => true)" \
-			-c "SELECT eventstore.create_subscription('bench', start_from => ${2:-0})" >/dev/null ;;
+			-c "SELECT eventstore.create_subscription('bench', start_from => ${2:-0}, lanes => ${3:-1})" >/dev/null ;;
 	plain)
 		bench_psql -c "TRUNCATE bench_subs.queue" \
 			-c "INSERT INTO bench_subs.queue SELECT * FROM eventstore.events" >/dev/null ;;
@@ -85,12 +89,18 @@ subscriptions_reset() {
 }
 
 # subscriptions_remaining CONTENDER: events the contender's queue still
-# holds (subscription: not pulled yet, or pulled and not acknowledged).
+# holds (subscription: not pulled yet, or pulled and not acknowledged; of
+# several lanes: not pulled yet by their stream's lane).
 subscriptions_remaining() {
 	case $1 in
-	subscription | subscription_tx)
+	subscription | subscription_tx | lanes)
 		bench_value "SELECT (SELECT count(*) FROM eventstore.events e
-		                      WHERE e.global_position > s.pulled_position)
+		                      WHERE e.global_position > s.pulled_position AND s.lanes = 1)
+		                  + (SELECT count(*) FROM eventstore.events e
+		                       JOIN eventstore.subscription_lanes l
+		                         ON l.subscription = s.name
+		                        AND l.lane = eventstore._stream_lane(e.stream_id, s.lanes)
+		                      WHERE e.global_position > l.pulled_position)
 		                  + (SELECT count(*) FROM eventstore._subscription_outstanding se
 		                      WHERE se.subscription = s.name)
 		               FROM eventstore.subscriptions s WHERE s.name = 'bench'" ;;
@@ -103,13 +113,15 @@ subscriptions_remaining() {
 subscriptions_one() {
 	local csv=$1 contender=$2 clients=$3 batch=$4 round=$5
 	local tag=subs-$contender-c$clients-b$batch-r$round
-	local before after res tps tx failed lat events cpu0 cpu1 dry=0
-	subscriptions_reset "$contender"
+	local before after res tps tx failed lat events cpu0 cpu1 dry=0 script=$contender
+	# lanes: one per consumer, each consumer a transaction per batch
+	[ "$contender" = lanes ] && script=subscription_tx
+	subscriptions_reset "$contender" 0 "$([ "$contender" = lanes ] && echo "$clients" || echo 1)"
 	before=$(subscriptions_remaining "$contender")
 	cpu0=$(bench_server_cpu)
 	bench_log "round $round/$SUBS_ROUNDS: $contender, $clients consumer(s), batches of $batch (${SUBS_SECONDS}s)"
 	res=$(bench_pgbench "$tag" "$clients" "$SUBS_SECONDS" \
-		-f "$BENCH_ROOT/bench/subscriptions/consume.$contender.pgbench" -D "batch=$batch")
+		-f "$BENCH_ROOT/bench/subscriptions/consume.$script.pgbench" -D "batch=$batch")
 	read -r tps tx failed lat <<<"$res"
 	sleep 0.3 # the run's backends exit and are reaped
 	cpu1=$(bench_server_cpu)
@@ -178,7 +190,7 @@ subscriptions_lag() {
 }
 
 # subscriptions_run CSV: part consume (every clients x batch cell, the
-# three contenders back to back in an order that rotates), then part lag,
+# four contenders back to back in an order that rotates), then part lag,
 # SUBS_ROUNDS times each.
 subscriptions_run() {
 	local BENCH_DB=$SUBS_DB
@@ -190,7 +202,7 @@ subscriptions_run() {
 			for clients in $SUBS_CLIENTS; do
 				for batch in $SUBS_BATCHES; do
 					cell=$((cell + 1))
-					read -r -a order <<<"$(bench_rotate $(((cell + round - 1) % 3)) subscription plain subscription_tx)"
+					read -r -a order <<<"$(bench_rotate $(((cell + round - 1) % 4)) subscription plain subscription_tx lanes)"
 					for c in "${order[@]}"; do
 						subscriptions_one "$csv" "$c" "$clients" "$batch" "$round"
 					done
@@ -224,7 +236,7 @@ subscriptions_rounds() {
 
 subscriptions_report() {
 	local BENCH_DB=$SUBS_DB
-	local csv=$1 clients batch s t p dry
+	local csv=$1 clients batch s t l p dry
 	echo "## subscriptions: competing consumers of a durable subscription against a plain work queue (median of $SUBS_ROUNDS round(s))"
 	echo
 	echo "$BENCH_MACHINE${BENCH_SUBS_SETUP_SQL:+ Diagnosis: $BENCH_SUBS_SETUP_SQL was run after CREATE EXTENSION.}"
@@ -233,24 +245,27 @@ subscriptions_report() {
 		echo "Consumers (pgbench -M prepared, ${SUBS_SECONDS}s per run, synchronous_commit=$(bench_value 'SHOW synchronous_commit'))" \
 			"take batches of up to B events from a store of $SUBS_EVENTS events (streams of 4) until the run ends." \
 			"subscription: \`subscription_fetch('bench', consumer, B)\` then \`subscription_ack\` of the positions (two transactions)," \
-			"from a subscription created at the origin before each run; one transaction: the same between BEGIN and COMMIT; plain: \`SELECT ... ORDER BY global_position LIMIT B FOR UPDATE SKIP LOCKED\`" \
+			"from a subscription created at the origin before each run; one transaction: the same between BEGIN and COMMIT; lanes: one transaction, from a subscription of as many lanes as consumers (0.9.0); plain: \`SELECT ... ORDER BY global_position LIMIT B FOR UPDATE SKIP LOCKED\`" \
 			"+ \`DELETE ... RETURNING\` of the same events in a plain table keyed by position (one transaction; no per-stream order, no lease, no retry)." \
 			"Events/s: events acknowledged (deleted) per second; server CPU: user + system time of every server process per event."
 		echo
-		echo "| consumers | batch | subscription events/s | one transaction | plain events/s | subscription/plain (each round) | one transaction/plain (each round) | CPU µs/event subscription | one transaction | plain |"
-		echo "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"
+		echo "| consumers | batch | subscription events/s | one transaction | lanes | plain events/s | subscription/plain (each round) | one transaction/plain (each round) | lanes/plain (each round) | CPU µs/event subscription | one transaction | lanes | plain |"
+		echo "|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|"
 		for clients in $SUBS_CLIENTS; do
 			for batch in $SUBS_BATCHES; do
 				s=$(subscriptions_cell "$csv" consume subscription "$clients" "$batch" events_per_s)
 				t=$(subscriptions_cell "$csv" consume subscription_tx "$clients" "$batch" events_per_s)
+				l=$(subscriptions_cell "$csv" consume lanes "$clients" "$batch" events_per_s)
 				p=$(subscriptions_cell "$csv" consume plain "$clients" "$batch" events_per_s)
 				dry=''
 				bench_csv_values "$csv" ran_dry part=consume clients="$clients" batch="$batch" | grep -q 1 && dry=', a queue ran dry'
-				echo "| $clients | $batch | $(bench_fmt "$s") | $(bench_fmt "$t") | $(bench_fmt "$p") |" \
+				echo "| $clients | $batch | $(bench_fmt "$s") | $(bench_fmt "$t") | $(bench_fmt "$l") | $(bench_fmt "$p") |" \
 					"**$(bench_ratio "$s" "$p")** ($(subscriptions_rounds "$csv" subscription "$clients" "$batch")$dry) |" \
 					"**$(bench_ratio "$t" "$p")** ($(subscriptions_rounds "$csv" subscription_tx "$clients" "$batch")) |" \
+					"**$(bench_ratio "$l" "$p")** ($(subscriptions_rounds "$csv" lanes "$clients" "$batch")) |" \
 					"$(subscriptions_cell "$csv" consume subscription "$clients" "$batch" server_cpu_us_per_event) |" \
 					"$(subscriptions_cell "$csv" consume subscription_tx "$clients" "$batch" server_cpu_us_per_event) |" \
+					"$(subscriptions_cell "$csv" consume lanes "$clients" "$batch" server_cpu_us_per_event) |" \
 					"$(subscriptions_cell "$csv" consume plain "$clients" "$batch" server_cpu_us_per_event) |"
 			done
 		done
