@@ -153,7 +153,8 @@ SELECT eventstore.take_snapshot('sec-1', 'regress_sec.evolve(bigint,eventstore.e
 SELECT eventstore.create_snapshot_policy('sec_pol', 'regress_sec.evolve(bigint,eventstore.event)', 0::bigint,
                                          stream_prefix => 'sec-', every => 2);
 SELECT eventstore.create_archive_policy('sec_arch_pol', :'sec_archive_after');
-SELECT eventstore.create_subscription('sec_sub', max_attempts => 1);
+-- two lanes (0.9.0): every fetch of it under attack goes through a lane
+SELECT eventstore.create_subscription('sec_sub', max_attempts => 1, lanes => 2);
 SELECT eventstore.wait_for_projection('sec_async');
 SELECT count(*) AS leased FROM eventstore.subscription_fetch('sec_sub', 'sec_consumer', 2);
 SELECT eventstore.subscription_nack('sec_sub', 'sec_consumer', '{1}') AS parked;

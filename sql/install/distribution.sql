@@ -456,7 +456,8 @@ BEGIN
     SELECT st.name, st.event_types, st.stream_prefix, st.position, st.pulled_position,
            NULL::bigint AS lag_events, NULL::interval AS lag_time,
            st.in_flight, st.pending_retry, st.parked, st.consumers,
-           st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions
+           st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions,
+           st.lanes
       FROM eventstore._subscription_state st;
 
     -- The same for projection_status: the lag is NULL, and so is the

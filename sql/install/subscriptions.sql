@@ -556,8 +556,8 @@ BEGIN
          WHERE c.subscription = v_sub.name AND c.last_seen_at < v_now - v_sub.lease_timeout;
     END IF;
 
-    -- Pulls keep at most v_window events waiting, so the table stays small
-    -- even when one busy stream blocks everything pulled.
+    -- Pulls keep at most v_window events of a lane waiting, so the table
+    -- stays small even when one busy stream blocks everything pulled.
     v_window := greatest(1000, max_count);
     v_dist := eventstore.is_distributed();
     -- (distribute() refuses a store with subscriptions: this is a guard,
@@ -629,8 +629,12 @@ BEGIN
                 -- event not among them (a live lease, a retry not yet due,
                 -- or one after these in its stream) closes its stream to
                 -- what is pulled (0.9.0).  (Those of other lanes close
-                -- streams this lane never reads.)
-                SELECT count(*) FILTER (WHERE se.state = 'pending'),
+                -- streams this lane never reads; only the lane's pending
+                -- ones count toward its window.)
+                SELECT count(*) FILTER (WHERE se.state = 'pending'
+                                          AND (v_sub.lanes = 1
+                                               OR eventstore._stream_lane(se.stream_id, v_sub.lanes)
+                                                  = v_lane)),
                        coalesce(array_agg(DISTINCT se.stream_id)
                                     FILTER (WHERE se.global_position <> ALL (v_ready)), '{}')
                   INTO v_pending, v_blocked
@@ -1175,7 +1179,8 @@ SELECT s.name,
        greatest(s.last_fetch_at, ln.last_fetch_at) AS last_fetch_at,
        s.lease_timeout,
        s.max_attempts,
-       s.pulled_partitions
+       s.pulled_partitions,
+       s.lanes
   FROM eventstore.subscriptions s
  -- several lanes (0.9.0): the lowest lane's pulled position is the
  -- subscription's; their fetches write the lanes, not the subscription
@@ -1223,7 +1228,8 @@ SELECT st.name,
        st.last_fetch_at,
        st.lease_timeout,
        st.max_attempts,
-       st.pulled_partitions
+       st.pulled_partitions,
+       st.lanes
   FROM eventstore._subscription_state st
  CROSS JOIN LATERAL (
         -- Pulled events are committed even when the horizon this snapshot

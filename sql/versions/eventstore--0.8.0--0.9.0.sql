@@ -511,8 +511,8 @@ BEGIN
          WHERE c.subscription = v_sub.name AND c.last_seen_at < v_now - v_sub.lease_timeout;
     END IF;
 
-    -- Pulls keep at most v_window events waiting, so the table stays small
-    -- even when one busy stream blocks everything pulled.
+    -- Pulls keep at most v_window events of a lane waiting, so the table
+    -- stays small even when one busy stream blocks everything pulled.
     v_window := greatest(1000, max_count);
     v_dist := eventstore.is_distributed();
     -- (distribute() refuses a store with subscriptions: this is a guard,
@@ -584,8 +584,12 @@ BEGIN
                 -- event not among them (a live lease, a retry not yet due,
                 -- or one after these in its stream) closes its stream to
                 -- what is pulled (0.9.0).  (Those of other lanes close
-                -- streams this lane never reads.)
-                SELECT count(*) FILTER (WHERE se.state = 'pending'),
+                -- streams this lane never reads; only the lane's pending
+                -- ones count toward its window.)
+                SELECT count(*) FILTER (WHERE se.state = 'pending'
+                                          AND (v_sub.lanes = 1
+                                               OR eventstore._stream_lane(se.stream_id, v_sub.lanes)
+                                                  = v_lane)),
                        coalesce(array_agg(DISTINCT se.stream_id)
                                     FILTER (WHERE se.global_position <> ALL (v_ready)), '{}')
                   INTO v_pending, v_blocked
@@ -1116,6 +1120,135 @@ COMMENT ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, i
     'Create a durable subscription; start_from 0 = origin, -1 = now, N = after position N (on a distributed store: in every partition); lanes: fetches that may run side by side';
 REVOKE ALL ON FUNCTION eventstore.create_subscription(text, text[], text, bigint, interval, integer, integer) FROM PUBLIC;
 
+CREATE OR REPLACE FUNCTION eventstore.distribute(shard_count integer DEFAULT 32)
+RETURNS void
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    IF shard_count IS NULL THEN
+        RAISE EXCEPTION 'shard_count must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF shard_count < 1 OR shard_count > 64000 THEN
+        RAISE EXCEPTION 'shard_count must be between 1 and 64000'
+            USING ERRCODE = '22023';
+    END IF;
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RAISE EXCEPTION 'extension "citus" is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'Install Citus, put citus first in shared_preload_libraries and run CREATE EXTENSION citus.';
+    END IF;
+    IF eventstore.is_distributed() THEN
+        RAISE NOTICE 'eventstore is already distributed';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'eventstore.distribute() must run on the coordinator'
+            USING ERRCODE = '55000';
+    END IF;
+    -- An async projection goes on where it stands: its position holds in
+    -- every partition (positions drawn from now on are above it).
+    IF EXISTS (SELECT FROM eventstore.projections p WHERE p.mode OPERATOR(pg_catalog.=) 'inline')
+       OR EXISTS (SELECT FROM eventstore.subscriptions)
+       OR EXISTS (SELECT FROM eventstore.snapshot_policies)
+       OR EXISTS (SELECT FROM eventstore.archive_policies) THEN
+        RAISE EXCEPTION 'cannot distribute a store that has inline projections, subscriptions or policies'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'This version runs inline projections and policies on one server only, and a subscription pulled from one server''s log has no checkpoint per partition.',
+                  HINT = 'Drop them first (subscriptions, and inline projections as async ones, may be created again after distribute()).';
+    END IF;
+
+    -- Citus requires every unique key of a distributed table to include
+    -- the distribution column.  Positions are drawn per node, so they are
+    -- unique per node and increasing per shard, not across the store; an
+    -- event id is unique within its shard's streams.
+    ALTER TABLE eventstore.events
+        DROP CONSTRAINT events_pkey,
+        ADD CONSTRAINT events_pkey PRIMARY KEY (global_position, stream_id);
+    ALTER TABLE eventstore.event_ids
+        DROP CONSTRAINT event_ids_pkey,
+        ADD CONSTRAINT event_ids_pkey PRIMARY KEY (event_id, stream_id);
+
+    -- the triggers keeping the events append-only go with the shards
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM pg_catalog.create_distributed_table('eventstore.events', 'stream_id',
+                                                shard_count => shard_count);
+    PERFORM pg_catalog.create_distributed_table('eventstore.event_ids', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_table('eventstore.streams', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_table('eventstore.archived_events', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+    PERFORM pg_catalog.create_distributed_table('eventstore.snapshots', 'stream_id',
+                                                colocate_with => 'eventstore.events');
+
+    -- the functions of one stream run where it is stored, also inside a
+    -- transaction block (force_delegation)
+    FOR fn IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace OPERATOR(pg_catalog.=) 'eventstore'::regnamespace
+           AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY[
+                 'append', 'append_events', 'read_stream', 'stream_version',
+                 'stream_info', 'get_stream_metadata', 'set_stream_metadata',
+                 'delete_stream', 'tombstone_stream', 'archive_stream',
+                 'restore_stream', 'load_state', 'aggregate_stream',
+                 'take_snapshot', 'handle_command']::name[])
+         ORDER BY p.proname
+    LOOP
+        PERFORM pg_catalog.create_distributed_function(fn, '$1',
+                    colocate_with => 'eventstore.events', force_delegation => true);
+    END LOOP;
+
+    -- Citus copied the rows into the shards and left them on disk in the
+    -- tables here, which stay as empty placeholders (the truncation must
+    -- pass the trigger that keeps the events append-only)
+    ALTER TABLE eventstore.events DISABLE TRIGGER events_no_truncate;
+    ALTER TABLE eventstore.archived_events DISABLE TRIGGER archived_events_no_truncate;
+    PERFORM pg_catalog.truncate_local_data_after_distributing_table(t)
+       FROM unnest(ARRAY['eventstore.events', 'eventstore.event_ids', 'eventstore.streams',
+                         'eventstore.archived_events', 'eventstore.snapshots']::regclass[]) t;
+    ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
+    ALTER TABLE eventstore.archived_events ENABLE ALWAYS TRIGGER archived_events_no_truncate;
+
+    -- Durable subscriptions stay local tables here; their status view
+    -- must not read the distributed events (Citus does not join them with
+    -- the local tables here, and the lag it counts is one server's):
+    -- subscription_status of subscriptions.sql with a NULL lag.
+    CREATE OR REPLACE VIEW eventstore.subscription_status AS
+    SELECT st.name, st.event_types, st.stream_prefix, st.position, st.pulled_position,
+           NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           st.in_flight, st.pending_retry, st.parked, st.consumers,
+           st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions,
+           st.lanes
+      FROM eventstore._subscription_state st;
+
+    -- The same for projection_status: the lag is NULL, and so is the
+    -- position of an async projection (its checkpoint is "partitions").
+    CREATE OR REPLACE VIEW eventstore.projection_status AS
+    SELECT p.name, p.mode, p.handler, p.event_types, p.stream_prefix, p.priority,
+           p.enabled,
+           CASE WHEN NOT p.enabled THEN 'disabled'
+                WHEN c.retry_at IS NOT NULL THEN 'failing'
+                WHEN p.catching_up THEN 'catching_up'
+                WHEN p.mode OPERATOR(pg_catalog.=) 'inline' THEN 'live'
+                ELSE 'running' END AS state,
+           NULL::bigint AS position, NULL::bigint AS lag_events, NULL::interval AS lag_time,
+           c.events_total, c.updated_at,
+           c.error_count, c.error_position, c.last_error, c.last_error_at, c.retry_at,
+           p.owner, p.created_at,
+           coalesce(c.partitions, pg_catalog.jsonb_build_object('-2147483648', c.position)) AS partitions
+      FROM eventstore.projections p
+      JOIN eventstore.projection_checkpoints c USING (name);
+
+    -- the events stored so far keep their positions in their partitions:
+    -- every node draws above them
+    PERFORM eventstore.align_positions();
+END
+$$;
+
 CREATE OR REPLACE VIEW eventstore._subscription_state AS
 SELECT s.name,
        s.event_types,
@@ -1132,7 +1265,8 @@ SELECT s.name,
        greatest(s.last_fetch_at, ln.last_fetch_at) AS last_fetch_at,
        s.lease_timeout,
        s.max_attempts,
-       s.pulled_partitions
+       s.pulled_partitions,
+       s.lanes
   FROM eventstore.subscriptions s
  -- several lanes (0.9.0): the lowest lane's pulled position is the
  -- subscription's; their fetches write the lanes, not the subscription
@@ -1156,3 +1290,49 @@ SELECT s.name,
                 SELECT se.consumer FROM eventstore._subscription_outstanding se
                  WHERE se.subscription = s.name AND se.state = 'leased'
                    AND se.lease_expires_at > now()) x) c;
+
+-- subscription_status gains a last column, lanes: in the form of this
+-- store (on a distributed one, distribute()'s, whose lag is NULL).
+DO $$
+BEGIN
+    IF eventstore.is_distributed() THEN
+        CREATE OR REPLACE VIEW eventstore.subscription_status AS
+        SELECT st.name, st.event_types, st.stream_prefix, st.position, st.pulled_position,
+               NULL::bigint AS lag_events, NULL::interval AS lag_time,
+               st.in_flight, st.pending_retry, st.parked, st.consumers,
+               st.last_fetch_at, st.lease_timeout, st.max_attempts, st.pulled_partitions,
+               st.lanes
+          FROM eventstore._subscription_state st;
+    ELSE
+        CREATE OR REPLACE VIEW eventstore.subscription_status AS
+        SELECT st.name,
+               st.event_types,
+               st.stream_prefix,
+               st.position,
+               st.pulled_position,
+               lag.lag_events,
+               now() - lag.oldest_created_at AS lag_time,
+               st.in_flight,
+               st.pending_retry,
+               st.parked,
+               st.consumers,
+               st.last_fetch_at,
+               st.lease_timeout,
+               st.max_attempts,
+               st.pulled_partitions,
+               st.lanes
+          FROM eventstore._subscription_state st
+         CROSS JOIN LATERAL (
+                -- Pulled events are committed even when the horizon this snapshot
+                -- sees is older (REPEATABLE READ).
+                SELECT count(*) AS lag_events,
+                       min(e.created_at) FILTER (WHERE e.global_position = first_pos) AS oldest_created_at
+                  FROM (SELECT e.*, min(e.global_position) OVER () AS first_pos
+                          FROM eventstore.events e
+                         WHERE e.global_position > st.position
+                           AND e.global_position <= greatest(eventstore.global_horizon(), st.pulled_position)
+                           AND eventstore._event_matches(e.stream_id, e.event_type,
+                                                         st.event_types, st.stream_prefix)) e) lag;
+    END IF;
+END
+$$;

@@ -36,8 +36,9 @@
 # (f) read_stream, stream_version, delete_stream, tombstone_stream and
 #     handle_command through the coordinator agree with what was appended;
 #     lifecycle markers are stored in their stream's shard; read_all,
-#     global_horizon, inline projections and policies are refused with
-#     0A000 on a distributed store (for now).
+#     global_horizon, inline projections, policies and (0.9.0) a
+#     subscription of several lanes are refused with 0A000 on a distributed
+#     store (for now).
 # (g) citus_move_shard_placement (block_writes) of the shard holding the hot
 #     stream, after a batch that puts the source worker's positions far
 #     ahead of the target's: the shard's events are the same on the new
@@ -955,7 +956,10 @@ sql($coord, q{
 		'SELECT eventstore.global_horizon()',
 		q{SELECT eventstore.create_projection('p', 'tap_handler(eventstore.event)')},
 		q{SELECT eventstore.create_snapshot_policy('sp', 'counter_evolve(bigint,eventstore.event)', NULL::bigint)},
-		q{SELECT eventstore.create_archive_policy('ap', '1 day')})
+		q{SELECT eventstore.create_archive_policy('ap', '1 day')},
+		# lanes split the single log by stream; a distributed store's
+		# subscription pulls each partition instead (0.9.0)
+		q{SELECT eventstore.create_subscription('s_lanes', lanes => 2)})
 	{
 		($state, $err) = sql_state($coord, $q);
 		is($state, '0A000', "(f) $q on a distributed store: 0A000 (for now)") or diag($err);
