@@ -211,9 +211,10 @@ REVOKE ALL ON TABLE eventstore.subscription_leases FROM PUBLIC;
 -- Lanes (0.9.0): a subscription's streams split by a hash of their ids,
 -- one fetch at a time per lane, so that fetches of different lanes run and
 -- commit side by side.  Existing subscriptions have one lane, as before.
+-- (no CHECK: create_subscription checks it; each CHECK of the table is
+-- read again by every fetch's UPDATE of the row)
 ALTER TABLE eventstore.subscriptions
-    ADD COLUMN lanes integer NOT NULL DEFAULT 1,
-    ADD CONSTRAINT subscriptions_lanes_check CHECK (lanes >= 1 AND lanes <= 64);
+    ADD COLUMN lanes integer NOT NULL DEFAULT 1;
 
 -- The lanes of a subscription of more than one (0.9.0): a stream belongs to
 -- lane eventstore._stream_lane(stream_id, lanes) for good, and a fetch
@@ -431,12 +432,12 @@ DECLARE
     v_expires  timestamptz;
     v_deliver  bigint[] := '{}';
     v_fresh    bigint[] := '{}';
-    v_ready    bigint[];
-    v_taken    bigint[];
-    v_taken_streams text[];
+    v_ready    bigint[] := '{}';
+    v_taken    bigint[] := '{}';
+    v_taken_streams text[] := '{}';
     v_blocked  text[];
     v_window   bigint;
-    v_pending  bigint;
+    v_pending  bigint := 0;
     v_step     bigint;
     v_want     bigint;
     v_got      bigint;
@@ -527,10 +528,6 @@ BEGIN
     -- stream's events stay in its lane.
     LOOP
         v_room := max_count - cardinality(v_deliver) - cardinality(v_fresh);
-        v_ready := '{}';
-        v_taken := '{}';
-        v_taken_streams := '{}';
-        v_pending := 0;
 
         -- The usual state of a subscription whose consumers keep up:
         -- nothing outstanding but live lease rows.  Then no lease expires,
@@ -685,11 +682,19 @@ BEGIN
             VALUES (v_sub.name, v_taken[1], _subscription_fetch.consumer, _subscription_fetch.caller,
                     v_expires, v_taken, v_taken_streams, v_lane);
         END IF;
+        IF v_sub.lanes = 1 THEN
+            v_deliver := v_ready;
+            v_fresh := v_taken;
+            EXIT;
+        END IF;
         v_deliver := v_deliver || v_ready;
         v_fresh := v_fresh || v_taken;
-
-        EXIT WHEN v_sub.lanes = 1 OR cardinality(v_deliver) + cardinality(v_fresh) >= max_count;
+        EXIT WHEN cardinality(v_deliver) + cardinality(v_fresh) >= max_count;
         -- Room left: the next lane no fetch holds, if any.
+        v_ready := '{}';
+        v_taken := '{}';
+        v_taken_streams := '{}';
+        v_pending := 0;
         v_served := v_served || v_lane;
         SELECT l.lane, l.pulled_position INTO v_lane, v_sub.pulled_position
           FROM eventstore.subscription_lanes l
