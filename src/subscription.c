@@ -14,6 +14,10 @@
  * expression and five aggregates, whose set-up alone cost more than the
  * rest of a small fetch (0.9.0).
  *
+ * Of a subscription in lanes (0.9.0) a fetch pulls one lane at a time: the
+ * events of the streams that _stream_lane() puts in it, the others passed
+ * over as if filtered out.
+ *
  * src/subscription.c
  *
  *-------------------------------------------------------------------------

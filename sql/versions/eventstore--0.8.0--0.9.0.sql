@@ -884,11 +884,6 @@ BEGIN
     -- fetch hands to another consumer (its lease expired) is locked by
     -- that fetch: the delete waits for it, then finds it is not this
     -- consumer's any more (or, rolled back, still is).
-    PERFORM FROM eventstore.subscriptions s
-      WHERE s.name = _subscription_ack.subscription;
-    IF NOT FOUND THEN
-        PERFORM eventstore.subscription_not_found(subscription);
-    END IF;
     -- A lease that expired but was not handed out again is still this
     -- consumer's to acknowledge.  Only the role that fetched it (or a
     -- member of that role) may: the consumer's name is not a secret.
@@ -897,6 +892,8 @@ BEGIN
     -- The usual ack: the positions of one lease row, as fetched.  Its key
     -- is their first; a row changed meanwhile (another ack of the same
     -- consumer took some) is rechecked and left to the general way (0.9.0).
+    -- A subscription that does not exist has no lease row, so whether it
+    -- exists is asked only when this finds none (0.9.0).
     DELETE FROM eventstore.subscription_leases l
      WHERE l.subscription = _subscription_ack.subscription
        AND l.first_position = _subscription_ack.positions[1]
@@ -906,6 +903,11 @@ BEGIN
             OR eventstore._is_member(_subscription_ack.caller, l.consumer_role));
     IF FOUND THEN
         RETURN cardinality(_subscription_ack.positions);
+    END IF;
+    PERFORM FROM eventstore.subscriptions s
+      WHERE s.name = _subscription_ack.subscription;
+    IF NOT FOUND THEN
+        PERFORM eventstore.subscription_not_found(subscription);
     END IF;
     SELECT count(*) INTO v_count
       FROM eventstore._subscription_unlease(caller, subscription, consumer, positions);
