@@ -83,6 +83,17 @@ SELECT * FROM eventstore._partition_horizons_here(ARRAY[1, NULL]);
 \echo :SQLSTATE
 SELECT * FROM eventstore._partition_horizons_here(ARRAY[[1], [2]]);
 \echo :SQLSTATE
+-- How far a follower may move (0.9.0): on a single server, no partition
+-- moves, so the same as partition_horizons (the cap at each partition's
+-- highest position is TAP 016 (m)'s: a distributed store).
+SELECT partition, horizon = eventstore.global_horizon() AS at_global_horizon
+  FROM eventstore._partitions_complete();
+SELECT partition, horizon = eventstore.global_horizon() AS at_global_horizon
+  FROM eventstore._partitions_complete_here(ARRAY[-2147483648, 7]);
+SELECT eventstore._horizons_vector() = jsonb_build_object('-2147483648', eventstore.global_horizon())
+       AS vector_at_global_horizon;
+SELECT * FROM eventstore._partitions_complete_here(NULL);
+\echo :SQLSTATE
 
 -- A durable subscription on a single server pulls from read_all and has
 -- no checkpoint per partition; its events are read from
@@ -144,11 +155,16 @@ RESET ROLE;
 -- _advance_positions refuse PUBLIC (42501); _read_partitions_here and
 -- _partition_horizons_here, which nodes call for one another, are
 -- executable by everyone but refuse whoever may not call read_partitions
--- or partition_horizons.
+-- or partition_horizons; so do _partitions_complete and its
+-- _partitions_complete_here (0.9.0).
 SET ROLE regress_dist_user;
 SELECT * FROM eventstore.partition_horizons();
 \echo :SQLSTATE
 SELECT * FROM eventstore._partition_horizons_here(ARRAY[-2147483648]);
+\echo :SQLSTATE
+SELECT * FROM eventstore._partitions_complete();
+\echo :SQLSTATE
+SELECT * FROM eventstore._partitions_complete_here(ARRAY[-2147483648]);
 \echo :SQLSTATE
 SELECT * FROM eventstore.read_partitions();
 \echo :SQLSTATE

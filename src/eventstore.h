@@ -448,6 +448,8 @@ extern void es_scan_event_id_begin(EsEventScan *scan, Relation heap, Relation in
 								   struct TupleTableSlot *slot);
 extern struct TupleTableSlot *es_scan_next(EsEventScan *scan);
 extern void es_scan_end(EsEventScan *scan);
+extern int64 es_highest_position(Oid events_relid, Oid position_index_relid,
+								 Snapshot snapshot, int64 upto);
 extern bool es_lock_stream(text *stream_id, bool wait);
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);

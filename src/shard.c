@@ -539,28 +539,13 @@ es_check_numbered(const EsCatalog *cat)
 static void
 es_shard_check_positions(const EsCatalog *cat, EsShard *s)
 {
-	Relation	heap;
-	Relation	index;
 	Snapshot	snapshot;
-	EsEventScan scan;
-	TupleTableSlot *slot;
-	int64		highest = 0;
+	int64		highest;
 
-	heap = table_open(s->cat.events_relid, AccessShareLock);
-	index = index_open(s->cat.position_index_relid, AccessShareLock);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	es_scan_positions_begin(&scan, heap, index, snapshot, 1, PG_INT64_MAX,
-							BackwardScanDirection, NULL);
-	if ((slot = es_scan_next(&scan)) != NULL)
-	{
-		bool		isnull;
-
-		highest = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
-	}
-	es_scan_end(&scan);
+	highest = es_highest_position(s->cat.events_relid, s->cat.position_index_relid,
+								  snapshot, PG_INT64_MAX);
 	UnregisterSnapshot(snapshot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
 
 	es_check_numbered(cat);
 	if (highest > 0)

@@ -16,6 +16,7 @@
 #include "access/relscan.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
+#include "access/table.h"
 #include "access/tableam.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
@@ -103,6 +104,35 @@ es_scan_positions_begin(EsEventScan *scan, Relation heap, Relation index,
 	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8LE, Int64GetDatum(to_position));
 	es_scan_begin(scan, heap, index, snapshot, keys, 2, direction, slot);
+}
+
+/*
+ * The highest position stored in an events table (or one of its shards)
+ * at or below "upto", as "snapshot" sees it; 0 when there is none.
+ */
+int64
+es_highest_position(Oid events_relid, Oid position_index_relid, Snapshot snapshot, int64 upto)
+{
+	Relation	heap;
+	Relation	index;
+	EsEventScan scan;
+	TupleTableSlot *slot;
+	int64		highest = 0;
+
+	heap = table_open(events_relid, AccessShareLock);
+	index = index_open(position_index_relid, AccessShareLock);
+	es_scan_positions_begin(&scan, heap, index, snapshot, 1, upto,
+							BackwardScanDirection, NULL);
+	if ((slot = es_scan_next(&scan)) != NULL)
+	{
+		bool		isnull;
+
+		highest = DatumGetInt64(slot_getattr(slot, Anum_es_global_position, &isnull));
+	}
+	es_scan_end(&scan);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return highest;
 }
 
 /*

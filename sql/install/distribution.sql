@@ -93,6 +93,31 @@ COMMENT ON FUNCTION eventstore._partition_horizons_here(integer[]) IS
     'The partitions of partition_horizons placed on this node (internal; needs EXECUTE on partition_horizons)';
 GRANT EXECUTE ON FUNCTION eventstore._partition_horizons_here(integer[]) TO PUBLIC;
 
+-- How far a follower's checkpoint may move in each partition (0.9.0):
+-- partition_horizons(), but on a distributed store no further than the
+-- highest position the partition holds.  A node's horizon also counts the
+-- other partitions' appends there; when a partition moves to another
+-- node, that node draws its events above the partition's highest position
+-- (src/shard.c), which may be below the old node's horizon -- and so
+-- below a checkpoint moved up to that horizon: the follower skipped them.
+CREATE FUNCTION eventstore._partitions_complete()
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partitions_complete'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore._partitions_complete() IS
+    'For each partition of the global log, how far a follower''s checkpoint may move now (internal)';
+REVOKE ALL ON FUNCTION eventstore._partitions_complete() FROM PUBLIC;
+
+-- What one node reads for _partitions_complete on another; it checks that
+-- the caller may execute _partitions_complete.
+CREATE FUNCTION eventstore._partitions_complete_here(partitions integer[])
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partitions_complete_here'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore._partitions_complete_here(integer[]) IS
+    'The partitions of _partitions_complete placed on this node (internal; needs EXECUTE on _partitions_complete)';
+GRANT EXECUTE ON FUNCTION eventstore._partitions_complete_here(integer[]) TO PUBLIC;
+
 -- Where a vector checkpoint continues in a partition: the position it
 -- names for it, or for the greatest partition not above it (a partition
 -- split off after the checkpoint was made), 0 when none: read_partitions'
@@ -110,17 +135,18 @@ COMMENT ON FUNCTION eventstore._vector_after(jsonb, integer) IS
     'The position after which a vector checkpoint continues in a partition (internal)';
 REVOKE ALL ON FUNCTION eventstore._vector_after(jsonb, integer) FROM PUBLIC;
 
--- partition_horizons() as a vector checkpoint: every partition up to where
--- it is complete now ({} when there is none).
+-- _partitions_complete() as a vector checkpoint: every partition up to
+-- where a follower may take it as complete now ({} when there is none;
+-- partition_horizons() before 0.9.0).
 CREATE FUNCTION eventstore._horizons_vector() RETURNS jsonb
     LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
 SELECT coalesce(pg_catalog.jsonb_object_agg(h.partition::text, h.horizon), '{}')
-  FROM eventstore.partition_horizons() h
+  FROM eventstore._partitions_complete() h
 $$;
 COMMENT ON FUNCTION eventstore._horizons_vector() IS
-    'partition_horizons() as a vector checkpoint (internal)';
+    '_partitions_complete() as a vector checkpoint (internal)';
 REVOKE ALL ON FUNCTION eventstore._horizons_vector() FROM PUBLIC;
 
 -- Where each partition is placed now: {"<partition>": [placement ids]}
@@ -157,13 +183,14 @@ REVOKE ALL ON FUNCTION eventstore._partition_placements() FROM PUBLIC;
 -- continues after its last event; one whose page is short has nothing
 -- else matching up to the horizon read before the page -- provided the
 -- page was read where that horizon was, so where the partitions are placed
--- is read before and after (a partition moved meanwhile, or skipped by
+-- is read before the horizons and after the page (a partition moved meanwhile, or skipped by
 -- read_partitions for moving, goes only to its last event).  Where a
 -- partition continues comes from read_partitions' rule (the entry of the
 -- greatest partition not above it), so entries are only added.  more: some
 -- partition's page was full (pull again at once).
 CREATE FUNCTION eventstore._pull_partitions(
     after jsonb, want bigint, event_types text[], stream_prefix text,
+    horizons jsonb DEFAULT NULL,
     OUT events eventstore.event[], OUT partitions jsonb, OUT more boolean)
     LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -174,8 +201,14 @@ DECLARE
     v_moved    jsonb;
     v_pages    jsonb;
 BEGIN
-    v_horizons := eventstore._horizons_vector();
+    -- Placements first (0.9.0): a partition that moves after this is seen
+    -- moved by the second read below; one that had moved before is asked
+    -- where it is now.  (Horizons read first, a move that ended between
+    -- them and the placements went unseen.)  "horizons": the caller's
+    -- (the merged reader's, read before), else how far each partition is
+    -- complete for a follower.
     v_placed := eventstore._partition_placements();
+    v_horizons := coalesce(horizons, eventstore._horizons_vector());
     WITH page AS MATERIALIZED (
         SELECT r.* FROM eventstore.read_partitions(after, want, event_types, stream_prefix) r)
     SELECT coalesce((SELECT pg_catalog.array_agg(
@@ -210,9 +243,9 @@ BEGIN
     more := EXISTS (SELECT FROM pg_catalog.jsonb_each(v_pages) g
                      WHERE (g.value ->> 0)::bigint >= want);
 END $$;
-COMMENT ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text) IS
+COMMENT ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text, jsonb) IS
     'A page of every partition after a vector checkpoint, and the checkpoint that follows it (internal)';
-REVOKE ALL ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION eventstore._advance_positions(floor bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_advance_positions'
@@ -284,9 +317,14 @@ BEGIN
       FROM pg_catalog.pg_dist_shard s
      WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass;
     v_want := greatest(1, (coalesce(max_count, 10000) + v_parts - 1) / greatest(v_parts, 1));
+    -- (the nodes' horizons, not how far a follower may move: a partition
+    -- that receives nothing would hold the order back at its last event)
     SELECT * INTO v_pull
       FROM eventstore._pull_partitions(pg_catalog.jsonb_build_object('-2147483648', after),
-                                       v_want, event_types, stream_prefix);
+                                       v_want, event_types, stream_prefix,
+                                       (SELECT coalesce(pg_catalog.jsonb_object_agg(h.partition::text,
+                                                                                    h.horizon), '{}')
+                                          FROM eventstore.partition_horizons() h));
     -- where each partition is complete: its entry of the new checkpoint,
     -- or "after" for a partition the pull did not reach (moving)
     SELECT pg_catalog.min(coalesce((v_pull.partitions ->> s.shardminvalue)::bigint, after))

@@ -1343,3 +1343,163 @@ BEGIN
     END IF;
 END
 $$;
+
+-- =====================================================================
+-- Section 5: followers of a distributed store after a shard move
+-- =====================================================================
+-- A follower (durable subscription, async projection) moved a partition's
+-- checkpoint up to the horizon of the node holding it, which also counts
+-- the other partitions' appends there; after a move, the new node draws
+-- the partition's events above its highest position only, maybe below
+-- that checkpoint: they were skipped.  Followers now move no further than
+-- the partition's highest position (_partitions_complete); the merged
+-- reader of eventstore.total_order keeps the nodes' horizons.
+
+-- How far a follower's checkpoint may move in each partition (0.9.0):
+-- partition_horizons(), but on a distributed store no further than the
+-- highest position the partition holds.  A node's horizon also counts the
+-- other partitions' appends there; when a partition moves to another
+-- node, that node draws its events above the partition's highest position
+-- (src/shard.c), which may be below the old node's horizon -- and so
+-- below a checkpoint moved up to that horizon: the follower skipped them.
+CREATE FUNCTION eventstore._partitions_complete()
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partitions_complete'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore._partitions_complete() IS
+    'For each partition of the global log, how far a follower''s checkpoint may move now (internal)';
+REVOKE ALL ON FUNCTION eventstore._partitions_complete() FROM PUBLIC;
+
+-- What one node reads for _partitions_complete on another; it checks that
+-- the caller may execute _partitions_complete.
+CREATE FUNCTION eventstore._partitions_complete_here(partitions integer[])
+RETURNS TABLE (partition integer, horizon bigint)
+    AS 'MODULE_PATHNAME', 'eventstore_partitions_complete_here'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 32;
+COMMENT ON FUNCTION eventstore._partitions_complete_here(integer[]) IS
+    'The partitions of _partitions_complete placed on this node (internal; needs EXECUTE on _partitions_complete)';
+GRANT EXECUTE ON FUNCTION eventstore._partitions_complete_here(integer[]) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._horizons_vector() RETURNS jsonb
+    LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT coalesce(pg_catalog.jsonb_object_agg(h.partition::text, h.horizon), '{}')
+  FROM eventstore._partitions_complete() h
+$$;
+COMMENT ON FUNCTION eventstore._horizons_vector() IS
+    '_partitions_complete() as a vector checkpoint (internal)';
+
+DROP FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text);
+CREATE FUNCTION eventstore._pull_partitions(
+    after jsonb, want bigint, event_types text[], stream_prefix text,
+    horizons jsonb DEFAULT NULL,
+    OUT events eventstore.event[], OUT partitions jsonb, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_horizons jsonb;
+    v_placed   jsonb;
+    v_moved    jsonb;
+    v_pages    jsonb;
+BEGIN
+    -- Placements first (0.9.0): a partition that moves after this is seen
+    -- moved by the second read below; one that had moved before is asked
+    -- where it is now.  (Horizons read first, a move that ended between
+    -- them and the placements went unseen.)  "horizons": the caller's
+    -- (the merged reader's, read before), else how far each partition is
+    -- complete for a follower.
+    v_placed := eventstore._partition_placements();
+    v_horizons := coalesce(horizons, eventstore._horizons_vector());
+    WITH page AS MATERIALIZED (
+        SELECT r.* FROM eventstore.read_partitions(after, want, event_types, stream_prefix) r)
+    SELECT coalesce((SELECT pg_catalog.array_agg(
+                                ROW(p.global_position, p.stream_id, p.stream_version, p.event_id,
+                                    p.event_type, p.data, p.metadata, p.created_at)::eventstore.event
+                                ORDER BY p.global_position)
+                       FROM page p), '{}'),
+           (SELECT coalesce(pg_catalog.jsonb_object_agg(g.partition::text,
+                                                        pg_catalog.jsonb_build_array(g.n, g.last)), '{}')
+              FROM (SELECT p.partition, pg_catalog.count(*) AS n,
+                           pg_catalog.max(p.global_position) AS last
+                      FROM page p GROUP BY p.partition) g)
+      INTO events, v_pages;
+    v_moved := eventstore._partition_placements();
+
+    SELECT after OPERATOR(pg_catalog.||) coalesce(pg_catalog.jsonb_object_agg(k.part::text, k.pos), '{}')
+      INTO partitions
+      FROM (SELECT x.part,
+                   CASE WHEN (v_pages -> x.part::text ->> 0)::bigint >= want
+                        THEN (v_pages -> x.part::text ->> 1)::bigint
+                        WHEN v_horizons ? x.part::text
+                             AND (v_placed -> x.part::text) OPERATOR(pg_catalog.=) (v_moved -> x.part::text)
+                        THEN greatest(eventstore._vector_after(after, x.part),
+                                      (v_pages -> x.part::text ->> 1)::bigint,
+                                      (v_horizons ->> x.part::text)::bigint)
+                        ELSE greatest(eventstore._vector_after(after, x.part),
+                                      (v_pages -> x.part::text ->> 1)::bigint)
+                   END AS pos
+              FROM (SELECT k1::integer FROM pg_catalog.jsonb_object_keys(v_horizons) k1
+                    UNION
+                    SELECT k2::integer FROM pg_catalog.jsonb_object_keys(v_pages) k2) x(part)) k;
+    more := EXISTS (SELECT FROM pg_catalog.jsonb_each(v_pages) g
+                     WHERE (g.value ->> 0)::bigint >= want);
+END $$;
+COMMENT ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text, jsonb) IS
+    'A page of every partition after a vector checkpoint, and the checkpoint that follows it (internal)';
+REVOKE ALL ON FUNCTION eventstore._pull_partitions(jsonb, bigint, text[], text, jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eventstore._read_all_merged(
+    after bigint, max_count bigint, event_types text[], stream_prefix text)
+RETURNS SETOF eventstore.event
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_pull  record;
+    v_cut   bigint;
+    v_top   bigint;
+    v_parts integer;
+    v_want  bigint;
+    v_got   bigint;
+BEGIN
+    IF NOT eventstore.is_distributed() THEN
+        RAISE EXCEPTION 'eventstore is not distributed in this database' USING ERRCODE = '55000';
+    END IF;
+    -- a share of the page from each partition: a partition whose share is
+    -- full cuts the page at its last event, so the page still holds every
+    -- event up to the cut (and at least that partition's share)
+    SELECT pg_catalog.count(*) INTO v_parts
+      FROM pg_catalog.pg_dist_shard s
+     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass;
+    v_want := greatest(1, (coalesce(max_count, 10000) + v_parts - 1) / greatest(v_parts, 1));
+    -- (the nodes' horizons, not how far a follower may move: a partition
+    -- that receives nothing would hold the order back at its last event)
+    SELECT * INTO v_pull
+      FROM eventstore._pull_partitions(pg_catalog.jsonb_build_object('-2147483648', after),
+                                       v_want, event_types, stream_prefix,
+                                       (SELECT coalesce(pg_catalog.jsonb_object_agg(h.partition::text,
+                                                                                    h.horizon), '{}')
+                                          FROM eventstore.partition_horizons() h));
+    -- where each partition is complete: its entry of the new checkpoint,
+    -- or "after" for a partition the pull did not reach (moving)
+    SELECT pg_catalog.min(coalesce((v_pull.partitions ->> s.shardminvalue)::bigint, after))
+      INTO v_cut
+      FROM pg_catalog.pg_dist_shard s
+     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'eventstore.events'::pg_catalog.regclass;
+    SELECT pg_catalog.max(v.value::bigint) INTO v_top
+      FROM pg_catalog.jsonb_each_text(v_pull.partitions) v;
+    RETURN QUERY
+    SELECT e.* FROM pg_catalog.unnest(v_pull.events) e
+     WHERE e.global_position OPERATOR(pg_catalog.<=) v_cut
+     ORDER BY e.global_position
+     LIMIT max_count;
+    GET DIAGNOSTICS v_got = ROW_COUNT;
+    -- At the head of the log (a short page) the nodes that lag hold the
+    -- order back: lift them for the next read.  (A reader catching up
+    -- leaves the appenders alone.)
+    IF v_cut < v_top AND (max_count IS NULL OR v_got < max_count) THEN
+        PERFORM eventstore._lift_all_positions(v_top);
+    END IF;
+END $$;
