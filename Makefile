@@ -53,7 +53,7 @@ REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/eventstore.c
 
 ISOLATION = same_expected_version any_version_serialises different_streams expect_no_stream \
 	read_all_lower_position read_all_unrelated_xact read_all_rollback read_all_repeatable_read \
-	projection_same_row projection_changes_wait subscription_competing_consumers subscription_lanes \
+	projection_same_row projection_changes_wait subscription_competing_consumers subscription_lanes subscription_usual \
 	snapshot_concurrent_append as_of_commit_order command_conflict_retry \
 	lifecycle_idempotent_concurrent lifecycle_delete_vs_append lifecycle_tombstone_vs_append \
 	lifecycle_archive_vs_append lifecycle_retention_vs_append idempotent_retry_concurrent \

@@ -213,6 +213,37 @@ SELECT eventstore.subscription_ack('orders', 'worker-a',
 RESET ROLE;
 SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding;
 
+-- The usual ack (C, 0.9.0) is exactly the positions of one lease row:
+-- another role naming them all the same acknowledges nothing, and so does
+-- the role that fetched them under another consumer's name.
+SELECT stream_version FROM eventstore.append('account-2', 'Opened', '{}');
+SET ROLE regress_es_cons_a;
+SELECT array_agg(global_position) AS leased
+  FROM eventstore.subscription_fetch('orders', 'worker-a', 10) \gset
+SET ROLE regress_es_cons_b;
+SELECT eventstore.subscription_ack('orders', 'worker-a', :'leased') AS acked;
+SET ROLE regress_es_cons_a;
+SELECT eventstore.subscription_ack('orders', 'worker-b', :'leased') AS acked;
+RESET ROLE;
+SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding;
+-- The implementations of fetch and ack (C, 0.9.0) and their general ways
+-- (PL/pgSQL) called directly with a forged caller, by a superuser: 42501,
+-- nothing leased, acknowledged or written.
+SELECT count(*) FROM eventstore._subscription_fetch(:'superuser', 'public', 'orders', 'forged', 10);
+SELECT count(*) FROM eventstore._subscription_fetch_general(:'superuser', 'public', 'orders', 'forged', 10);
+SELECT eventstore._subscription_ack(:'superuser', 'public', 'orders', 'worker-a', :'leased');
+SELECT eventstore._subscription_ack_general(:'superuser', 'public', 'orders', 'worker-a', :'leased');
+SELECT eventstore._subscription_ack('regress_es_cons_a', 'public', 'orders', 'worker-a', :'leased');
+SELECT eventstore._subscription_ack(NULL, NULL, 'orders', 'worker-a', :'leased');
+SELECT count(*) AS outstanding,
+       count(*) FILTER (WHERE consumer = 'forged') AS forged
+  FROM eventstore._subscription_outstanding;
+SELECT count(*) AS forged_consumers FROM eventstore.subscription_consumers WHERE consumer = 'forged';
+SET ROLE regress_es_cons_a;
+SELECT eventstore.subscription_ack('orders', 'worker-a', :'leased') AS acked;
+RESET ROLE;
+SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding;
+
 --
 -- Item 11: out-of-range intervals and counts are refused when given
 -- (22023), and nothing is written.

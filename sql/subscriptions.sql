@@ -652,4 +652,78 @@ SELECT eventstore.subscription_ack('large', 'c1', ARRAY(SELECT global_position F
 SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding WHERE subscription = 'large';
 SELECT eventstore.drop_subscription('large');
 
+--
+-- The usual fetch and ack (0.9.0, src/subscription.c): of a subscription
+-- of one lane whose consumer was seen lately and which has nothing
+-- outstanding but live lease rows, a fetch is done in C, and so is an ack
+-- of exactly one lease row; every other takes the general way (PL/pgSQL),
+-- which track_functions counts.  Both give the same results.
+--
+SET track_functions = 'pl';
+CREATE FUNCTION pg_temp.general_calls() RETURNS TABLE (fetches bigint, acks bigint)
+    LANGUAGE sql AS $$
+    SELECT coalesce(sum(calls) FILTER (WHERE funcname = '_subscription_fetch_general'), 0),
+           coalesce(sum(calls) FILTER (WHERE funcname = '_subscription_ack_general'), 0)
+      FROM pg_catalog.pg_stat_xact_user_functions WHERE schemaname = 'eventstore' $$;
+-- (a lease timeout of an hour: a consumer seen within 36 s was seen lately)
+SELECT eventstore.create_subscription('usual', stream_prefix => 'usual-', lease_timeout => '1 hour');
+SELECT count(eventstore.append('usual-' || (g % 3), 'T', jsonb_build_object('g', g)))
+  FROM generate_series(1, 9) g;
+BEGIN;
+-- a consumer's first fetch: the general way (it records the consumer)
+SELECT stream_id, stream_version, data, attempt FROM eventstore.subscription_fetch('usual', 'u1', 2);
+SELECT * FROM pg_temp.general_calls();
+-- the next: leased as pulled in C; its stream usual-1 is closed by u1's
+-- lease, so its second event waits (pending)
+SELECT stream_id, stream_version, data, attempt FROM eventstore.subscription_fetch('usual', 'u1', 2);
+SELECT * FROM pg_temp.general_calls();
+SELECT global_position - (SELECT min(global_position) - 1 FROM eventstore.read_all(0, NULL)
+                            WHERE stream_id LIKE 'usual-%') AS n, stream_id, state
+  FROM eventstore._subscription_outstanding WHERE subscription = 'usual' ORDER BY global_position;
+-- an ack of a whole lease row: in C
+SELECT eventstore.subscription_ack('usual', 'u1', positions) AS acked_row
+  FROM eventstore.subscription_leases
+ WHERE subscription = 'usual' ORDER BY first_position LIMIT 1;
+SELECT * FROM pg_temp.general_calls();
+-- pending events: the general way again, which delivers them (the
+-- acknowledged lease row no longer closes usual-1 and usual-2)
+SELECT stream_id, stream_version, attempt FROM eventstore.subscription_fetch('usual', 'u1', 10);
+SELECT * FROM pg_temp.general_calls();
+-- an ack of part of a row, and one of positions nobody holds: the general way
+SELECT eventstore.subscription_ack('usual', 'u1',
+         ARRAY(SELECT global_position FROM eventstore._subscription_outstanding
+                WHERE subscription = 'usual' AND state = 'leased'
+                ORDER BY global_position LIMIT 1)) AS acked_part;
+SELECT eventstore.subscription_ack('usual', 'u1', ARRAY[1]::bigint[]) AS acked_none;
+SELECT * FROM pg_temp.general_calls();
+-- every lease acknowledged (the general way: the positions span rows);
+-- usual-0's third event, pulled while its stream was closed, is pending:
+-- the general way delivers it; after its ack nothing is outstanding, and
+-- the fetch of a new event is in C
+SELECT eventstore.subscription_ack('usual', 'u1',
+         ARRAY(SELECT global_position FROM eventstore._subscription_outstanding
+                WHERE subscription = 'usual' AND state = 'leased')) AS acked_leased;
+SELECT stream_id, stream_version, attempt FROM eventstore.subscription_fetch('usual', 'u1', 10);
+SELECT eventstore.subscription_ack('usual', 'u1',
+         ARRAY(SELECT global_position FROM eventstore._subscription_outstanding
+                WHERE subscription = 'usual' AND state = 'leased')) AS acked_leased;
+SELECT * FROM pg_temp.general_calls();
+SELECT stream_version FROM eventstore.append('usual-9', 'T', '{}');
+SELECT stream_id, stream_version, attempt FROM eventstore.subscription_fetch('usual', 'u1', 10);
+SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding WHERE subscription = 'usual';
+SELECT * FROM pg_temp.general_calls();
+COMMIT;
+RESET track_functions;
+SELECT pulled_position = (SELECT max(global_position) FROM eventstore.events) AS pulled_to_the_end,
+       last_fetch_at IS NOT NULL AS fetched
+  FROM eventstore.subscriptions WHERE name = 'usual';
+-- a subscription that does not exist, and bad arguments: the general way,
+-- which reports them
+SELECT * FROM eventstore.subscription_fetch('no-such', 'u1', 1);
+SELECT * FROM eventstore.subscription_fetch('usual', '', 1);
+SELECT * FROM eventstore.subscription_fetch('usual', 'u1', 0);
+SELECT eventstore.subscription_ack('usual', 'u1', NULL);
+SELECT eventstore.subscription_ack('usual', 'u1', '{}') AS acked_nothing;
+SELECT eventstore.drop_subscription('usual');
+
 DROP EXTENSION eventstore;

@@ -291,12 +291,22 @@ PG_FUNCTION_INFO_V1(eventstore_check_caller);
 Datum
 eventstore_check_caller(PG_FUNCTION_ARGS)
 {
-	if (PG_ARGISNULL(0) || !OidIsValid(es_caller_active) ||
-		PG_GETARG_OID(0) != es_caller_active)
+	es_check_caller(PG_ARGISNULL(0), PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0));
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * The check itself, for implementations written in C (subscription.c):
+ * 42501 unless eventstore_as_caller is calling an implementation for
+ * "caller" right now.
+ */
+void
+es_check_caller(bool isnull, Oid caller)
+{
+	if (isnull || !OidIsValid(es_caller_active) || caller != es_caller_active)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied: an implementation function of eventstore was called directly"),
 				 errdetail("Functions of eventstore whose names start with an underscore are internal."),
 				 errhint("Call the public function (without the underscore); grant EXECUTE on public functions only.")));
-	PG_RETURN_BOOL(true);
 }

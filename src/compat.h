@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/tableam.h"
 #include "catalog/pg_database_d.h"
 #include "catalog/pg_proc_d.h"
 #include "executor/executor.h"
@@ -118,6 +119,34 @@ es_insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
 #else
 	return ExecInsertIndexTuples(rri, slot, estate, false, noDupErr, specConflict,
 								 arbiterIndexes);
+#endif
+}
+
+/*
+ * The index entries of a row inserted, or (update) of a new version of a
+ * row whose indexed columns changed; since 16 an update may need only the
+ * summarizing ones (BRIN).
+ */
+#if PG_VERSION_NUM >= 160000
+#define ES_UPDATE_INDEXES TU_UpdateIndexes
+#define es_update_needs_indexes(u)	((u) != TU_None)
+#define es_update_only_summarizing(u)	((u) == TU_Summarizing)
+#else
+#define ES_UPDATE_INDEXES bool
+#define es_update_needs_indexes(u)	(u)
+#define es_update_only_summarizing(u)	false
+#endif
+
+static inline List *
+es_insert_index_tuples_update(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
+							  bool update, bool only_summarizing)
+{
+#if PG_VERSION_NUM >= 160000
+	return ExecInsertIndexTuples(rri, slot, estate, update, false, NULL, NIL,
+								 only_summarizing);
+#else
+	Assert(!only_summarizing);
+	return ExecInsertIndexTuples(rri, slot, estate, update, false, NULL, NIL);
 #endif
 }
 

@@ -22,6 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "access/tupdesc.h"
+#include "nodes/lockoptions.h"
 #include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
@@ -453,6 +454,27 @@ extern int64 es_highest_position(Oid events_relid, Oid position_index_relid,
 extern bool es_lock_stream(text *stream_id, bool wait);
 extern int64 es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 							Snapshot snapshot, struct TupleTableSlot *slot);
+struct ScanKeyData;
+extern void es_scan_begin(EsEventScan *scan, Relation heap, Relation index,
+						  Snapshot snapshot, struct ScanKeyData *keys, int nkeys,
+						  ScanDirection direction, struct TupleTableSlot *slot);
+struct ItemPointerData;
+struct EState;
+struct ResultRelInfo;
+/* writes rows of the extension's own tables without a query (storage.c) */
+typedef struct EsRowWriter
+{
+	Relation	rel;
+	struct EState *estate;
+	struct ResultRelInfo *rri;
+} EsRowWriter;
+extern void es_rows_begin(EsRowWriter *w, Relation rel);
+extern void es_rows_insert(EsRowWriter *w, struct TupleTableSlot *slot);
+extern void es_rows_update(EsRowWriter *w, struct ItemPointerData *tid,
+						   struct TupleTableSlot *slot);
+extern void es_rows_end(EsRowWriter *w);
+extern bool es_row_lock(Relation rel, struct ItemPointerData *tid, Snapshot snapshot,
+						struct TupleTableSlot *slot, LockTupleMode mode);
 
 /*
  * guard.c: the extension's own queries and users' functions (the lowest
@@ -576,6 +598,9 @@ extern void es_snapshot_find(text *stream_id, const char *tag, const EsTarget *t
 							 Snapshot snapshot, EsSnapshotRow *row);
 extern void es_snapshot_store(text *stream_id, const char *tag, const EsSnapshotRow *row);
 
+/* caller.c */
+extern void es_check_caller(bool isnull, Oid caller);
+
 /* read.c */
 extern void es_read_define_gucs(void);
 extern void es_read_install_hooks(void);
@@ -585,6 +610,8 @@ extern void es_read_install_hooks(void);
  * over does not).
  */
 typedef bool (*EsLogSink) (void *arg, struct TupleTableSlot *slot, text *stream_id);
+extern void es_event_values(struct TupleTableSlot *slot, TupleDesc tupdesc, int first,
+							Datum *values, bool *nulls);
 extern int64 es_read_all_into(EsLogSink sink, void *arg, int64 after, int64 max_count,
 							  ArrayType *event_types, text *stream_prefix);
 

@@ -155,6 +155,20 @@ es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc, TupleTableSlot *slot,
 		nulls[0] = false;
 		first = 1;
 	}
+	es_event_values(slot, tupdesc, first, values, nulls);
+	tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+}
+
+/*
+ * The columns of eventstore.event, in its order, of the events-table row in
+ * "slot", as columns first to first + 7 of a result row of "tupdesc" (a
+ * subscription's fetch adds its own after them).  Out-of-line values are
+ * fetched now, into the current memory context.
+ */
+void
+es_event_values(TupleTableSlot *slot, TupleDesc tupdesc, int first, Datum *values,
+				bool *nulls)
+{
 	slot_getallattrs(slot);
 	es_event_to_output(slot->tts_values, slot->tts_isnull, values + first, nulls + first);
 
@@ -165,8 +179,6 @@ es_put_event(Tuplestorestate *tupstore, TupleDesc tupdesc, TupleTableSlot *slot,
 			values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
 															  DatumGetPointer(values[i])));
 	}
-
-	tuplestore_putvalues(tupstore, tupdesc, values, nulls);
 }
 
 /*

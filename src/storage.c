@@ -18,19 +18,18 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
 #include "eventstore.h"
-
-static void es_scan_begin(EsEventScan *scan, Relation heap, Relation index,
-						  Snapshot snapshot, ScanKey keys, int nkeys,
-						  ScanDirection direction, TupleTableSlot *slot);
 
 /*
  * Take the transaction-scoped lock that serialises appends to one stream
@@ -151,7 +150,12 @@ es_scan_event_id_begin(EsEventScan *scan, Relation heap, Relation index,
 	es_scan_begin(scan, heap, index, snapshot, &key, 1, ForwardScanDirection, slot);
 }
 
-static void
+/*
+ * The rows of any table through one of its indexes, with the caller's keys
+ * (the subscriptions' tables, subscription.c): what the scans above are
+ * made of.
+ */
+void
 es_scan_begin(EsEventScan *scan, Relation heap, Relation index, Snapshot snapshot,
 			  ScanKey keys, int nkeys, ScanDirection direction, TupleTableSlot *slot)
 {
@@ -224,4 +228,87 @@ es_stream_head(Relation heap, Relation stream_index, text *stream_id,
 	es_scan_end(&scan);
 
 	return version;
+}
+
+/*
+ * Writing rows of the extension's own tables without a query
+ * (subscription.c's usual fetch and ack).  These write the heap and its
+ * indexes as an INSERT, UPDATE or DELETE would, but evaluate no CHECK
+ * constraint and fire no trigger: the caller writes only values it has
+ * checked against the table's constraints itself.  (Every statement
+ * evaluates a table's CHECKs from their stored text again, which cost a
+ * fetch more than the rest of its update.)  Unique indexes are checked.
+ */
+
+/* Begin writing rows of rel: a short-lived executor state for its indexes. */
+void
+es_rows_begin(EsRowWriter *w, Relation rel)
+{
+	w->rel = rel;
+	w->estate = CreateExecutorState();
+	es_init_range_table(w->estate, rel, RowExclusiveLock);
+	w->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->rri, rel, 1, NULL, 0);
+	ExecOpenIndices(w->rri, false);
+}
+
+/* Insert the row in "slot" (a slot of the table's own kind). */
+void
+es_rows_insert(EsRowWriter *w, TupleTableSlot *slot)
+{
+	ResetPerTupleExprContext(w->estate);
+	table_tuple_insert(w->rel, slot, GetCurrentCommandId(true), 0, NULL);
+	if (w->rri->ri_NumIndices > 0)
+		list_free(es_insert_index_tuples_update(w->rri, slot, w->estate, false, false));
+}
+
+/*
+ * Replace the row at "tid", which this transaction has locked (so no other
+ * one can have changed it), by the one in "slot".
+ */
+void
+es_rows_update(EsRowWriter *w, ItemPointer tid, TupleTableSlot *slot)
+{
+	ES_UPDATE_INDEXES update_indexes;
+
+	ResetPerTupleExprContext(w->estate);
+	simple_table_tuple_update(w->rel, tid, slot, GetActiveSnapshot(), &update_indexes);
+	if (w->rri->ri_NumIndices > 0 && es_update_needs_indexes(update_indexes))
+		list_free(es_insert_index_tuples_update(w->rri, slot, w->estate, true,
+												es_update_only_summarizing(update_indexes)));
+}
+
+void
+es_rows_end(EsRowWriter *w)
+{
+	ExecCloseIndices(w->rri);
+	FreeExecutorState(w->estate);
+	w->estate = NULL;
+	w->rri = NULL;
+}
+
+/*
+ * Lock the row at *tid as a statement's FOR UPDATE (or FOR NO KEY UPDATE)
+ * would, waiting for its writer: true when it is locked, in "slot" as it
+ * is now, and *tid where it is now.  Under READ COMMITTED a row updated
+ * meanwhile is followed to its newest version, which the caller checks
+ * again; under REPEATABLE READ and SERIALIZABLE, and for a row deleted
+ * meanwhile, false (the caller takes the way of the statements, which
+ * report it as they would).
+ */
+bool
+es_row_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot,
+			LockTupleMode mode)
+{
+	TM_FailureData tmfd;
+	TM_Result	result;
+
+	result = table_tuple_lock(rel, tid, snapshot, slot, GetCurrentCommandId(true), mode,
+							  LockWaitBlock,
+							  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							  &tmfd);
+	if (result != TM_Ok)
+		return false;
+	*tid = slot->tts_tid;
+	return true;
 }

@@ -24,15 +24,35 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_collation_d.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "eventstore.h"
 
@@ -51,6 +71,9 @@ typedef struct EsPull
 	ArrayBuildState *leased_streams;
 	ArrayBuildState *waiting;
 	ArrayBuildState *waiting_streams;
+	/* the usual fetch (below): the events leased, as it returns them */
+	Tuplestorestate *rows;
+	TupleDesc	rowdesc;
 } EsPull;
 
 /*
@@ -90,6 +113,8 @@ es_stream_datum_cmp(const void *a, const void *b)
 	return es_stream_cmp(VARDATA_ANY(ta), VARSIZE_ANY_EXHDR(ta),
 						 VARDATA_ANY(tb), VARSIZE_ANY_EXHDR(tb));
 }
+
+static void es_fetch_put(EsPull *pull, TupleTableSlot *slot);
 
 static bool
 es_pull_closed(const EsPull *pull, text *stream_id)
@@ -140,6 +165,8 @@ es_pull_sink(void *arg, TupleTableSlot *slot, text *stream_id)
 		pull->leased = accumArrayResult(pull->leased, position, false, INT8OID, pull->cxt);
 		pull->leased_streams = accumArrayResult(pull->leased_streams, PointerGetDatum(stream_id),
 												false, TEXTOID, pull->cxt);
+		if (pull->rows != NULL)
+			es_fetch_put(pull, slot);
 	}
 	else
 	{
@@ -264,4 +291,726 @@ eventstore_stream_lane(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lanes must be at least 1, not %d", lanes)));
 	PG_RETURN_INT32(es_stream_lane(PG_GETARG_TEXT_PP(0), lanes));
+}
+
+/*
+ * The usual fetch and ack, in C (0.9.0).
+ *
+ * A subscription whose consumers keep up spends its life in one state:
+ * nothing outstanding but the live lease rows of batches being processed.
+ * Then a fetch of a subscription of one lane only locks its row, pulls
+ * from the log (sorting out the streams the lease rows hold), stores what
+ * it left waiting, moves the pulled position and writes one lease row;
+ * an ack deletes the lease row it names.  In PL/pgSQL those were a dozen
+ * statements whose executor start-up, and the CHECK constraints every
+ * UPDATE and INSERT parse again, cost five times the plain work queue's
+ * instructions.  Here they are done with the table and index access
+ * methods directly.
+ *
+ * Everything else -- a first fetch of a consumer (or one not seen for a
+ * hundredth of the lease timeout), any row in subscription_events that is
+ * not parked (retries, expired leases, waiting events), an expired lease
+ * row, several lanes, a distributed store, bad arguments, an ack that is
+ * not exactly one lease row of the caller's, a row changed under
+ * REPEATABLE READ -- goes to the PL/pgSQL implementation
+ * (_subscription_fetch_general, _subscription_ack_general), which has
+ * every rule; the checks here only recognise the state in which those
+ * rules come down to the steps above, and write nothing before they pass.
+ * The general way takes the same locks again, which it then already holds.
+ */
+
+/* The subscriptions' tables and the columns C reads or writes. */
+typedef struct EsSubCatalog
+{
+	Oid			namespace_oid;
+	Oid			general_fetch;	/* _subscription_fetch_general */
+	Oid			general_ack;	/* _subscription_ack_general */
+	Oid			subs;
+	Oid			subs_pkey;
+	Oid			events;			/* subscription_events */
+	Oid			events_pkey;
+	Oid			leases;
+	Oid			leases_pkey;
+	Oid			consumers;
+	Oid			consumers_pkey;
+	/* subscriptions */
+	AttrNumber	s_event_types;
+	AttrNumber	s_stream_prefix;
+	AttrNumber	s_lease_timeout;
+	AttrNumber	s_pulled_position;
+	AttrNumber	s_last_fetch_at;
+	AttrNumber	s_lanes;
+	/* subscription_events */
+	AttrNumber	e_subscription;
+	AttrNumber	e_global_position;
+	AttrNumber	e_stream_id;
+	AttrNumber	e_state;
+	AttrNumber	e_attempts;
+	/* subscription_leases */
+	AttrNumber	l_subscription;
+	AttrNumber	l_first_position;
+	AttrNumber	l_consumer;
+	AttrNumber	l_consumer_role;
+	AttrNumber	l_expires_at;
+	AttrNumber	l_positions;
+	AttrNumber	l_streams;
+	AttrNumber	l_lane;
+	/* subscription_consumers */
+	AttrNumber	c_last_seen_at;
+} EsSubCatalog;
+
+static EsSubCatalog es_sub_catalog;
+static bool es_sub_catalog_valid = false;
+static bool es_sub_callback_registered = false;
+
+static void
+es_sub_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == es_sub_catalog.subs ||
+		relid == es_sub_catalog.events || relid == es_sub_catalog.leases ||
+		relid == es_sub_catalog.consumers)
+		es_sub_catalog_valid = false;
+}
+
+static Oid
+es_sub_relation(const char *name)
+{
+	Oid			relid = get_relname_relid(name, es_sub_catalog.namespace_oid);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"eventstore.%s\" does not exist", name),
+				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
+	return relid;
+}
+
+static AttrNumber
+es_sub_column(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						name, get_rel_name(relid)),
+				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
+	return attnum;
+}
+
+static Oid
+es_sub_function(const char *name, int nargs, const Oid *argtypes)
+{
+	List	   *qualified = list_make2(makeString("eventstore"), makeString(pstrdup(name)));
+
+	return LookupFuncName(qualified, nargs, argtypes, false);
+}
+
+/* Looked up once per backend, again after any change of these tables. */
+static const EsSubCatalog *
+es_subscriptions_catalog(void)
+{
+	EsSubCatalog *c = &es_sub_catalog;
+	const Oid	fetch_args[] = {REGROLEOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	const Oid	ack_args[] = {REGROLEOID, TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID};
+
+	if (es_sub_catalog_valid)
+		return c;
+	if (!es_sub_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(es_sub_relcache_callback, (Datum) 0);
+		es_sub_callback_registered = true;
+	}
+	c->namespace_oid = es_catalog()->namespace_oid;
+	c->subs = es_sub_relation("subscriptions");
+	c->subs_pkey = es_sub_relation("subscriptions_pkey");
+	c->events = es_sub_relation("subscription_events");
+	c->events_pkey = es_sub_relation("subscription_events_pkey");
+	c->leases = es_sub_relation("subscription_leases");
+	c->leases_pkey = es_sub_relation("subscription_leases_pkey");
+	c->consumers = es_sub_relation("subscription_consumers");
+	c->consumers_pkey = es_sub_relation("subscription_consumers_pkey");
+	c->s_event_types = es_sub_column(c->subs, "event_types");
+	c->s_stream_prefix = es_sub_column(c->subs, "stream_prefix");
+	c->s_lease_timeout = es_sub_column(c->subs, "lease_timeout");
+	c->s_pulled_position = es_sub_column(c->subs, "pulled_position");
+	c->s_last_fetch_at = es_sub_column(c->subs, "last_fetch_at");
+	c->s_lanes = es_sub_column(c->subs, "lanes");
+	c->e_subscription = es_sub_column(c->events, "subscription");
+	c->e_global_position = es_sub_column(c->events, "global_position");
+	c->e_stream_id = es_sub_column(c->events, "stream_id");
+	c->e_state = es_sub_column(c->events, "state");
+	c->e_attempts = es_sub_column(c->events, "attempts");
+	c->l_subscription = es_sub_column(c->leases, "subscription");
+	c->l_first_position = es_sub_column(c->leases, "first_position");
+	c->l_consumer = es_sub_column(c->leases, "consumer");
+	c->l_consumer_role = es_sub_column(c->leases, "consumer_role");
+	c->l_expires_at = es_sub_column(c->leases, "expires_at");
+	c->l_positions = es_sub_column(c->leases, "positions");
+	c->l_streams = es_sub_column(c->leases, "streams");
+	c->l_lane = es_sub_column(c->leases, "lane");
+	c->c_last_seen_at = es_sub_column(c->consumers, "last_seen_at");
+	c->general_fetch = es_sub_function("_subscription_fetch_general", 5, fetch_args);
+	c->general_ack = es_sub_function("_subscription_ack_general", 5, ack_args);
+	es_sub_catalog_valid = true;
+	return c;
+}
+
+/*
+ * The general way: the PL/pgSQL implementation, with the same arguments.
+ * With track_functions = 'pl', pg_stat_user_functions counts how often it
+ * is taken.
+ */
+static Datum
+es_sub_general(FunctionCallInfo fcinfo, Oid fn)
+{
+	FmgrInfo   *flinfo = (FmgrInfo *) fcinfo->flinfo->fn_extra;
+	LOCAL_FCINFO(gfcinfo, 5);
+	PgStat_FunctionCallUsage usage;
+	Datum		result;
+
+	/* per call site: the implementation keeps its own state in it */
+	if (flinfo == NULL || flinfo->fn_oid != fn)
+	{
+		flinfo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
+		fmgr_info_cxt(fn, flinfo, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = flinfo;
+	}
+	Assert(PG_NARGS() == 5);
+	InitFunctionCallInfoData(*gfcinfo, flinfo, 5, fcinfo->fncollation, NULL,
+							 fcinfo->resultinfo);
+	for (int i = 0; i < 5; i++)
+		gfcinfo->args[i] = fcinfo->args[i];
+	/* counted as a call from a query would be (track_functions) */
+	pgstat_init_function_usage(gfcinfo, &usage);
+	result = FunctionCallInvoke(gfcinfo);
+	pgstat_end_function_usage(&usage, true);
+	fcinfo->isnull = gfcinfo->isnull;
+	return result;
+}
+
+/* key "column = value" of a text column (COLLATE "C") of an index */
+static void
+es_sub_text_key(ScanKey key, AttrNumber indexcol, text *value)
+{
+	ScanKeyEntryInitialize(key, 0, indexcol, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(value));
+}
+
+static bool
+es_text_equal(Datum a, text *b)
+{
+	text	   *ta = DatumGetTextPP(a);
+
+	return es_stream_cmp(VARDATA_ANY(ta), VARSIZE_ANY_EXHDR(ta),
+						 VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b)) == 0;
+}
+
+/* A leased event, as the fetch returns it: the event, then its attempt. */
+static void
+es_fetch_put(EsPull *pull, TupleTableSlot *slot)
+{
+	Datum		values[Natts_es_event_type + 1];
+	bool		nulls[Natts_es_event_type + 1];
+
+	es_event_values(slot, pull->rowdesc, 0, values, nulls);
+	values[Natts_es_event_type] = Int32GetDatum(1);
+	nulls[Natts_es_event_type] = false;
+	tuplestore_putvalues(pull->rows, pull->rowdesc, values, nulls);
+}
+
+/* Add stream ids to the closed ones, kept sorted. */
+static void
+es_pull_close(EsPull *pull, ArrayBuildState *streams)
+{
+	if (streams == NULL || streams->nelems == 0)
+		return;
+	pull->closed = repalloc(pull->closed, (pull->nclosed + streams->nelems) * sizeof(Datum));
+	memcpy(pull->closed + pull->nclosed, streams->dvalues, streams->nelems * sizeof(Datum));
+	pull->nclosed += streams->nelems;
+	qsort(pull->closed, pull->nclosed, sizeof(Datum), es_stream_datum_cmp);
+}
+
+/*
+ * The usual fetch (see above): false, having written nothing, when the
+ * subscription is not in the usual state; then the caller takes the
+ * general way.  The steps and their order are those of
+ * _subscription_fetch_general for that state.
+ */
+static bool
+es_fetch_usual(FunctionCallInfo fcinfo, const EsSubCatalog *c)
+{
+	Oid			caller = PG_GETARG_OID(0);
+	text	   *sub;
+	text	   *consumer;
+	int32		max_count;
+	Snapshot	snapshot;
+	Relation	subs;
+	Relation	subs_pkey;
+	TupleTableSlot *sslot;
+	EsEventScan scan;
+	ScanKeyData keys[2];
+	ItemPointerData tid;
+	bool		usual;
+	Datum	   *sv;
+	bool	   *sn;
+	Interval   *lease_timeout;
+	TimestampTz now;
+	TimestampTz expires;
+	int64		pulled;
+	ArrayType  *types;
+	text	   *prefix;
+	MemoryContext work;
+	MemoryContext oldcxt;
+	EsPull		pull = {0};
+	ReturnSetInfo *rsinfo;
+	int64		window;
+	int64		pending = 0;
+	int64		step = 0;
+	int64		taken = 0;
+	Relation	events = NULL;
+	TupleTableSlot *eslot = NULL;
+	EsRowWriter ewriter;
+	TupleTableSlot *nslot;
+	EsRowWriter writer;
+
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		return false;
+	sub = PG_GETARG_TEXT_PP(2);
+	consumer = PG_GETARG_TEXT_PP(3);
+	max_count = PG_GETARG_INT32(4);
+	if (VARSIZE_ANY_EXHDR(sub) == 0 || VARSIZE_ANY_EXHDR(consumer) == 0 ||
+		max_count < 1 || max_count > 100000)
+		return false;
+	if (es_store_distributed(es_catalog()))
+		return false;
+
+	/* as a statement would: see what earlier ones of this transaction did */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+
+	/* The subscription's row, locked as "FOR NO KEY UPDATE" does. */
+	subs = table_open(c->subs, RowExclusiveLock);
+	subs_pkey = index_open(c->subs_pkey, RowExclusiveLock);
+	sslot = table_slot_create(subs, NULL);
+	es_sub_text_key(&keys[0], 1, sub);
+	es_scan_begin(&scan, subs, subs_pkey, snapshot, keys, 1, ForwardScanDirection, sslot);
+	usual = es_scan_next(&scan) != NULL;
+	if (usual)
+	{
+		/* (lanes never changes; several lanes lock lanes, not this row) */
+		bool		isnull;
+		Datum		lanes = slot_getattr(sslot, c->s_lanes, &isnull);
+
+		usual = !isnull && DatumGetInt32(lanes) == 1;
+		tid = sslot->tts_tid;
+	}
+	es_scan_end(&scan);
+	usual = usual && es_row_lock(subs, &tid, snapshot, sslot, LockTupleNoKeyExclusive);
+	if (usual)
+	{
+		slot_getallattrs(sslot);
+		sv = sslot->tts_values;
+		sn = sslot->tts_isnull;
+		usual = !sn[c->s_lease_timeout - 1] && !sn[c->s_pulled_position - 1];
+	}
+	if (!usual)
+	{
+		ExecDropSingleTupleTableSlot(sslot);
+		index_close(subs_pkey, NoLock);
+		table_close(subs, NoLock);
+		UnregisterSnapshot(snapshot);
+		return false;
+	}
+
+	/*
+	 * What the fetch we may have waited for committed counts (READ
+	 * COMMITTED: a new snapshot, as the next statement would take).
+	 */
+	UnregisterSnapshot(snapshot);
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "eventstore fetch",
+								 ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(work);
+
+	lease_timeout = DatumGetIntervalP(sv[c->s_lease_timeout - 1]);
+	pulled = DatumGetInt64(sv[c->s_pulled_position - 1]);
+	types = sn[c->s_event_types - 1] ? NULL : DatumGetArrayTypeP(sv[c->s_event_types - 1]);
+	prefix = sn[c->s_stream_prefix - 1] ? NULL : DatumGetTextPP(sv[c->s_stream_prefix - 1]);
+	now = GetCurrentTimestamp();
+	expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													  TimestampTzGetDatum(now),
+													  IntervalPGetDatum(lease_timeout)));
+
+	/* The consumer was seen lately: nothing to write about it. */
+	{
+		Relation	rel = table_open(c->consumers, AccessShareLock);
+		Relation	index = index_open(c->consumers_pkey, AccessShareLock);
+		TimestampTz seen_after;
+
+		seen_after = DatumGetTimestampTz(
+			DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(now),
+								DirectFunctionCall2(interval_div,
+													IntervalPGetDatum(lease_timeout),
+													Float8GetDatum(100.0))));
+		es_sub_text_key(&keys[0], 1, sub);
+		es_sub_text_key(&keys[1], 2, consumer);
+		es_scan_begin(&scan, rel, index, snapshot, keys, 2, ForwardScanDirection, NULL);
+		usual = false;
+		if (es_scan_next(&scan) != NULL)
+		{
+			bool		isnull;
+			Datum		seen = slot_getattr(scan.slot, c->c_last_seen_at, &isnull);
+
+			usual = !isnull && DatumGetTimestampTz(seen) >= seen_after;
+		}
+		es_scan_end(&scan);
+		index_close(index, NoLock);
+		table_close(rel, NoLock);
+	}
+
+	/* Nothing outstanding in subscription_events but parked events. */
+	if (usual)
+	{
+		Relation	rel = table_open(c->events, AccessShareLock);
+		Relation	index = index_open(c->events_pkey, AccessShareLock);
+		text	   *parked = cstring_to_text("parked");
+
+		es_sub_text_key(&keys[0], 1, sub);
+		es_scan_begin(&scan, rel, index, snapshot, keys, 1, ForwardScanDirection, NULL);
+		while (usual && es_scan_next(&scan) != NULL)
+		{
+			bool		isnull;
+			Datum		state = slot_getattr(scan.slot, c->e_state, &isnull);
+
+			CHECK_FOR_INTERRUPTS();
+			usual = !isnull && es_text_equal(state, parked);
+		}
+		es_scan_end(&scan);
+		index_close(index, NoLock);
+		table_close(rel, NoLock);
+	}
+
+	/* No lease row expired; the streams of the live ones are closed. */
+	pull.closed = palloc(sizeof(Datum));
+	if (usual)
+	{
+		Relation	rel = table_open(c->leases, AccessShareLock);
+		Relation	index = index_open(c->leases_pkey, AccessShareLock);
+
+		es_sub_text_key(&keys[0], 1, sub);
+		es_scan_begin(&scan, rel, index, snapshot, keys, 1, ForwardScanDirection, NULL);
+		while (usual && es_scan_next(&scan) != NULL)
+		{
+			bool		isnull;
+			bool		streams_null;
+			Datum		at = slot_getattr(scan.slot, c->l_expires_at, &isnull);
+			Datum		streams = slot_getattr(scan.slot, c->l_streams, &streams_null);
+
+			CHECK_FOR_INTERRUPTS();
+			usual = !isnull && !streams_null && DatumGetTimestampTz(at) > now;
+			if (usual)
+			{
+				ArrayType  *arr = DatumGetArrayTypePCopy(streams);
+				Datum	   *ids;
+				bool	   *idnulls;
+				int			n;
+
+				deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &ids, &idnulls, &n);
+				pull.closed = repalloc(pull.closed, (pull.nclosed + n + 1) * sizeof(Datum));
+				for (int i = 0; i < n; i++)
+				{
+					if (!idnulls[i])
+						pull.closed[pull.nclosed++] = ids[i];
+				}
+			}
+		}
+		es_scan_end(&scan);
+		index_close(index, NoLock);
+		table_close(rel, NoLock);
+	}
+
+	if (!usual)
+	{
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextDelete(work);
+		ExecDropSingleTupleTableSlot(sslot);
+		index_close(subs_pkey, NoLock);
+		table_close(subs, NoLock);
+		UnregisterSnapshot(snapshot);
+		return false;
+	}
+	if (pull.nclosed > 1)
+		qsort(pull.closed, pull.nclosed, sizeof(Datum), es_stream_datum_cmp);
+
+	/*
+	 * The usual state: pull what the batch has room for, as the general
+	 * way's pull loop does with nothing ready and nothing pending.
+	 */
+	MemoryContextSwitchTo(oldcxt);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContextSwitchTo(work);
+	pull.rows = rsinfo->setResult;
+	pull.rowdesc = rsinfo->setDesc;
+	pull.lane = 0;
+	pull.lanes = 1;
+	pull.cxt = work;
+	window = Max(1000, max_count);
+	for (;;)
+	{
+		int64		want;
+		int64		horizon;
+
+		if (taken >= max_count)
+			break;
+		step = Max(max_count - taken, step * 2);
+		want = Min(step, window - pending);
+		if (want <= 0)
+			break;
+		pull.room = max_count - taken;
+		pull.got = 0;
+		pull.last = 0;
+		pull.waiting = NULL;
+		pull.waiting_streams = NULL;
+		horizon = es_read_all_into(es_pull_sink, &pull, pulled, want, types, prefix);
+		taken = pull.leased ? pull.leased->nelems : 0;
+
+		/* the events of closed streams wait, pending; so their streams do */
+		if (pull.waiting != NULL)
+		{
+			if (events == NULL)
+			{
+				events = table_open(c->events, RowExclusiveLock);
+				eslot = table_slot_create(events, NULL);
+				es_rows_begin(&ewriter, events);
+			}
+			for (int i = 0; i < pull.waiting->nelems; i++)
+			{
+				Datum	   *v = eslot->tts_values;
+				bool	   *n = eslot->tts_isnull;
+
+				ExecClearTuple(eslot);
+				memset(n, true, eslot->tts_tupleDescriptor->natts * sizeof(bool));
+				v[c->e_subscription - 1] = PointerGetDatum(sub);
+				n[c->e_subscription - 1] = false;
+				v[c->e_global_position - 1] = pull.waiting->dvalues[i];
+				n[c->e_global_position - 1] = false;
+				v[c->e_stream_id - 1] = pull.waiting_streams->dvalues[i];
+				n[c->e_stream_id - 1] = false;
+				v[c->e_state - 1] = CStringGetTextDatum("pending");
+				n[c->e_state - 1] = false;
+				v[c->e_attempts - 1] = Int32GetDatum(0);
+				n[c->e_attempts - 1] = false;
+				ExecStoreVirtualTuple(eslot);
+				es_rows_insert(&ewriter, eslot);
+			}
+			pending += pull.waiting->nelems;
+			es_pull_close(&pull, pull.waiting_streams);
+		}
+
+		/* the filtered-follower pattern (README) */
+		if (pull.got < want)
+		{
+			pulled = Max(pulled, Max(pull.last, horizon));
+			break;
+		}
+		pulled = pull.last;
+	}
+	if (events != NULL)
+	{
+		es_rows_end(&ewriter);
+		ExecDropSingleTupleTableSlot(eslot);
+		table_close(events, NoLock);
+	}
+
+	/* The subscription's pulled position and last fetch. */
+	Assert(pulled >= 0);
+	nslot = table_slot_create(subs, NULL);
+	ExecClearTuple(nslot);
+	memcpy(nslot->tts_values, sv, nslot->tts_tupleDescriptor->natts * sizeof(Datum));
+	memcpy(nslot->tts_isnull, sn, nslot->tts_tupleDescriptor->natts * sizeof(bool));
+	nslot->tts_values[c->s_pulled_position - 1] = Int64GetDatum(pulled);
+	nslot->tts_values[c->s_last_fetch_at - 1] = TimestampTzGetDatum(now);
+	nslot->tts_isnull[c->s_last_fetch_at - 1] = false;
+	ExecStoreVirtualTuple(nslot);
+	es_rows_begin(&writer, subs);
+	es_rows_update(&writer, &tid, nslot);
+	es_rows_end(&writer);
+	ExecDropSingleTupleTableSlot(nslot);
+
+	/* One lease row for what was leased as pulled. */
+	if (taken > 0)
+	{
+		Relation	rel = table_open(c->leases, RowExclusiveLock);
+		TupleTableSlot *lslot = table_slot_create(rel, NULL);
+		Datum	   *v = lslot->tts_values;
+		bool	   *n = lslot->tts_isnull;
+
+		ExecClearTuple(lslot);
+		memset(n, true, lslot->tts_tupleDescriptor->natts * sizeof(bool));
+		v[c->l_subscription - 1] = PointerGetDatum(sub);
+		v[c->l_first_position - 1] = pull.leased->dvalues[0];
+		v[c->l_consumer - 1] = PointerGetDatum(consumer);
+		v[c->l_consumer_role - 1] = ObjectIdGetDatum(caller);
+		v[c->l_expires_at - 1] = TimestampTzGetDatum(expires);
+		v[c->l_positions - 1] = es_pull_array(pull.leased, INT8OID, work);
+		v[c->l_streams - 1] = es_pull_array(pull.leased_streams, TEXTOID, work);
+		v[c->l_lane - 1] = Int32GetDatum(0);
+		n[c->l_subscription - 1] = n[c->l_first_position - 1] = n[c->l_consumer - 1] =
+			n[c->l_consumer_role - 1] = n[c->l_expires_at - 1] = n[c->l_positions - 1] =
+			n[c->l_streams - 1] = n[c->l_lane - 1] = false;
+		ExecStoreVirtualTuple(lslot);
+		es_rows_begin(&writer, rel);
+		es_rows_insert(&writer, lslot);
+		es_rows_end(&writer);
+		ExecDropSingleTupleTableSlot(lslot);
+		table_close(rel, NoLock);
+	}
+
+	MemoryContextSwitchTo(oldcxt);
+	ExecDropSingleTupleTableSlot(sslot);
+	index_close(subs_pkey, NoLock);
+	table_close(subs, NoLock);
+	UnregisterSnapshot(snapshot);
+	MemoryContextDelete(work);
+	return true;
+}
+
+/*
+ * eventstore._subscription_fetch(caller regrole, caller_search_path text,
+ *		subscription text, consumer text, max_count integer)
+ *		RETURNS TABLE (global_position bigint, ..., attempt integer)
+ *
+ * The implementation of subscription_fetch (0.9.0: C, the usual fetch;
+ * otherwise _subscription_fetch_general).
+ */
+PG_FUNCTION_INFO_V1(eventstore_subscription_fetch);
+Datum
+eventstore_subscription_fetch(PG_FUNCTION_ARGS)
+{
+	const EsSubCatalog *c;
+
+	es_check_caller(PG_ARGISNULL(0), PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0));
+	c = es_subscriptions_catalog();
+	if (es_fetch_usual(fcinfo, c))
+		return (Datum) 0;
+	return es_sub_general(fcinfo, c->general_fetch);
+}
+
+/*
+ * Is the lease row in "slot" exactly "positions", leased to "consumer" for
+ * the role "caller" or one it is a member of?  (The ack's DELETE's
+ * condition; a superuser is a member of every role.)
+ */
+static bool
+es_lease_is(const EsSubCatalog *c, TupleTableSlot *slot, text *consumer,
+			ArrayType *positions, Oid caller)
+{
+	bool		isnull;
+	Datum		d;
+	ArrayType  *held;
+	Oid			role;
+
+	d = slot_getattr(slot, c->l_consumer, &isnull);
+	if (isnull || !es_text_equal(d, consumer))
+		return false;
+	d = slot_getattr(slot, c->l_positions, &isnull);
+	if (isnull)
+		return false;
+	held = DatumGetArrayTypeP(d);
+	if (ARR_NDIM(held) != 1 || ARR_HASNULL(held) || ARR_ELEMTYPE(held) != INT8OID ||
+		ARR_DIMS(held)[0] != ARR_DIMS(positions)[0] ||
+		ARR_LBOUND(held)[0] != ARR_LBOUND(positions)[0] ||
+		memcmp(ARR_DATA_PTR(held), ARR_DATA_PTR(positions),
+			   ARR_DIMS(held)[0] * sizeof(int64)) != 0)
+		return false;
+	d = slot_getattr(slot, c->l_consumer_role, &isnull);
+	if (isnull)
+		return false;
+	role = DatumGetObjectId(d);
+	return role == caller || is_member_of_role(caller, role);
+}
+
+/*
+ * The usual ack: the positions of one lease row as the fetch returned
+ * them, by the consumer and role that fetched them.  Sets *count and
+ * returns true having deleted the row; false, having written nothing,
+ * otherwise (the general way then looks further).
+ */
+static bool
+es_ack_usual(FunctionCallInfo fcinfo, const EsSubCatalog *c, int32 *count)
+{
+	Oid			caller = PG_GETARG_OID(0);
+	text	   *sub;
+	text	   *consumer;
+	ArrayType  *positions;
+	Snapshot	snapshot;
+	Relation	rel;
+	Relation	index;
+	TupleTableSlot *slot;
+	EsEventScan scan;
+	ScanKeyData keys[2];
+	ItemPointerData tid;
+	bool		usual;
+
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		return false;
+	sub = PG_GETARG_TEXT_PP(2);
+	consumer = PG_GETARG_TEXT_PP(3);
+	positions = PG_GETARG_ARRAYTYPE_P(4);
+	if (VARSIZE_ANY_EXHDR(sub) == 0 || VARSIZE_ANY_EXHDR(consumer) == 0 ||
+		ARR_NDIM(positions) != 1 || ARR_HASNULL(positions) ||
+		ARR_ELEMTYPE(positions) != INT8OID || ARR_DIMS(positions)[0] < 1)
+		return false;
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	rel = table_open(c->leases, RowExclusiveLock);
+	index = index_open(c->leases_pkey, RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+	es_sub_text_key(&keys[0], 1, sub);
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, InvalidOid,
+						   F_INT8EQ, Int64GetDatum(((int64 *) ARR_DATA_PTR(positions))[0]));
+	es_scan_begin(&scan, rel, index, snapshot, keys, 2, ForwardScanDirection, slot);
+	usual = es_scan_next(&scan) != NULL && es_lease_is(c, slot, consumer, positions, caller);
+	if (usual)
+		tid = slot->tts_tid;
+	es_scan_end(&scan);
+	/* locked, as the DELETE would, and still the same (READ COMMITTED) */
+	usual = usual && es_row_lock(rel, &tid, snapshot, slot, LockTupleExclusive) &&
+		es_lease_is(c, slot, consumer, positions, caller);
+	if (usual)
+	{
+		simple_table_tuple_delete(rel, &tid, snapshot);
+		*count = ARR_DIMS(positions)[0];
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	UnregisterSnapshot(snapshot);
+	return usual;
+}
+
+/*
+ * eventstore._subscription_ack(caller regrole, caller_search_path text,
+ *		subscription text, consumer text, positions bigint[]) RETURNS integer
+ *
+ * The implementation of subscription_ack (0.9.0: C, the usual ack;
+ * otherwise _subscription_ack_general).
+ */
+PG_FUNCTION_INFO_V1(eventstore_subscription_ack);
+Datum
+eventstore_subscription_ack(PG_FUNCTION_ARGS)
+{
+	const EsSubCatalog *c;
+	int32		count;
+
+	es_check_caller(PG_ARGISNULL(0), PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0));
+	c = es_subscriptions_catalog();
+	if (es_ack_usual(fcinfo, c, &count))
+		PG_RETURN_INT32(count);
+	return es_sub_general(fcinfo, c->general_ack);
 }

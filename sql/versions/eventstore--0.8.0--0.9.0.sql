@@ -406,7 +406,7 @@ COMMENT ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, 
     'Read a page of the global log for a subscription and sort it into leased and waiting events (internal)';
 REVOKE ALL ON FUNCTION eventstore._subscription_pull(bigint, bigint, text[], text, text[], bigint, integer, integer) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION eventstore._subscription_fetch(
+CREATE FUNCTION eventstore._subscription_fetch_general(
     caller             regrole,
     caller_search_path text,
     subscription text,
@@ -465,14 +465,14 @@ BEGIN
     -- the subscription: 0.9.0).  A subscription of one lane is its own
     -- lane: its row is locked (a row that fails "lanes = 1" is not).
     SELECT * INTO v_sub FROM eventstore.subscriptions s
-     WHERE s.name = _subscription_fetch.subscription AND s.lanes = 1 FOR NO KEY UPDATE;
+     WHERE s.name = _subscription_fetch_general.subscription AND s.lanes = 1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         -- Several lanes (0.9.0; lanes never changes): the lane fetched
         -- longest ago that no fetch holds, or, when every one is held,
         -- wait for that one.  The subscription's row is not locked: a drop
         -- waits for the lanes' (its foreign key cascades to them).
         SELECT * INTO v_sub FROM eventstore.subscriptions s
-         WHERE s.name = _subscription_fetch.subscription;
+         WHERE s.name = _subscription_fetch_general.subscription;
         IF NOT FOUND THEN
             PERFORM eventstore.subscription_not_found(subscription);
         END IF;
@@ -503,7 +503,7 @@ BEGIN
     -- within the lease timeout.  Those not seen for that long are
     -- forgotten then.
     INSERT INTO eventstore.subscription_consumers AS c (subscription, consumer, last_seen_at)
-    VALUES (v_sub.name, _subscription_fetch.consumer, v_now)
+    VALUES (v_sub.name, _subscription_fetch_general.consumer, v_now)
     ON CONFLICT ON CONSTRAINT subscription_consumers_pkey
     DO UPDATE SET last_seen_at = excluded.last_seen_at
      WHERE c.last_seen_at < excluded.last_seen_at - v_sub.lease_timeout / 100;
@@ -679,7 +679,7 @@ BEGIN
             INSERT INTO eventstore.subscription_leases
                    (subscription, first_position, consumer, consumer_role, expires_at,
                     positions, streams, lane)
-            VALUES (v_sub.name, v_taken[1], _subscription_fetch.consumer, _subscription_fetch.caller,
+            VALUES (v_sub.name, v_taken[1], _subscription_fetch_general.consumer, _subscription_fetch_general.caller,
                     v_expires, v_taken, v_taken_streams, v_lane);
         END IF;
         IF v_sub.lanes = 1 THEN
@@ -710,8 +710,8 @@ BEGIN
         RETURN QUERY
         WITH leased AS (
             UPDATE eventstore.subscription_events se
-               SET state = 'leased', consumer = _subscription_fetch.consumer,
-                   consumer_role = _subscription_fetch.caller,
+               SET state = 'leased', consumer = _subscription_fetch_general.consumer,
+                   consumer_role = _subscription_fetch_general.caller,
                    attempts = se.attempts + 1,
                    lease_expires_at = v_expires, not_before = NULL
              WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
@@ -740,8 +740,8 @@ BEGIN
     RETURN QUERY
     WITH leased AS (
         UPDATE eventstore.subscription_events se
-           SET state = 'leased', consumer = _subscription_fetch.consumer,
-               consumer_role = _subscription_fetch.caller,
+           SET state = 'leased', consumer = _subscription_fetch_general.consumer,
+               consumer_role = _subscription_fetch_general.caller,
                attempts = se.attempts + 1,
                lease_expires_at = v_expires, not_before = NULL
          WHERE se.subscription = v_sub.name AND se.global_position = ANY (v_deliver)
@@ -757,6 +757,33 @@ BEGIN
      ORDER BY e.global_position;
 END
 $$;
+COMMENT ON FUNCTION eventstore._subscription_fetch_general(regrole, text, text, text, integer) IS
+    'Every fetch but the usual one: the general way of eventstore._subscription_fetch (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_fetch_general(regrole, text, text, text, integer) FROM PUBLIC;
+
+-- The implementation of subscription_fetch (src/subscription.c, 0.9.0):
+-- the usual fetch -- one lane, a consumer seen lately, nothing outstanding
+-- but live lease rows -- in C, with the tables' access methods; every
+-- other fetch goes to _subscription_fetch_general, which it calls (as
+-- that function's owner: it is SECURITY DEFINER).  Not SECURITY DEFINER
+-- itself: it runs no query and no function of anybody's, and reads and
+-- writes the tables without asking for privileges; like every
+-- implementation it first checks that eventstore_as_caller called it for
+-- that caller, so EXECUTE on subscription_fetch stays the only gate.
+CREATE OR REPLACE FUNCTION eventstore._subscription_fetch(
+    caller             regrole,
+    caller_search_path text,
+    subscription text,
+    consumer     text,
+    max_count    integer)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_id uuid, event_type text, data jsonb, metadata jsonb,
+               created_at timestamptz, attempt integer)
+    AS 'MODULE_PATHNAME', 'eventstore_subscription_fetch'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+    ROWS 100;
+COMMENT ON FUNCTION eventstore._subscription_fetch(regrole, text, text, text, integer) IS
+    'Implementation of eventstore.subscription_fetch (internal)';
 
 -- Take positions out of the lease rows a consumer holds for the calling
 -- role (or a role it is a member of), and return what was taken with the
@@ -857,7 +884,7 @@ COMMENT ON FUNCTION eventstore._subscription_unlease(regrole, text, text, bigint
     'Take positions out of the lease rows a consumer holds for the calling role and return them (internal)';
 REVOKE ALL ON FUNCTION eventstore._subscription_unlease(regrole, text, text, bigint[]) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION eventstore._subscription_ack(
+CREATE FUNCTION eventstore._subscription_ack_general(
     caller             regrole,
     caller_search_path text,
     subscription text,
@@ -895,17 +922,17 @@ BEGIN
     -- A subscription that does not exist has no lease row, so whether it
     -- exists is asked only when this finds none (0.9.0).
     DELETE FROM eventstore.subscription_leases l
-     WHERE l.subscription = _subscription_ack.subscription
-       AND l.first_position = _subscription_ack.positions[1]
-       AND l.positions = _subscription_ack.positions
-       AND l.consumer = _subscription_ack.consumer
-       AND (l.consumer_role = _subscription_ack.caller
-            OR eventstore._is_member(_subscription_ack.caller, l.consumer_role));
+     WHERE l.subscription = _subscription_ack_general.subscription
+       AND l.first_position = _subscription_ack_general.positions[1]
+       AND l.positions = _subscription_ack_general.positions
+       AND l.consumer = _subscription_ack_general.consumer
+       AND (l.consumer_role = _subscription_ack_general.caller
+            OR eventstore._is_member(_subscription_ack_general.caller, l.consumer_role));
     IF FOUND THEN
-        RETURN cardinality(_subscription_ack.positions);
+        RETURN cardinality(_subscription_ack_general.positions);
     END IF;
     PERFORM FROM eventstore.subscriptions s
-      WHERE s.name = _subscription_ack.subscription;
+      WHERE s.name = _subscription_ack_general.subscription;
     IF NOT FOUND THEN
         PERFORM eventstore.subscription_not_found(subscription);
     END IF;
@@ -915,16 +942,35 @@ BEGIN
         RETURN v_count;
     END IF;
     DELETE FROM eventstore.subscription_events se
-     WHERE se.subscription = _subscription_ack.subscription
+     WHERE se.subscription = _subscription_ack_general.subscription
        AND se.global_position = ANY (positions)
-       AND se.state = 'leased' AND se.consumer = _subscription_ack.consumer
+       AND se.state = 'leased' AND se.consumer = _subscription_ack_general.consumer
        -- the role that fetched, without a call per row (0.9.0), else a member
-       AND (se.consumer_role = _subscription_ack.caller
-            OR eventstore._is_member(_subscription_ack.caller, se.consumer_role));
+       AND (se.consumer_role = _subscription_ack_general.caller
+            OR eventstore._is_member(_subscription_ack_general.caller, se.consumer_role));
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     RETURN v_count + v_deleted;
 END
 $$;
+COMMENT ON FUNCTION eventstore._subscription_ack_general(regrole, text, text, text, bigint[]) IS
+    'Every ack but the usual one: the general way of eventstore._subscription_ack (internal)';
+REVOKE ALL ON FUNCTION eventstore._subscription_ack_general(regrole, text, text, text, bigint[]) FROM PUBLIC;
+
+-- The implementation of subscription_ack (src/subscription.c, 0.9.0): the
+-- usual ack -- exactly the positions of one lease row, as fetched, by its
+-- consumer and role -- in C, which deletes the row; every other goes to
+-- _subscription_ack_general.  Not SECURITY DEFINER, as _subscription_fetch.
+CREATE OR REPLACE FUNCTION eventstore._subscription_ack(
+    caller             regrole,
+    caller_search_path text,
+    subscription text,
+    consumer     text,
+    positions    bigint[])
+RETURNS integer
+    AS 'MODULE_PATHNAME', 'eventstore_subscription_ack'
+    LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventstore._subscription_ack(regrole, text, text, text, bigint[]) IS
+    'Implementation of eventstore.subscription_ack (internal)';
 
 CREATE OR REPLACE FUNCTION eventstore._subscription_nack(
     caller             regrole,
