@@ -660,16 +660,27 @@ SELECT eventstore.drop_subscription('large');
 -- which track_functions counts.  Both give the same results.
 --
 SET track_functions = 'pl';
-CREATE FUNCTION pg_temp.general_calls() RETURNS TABLE (fetches bigint, acks bigint)
+-- (the backend keeps its counts until it reports them, between
+-- transactions, at most once a second: counted from calls_mark(), in the
+-- transaction)
+CREATE TEMP TABLE calls_base (fetches bigint, acks bigint);
+CREATE FUNCTION pg_temp.calls_now() RETURNS TABLE (fetches bigint, acks bigint)
     LANGUAGE sql AS $$
     SELECT coalesce(sum(calls) FILTER (WHERE funcname = '_subscription_fetch_general'), 0),
            coalesce(sum(calls) FILTER (WHERE funcname = '_subscription_ack_general'), 0)
       FROM pg_catalog.pg_stat_xact_user_functions WHERE schemaname = 'eventstore' $$;
+CREATE FUNCTION pg_temp.calls_mark() RETURNS void
+    LANGUAGE sql AS $$
+    DELETE FROM calls_base; INSERT INTO calls_base SELECT * FROM pg_temp.calls_now() $$;
+CREATE FUNCTION pg_temp.general_calls() RETURNS TABLE (fetches bigint, acks bigint)
+    LANGUAGE sql AS $$
+    SELECT n.fetches - b.fetches, n.acks - b.acks FROM pg_temp.calls_now() n, calls_base b $$;
 -- (a lease timeout of an hour: a consumer seen within 36 s was seen lately)
 SELECT eventstore.create_subscription('usual', stream_prefix => 'usual-', lease_timeout => '1 hour');
 SELECT count(eventstore.append('usual-' || (g % 3), 'T', jsonb_build_object('g', g)))
   FROM generate_series(1, 9) g;
 BEGIN;
+SELECT pg_temp.calls_mark();
 -- a consumer's first fetch: the general way (it records the consumer)
 SELECT stream_id, stream_version, data, attempt FROM eventstore.subscription_fetch('usual', 'u1', 2);
 SELECT * FROM pg_temp.general_calls();
@@ -725,5 +736,35 @@ SELECT * FROM eventstore.subscription_fetch('usual', 'u1', 0);
 SELECT eventstore.subscription_ack('usual', 'u1', NULL);
 SELECT eventstore.subscription_ack('usual', 'u1', '{}') AS acked_nothing;
 SELECT eventstore.drop_subscription('usual');
+-- Of a subscription of several lanes, the usual fetch serves each lane no
+-- fetch holds, as the general way does (a lease row per lane), and returns
+-- their events in position order.
+SELECT eventstore.create_subscription('usual_lanes', stream_prefix => 'ul-',
+                                      lease_timeout => '1 hour', lanes => 2);
+SELECT count(*) AS nothing_yet FROM eventstore.subscription_fetch('usual_lanes', 'u1', 10);
+SELECT count(eventstore.append('ul-' || (g % 4), 'T', jsonb_build_object('g', g)))
+  FROM generate_series(1, 8) g;
+SET track_functions = 'pl';
+BEGIN;
+SELECT pg_temp.calls_mark();
+SELECT stream_id, stream_version, data, eventstore._stream_lane(stream_id, 2) AS lane, attempt
+  FROM eventstore.subscription_fetch('usual_lanes', 'u1', 6);
+SELECT * FROM pg_temp.general_calls();
+SELECT lane, cardinality(positions) AS leased, streams
+  FROM eventstore.subscription_leases WHERE subscription = 'usual_lanes' ORDER BY lane;
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'leased') AS leased
+  FROM eventstore._subscription_outstanding WHERE subscription = 'usual_lanes';
+-- each lease row acknowledged (in C): nothing is outstanding, and the next
+-- fetch, of the last events, is in C too
+SELECT sum(eventstore.subscription_ack('usual_lanes', 'u1', positions)) AS acked
+  FROM eventstore.subscription_leases WHERE subscription = 'usual_lanes';
+SELECT stream_id, stream_version FROM eventstore.subscription_fetch('usual_lanes', 'u1', 10);
+SELECT * FROM pg_temp.general_calls();
+COMMIT;
+RESET track_functions;
+SELECT lane, pulled_position >= (SELECT max(global_position) FROM eventstore.events) AS pulled_to_the_end
+  FROM eventstore.subscription_lanes WHERE subscription = 'usual_lanes' ORDER BY lane;
+SELECT eventstore.drop_subscription('usual_lanes');
 
 DROP EXTENSION eventstore;

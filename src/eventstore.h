@@ -474,7 +474,7 @@ extern void es_rows_update(EsRowWriter *w, struct ItemPointerData *tid,
 						   struct TupleTableSlot *slot);
 extern void es_rows_end(EsRowWriter *w);
 extern bool es_row_lock(Relation rel, struct ItemPointerData *tid, Snapshot snapshot,
-						struct TupleTableSlot *slot, LockTupleMode mode);
+						struct TupleTableSlot *slot, LockTupleMode mode, bool wait);
 
 /*
  * guard.c: the extension's own queries and users' functions (the lowest

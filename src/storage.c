@@ -289,7 +289,8 @@ es_rows_end(EsRowWriter *w)
 
 /*
  * Lock the row at *tid as a statement's FOR UPDATE (or FOR NO KEY UPDATE)
- * would, waiting for its writer: true when it is locked, in "slot" as it
+ * would, waiting for its writer (or, without wait, as SKIP LOCKED: false
+ * when another transaction holds it): true when it is locked, in "slot" as it
  * is now, and *tid where it is now.  Under READ COMMITTED a row updated
  * meanwhile is followed to its newest version, which the caller checks
  * again; under REPEATABLE READ and SERIALIZABLE, and for a row deleted
@@ -298,13 +299,13 @@ es_rows_end(EsRowWriter *w)
  */
 bool
 es_row_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot,
-			LockTupleMode mode)
+			LockTupleMode mode, bool wait)
 {
 	TM_FailureData tmfd;
 	TM_Result	result;
 
 	result = table_tuple_lock(rel, tid, snapshot, slot, GetCurrentCommandId(true), mode,
-							  LockWaitBlock,
+							  wait ? LockWaitBlock : LockWaitSkip,
 							  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 							  &tmfd);
 	if (result != TM_Ok)

@@ -74,7 +74,17 @@ typedef struct EsPull
 	/* the usual fetch (below): the events leased, as it returns them */
 	Tuplestorestate *rows;
 	TupleDesc	rowdesc;
+	struct EsKept *kept;		/* of several lanes: sorted at the end */
+	int			nkept;
+	int			maxkept;
 } EsPull;
+
+/* A row of the result kept to be sorted, and its position. */
+typedef struct EsKept
+{
+	int64		position;
+	HeapTuple	tuple;
+} EsKept;
 
 /*
  * The lane of a stream in a subscription of "lanes" lanes, 0 to lanes - 1:
@@ -333,6 +343,8 @@ typedef struct EsSubCatalog
 	Oid			leases_pkey;
 	Oid			consumers;
 	Oid			consumers_pkey;
+	Oid			lanes;			/* subscription_lanes */
+	Oid			lanes_pkey;
 	/* subscriptions */
 	AttrNumber	s_event_types;
 	AttrNumber	s_stream_prefix;
@@ -357,6 +369,10 @@ typedef struct EsSubCatalog
 	AttrNumber	l_lane;
 	/* subscription_consumers */
 	AttrNumber	c_last_seen_at;
+	/* subscription_lanes */
+	AttrNumber	n_lane;
+	AttrNumber	n_pulled_position;
+	AttrNumber	n_last_fetch_at;
 } EsSubCatalog;
 
 static EsSubCatalog es_sub_catalog;
@@ -368,7 +384,7 @@ es_sub_relcache_callback(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == es_sub_catalog.subs ||
 		relid == es_sub_catalog.events || relid == es_sub_catalog.leases ||
-		relid == es_sub_catalog.consumers)
+		relid == es_sub_catalog.consumers || relid == es_sub_catalog.lanes)
 		es_sub_catalog_valid = false;
 }
 
@@ -451,6 +467,11 @@ es_subscriptions_catalog(void)
 	c->l_streams = es_sub_column(c->leases, "streams");
 	c->l_lane = es_sub_column(c->leases, "lane");
 	c->c_last_seen_at = es_sub_column(c->consumers, "last_seen_at");
+	c->lanes = es_sub_relation("subscription_lanes");
+	c->lanes_pkey = es_sub_relation("subscription_lanes_pkey");
+	c->n_lane = es_sub_column(c->lanes, "lane");
+	c->n_pulled_position = es_sub_column(c->lanes, "pulled_position");
+	c->n_last_fetch_at = es_sub_column(c->lanes, "last_fetch_at");
 	c->general_fetch = es_sub_function("_subscription_fetch_general", 5, fetch_args);
 	c->general_ack = es_sub_function("_subscription_ack_general", 5, ack_args);
 	es_sub_catalog_valid = true;
@@ -507,17 +528,48 @@ es_text_equal(Datum a, text *b)
 						 VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b)) == 0;
 }
 
-/* A leased event, as the fetch returns it: the event, then its attempt. */
+/*
+ * A leased event, as the fetch returns it: the event, then its attempt.
+ * Of a subscription of one lane straight into the result, in position
+ * order as pulled; of several, kept until every lane served is pulled
+ * (es_fetch_emit sorts them).
+ */
 static void
 es_fetch_put(EsPull *pull, TupleTableSlot *slot)
 {
 	Datum		values[Natts_es_event_type + 1];
 	bool		nulls[Natts_es_event_type + 1];
+	MemoryContext oldcxt;
 
 	es_event_values(slot, pull->rowdesc, 0, values, nulls);
 	values[Natts_es_event_type] = Int32GetDatum(1);
 	nulls[Natts_es_event_type] = false;
-	tuplestore_putvalues(pull->rows, pull->rowdesc, values, nulls);
+	if (pull->lanes == 1)
+	{
+		tuplestore_putvalues(pull->rows, pull->rowdesc, values, nulls);
+		return;
+	}
+	oldcxt = MemoryContextSwitchTo(pull->cxt);
+	if (pull->nkept == pull->maxkept)
+	{
+		pull->maxkept = Max(16, pull->maxkept * 2);
+		pull->kept = pull->kept ? repalloc(pull->kept, pull->maxkept * sizeof(EsKept))
+			: palloc(pull->maxkept * sizeof(EsKept));
+	}
+	pull->kept[pull->nkept].position = DatumGetInt64(values[0]);
+	pull->kept[pull->nkept].tuple = heap_form_tuple(pull->rowdesc, values, nulls);
+	pull->nkept++;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* rows kept by es_fetch_put, by position */
+static int
+es_kept_cmp(const void *a, const void *b)
+{
+	int64		pa = ((const EsKept *) a)->position;
+	int64		pb = ((const EsKept *) b)->position;
+
+	return (pa > pb) - (pa < pb);
 }
 
 /* Add stream ids to the closed ones, kept sorted. */
@@ -526,10 +578,421 @@ es_pull_close(EsPull *pull, ArrayBuildState *streams)
 {
 	if (streams == NULL || streams->nelems == 0)
 		return;
-	pull->closed = repalloc(pull->closed, (pull->nclosed + streams->nelems) * sizeof(Datum));
+	pull->closed = repalloc(pull->closed, (pull->nclosed + streams->nelems + 1) * sizeof(Datum));
 	memcpy(pull->closed + pull->nclosed, streams->dvalues, streams->nelems * sizeof(Datum));
 	pull->nclosed += streams->nelems;
 	qsort(pull->closed, pull->nclosed, sizeof(Datum), es_stream_datum_cmp);
+}
+
+/* One usual fetch: what its steps share. */
+typedef struct EsFetch
+{
+	const EsSubCatalog *c;
+	Oid			caller;
+	text	   *sub;
+	text	   *consumer;
+	int32		max_count;
+	Snapshot	snapshot;		/* registered; renewed after each lock */
+	TimestampTz now;
+	TimestampTz expires;
+	ArrayType  *types;			/* the subscription's filter */
+	text	   *prefix;
+	EsPull		pull;			/* of the lane being served */
+	int64		taken;			/* events leased so far, every lane */
+	Relation	events;			/* subscription_events, once written */
+	TupleTableSlot *eslot;
+	EsRowWriter ewriter;
+} EsFetch;
+
+/* After a lock: what the transaction it waited for committed counts. */
+static void
+es_fetch_renew_snapshot(EsFetch *f)
+{
+	UnregisterSnapshot(f->snapshot);
+	f->snapshot = RegisterSnapshot(GetTransactionSnapshot());
+}
+
+/* The consumer was seen within a hundredth of the lease timeout. */
+static bool
+es_fetch_consumer_seen(EsFetch *f, Interval *lease_timeout)
+{
+	const EsSubCatalog *c = f->c;
+	Relation	rel = table_open(c->consumers, AccessShareLock);
+	Relation	index = index_open(c->consumers_pkey, AccessShareLock);
+	TimestampTz seen_after;
+	EsEventScan scan;
+	ScanKeyData keys[2];
+	bool		seen = false;
+
+	seen_after = DatumGetTimestampTz(
+		DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(f->now),
+							DirectFunctionCall2(interval_div,
+												IntervalPGetDatum(lease_timeout),
+												Float8GetDatum(100.0))));
+	es_sub_text_key(&keys[0], 1, f->sub);
+	es_sub_text_key(&keys[1], 2, f->consumer);
+	es_scan_begin(&scan, rel, index, f->snapshot, keys, 2, ForwardScanDirection, NULL);
+	if (es_scan_next(&scan) != NULL)
+	{
+		bool		isnull;
+		Datum		at = slot_getattr(scan.slot, c->c_last_seen_at, &isnull);
+
+		seen = !isnull && DatumGetTimestampTz(at) >= seen_after;
+	}
+	es_scan_end(&scan);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return seen;
+}
+
+/*
+ * Is the lane in the usual state: no event of its streams in
+ * subscription_events but parked ones, and no lease row of it expired?
+ * Then the streams of its lease rows are the closed ones (f->pull.closed,
+ * sorted); the lane is held.
+ */
+static bool
+es_fetch_lane_usual(EsFetch *f, int32 lane, int32 lanes)
+{
+	const EsSubCatalog *c = f->c;
+	Relation	rel;
+	Relation	index;
+	EsEventScan scan;
+	ScanKeyData key;
+	bool		usual = true;
+	text	   *parked = cstring_to_text("parked");
+
+	rel = table_open(c->events, AccessShareLock);
+	index = index_open(c->events_pkey, AccessShareLock);
+	es_sub_text_key(&key, 1, f->sub);
+	es_scan_begin(&scan, rel, index, f->snapshot, &key, 1, ForwardScanDirection, NULL);
+	while (usual && es_scan_next(&scan) != NULL)
+	{
+		bool		isnull;
+		bool		id_null;
+		Datum		state = slot_getattr(scan.slot, c->e_state, &isnull);
+		Datum		id = slot_getattr(scan.slot, c->e_stream_id, &id_null);
+
+		CHECK_FOR_INTERRUPTS();
+		if (isnull || id_null)
+			usual = false;
+		else if (lanes == 1 || es_stream_lane(DatumGetTextPP(id), lanes) == lane)
+			usual = es_text_equal(state, parked);
+	}
+	es_scan_end(&scan);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+
+	f->pull.nclosed = 0;
+	if (!usual)
+		return false;
+	rel = table_open(c->leases, AccessShareLock);
+	index = index_open(c->leases_pkey, AccessShareLock);
+	es_scan_begin(&scan, rel, index, f->snapshot, &key, 1, ForwardScanDirection, NULL);
+	while (usual && es_scan_next(&scan) != NULL)
+	{
+		bool		at_null;
+		bool		streams_null;
+		bool		lane_null;
+		Datum		at = slot_getattr(scan.slot, c->l_expires_at, &at_null);
+		Datum		streams = slot_getattr(scan.slot, c->l_streams, &streams_null);
+		Datum		row_lane = slot_getattr(scan.slot, c->l_lane, &lane_null);
+		ArrayType  *arr;
+		Datum	   *ids;
+		bool	   *idnulls;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (at_null || streams_null || lane_null)
+		{
+			usual = false;
+			break;
+		}
+		if (DatumGetInt32(row_lane) != lane)
+			continue;
+		if (DatumGetTimestampTz(at) <= f->now)
+		{
+			usual = false;
+			break;
+		}
+		arr = DatumGetArrayTypePCopy(streams);
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &ids, &idnulls, &n);
+		f->pull.closed = repalloc(f->pull.closed, (f->pull.nclosed + n + 1) * sizeof(Datum));
+		for (int i = 0; i < n; i++)
+		{
+			if (!idnulls[i])
+				f->pull.closed[f->pull.nclosed++] = ids[i];
+		}
+	}
+	es_scan_end(&scan);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	if (usual && f->pull.nclosed > 1)
+		qsort(f->pull.closed, f->pull.nclosed, sizeof(Datum), es_stream_datum_cmp);
+	return usual;
+}
+
+/* An event pulled while its stream is closed waits: a pending row. */
+static void
+es_fetch_store_waiting(EsFetch *f, Datum position, Datum stream_id)
+{
+	const EsSubCatalog *c = f->c;
+	TupleTableSlot *slot;
+	Datum	   *v;
+	bool	   *n;
+
+	if (f->events == NULL)
+	{
+		f->events = table_open(c->events, RowExclusiveLock);
+		f->eslot = table_slot_create(f->events, NULL);
+		es_rows_begin(&f->ewriter, f->events);
+	}
+	slot = f->eslot;
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+	ExecClearTuple(slot);
+	memset(n, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
+	v[c->e_subscription - 1] = PointerGetDatum(f->sub);
+	v[c->e_global_position - 1] = position;
+	v[c->e_stream_id - 1] = stream_id;
+	v[c->e_state - 1] = CStringGetTextDatum("pending");
+	v[c->e_attempts - 1] = Int32GetDatum(0);
+	n[c->e_subscription - 1] = n[c->e_global_position - 1] = n[c->e_stream_id - 1] =
+		n[c->e_state - 1] = n[c->e_attempts - 1] = false;
+	ExecStoreVirtualTuple(slot);
+	es_rows_insert(&f->ewriter, slot);
+}
+
+/*
+ * Pull the lane after "pulled" for what the batch has room for, as the
+ * general way's pull loop does with nothing ready and nothing pending:
+ * events of open streams are leased (f->pull.leased), the others stored
+ * pending, closing their streams; each further pull twice as large.
+ * Returns the lane's new pulled position.
+ */
+static int64
+es_fetch_pull_lane(EsFetch *f, int32 lane, int32 lanes, int64 pulled)
+{
+	EsPull	   *pull = &f->pull;
+	int64		window = Max(1000, f->max_count);
+	int64		pending = 0;
+	int64		step = 0;
+	int64		taken = 0;
+
+	pull->lane = lane;
+	pull->lanes = lanes;
+	pull->leased = NULL;
+	pull->leased_streams = NULL;
+	for (;;)
+	{
+		int64		room = f->max_count - f->taken - taken;
+		int64		want;
+		int64		horizon;
+
+		if (room <= 0)
+			break;
+		step = Max(room, step * 2);
+		want = Min(step, window - pending);
+		if (want <= 0)
+			break;
+		pull->room = room;
+		pull->got = 0;
+		pull->last = 0;
+		pull->waiting = NULL;
+		pull->waiting_streams = NULL;
+		horizon = es_read_all_into(es_pull_sink, pull, pulled, want, f->types, f->prefix);
+		taken = pull->leased ? pull->leased->nelems : 0;
+		if (pull->waiting != NULL)
+		{
+			for (int i = 0; i < pull->waiting->nelems; i++)
+				es_fetch_store_waiting(f, pull->waiting->dvalues[i],
+									   pull->waiting_streams->dvalues[i]);
+			pending += pull->waiting->nelems;
+			es_pull_close(pull, pull->waiting_streams);
+		}
+		/* the filtered-follower pattern (README) */
+		if (pull->got < want)
+			return Max(pulled, Max(pull->last, horizon));
+		pulled = pull->last;
+	}
+	return pulled;
+}
+
+/* The lease row of what the lane's pull leased, if anything. */
+static void
+es_fetch_lease_row(EsFetch *f, int32 lane)
+{
+	const EsSubCatalog *c = f->c;
+	Relation	rel;
+	TupleTableSlot *slot;
+	EsRowWriter writer;
+	Datum	   *v;
+	bool	   *n;
+
+	if (f->pull.leased == NULL || f->pull.leased->nelems == 0)
+		return;
+	f->taken += f->pull.leased->nelems;
+	rel = table_open(c->leases, RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+	ExecClearTuple(slot);
+	memset(n, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
+	v[c->l_subscription - 1] = PointerGetDatum(f->sub);
+	v[c->l_first_position - 1] = f->pull.leased->dvalues[0];
+	v[c->l_consumer - 1] = PointerGetDatum(f->consumer);
+	v[c->l_consumer_role - 1] = ObjectIdGetDatum(f->caller);
+	v[c->l_expires_at - 1] = TimestampTzGetDatum(f->expires);
+	/* (the table's CHECK: as many streams as positions, at least one) */
+	v[c->l_positions - 1] = es_pull_array(f->pull.leased, INT8OID, f->pull.cxt);
+	v[c->l_streams - 1] = es_pull_array(f->pull.leased_streams, TEXTOID, f->pull.cxt);
+	v[c->l_lane - 1] = Int32GetDatum(lane);
+	n[c->l_subscription - 1] = n[c->l_first_position - 1] = n[c->l_consumer - 1] =
+		n[c->l_consumer_role - 1] = n[c->l_expires_at - 1] = n[c->l_positions - 1] =
+		n[c->l_streams - 1] = n[c->l_lane - 1] = false;
+	ExecStoreVirtualTuple(slot);
+	es_rows_begin(&writer, rel);
+	es_rows_insert(&writer, slot);
+	es_rows_end(&writer);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+}
+
+/*
+ * Write a new version of the locked row at "tid" (in "locked", as it is):
+ * a lane's pulled position and last fetch -- the subscription's row for
+ * one lane, a row of subscription_lanes for more.
+ */
+static void
+es_fetch_cursor(EsFetch *f, Relation rel, ItemPointer tid, TupleTableSlot *locked,
+				AttrNumber pulled_att, AttrNumber fetch_att, int64 pulled)
+{
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int			natts = slot->tts_tupleDescriptor->natts;
+	EsRowWriter writer;
+
+	/* (the subscription's CHECK: pulled_position >= 0; it only grows) */
+	Assert(pulled >= 0);
+	slot_getallattrs(locked);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, locked->tts_values, natts * sizeof(Datum));
+	memcpy(slot->tts_isnull, locked->tts_isnull, natts * sizeof(bool));
+	slot->tts_values[pulled_att - 1] = Int64GetDatum(pulled);
+	slot->tts_isnull[pulled_att - 1] = false;
+	slot->tts_values[fetch_att - 1] = TimestampTzGetDatum(f->now);
+	slot->tts_isnull[fetch_att - 1] = false;
+	ExecStoreVirtualTuple(slot);
+	es_rows_begin(&writer, rel);
+	es_rows_update(&writer, tid, slot);
+	es_rows_end(&writer);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/* Begin the result: from here on the usual fetch goes to its end. */
+static void
+es_fetch_begin_result(FunctionCallInfo fcinfo, EsFetch *f)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ReturnSetInfo *rsinfo;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	MemoryContextSwitchTo(cxt);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	f->pull.rows = rsinfo->setResult;
+	f->pull.rowdesc = rsinfo->setDesc;
+}
+
+/* A lane of a subscription of several, as subscription_lanes has it. */
+typedef struct EsLaneRow
+{
+	int32		lane;
+	bool		fetched;		/* last_fetch_at is set */
+	TimestampTz last_fetch_at;
+	ItemPointerData tid;
+} EsLaneRow;
+
+/* the order lanes are taken in: fetched longest ago (never first), lane */
+static int
+es_lane_row_cmp(const void *a, const void *b)
+{
+	const EsLaneRow *la = (const EsLaneRow *) a;
+	const EsLaneRow *lb = (const EsLaneRow *) b;
+
+	if (la->fetched != lb->fetched)
+		return la->fetched ? 1 : -1;
+	if (la->fetched && la->last_fetch_at != lb->last_fetch_at)
+		return la->last_fetch_at < lb->last_fetch_at ? -1 : 1;
+	return (la->lane > lb->lane) - (la->lane < lb->lane);
+}
+
+/*
+ * A subscription of several lanes: each lane no fetch holds, in the order
+ * the general way takes them, while the batch has room; a lane found not
+ * in the usual state ends the fetch there (or, first, sends it the general
+ * way).  Returns how many lanes were served.
+ */
+static int
+es_fetch_lanes(FunctionCallInfo fcinfo, EsFetch *f, int32 lanes)
+{
+	const EsSubCatalog *c = f->c;
+	Relation	rel;
+	Relation	index;
+	TupleTableSlot *slot;
+	EsEventScan scan;
+	ScanKeyData key;
+	EsLaneRow  *rows;
+	int			nrows = 0;
+	int			served = 0;
+
+	rel = table_open(c->lanes, RowExclusiveLock);
+	index = index_open(c->lanes_pkey, RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+	rows = palloc(lanes * sizeof(EsLaneRow));
+	es_sub_text_key(&key, 1, f->sub);
+	es_scan_begin(&scan, rel, index, f->snapshot, &key, 1, ForwardScanDirection, slot);
+	while (nrows < lanes && es_scan_next(&scan) != NULL)
+	{
+		bool		lane_null;
+		bool		at_null;
+		Datum		lane = slot_getattr(slot, c->n_lane, &lane_null);
+		Datum		at = slot_getattr(slot, c->n_last_fetch_at, &at_null);
+
+		if (lane_null)
+			continue;
+		rows[nrows].lane = DatumGetInt32(lane);
+		rows[nrows].fetched = !at_null;
+		rows[nrows].last_fetch_at = at_null ? 0 : DatumGetTimestampTz(at);
+		rows[nrows].tid = slot->tts_tid;
+		nrows++;
+	}
+	es_scan_end(&scan);
+	qsort(rows, nrows, sizeof(EsLaneRow), es_lane_row_cmp);
+
+	for (int i = 0; i < nrows && f->taken < f->max_count; i++)
+	{
+		ItemPointerData tid = rows[i].tid;
+		bool		isnull;
+		Datum		pulled;
+		int64		to;
+
+		/* FOR NO KEY UPDATE SKIP LOCKED */
+		if (!es_row_lock(rel, &tid, f->snapshot, slot, LockTupleNoKeyExclusive, false))
+			continue;
+		es_fetch_renew_snapshot(f);
+		pulled = slot_getattr(slot, c->n_pulled_position, &isnull);
+		if (isnull || !es_fetch_lane_usual(f, rows[i].lane, lanes))
+			break;
+		if (served == 0)
+			es_fetch_begin_result(fcinfo, f);
+		to = es_fetch_pull_lane(f, rows[i].lane, lanes, DatumGetInt64(pulled));
+		es_fetch_cursor(f, rel, &tid, slot, c->n_pulled_position, c->n_last_fetch_at, to);
+		es_fetch_lease_row(f, rows[i].lane);
+		served++;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return served;
 }
 
 /*
@@ -541,342 +1004,129 @@ es_pull_close(EsPull *pull, ArrayBuildState *streams)
 static bool
 es_fetch_usual(FunctionCallInfo fcinfo, const EsSubCatalog *c)
 {
-	Oid			caller = PG_GETARG_OID(0);
-	text	   *sub;
-	text	   *consumer;
-	int32		max_count;
-	Snapshot	snapshot;
+	EsFetch		f = {0};
 	Relation	subs;
 	Relation	subs_pkey;
 	TupleTableSlot *sslot;
 	EsEventScan scan;
-	ScanKeyData keys[2];
+	ScanKeyData key;
 	ItemPointerData tid;
 	bool		usual;
-	Datum	   *sv;
-	bool	   *sn;
-	Interval   *lease_timeout;
-	TimestampTz now;
-	TimestampTz expires;
-	int64		pulled;
-	ArrayType  *types;
-	text	   *prefix;
+	bool		isnull;
+	int32		lanes = 0;
+	Interval   *lease_timeout = NULL;
 	MemoryContext work;
 	MemoryContext oldcxt;
-	EsPull		pull = {0};
-	ReturnSetInfo *rsinfo;
-	int64		window;
-	int64		pending = 0;
-	int64		step = 0;
-	int64		taken = 0;
-	Relation	events = NULL;
-	TupleTableSlot *eslot = NULL;
-	EsRowWriter ewriter;
-	TupleTableSlot *nslot;
-	EsRowWriter writer;
 
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		return false;
-	sub = PG_GETARG_TEXT_PP(2);
-	consumer = PG_GETARG_TEXT_PP(3);
-	max_count = PG_GETARG_INT32(4);
-	if (VARSIZE_ANY_EXHDR(sub) == 0 || VARSIZE_ANY_EXHDR(consumer) == 0 ||
-		max_count < 1 || max_count > 100000)
+	f.c = c;
+	f.caller = PG_GETARG_OID(0);
+	f.sub = PG_GETARG_TEXT_PP(2);
+	f.consumer = PG_GETARG_TEXT_PP(3);
+	f.max_count = PG_GETARG_INT32(4);
+	if (VARSIZE_ANY_EXHDR(f.sub) == 0 || VARSIZE_ANY_EXHDR(f.consumer) == 0 ||
+		f.max_count < 1 || f.max_count > 100000)
 		return false;
 	if (es_store_distributed(es_catalog()))
 		return false;
-
-	/* as a statement would: see what earlier ones of this transaction did */
-	CommandCounterIncrement();
-	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-
-	/* The subscription's row, locked as "FOR NO KEY UPDATE" does. */
-	subs = table_open(c->subs, RowExclusiveLock);
-	subs_pkey = index_open(c->subs_pkey, RowExclusiveLock);
-	sslot = table_slot_create(subs, NULL);
-	es_sub_text_key(&keys[0], 1, sub);
-	es_scan_begin(&scan, subs, subs_pkey, snapshot, keys, 1, ForwardScanDirection, sslot);
-	usual = es_scan_next(&scan) != NULL;
-	if (usual)
-	{
-		/* (lanes never changes; several lanes lock lanes, not this row) */
-		bool		isnull;
-		Datum		lanes = slot_getattr(sslot, c->s_lanes, &isnull);
-
-		usual = !isnull && DatumGetInt32(lanes) == 1;
-		tid = sslot->tts_tid;
-	}
-	es_scan_end(&scan);
-	usual = usual && es_row_lock(subs, &tid, snapshot, sslot, LockTupleNoKeyExclusive);
-	if (usual)
-	{
-		slot_getallattrs(sslot);
-		sv = sslot->tts_values;
-		sn = sslot->tts_isnull;
-		usual = !sn[c->s_lease_timeout - 1] && !sn[c->s_pulled_position - 1];
-	}
-	if (!usual)
-	{
-		ExecDropSingleTupleTableSlot(sslot);
-		index_close(subs_pkey, NoLock);
-		table_close(subs, NoLock);
-		UnregisterSnapshot(snapshot);
-		return false;
-	}
-
-	/*
-	 * What the fetch we may have waited for committed counts (READ
-	 * COMMITTED: a new snapshot, as the next statement would take).
-	 */
-	UnregisterSnapshot(snapshot);
-	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "eventstore fetch",
 								 ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(work);
 
-	lease_timeout = DatumGetIntervalP(sv[c->s_lease_timeout - 1]);
-	pulled = DatumGetInt64(sv[c->s_pulled_position - 1]);
-	types = sn[c->s_event_types - 1] ? NULL : DatumGetArrayTypeP(sv[c->s_event_types - 1]);
-	prefix = sn[c->s_stream_prefix - 1] ? NULL : DatumGetTextPP(sv[c->s_stream_prefix - 1]);
-	now = GetCurrentTimestamp();
-	expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-													  TimestampTzGetDatum(now),
-													  IntervalPGetDatum(lease_timeout)));
-
-	/* The consumer was seen lately: nothing to write about it. */
-	{
-		Relation	rel = table_open(c->consumers, AccessShareLock);
-		Relation	index = index_open(c->consumers_pkey, AccessShareLock);
-		TimestampTz seen_after;
-
-		seen_after = DatumGetTimestampTz(
-			DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(now),
-								DirectFunctionCall2(interval_div,
-													IntervalPGetDatum(lease_timeout),
-													Float8GetDatum(100.0))));
-		es_sub_text_key(&keys[0], 1, sub);
-		es_sub_text_key(&keys[1], 2, consumer);
-		es_scan_begin(&scan, rel, index, snapshot, keys, 2, ForwardScanDirection, NULL);
-		usual = false;
-		if (es_scan_next(&scan) != NULL)
-		{
-			bool		isnull;
-			Datum		seen = slot_getattr(scan.slot, c->c_last_seen_at, &isnull);
-
-			usual = !isnull && DatumGetTimestampTz(seen) >= seen_after;
-		}
-		es_scan_end(&scan);
-		index_close(index, NoLock);
-		table_close(rel, NoLock);
-	}
-
-	/* Nothing outstanding in subscription_events but parked events. */
-	if (usual)
-	{
-		Relation	rel = table_open(c->events, AccessShareLock);
-		Relation	index = index_open(c->events_pkey, AccessShareLock);
-		text	   *parked = cstring_to_text("parked");
-
-		es_sub_text_key(&keys[0], 1, sub);
-		es_scan_begin(&scan, rel, index, snapshot, keys, 1, ForwardScanDirection, NULL);
-		while (usual && es_scan_next(&scan) != NULL)
-		{
-			bool		isnull;
-			Datum		state = slot_getattr(scan.slot, c->e_state, &isnull);
-
-			CHECK_FOR_INTERRUPTS();
-			usual = !isnull && es_text_equal(state, parked);
-		}
-		es_scan_end(&scan);
-		index_close(index, NoLock);
-		table_close(rel, NoLock);
-	}
-
-	/* No lease row expired; the streams of the live ones are closed. */
-	pull.closed = palloc(sizeof(Datum));
-	if (usual)
-	{
-		Relation	rel = table_open(c->leases, AccessShareLock);
-		Relation	index = index_open(c->leases_pkey, AccessShareLock);
-
-		es_sub_text_key(&keys[0], 1, sub);
-		es_scan_begin(&scan, rel, index, snapshot, keys, 1, ForwardScanDirection, NULL);
-		while (usual && es_scan_next(&scan) != NULL)
-		{
-			bool		isnull;
-			bool		streams_null;
-			Datum		at = slot_getattr(scan.slot, c->l_expires_at, &isnull);
-			Datum		streams = slot_getattr(scan.slot, c->l_streams, &streams_null);
-
-			CHECK_FOR_INTERRUPTS();
-			usual = !isnull && !streams_null && DatumGetTimestampTz(at) > now;
-			if (usual)
-			{
-				ArrayType  *arr = DatumGetArrayTypePCopy(streams);
-				Datum	   *ids;
-				bool	   *idnulls;
-				int			n;
-
-				deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &ids, &idnulls, &n);
-				pull.closed = repalloc(pull.closed, (pull.nclosed + n + 1) * sizeof(Datum));
-				for (int i = 0; i < n; i++)
-				{
-					if (!idnulls[i])
-						pull.closed[pull.nclosed++] = ids[i];
-				}
-			}
-		}
-		es_scan_end(&scan);
-		index_close(index, NoLock);
-		table_close(rel, NoLock);
-	}
-
-	if (!usual)
-	{
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextDelete(work);
-		ExecDropSingleTupleTableSlot(sslot);
-		index_close(subs_pkey, NoLock);
-		table_close(subs, NoLock);
-		UnregisterSnapshot(snapshot);
-		return false;
-	}
-	if (pull.nclosed > 1)
-		qsort(pull.closed, pull.nclosed, sizeof(Datum), es_stream_datum_cmp);
+	/* as a statement would: see what earlier ones of this transaction did */
+	CommandCounterIncrement();
+	f.snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
 	/*
-	 * The usual state: pull what the batch has room for, as the general
-	 * way's pull loop does with nothing ready and nothing pending.
+	 * The subscription's row.  Of one lane it is the lane: locked as FOR NO
+	 * KEY UPDATE does.  (lanes never changes; of several lanes a fetch
+	 * locks lanes, not this row.)
 	 */
-	MemoryContextSwitchTo(oldcxt);
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContextSwitchTo(work);
-	pull.rows = rsinfo->setResult;
-	pull.rowdesc = rsinfo->setDesc;
-	pull.lane = 0;
-	pull.lanes = 1;
-	pull.cxt = work;
-	window = Max(1000, max_count);
-	for (;;)
+	subs = table_open(c->subs, RowExclusiveLock);
+	subs_pkey = index_open(c->subs_pkey, RowExclusiveLock);
+	sslot = table_slot_create(subs, NULL);
+	es_sub_text_key(&key, 1, f.sub);
+	es_scan_begin(&scan, subs, subs_pkey, f.snapshot, &key, 1, ForwardScanDirection, sslot);
+	usual = es_scan_next(&scan) != NULL;
+	if (usual)
 	{
-		int64		want;
-		int64		horizon;
+		/* the filter and the lease timeout never change, nor lanes */
+		Datum		d = slot_getattr(sslot, c->s_lanes, &isnull);
 
-		if (taken >= max_count)
-			break;
-		step = Max(max_count - taken, step * 2);
-		want = Min(step, window - pending);
-		if (want <= 0)
-			break;
-		pull.room = max_count - taken;
-		pull.got = 0;
-		pull.last = 0;
-		pull.waiting = NULL;
-		pull.waiting_streams = NULL;
-		horizon = es_read_all_into(es_pull_sink, &pull, pulled, want, types, prefix);
-		taken = pull.leased ? pull.leased->nelems : 0;
+		lanes = isnull ? 0 : DatumGetInt32(d);
+		d = slot_getattr(sslot, c->s_lease_timeout, &isnull);
+		usual = lanes >= 1 && !isnull;
+		if (usual)
+			lease_timeout = DatumGetIntervalP(datumCopy(d, false, sizeof(Interval)));
+		d = slot_getattr(sslot, c->s_event_types, &isnull);
+		f.types = isnull ? NULL : DatumGetArrayTypePCopy(d);
+		d = slot_getattr(sslot, c->s_stream_prefix, &isnull);
+		f.prefix = isnull ? NULL : DatumGetTextPCopy(d);
+		tid = sslot->tts_tid;
+	}
+	es_scan_end(&scan);
+	if (usual && lanes == 1)
+	{
+		usual = es_row_lock(subs, &tid, f.snapshot, sslot, LockTupleNoKeyExclusive, true);
+		if (usual)
+			es_fetch_renew_snapshot(&f);
+	}
 
-		/* the events of closed streams wait, pending; so their streams do */
-		if (pull.waiting != NULL)
+	if (usual)
+	{
+		/* the clock: the lock may have been waited for */
+		f.now = GetCurrentTimestamp();
+		f.expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															TimestampTzGetDatum(f.now),
+															IntervalPGetDatum(lease_timeout)));
+		f.pull.closed = palloc(sizeof(Datum));
+		f.pull.cxt = work;
+		usual = es_fetch_consumer_seen(&f, lease_timeout);
+	}
+
+	if (usual && lanes == 1)
+	{
+		Datum		pulled = slot_getattr(sslot, c->s_pulled_position, &isnull);
+
+		usual = !isnull && es_fetch_lane_usual(&f, 0, 1);
+		if (usual)
 		{
-			if (events == NULL)
-			{
-				events = table_open(c->events, RowExclusiveLock);
-				eslot = table_slot_create(events, NULL);
-				es_rows_begin(&ewriter, events);
-			}
-			for (int i = 0; i < pull.waiting->nelems; i++)
-			{
-				Datum	   *v = eslot->tts_values;
-				bool	   *n = eslot->tts_isnull;
+			int64		to;
 
-				ExecClearTuple(eslot);
-				memset(n, true, eslot->tts_tupleDescriptor->natts * sizeof(bool));
-				v[c->e_subscription - 1] = PointerGetDatum(sub);
-				n[c->e_subscription - 1] = false;
-				v[c->e_global_position - 1] = pull.waiting->dvalues[i];
-				n[c->e_global_position - 1] = false;
-				v[c->e_stream_id - 1] = pull.waiting_streams->dvalues[i];
-				n[c->e_stream_id - 1] = false;
-				v[c->e_state - 1] = CStringGetTextDatum("pending");
-				n[c->e_state - 1] = false;
-				v[c->e_attempts - 1] = Int32GetDatum(0);
-				n[c->e_attempts - 1] = false;
-				ExecStoreVirtualTuple(eslot);
-				es_rows_insert(&ewriter, eslot);
-			}
-			pending += pull.waiting->nelems;
-			es_pull_close(&pull, pull.waiting_streams);
+			es_fetch_begin_result(fcinfo, &f);
+			to = es_fetch_pull_lane(&f, 0, 1, DatumGetInt64(pulled));
+			es_fetch_cursor(&f, subs, &tid, sslot, c->s_pulled_position,
+							c->s_last_fetch_at, to);
+			es_fetch_lease_row(&f, 0);
 		}
-
-		/* the filtered-follower pattern (README) */
-		if (pull.got < want)
+	}
+	else if (usual)
+	{
+		usual = es_fetch_lanes(fcinfo, &f, lanes) > 0;
+		/* the events of every lane served, in position order */
+		if (usual && f.pull.nkept > 0)
 		{
-			pulled = Max(pulled, Max(pull.last, horizon));
-			break;
+			qsort(f.pull.kept, f.pull.nkept, sizeof(EsKept), es_kept_cmp);
+			for (int i = 0; i < f.pull.nkept; i++)
+				tuplestore_puttuple(f.pull.rows, f.pull.kept[i].tuple);
 		}
-		pulled = pull.last;
 	}
-	if (events != NULL)
+
+	if (f.events != NULL)
 	{
-		es_rows_end(&ewriter);
-		ExecDropSingleTupleTableSlot(eslot);
-		table_close(events, NoLock);
+		es_rows_end(&f.ewriter);
+		ExecDropSingleTupleTableSlot(f.eslot);
+		table_close(f.events, NoLock);
 	}
-
-	/* The subscription's pulled position and last fetch. */
-	Assert(pulled >= 0);
-	nslot = table_slot_create(subs, NULL);
-	ExecClearTuple(nslot);
-	memcpy(nslot->tts_values, sv, nslot->tts_tupleDescriptor->natts * sizeof(Datum));
-	memcpy(nslot->tts_isnull, sn, nslot->tts_tupleDescriptor->natts * sizeof(bool));
-	nslot->tts_values[c->s_pulled_position - 1] = Int64GetDatum(pulled);
-	nslot->tts_values[c->s_last_fetch_at - 1] = TimestampTzGetDatum(now);
-	nslot->tts_isnull[c->s_last_fetch_at - 1] = false;
-	ExecStoreVirtualTuple(nslot);
-	es_rows_begin(&writer, subs);
-	es_rows_update(&writer, &tid, nslot);
-	es_rows_end(&writer);
-	ExecDropSingleTupleTableSlot(nslot);
-
-	/* One lease row for what was leased as pulled. */
-	if (taken > 0)
-	{
-		Relation	rel = table_open(c->leases, RowExclusiveLock);
-		TupleTableSlot *lslot = table_slot_create(rel, NULL);
-		Datum	   *v = lslot->tts_values;
-		bool	   *n = lslot->tts_isnull;
-
-		ExecClearTuple(lslot);
-		memset(n, true, lslot->tts_tupleDescriptor->natts * sizeof(bool));
-		v[c->l_subscription - 1] = PointerGetDatum(sub);
-		v[c->l_first_position - 1] = pull.leased->dvalues[0];
-		v[c->l_consumer - 1] = PointerGetDatum(consumer);
-		v[c->l_consumer_role - 1] = ObjectIdGetDatum(caller);
-		v[c->l_expires_at - 1] = TimestampTzGetDatum(expires);
-		v[c->l_positions - 1] = es_pull_array(pull.leased, INT8OID, work);
-		v[c->l_streams - 1] = es_pull_array(pull.leased_streams, TEXTOID, work);
-		v[c->l_lane - 1] = Int32GetDatum(0);
-		n[c->l_subscription - 1] = n[c->l_first_position - 1] = n[c->l_consumer - 1] =
-			n[c->l_consumer_role - 1] = n[c->l_expires_at - 1] = n[c->l_positions - 1] =
-			n[c->l_streams - 1] = n[c->l_lane - 1] = false;
-		ExecStoreVirtualTuple(lslot);
-		es_rows_begin(&writer, rel);
-		es_rows_insert(&writer, lslot);
-		es_rows_end(&writer);
-		ExecDropSingleTupleTableSlot(lslot);
-		table_close(rel, NoLock);
-	}
-
-	MemoryContextSwitchTo(oldcxt);
 	ExecDropSingleTupleTableSlot(sslot);
 	index_close(subs_pkey, NoLock);
 	table_close(subs, NoLock);
-	UnregisterSnapshot(snapshot);
+	UnregisterSnapshot(f.snapshot);
+	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(work);
-	return true;
+	return usual;
 }
 
 /*
@@ -980,7 +1230,7 @@ es_ack_usual(FunctionCallInfo fcinfo, const EsSubCatalog *c, int32 *count)
 		tid = slot->tts_tid;
 	es_scan_end(&scan);
 	/* locked, as the DELETE would, and still the same (READ COMMITTED) */
-	usual = usual && es_row_lock(rel, &tid, snapshot, slot, LockTupleExclusive) &&
+	usual = usual && es_row_lock(rel, &tid, snapshot, slot, LockTupleExclusive, true) &&
 		es_lease_is(c, slot, consumer, positions, caller);
 	if (usual)
 	{
