@@ -418,9 +418,10 @@ es_sub_column(Oid relid, const char *name)
 static Oid
 es_sub_function(const char *name, int nargs, const Oid *argtypes)
 {
-	List	   *qualified = list_make2(makeString("eventstore"), makeString(pstrdup(name)));
+	String	   *schema = makeString(pstrdup("eventstore"));
+	String	   *function = makeString(pstrdup(name));
 
-	return LookupFuncName(qualified, nargs, argtypes, false);
+	return LookupFuncName(list_make2(schema, function), nargs, argtypes, false);
 }
 
 /* Looked up once per backend, again after any change of these tables. */
