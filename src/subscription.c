@@ -3,10 +3,11 @@
  * subscription.c
  *	  The pull of a durable subscription's fetch: the events read from the
  *	  global log sorted, as they are read, into those the fetch leases and
- *	  those it leaves waiting.
+ *	  those it leaves waiting; and the usual fetch and ack.
  *
- * Durable subscriptions are PL/pgSQL (sql/install/subscriptions.sql).  A
- * fetch that has room for more events than its subscription has ready pulls
+ * Durable subscriptions are PL/pgSQL (sql/install/subscriptions.sql), but
+ * for the state they spend their life in, which this file recognises and
+ * serves in C (below: "The usual fetch and ack").  A fetch that has room for more events than its subscription has ready pulls
  * them from the log, as read_all reads it, and sorts each one: an event of
  * a stream that an outstanding event closes waits (it is stored pending),
  * and so does one the batch has no room left for; the others are leased at
@@ -308,10 +309,11 @@ eventstore_stream_lane(PG_FUNCTION_ARGS)
  *
  * A subscription whose consumers keep up spends its life in one state:
  * nothing outstanding but the live lease rows of batches being processed.
- * Then a fetch of a subscription of one lane only locks its row, pulls
- * from the log (sorting out the streams the lease rows hold), stores what
- * it left waiting, moves the pulled position and writes one lease row;
- * an ack deletes the lease row it names.  In PL/pgSQL those were a dozen
+ * Then a fetch only locks its lane (the subscription's row for one lane, a
+ * row of subscription_lanes for more), pulls from the log (sorting out the
+ * streams the lane's lease rows hold), stores what it left waiting, moves
+ * the lane's pulled position and writes one lease row, lane after lane
+ * while the batch has room; an ack deletes the lease row it names.  In PL/pgSQL those were a dozen
  * statements whose executor start-up, and the CHECK constraints every
  * UPDATE and INSERT parse again, cost five times the plain work queue's
  * instructions.  Here they are done with the table and index access
@@ -319,8 +321,9 @@ eventstore_stream_lane(PG_FUNCTION_ARGS)
  *
  * Everything else -- a first fetch of a consumer (or one not seen for a
  * hundredth of the lease timeout), any row in subscription_events that is
- * not parked (retries, expired leases, waiting events), an expired lease
- * row, several lanes, a distributed store, bad arguments, an ack that is
+ * not parked in the lane (retries, expired leases, waiting events), an
+ * expired lease row of the lane, every lane held by other fetches (the
+ * general way waits), a distributed store, bad arguments, an ack that is
  * not exactly one lease row of the caller's, a row changed under
  * REPEATABLE READ -- goes to the PL/pgSQL implementation
  * (_subscription_fetch_general, _subscription_ack_general), which has
