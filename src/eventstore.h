@@ -373,7 +373,8 @@ extern EsShared *es_shared;
  * floors (test/layering.sh checks it on the object files):
  *
  *	 0	catalog.c storage.c guard.c		objects, checks, stream lock, event scan
- *										and head, how SQL and users' code are run
+ *										and head, rows written without a query,
+ *										how SQL and users' code are run
  *	 1	horizon.c						shared memory, the global-log horizon
  *	 2	shard.c stats.c					where a stream is stored (Citus shards),
  *										the partitions of the global log;

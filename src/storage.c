@@ -2,9 +2,11 @@
  *
  * storage.c
  *	  The ground every path stands on: the per-stream lock, the one scan
- *	  of stored events (a stream by version, the global log by position)
- *	  and the head of a stream.  Appends, reads, folds, projections and the
- *	  lifecycle functions all use these; they call nothing above.
+ *	  of stored events (a stream by version, the global log by position),
+ *	  the head of a stream, and (0.9.0) locking and writing rows of the
+ *	  extension's own tables without a query.  Appends, reads, folds,
+ *	  projections, subscriptions and the lifecycle functions all use these;
+ *	  they call nothing above.
  *
  * src/storage.c
  *
