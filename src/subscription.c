@@ -961,7 +961,7 @@ es_fetch_lanes(FunctionCallInfo fcinfo, EsFetch *f, int32 lanes)
 		Datum		lane = slot_getattr(slot, c->n_lane, &lane_null);
 		Datum		at = slot_getattr(slot, c->n_last_fetch_at, &at_null);
 
-		if (lane_null)
+		if (lane_null || DatumGetInt32(lane) < 0 || DatumGetInt32(lane) >= lanes)
 			continue;
 		rows[nrows].lane = DatumGetInt32(lane);
 		rows[nrows].fetched = !at_null;
