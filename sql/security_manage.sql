@@ -243,6 +243,43 @@ SET ROLE regress_es_cons_a;
 SELECT eventstore.subscription_ack('orders', 'worker-a', :'leased') AS acked;
 RESET ROLE;
 SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding;
+-- The C implementations find their general way (and the tables) in the
+-- extension's schema by its OID, never through search_path: functions of
+-- the same names and arguments planted first on the caller's path, which
+-- anybody may call, are never called.  A new session, so that the lookup
+-- happens under that path; a new consumer and a partial ack take the
+-- general way.
+CREATE SCHEMA regress_plant;
+CREATE TABLE regress_plant.calls (what text);
+GRANT USAGE ON SCHEMA regress_plant TO PUBLIC;
+GRANT INSERT ON regress_plant.calls TO PUBLIC;
+CREATE FUNCTION regress_plant._subscription_fetch_general(
+    caller regrole, caller_search_path text, subscription text, consumer text, max_count integer)
+RETURNS TABLE (global_position bigint, stream_id text, stream_version bigint,
+               event_id uuid, event_type text, data jsonb, metadata jsonb,
+               created_at timestamptz, attempt integer)
+LANGUAGE sql AS $$
+    INSERT INTO regress_plant.calls VALUES ('fetch')
+    RETURNING 0::bigint, 'planted', 0::bigint, NULL::uuid, 'planted', NULL::jsonb, NULL::jsonb, now(), 0 $$;
+CREATE FUNCTION regress_plant._subscription_ack_general(
+    caller regrole, caller_search_path text, subscription text, consumer text, positions bigint[])
+RETURNS integer
+LANGUAGE sql AS $$ INSERT INTO regress_plant.calls VALUES ('ack') RETURNING 999 $$;
+SELECT stream_version FROM eventstore.append('account-3', 'Opened', '{}');
+SELECT stream_version FROM eventstore.append('account-3', 'Closed', '{}');
+SELECT max(global_position) AS last_position FROM eventstore.events \gset
+\c
+SET search_path = regress_plant, public;
+SET ROLE regress_es_cons_a;
+SELECT stream_id, stream_version FROM eventstore.subscription_fetch('orders', 'worker-new', 10);
+SELECT eventstore.subscription_ack('orders', 'worker-new', ARRAY[:last_position]::bigint[]) AS acked_part;
+RESET ROLE;
+RESET search_path;
+SELECT count(*) AS planted_calls FROM regress_plant.calls;
+SELECT count(*) AS outstanding FROM eventstore._subscription_outstanding;
+DELETE FROM eventstore.subscription_events;
+DELETE FROM eventstore.subscription_leases;
+DROP SCHEMA regress_plant CASCADE;
 
 --
 -- Item 11: out-of-range intervals and counts are refused when given

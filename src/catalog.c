@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -55,7 +56,12 @@ es_relcache_callback(Datum arg, Oid relid)
 		es_catalog_valid = false;
 }
 
-static Oid
+/*
+ * A relation of the extension's schema by name (catalog.c's lookup, and
+ * after es_catalog() any module's: subscription.c): never through
+ * search_path.
+ */
+Oid
 es_lookup_relation(const char *relname)
 {
 	Oid			relid = get_relname_relid(relname, es_catalog_cache.namespace_oid);
@@ -73,7 +79,7 @@ es_lookup_relation(const char *relname)
  * name: the order of the columns may differ between a fresh install and an
  * updated one.
  */
-static AttrNumber
+AttrNumber
 es_lookup_column(Oid relid, const char *relname, const char *colname)
 {
 	AttrNumber	attnum = get_attnum(relid, colname);
@@ -85,6 +91,26 @@ es_lookup_column(Oid relid, const char *relname, const char *colname)
 						colname, relname),
 				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
 	return attnum;
+}
+
+/*
+ * A function of the extension's schema by name and argument types (after
+ * es_catalog()): by the schema's OID, never through search_path.
+ */
+Oid
+es_lookup_function(const char *name, int nargs, const Oid *argtypes)
+{
+	Oid			fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+									 CStringGetDatum(name),
+									 PointerGetDatum(buildoidvector(argtypes, nargs)),
+									 ObjectIdGetDatum(es_catalog_cache.namespace_oid));
+
+	if (!OidIsValid(fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function \"eventstore.%s\" does not exist", name),
+				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
+	return fn;
 }
 
 /* Check that a table has its columns in the order C expects. */

@@ -39,8 +39,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -335,7 +333,6 @@ eventstore_stream_lane(PG_FUNCTION_ARGS)
 /* The subscriptions' tables and the columns C reads or writes. */
 typedef struct EsSubCatalog
 {
-	Oid			namespace_oid;
 	Oid			general_fetch;	/* _subscription_fetch_general */
 	Oid			general_ack;	/* _subscription_ack_general */
 	Oid			subs;
@@ -391,42 +388,6 @@ es_sub_relcache_callback(Datum arg, Oid relid)
 		es_sub_catalog_valid = false;
 }
 
-static Oid
-es_sub_relation(const char *name)
-{
-	Oid			relid = get_relname_relid(name, es_sub_catalog.namespace_oid);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("relation \"eventstore.%s\" does not exist", name),
-				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
-	return relid;
-}
-
-static AttrNumber
-es_sub_column(Oid relid, const char *name)
-{
-	AttrNumber	attnum = get_attnum(relid, name);
-
-	if (attnum == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("column \"%s\" of relation \"%s\" does not exist",
-						name, get_rel_name(relid)),
-				 errhint("The eventstore extension seems damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
-	return attnum;
-}
-
-static Oid
-es_sub_function(const char *name, int nargs, const Oid *argtypes)
-{
-	String	   *schema = makeString(pstrdup("eventstore"));
-	String	   *function = makeString(pstrdup(name));
-
-	return LookupFuncName(list_make2(schema, function), nargs, argtypes, false);
-}
-
 /* Looked up once per backend, again after any change of these tables. */
 static const EsSubCatalog *
 es_subscriptions_catalog(void)
@@ -442,42 +403,42 @@ es_subscriptions_catalog(void)
 		CacheRegisterRelcacheCallback(es_sub_relcache_callback, (Datum) 0);
 		es_sub_callback_registered = true;
 	}
-	c->namespace_oid = es_catalog()->namespace_oid;
-	c->subs = es_sub_relation("subscriptions");
-	c->subs_pkey = es_sub_relation("subscriptions_pkey");
-	c->events = es_sub_relation("subscription_events");
-	c->events_pkey = es_sub_relation("subscription_events_pkey");
-	c->leases = es_sub_relation("subscription_leases");
-	c->leases_pkey = es_sub_relation("subscription_leases_pkey");
-	c->consumers = es_sub_relation("subscription_consumers");
-	c->consumers_pkey = es_sub_relation("subscription_consumers_pkey");
-	c->s_event_types = es_sub_column(c->subs, "event_types");
-	c->s_stream_prefix = es_sub_column(c->subs, "stream_prefix");
-	c->s_lease_timeout = es_sub_column(c->subs, "lease_timeout");
-	c->s_pulled_position = es_sub_column(c->subs, "pulled_position");
-	c->s_last_fetch_at = es_sub_column(c->subs, "last_fetch_at");
-	c->s_lanes = es_sub_column(c->subs, "lanes");
-	c->e_subscription = es_sub_column(c->events, "subscription");
-	c->e_global_position = es_sub_column(c->events, "global_position");
-	c->e_stream_id = es_sub_column(c->events, "stream_id");
-	c->e_state = es_sub_column(c->events, "state");
-	c->e_attempts = es_sub_column(c->events, "attempts");
-	c->l_subscription = es_sub_column(c->leases, "subscription");
-	c->l_first_position = es_sub_column(c->leases, "first_position");
-	c->l_consumer = es_sub_column(c->leases, "consumer");
-	c->l_consumer_role = es_sub_column(c->leases, "consumer_role");
-	c->l_expires_at = es_sub_column(c->leases, "expires_at");
-	c->l_positions = es_sub_column(c->leases, "positions");
-	c->l_streams = es_sub_column(c->leases, "streams");
-	c->l_lane = es_sub_column(c->leases, "lane");
-	c->c_last_seen_at = es_sub_column(c->consumers, "last_seen_at");
-	c->lanes = es_sub_relation("subscription_lanes");
-	c->lanes_pkey = es_sub_relation("subscription_lanes_pkey");
-	c->n_lane = es_sub_column(c->lanes, "lane");
-	c->n_pulled_position = es_sub_column(c->lanes, "pulled_position");
-	c->n_last_fetch_at = es_sub_column(c->lanes, "last_fetch_at");
-	c->general_fetch = es_sub_function("_subscription_fetch_general", 5, fetch_args);
-	c->general_ack = es_sub_function("_subscription_ack_general", 5, ack_args);
+	(void) es_catalog();		/* the schema, for the lookups below */
+	c->subs = es_lookup_relation("subscriptions");
+	c->subs_pkey = es_lookup_relation("subscriptions_pkey");
+	c->events = es_lookup_relation("subscription_events");
+	c->events_pkey = es_lookup_relation("subscription_events_pkey");
+	c->leases = es_lookup_relation("subscription_leases");
+	c->leases_pkey = es_lookup_relation("subscription_leases_pkey");
+	c->consumers = es_lookup_relation("subscription_consumers");
+	c->consumers_pkey = es_lookup_relation("subscription_consumers_pkey");
+	c->s_event_types = es_lookup_column(c->subs, "subscriptions", "event_types");
+	c->s_stream_prefix = es_lookup_column(c->subs, "subscriptions", "stream_prefix");
+	c->s_lease_timeout = es_lookup_column(c->subs, "subscriptions", "lease_timeout");
+	c->s_pulled_position = es_lookup_column(c->subs, "subscriptions", "pulled_position");
+	c->s_last_fetch_at = es_lookup_column(c->subs, "subscriptions", "last_fetch_at");
+	c->s_lanes = es_lookup_column(c->subs, "subscriptions", "lanes");
+	c->e_subscription = es_lookup_column(c->events, "subscription_events", "subscription");
+	c->e_global_position = es_lookup_column(c->events, "subscription_events", "global_position");
+	c->e_stream_id = es_lookup_column(c->events, "subscription_events", "stream_id");
+	c->e_state = es_lookup_column(c->events, "subscription_events", "state");
+	c->e_attempts = es_lookup_column(c->events, "subscription_events", "attempts");
+	c->l_subscription = es_lookup_column(c->leases, "subscription_leases", "subscription");
+	c->l_first_position = es_lookup_column(c->leases, "subscription_leases", "first_position");
+	c->l_consumer = es_lookup_column(c->leases, "subscription_leases", "consumer");
+	c->l_consumer_role = es_lookup_column(c->leases, "subscription_leases", "consumer_role");
+	c->l_expires_at = es_lookup_column(c->leases, "subscription_leases", "expires_at");
+	c->l_positions = es_lookup_column(c->leases, "subscription_leases", "positions");
+	c->l_streams = es_lookup_column(c->leases, "subscription_leases", "streams");
+	c->l_lane = es_lookup_column(c->leases, "subscription_leases", "lane");
+	c->c_last_seen_at = es_lookup_column(c->consumers, "subscription_consumers", "last_seen_at");
+	c->lanes = es_lookup_relation("subscription_lanes");
+	c->lanes_pkey = es_lookup_relation("subscription_lanes_pkey");
+	c->n_lane = es_lookup_column(c->lanes, "subscription_lanes", "lane");
+	c->n_pulled_position = es_lookup_column(c->lanes, "subscription_lanes", "pulled_position");
+	c->n_last_fetch_at = es_lookup_column(c->lanes, "subscription_lanes", "last_fetch_at");
+	c->general_fetch = es_lookup_function("_subscription_fetch_general", 5, fetch_args);
+	c->general_ack = es_lookup_function("_subscription_ack_general", 5, ack_args);
 	es_sub_catalog_valid = true;
 	return c;
 }
